@@ -1,0 +1,317 @@
+//! Flattened views of what the receiver recorded: each span, metric and log
+//! record keeps the resource it came with, so tests can ask "which service
+//! sent this" without walking the OTLP envelope.
+
+use std::fmt;
+
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::logs::v1::LogRecord as ProtoLogRecord;
+use opentelemetry_proto::tonic::metrics::v1::{Metric as ProtoMetric, metric};
+use opentelemetry_proto::tonic::trace::v1::{
+    Span as ProtoSpan, span::SpanKind, status::StatusCode,
+};
+
+fn find<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a AnyValue> {
+    attributes
+        .iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| kv.value.as_ref())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// Reads an OTLP attribute value as the type a test expects.
+pub trait AnyValueExt {
+    /// The value if it is a string.
+    fn as_str(&self) -> Option<&str>;
+    /// The value if it is an integer.
+    fn as_int(&self) -> Option<i64>;
+    /// The value if it is a boolean.
+    fn as_bool(&self) -> Option<bool>;
+}
+
+impl AnyValueExt for AnyValue {
+    fn as_str(&self) -> Option<&str> {
+        match &self.value {
+            Some(any_value::Value::StringValue(value)) => Some(value),
+            _ => None,
+        }
+    }
+
+    fn as_int(&self) -> Option<i64> {
+        match self.value {
+            Some(any_value::Value::IntValue(value)) => Some(value),
+            _ => None,
+        }
+    }
+
+    fn as_bool(&self) -> Option<bool> {
+        match self.value {
+            Some(any_value::Value::BoolValue(value)) => Some(value),
+            _ => None,
+        }
+    }
+}
+
+/// One received span with the resource of the service that sent it.
+#[derive(Debug, Clone)]
+pub struct Span {
+    /// Resource attributes of the sender.
+    pub resource: Vec<KeyValue>,
+    /// The span as it arrived.
+    pub span: ProtoSpan,
+}
+
+impl Span {
+    /// The span's name.
+    pub fn name(&self) -> &str {
+        &self.span.name
+    }
+
+    /// The span's kind.
+    pub fn kind(&self) -> SpanKind {
+        SpanKind::try_from(self.span.kind).unwrap_or(SpanKind::Unspecified)
+    }
+
+    /// Trace id, lowercase hex.
+    pub fn trace_id(&self) -> String {
+        hex(&self.span.trace_id)
+    }
+
+    /// Span id, lowercase hex.
+    pub fn span_id(&self) -> String {
+        hex(&self.span.span_id)
+    }
+
+    /// Parent span id, lowercase hex; `None` for a root span.
+    pub fn parent_span_id(&self) -> Option<String> {
+        (!self.span.parent_span_id.is_empty()).then(|| hex(&self.span.parent_span_id))
+    }
+
+    /// The span attribute `key`.
+    pub fn attr(&self, key: &str) -> Option<&AnyValue> {
+        find(&self.span.attributes, key)
+    }
+
+    /// The span attribute `key` if it is a string.
+    pub fn str_attr(&self, key: &str) -> Option<&str> {
+        self.attr(key).and_then(AnyValueExt::as_str)
+    }
+
+    /// The span attribute `key` if it is an integer.
+    pub fn int_attr(&self, key: &str) -> Option<i64> {
+        self.attr(key).and_then(AnyValueExt::as_int)
+    }
+
+    /// The resource attribute `key` of the sender.
+    pub fn resource_attr(&self, key: &str) -> Option<&AnyValue> {
+        find(&self.resource, key)
+    }
+
+    /// `service.name` of the sender.
+    pub fn service_name(&self) -> &str {
+        self.resource_attr("service.name")
+            .and_then(AnyValueExt::as_str)
+            .unwrap_or("unknown_service")
+    }
+
+    /// True when the span's status is ERROR.
+    pub fn is_error(&self) -> bool {
+        self.span
+            .status
+            .as_ref()
+            .is_some_and(|status| status.code == StatusCode::Error as i32)
+    }
+
+    /// Duration in microseconds.
+    pub fn duration_micros(&self) -> u64 {
+        self.span
+            .end_time_unix_nano
+            .saturating_sub(self.span.start_time_unix_nano)
+            / 1_000
+    }
+
+    /// Trace ids of the spans this span links to.
+    pub fn linked_trace_ids(&self) -> Vec<String> {
+        self.span
+            .links
+            .iter()
+            .map(|link| hex(&link.trace_id))
+            .collect()
+    }
+}
+
+/// The spans of one trace, arranged as a tree for assertions and display.
+#[derive(Debug, Clone)]
+pub struct Trace {
+    /// Every span of the trace, in arrival order.
+    pub spans: Vec<Span>,
+}
+
+impl Trace {
+    pub(crate) fn new(spans: Vec<Span>) -> Self {
+        Self { spans }
+    }
+
+    /// Spans whose parent is not in this trace (normally exactly one).
+    pub fn roots(&self) -> Vec<&Span> {
+        self.spans
+            .iter()
+            .filter(|span| match span.parent_span_id() {
+                None => true,
+                Some(parent) => !self.spans.iter().any(|other| other.span_id() == parent),
+            })
+            .collect()
+    }
+
+    /// Direct children of `parent`, by start time.
+    pub fn children(&self, parent: &Span) -> Vec<&Span> {
+        let parent_id = parent.span_id();
+        let mut children: Vec<&Span> = self
+            .spans
+            .iter()
+            .filter(|span| span.parent_span_id().as_deref() == Some(parent_id.as_str()))
+            .collect();
+        children.sort_by_key(|span| span.span.start_time_unix_nano);
+        children
+    }
+
+    /// The first span named `name`.
+    pub fn find(&self, name: &str) -> Option<&Span> {
+        self.spans.iter().find(|span| span.name() == name)
+    }
+
+    /// The parent of `span` within this trace.
+    pub fn parent(&self, span: &Span) -> Option<&Span> {
+        let parent = span.parent_span_id()?;
+        self.spans.iter().find(|other| other.span_id() == parent)
+    }
+
+    fn write_subtree(&self, f: &mut fmt::Formatter<'_>, span: &Span, depth: usize) -> fmt::Result {
+        let kind = match span.kind() {
+            SpanKind::Server => "SERVER",
+            SpanKind::Client => "CLIENT",
+            SpanKind::Producer => "PRODUCER",
+            SpanKind::Consumer => "CONSUMER",
+            SpanKind::Internal | SpanKind::Unspecified => "INTERNAL",
+        };
+        let error = if span.is_error() { " ERROR" } else { "" };
+        writeln!(
+            f,
+            "{:indent$}{} [{kind}{error}] {} ({} µs)",
+            "",
+            span.service_name(),
+            span.name(),
+            span.duration_micros(),
+            indent = depth * 2
+        )?;
+        for child in self.children(span) {
+            self.write_subtree(f, child, depth + 1)?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Trace {
+    /// One line per span, children indented under their parent:
+    /// `service [KIND] name (duration)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for root in self.roots() {
+            self.write_subtree(f, root, 0)?;
+        }
+        Ok(())
+    }
+}
+
+/// One received metric (one export of it) with the sender's resource.
+#[derive(Debug, Clone)]
+pub struct Metric {
+    /// Resource attributes of the sender.
+    pub resource: Vec<KeyValue>,
+    /// The metric as it arrived.
+    pub metric: ProtoMetric,
+}
+
+impl Metric {
+    /// The metric's name.
+    pub fn name(&self) -> &str {
+        &self.metric.name
+    }
+
+    /// The metric's unit (`s`, `{request}`, ...).
+    pub fn unit(&self) -> &str {
+        &self.metric.unit
+    }
+
+    /// The histogram data points, empty when this is not a histogram.
+    pub fn histogram_points(
+        &self,
+    ) -> &[opentelemetry_proto::tonic::metrics::v1::HistogramDataPoint] {
+        match &self.metric.data {
+            Some(metric::Data::Histogram(histogram)) => &histogram.data_points,
+            _ => &[],
+        }
+    }
+
+    /// The aggregation temporality of a histogram or sum, if it has one.
+    pub fn temporality(&self) -> Option<i32> {
+        match &self.metric.data {
+            Some(metric::Data::Histogram(histogram)) => Some(histogram.aggregation_temporality),
+            Some(metric::Data::Sum(sum)) => Some(sum.aggregation_temporality),
+            _ => None,
+        }
+    }
+
+    /// The sum data points, empty when this is not a sum (counter).
+    pub fn sum_points(&self) -> &[opentelemetry_proto::tonic::metrics::v1::NumberDataPoint] {
+        match &self.metric.data {
+            Some(metric::Data::Sum(sum)) => &sum.data_points,
+            _ => &[],
+        }
+    }
+}
+
+/// One received log record with the sender's resource.
+#[derive(Debug, Clone)]
+pub struct LogRecord {
+    /// Resource attributes of the sender.
+    pub resource: Vec<KeyValue>,
+    /// The record as it arrived.
+    pub record: ProtoLogRecord,
+}
+
+impl LogRecord {
+    /// Trace id, lowercase hex; `None` when the record was emitted outside
+    /// any span.
+    pub fn trace_id(&self) -> Option<String> {
+        (!self.record.trace_id.is_empty()).then(|| hex(&self.record.trace_id))
+    }
+
+    /// Span id, lowercase hex.
+    pub fn span_id(&self) -> Option<String> {
+        (!self.record.span_id.is_empty()).then(|| hex(&self.record.span_id))
+    }
+
+    /// The body if it is a string, else an empty string.
+    pub fn body_text(&self) -> &str {
+        self.record
+            .body
+            .as_ref()
+            .and_then(AnyValueExt::as_str)
+            .unwrap_or_default()
+    }
+
+    /// The record attribute `key`.
+    pub fn attr(&self, key: &str) -> Option<&AnyValue> {
+        find(&self.record.attributes, key)
+    }
+
+    /// `service.name` of the sender.
+    pub fn service_name(&self) -> &str {
+        find(&self.resource, "service.name")
+            .and_then(AnyValueExt::as_str)
+            .unwrap_or("unknown_service")
+    }
+}

@@ -1,0 +1,238 @@
+//! The console log: `tracing` events as human-readable lines or JSON objects,
+//! each with the `trace_id` and `span_id` of the span it happened in, so a
+//! line in `docker logs` can be looked up in Tempo.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use opentelemetry::trace::TraceContextExt;
+use tracing::{Event, Metadata, Subscriber};
+use tracing_subscriber::fmt::format::{self, Format, Full, Json, JsonFields, Writer};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::layer::{Context, Filter};
+use tracing_subscriber::registry::LookupSpan;
+
+use crate::config::LogFormat;
+
+/// Formats events like `tracing-subscriber` does, plus trace and span ids.
+#[derive(Debug)]
+pub(crate) enum ConsoleFormat {
+    Json(Format<Json>),
+    /// Two copies of the human-readable format, with and without colours:
+    /// each line is rendered into a buffer first, and only the format (not a
+    /// buffer) can be told to use colours.
+    Pretty {
+        plain: Format<Full>,
+        colored: Format<Full>,
+    },
+}
+
+impl ConsoleFormat {
+    pub(crate) fn new(format: LogFormat) -> Self {
+        match format {
+            LogFormat::Json => Self::Json(
+                format::format()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true)
+                    .with_span_list(false),
+            ),
+            LogFormat::Pretty => Self::Pretty {
+                plain: format::format().with_ansi(false),
+                colored: format::format().with_ansi(true),
+            },
+        }
+    }
+}
+
+/// The ids of the OpenTelemetry span that is current on this thread, if any.
+///
+/// `tracing-opentelemetry` makes a span's context current while the span is
+/// entered, so this is the span the event is emitted in.
+fn current_ids() -> Option<(String, String)> {
+    let cx = opentelemetry::Context::current();
+    let span = cx.span();
+    let span_context = span.span_context();
+    span_context.is_valid().then(|| {
+        (
+            span_context.trace_id().to_string(),
+            span_context.span_id().to_string(),
+        )
+    })
+}
+
+impl<S, N> FormatEvent<S, N> for ConsoleFormat
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let ids = current_ids();
+        match self {
+            Self::Pretty { plain, colored } => {
+                let inner = if writer.has_ansi_escapes() {
+                    colored
+                } else {
+                    plain
+                };
+                let mut line = String::new();
+                inner.format_event(ctx, Writer::new(&mut line), event)?;
+                let line = line.trim_end_matches('\n');
+                match ids {
+                    Some((trace_id, span_id)) => {
+                        writeln!(writer, "{line} trace_id={trace_id} span_id={span_id}")
+                    }
+                    None => writeln!(writer, "{line}"),
+                }
+            }
+            Self::Json(inner) => {
+                let Some((trace_id, span_id)) = ids else {
+                    return inner.format_event(ctx, writer, event);
+                };
+                let mut line = String::new();
+                inner.format_event(ctx, Writer::new(&mut line), event)?;
+                // The JSON formatter writes one object per event; add the ids
+                // as two more top-level keys.
+                let mut object: serde_json::Map<String, serde_json::Value> =
+                    serde_json::from_str(&line).map_err(|_| fmt::Error)?;
+                object.insert("trace_id".into(), trace_id.into());
+                object.insert("span_id".into(), span_id.into());
+                let json = serde_json::to_string(&object).map_err(|_| fmt::Error)?;
+                writeln!(writer, "{json}")
+            }
+        }
+    }
+}
+
+/// The field formatter matching [`ConsoleFormat`].
+pub(crate) fn fields(format: LogFormat) -> ConsoleFields {
+    match format {
+        LogFormat::Json => ConsoleFields::Json(JsonFields::new()),
+        LogFormat::Pretty => ConsoleFields::Pretty(format::DefaultFields::new()),
+    }
+}
+
+/// Field formatter: JSON fields for JSON lines, `key=value` otherwise.
+#[derive(Debug)]
+pub(crate) enum ConsoleFields {
+    Json(JsonFields),
+    Pretty(format::DefaultFields),
+}
+
+impl<'writer> FormatFields<'writer> for ConsoleFields {
+    fn format_fields<R: tracing_subscriber::field::RecordFields>(
+        &self,
+        writer: Writer<'writer>,
+        fields: R,
+    ) -> fmt::Result {
+        match self {
+            Self::Json(inner) => inner.format_fields(writer, fields),
+            Self::Pretty(inner) => inner.format_fields(writer, fields),
+        }
+    }
+}
+
+/// Lets through at most one event per call site every `interval` from the
+/// OpenTelemetry SDK's own diagnostics, and everything else untouched.
+///
+/// While the collector is down, every failed export produces a warning; at a
+/// few batches per second that would drown the service's own log. The first
+/// warning of each kind is shown at once, then one per interval.
+#[derive(Debug)]
+pub(crate) struct ThrottleSdkDiagnostics {
+    interval: Duration,
+    last_shown: Mutex<HashMap<tracing::callsite::Identifier, Instant>>,
+}
+
+impl ThrottleSdkDiagnostics {
+    pub(crate) fn new(interval: Duration) -> Self {
+        Self {
+            interval,
+            last_shown: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn allow(&self, metadata: &Metadata<'_>, now: Instant) -> bool {
+        if !is_sdk_target(metadata.target()) || !metadata.is_event() {
+            return true;
+        }
+        let Ok(mut last_shown) = self.last_shown.lock() else {
+            return true;
+        };
+        match last_shown.get(&metadata.callsite()) {
+            Some(shown) if now.duration_since(*shown) < self.interval => false,
+            _ => {
+                last_shown.insert(metadata.callsite(), now);
+                true
+            }
+        }
+    }
+}
+
+impl<S> Filter<S> for ThrottleSdkDiagnostics {
+    fn enabled(&self, _metadata: &Metadata<'_>, _cx: &Context<'_, S>) -> bool {
+        // The decision needs the time of the event, so it is made per event.
+        true
+    }
+
+    fn event_enabled(&self, event: &Event<'_>, _cx: &Context<'_, S>) -> bool {
+        self.allow(event.metadata(), Instant::now())
+    }
+
+    fn callsite_enabled(
+        &self,
+        _metadata: &'static Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        tracing::subscriber::Interest::sometimes()
+    }
+}
+
+/// Targets of the OpenTelemetry SDK and the transports it exports over.
+///
+/// Events and spans from these must never be exported as telemetry: every
+/// export would produce more telemetry to export (a feedback loop).
+pub(crate) fn is_sdk_target(target: &str) -> bool {
+    const SDK_TARGETS: &[&str] = &["opentelemetry", "hyper", "h2", "tonic", "tower", "reqwest"];
+    SDK_TARGETS.iter().any(|prefix| {
+        target.strip_prefix(prefix).is_some_and(|rest| {
+            rest.is_empty() || rest.starts_with("::") || rest.starts_with(['_', '-'])
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exporter_transport_targets_are_recognised() {
+        for target in [
+            "opentelemetry_sdk",
+            "opentelemetry-otlp",
+            "opentelemetry",
+            "hyper_util::client::legacy",
+            "h2::codec",
+            "tonic::transport",
+            "tower::buffer::worker",
+            "reqwest::connect",
+        ] {
+            assert!(is_sdk_target(target), "{target}");
+        }
+        for target in [
+            "api",
+            "gamenight::http",
+            "hyperion",
+            "towers",
+            "sqlx::query",
+        ] {
+            assert!(!is_sdk_target(target), "{target}");
+        }
+    }
+}

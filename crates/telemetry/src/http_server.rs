@@ -1,0 +1,224 @@
+//! A tower layer that gives every HTTP request a SERVER span and records the
+//! `http.server.request.duration` histogram, both per the HTTP semantic
+//! conventions.
+//!
+//! Add it with `Router::layer` so axum's [`MatchedPath`] is known: the span is
+//! named `{method} {route}` and `http.route` is the route template
+//! (`/games/{id}`), never the raw path, which would give every game its own
+//! time series. Requests no route matched are named `{method}` alone.
+//!
+//! Health probes are best left out: merge their routes into the router
+//! *after* this layer is added, and they are neither traced nor counted.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use axum::extract::MatchedPath;
+use http::{Method, Request, Response, Version};
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::{Histogram, Meter};
+use opentelemetry::trace::Status;
+use opentelemetry_semantic_conventions::{attribute as semconv, metric};
+use tracing::field::Empty;
+use tracing::{Instrument, Span};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+/// Bucket boundaries (seconds) the HTTP conventions advise for
+/// `http.server.request.duration`.
+pub const DURATION_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
+
+/// Layer that traces and measures every request of the service it wraps.
+#[derive(Debug, Clone)]
+pub struct HttpServerLayer {
+    duration: Histogram<f64>,
+}
+
+impl HttpServerLayer {
+    /// Creates the layer, registering its histogram on `meter`.
+    pub fn new(meter: &Meter) -> Self {
+        let duration = meter
+            .f64_histogram(metric::HTTP_SERVER_REQUEST_DURATION)
+            .with_unit("s")
+            .with_description("Duration of HTTP server requests.")
+            .with_boundaries(DURATION_BUCKETS.to_vec())
+            .build();
+        Self { duration }
+    }
+}
+
+impl<S> tower::Layer<S> for HttpServerLayer {
+    type Service = HttpServer<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        HttpServer {
+            inner,
+            duration: self.duration.clone(),
+        }
+    }
+}
+
+/// The service [`HttpServerLayer`] wraps around each route.
+#[derive(Debug, Clone)]
+pub struct HttpServer<S> {
+    inner: S,
+    duration: Histogram<f64>,
+}
+
+impl<S, ReqBody, ResBody> tower::Service<Request<ReqBody>> for HttpServer<S>
+where
+    S: tower::Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let start = Instant::now();
+        let method = method_name(request.method());
+        let route = request
+            .extensions()
+            .get::<MatchedPath>()
+            .map(|path| path.as_str().to_owned());
+        let protocol = protocol_version(request.version());
+        let span = server_span(&request, method, route.as_deref(), protocol);
+        let future = span.in_scope(|| self.inner.call(request));
+        let duration = self.duration.clone();
+
+        Box::pin(
+            async move {
+                let result = future.await;
+                let span = Span::current();
+                let mut attributes = vec![
+                    KeyValue::new(semconv::HTTP_REQUEST_METHOD, method),
+                    KeyValue::new(semconv::URL_SCHEME, "http"),
+                ];
+                if let Some(route) = route {
+                    attributes.push(KeyValue::new(semconv::HTTP_ROUTE, route));
+                }
+                if let Some(protocol) = protocol {
+                    attributes.push(KeyValue::new(semconv::NETWORK_PROTOCOL_VERSION, protocol));
+                }
+                match &result {
+                    Ok(response) => {
+                        let status = response.status();
+                        span.record(
+                            semconv::HTTP_RESPONSE_STATUS_CODE,
+                            i64::from(status.as_u16()),
+                        );
+                        attributes.push(KeyValue::new(
+                            semconv::HTTP_RESPONSE_STATUS_CODE,
+                            i64::from(status.as_u16()),
+                        ));
+                        // Servers mark only 5xx as errors: a 4xx is the
+                        // client's mistake, correctly answered.
+                        if status.is_server_error() {
+                            span.record(semconv::ERROR_TYPE, status.as_str());
+                            span.set_status(Status::error(""));
+                            attributes.push(KeyValue::new(
+                                semconv::ERROR_TYPE,
+                                status.as_str().to_owned(),
+                            ));
+                        }
+                    }
+                    Err(_) => {
+                        // The inner service failed without a response (axum
+                        // routers never do; other tower stacks can).
+                        span.record(semconv::ERROR_TYPE, "_OTHER");
+                        span.set_status(Status::error(""));
+                        attributes.push(KeyValue::new(semconv::ERROR_TYPE, "_OTHER"));
+                    }
+                }
+                duration.record(start.elapsed().as_secs_f64(), &attributes);
+                result
+            }
+            .instrument(span),
+        )
+    }
+}
+
+fn server_span<B>(
+    request: &Request<B>,
+    method: &'static str,
+    route: Option<&str>,
+    protocol: Option<&'static str>,
+) -> Span {
+    let name = match route {
+        Some(route) => format!("{method} {route}"),
+        None => method.to_owned(),
+    };
+    let user_agent = request
+        .headers()
+        .get(http::header::USER_AGENT)
+        .and_then(|value| value.to_str().ok());
+    let span = tracing::info_span!(
+        target: "gamenight::http",
+        "http request",
+        otel.name = name,
+        otel.kind = "server",
+        otel.status_code = Empty,
+        { semconv::HTTP_REQUEST_METHOD } = method,
+        { semconv::HTTP_ROUTE } = route,
+        { semconv::URL_PATH } = request.uri().path(),
+        { semconv::URL_SCHEME } = "http",
+        { semconv::NETWORK_PROTOCOL_VERSION } = protocol,
+        { semconv::USER_AGENT_ORIGINAL } = user_agent,
+        { semconv::HTTP_RESPONSE_STATUS_CODE } = Empty,
+        { semconv::ERROR_TYPE } = Empty,
+    );
+    // Continue the caller's trace when it sent a `traceparent`.
+    let _ = span.set_parent(crate::propagation::extract_http(request.headers()));
+    span
+}
+
+/// The method as the conventions want it: one of the known methods, or
+/// `_OTHER` so that made-up methods cannot explode metric cardinality.
+fn method_name(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "_OTHER",
+    }
+}
+
+fn protocol_version(version: Version) -> Option<&'static str> {
+    match version {
+        Version::HTTP_10 => Some("1.0"),
+        Version::HTTP_11 => Some("1.1"),
+        Version::HTTP_2 => Some("2"),
+        Version::HTTP_3 => Some("3"),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_methods_are_reported_as_other() {
+        assert_eq!(method_name(&Method::GET), "GET");
+        assert_eq!(method_name(&Method::from_bytes(b"BREW").unwrap()), "_OTHER");
+    }
+
+    #[test]
+    fn protocol_versions_use_semconv_spelling() {
+        assert_eq!(protocol_version(Version::HTTP_11), Some("1.1"));
+        assert_eq!(protocol_version(Version::HTTP_2), Some("2"));
+    }
+}

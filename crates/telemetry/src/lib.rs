@@ -1,0 +1,364 @@
+//! OpenTelemetry for every gamenight service, set up by one call.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), telemetry::InitError> {
+//! let telemetry = telemetry::init(telemetry::Service::new(
+//!     env!("CARGO_PKG_NAME"),
+//!     env!("CARGO_PKG_VERSION"),
+//! ))?;
+//! tracing::info!("serving");
+//! // ... run until shutdown ...
+//! telemetry.shutdown().await; // flush spans, metrics and logs last
+//! # Ok(()) }
+//! ```
+//!
+//! [`init`] reads the standard `OTEL_*` variables, exports traces, metrics and
+//! logs over OTLP (gRPC or HTTP/protobuf) and installs a `tracing` subscriber
+//! that turns spans into OpenTelemetry spans, events into OpenTelemetry log
+//! records, and prints every event to stdout with its trace id.
+//!
+//! # Layout
+//!
+//! - [`config`]: what the crate reads from the environment itself.
+//! - [`propagation`]: W3C trace context in HTTP and AMQP headers.
+//! - [`spans`]: semantic-convention spans for db, cache, messaging and HTTP
+//!   client calls.
+//! - [`http_server`]: a tower layer for HTTP SERVER spans and the
+//!   `http.server.request.duration` histogram.
+//! - `console` (private): the console log format.
+
+pub mod config;
+mod console;
+pub mod http_server;
+pub mod propagation;
+mod resource;
+pub mod spans;
+
+use std::time::Duration;
+
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge;
+use opentelemetry_otlp::{
+    LogExporter, MetricExporter, SpanExporter, WithExportConfig, WithHttpConfig, WithTonicConfig,
+};
+use opentelemetry_sdk::logs::SdkLoggerProvider;
+use opentelemetry_sdk::metrics::{SdkMeterProvider, Temporality};
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing::Dispatch;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::{EnvFilter, Layer, Registry, filter};
+
+pub use config::{ConfigError, LogFormat, Protocol, TelemetryConfig};
+pub use opentelemetry_otlp::RetryPolicy;
+
+/// How often the console shows the same OpenTelemetry SDK diagnostic (failed
+/// export, dropped spans) at most.
+const SDK_DIAGNOSTICS_INTERVAL: Duration = Duration::from_secs(60);
+
+/// The service being instrumented: `service.name` and `service.version`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Service {
+    /// `service.name` unless `OTEL_SERVICE_NAME` overrides it.
+    pub name: &'static str,
+    /// `service.version`, normally `env!("CARGO_PKG_VERSION")`.
+    pub version: &'static str,
+}
+
+impl Service {
+    /// Names the service; pass `env!("CARGO_PKG_NAME")` and
+    /// `env!("CARGO_PKG_VERSION")`.
+    pub const fn new(name: &'static str, version: &'static str) -> Self {
+        Self { name, version }
+    }
+}
+
+/// Telemetry could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    /// An environment variable holds a value we cannot use.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// `RUST_LOG` is not a valid filter.
+    #[error("invalid RUST_LOG: {0}")]
+    LogFilter(#[from] filter::ParseError),
+    /// An OTLP exporter could not be built (for example a malformed endpoint).
+    #[error("cannot build the OTLP {signal} exporter: {source}")]
+    Exporter {
+        /// `traces`, `metrics` or `logs`.
+        signal: &'static str,
+        /// What the exporter reported.
+        #[source]
+        source: opentelemetry_otlp::ExporterBuildError,
+    },
+    /// A global `tracing` subscriber was already installed.
+    #[error("a global tracing subscriber is already installed")]
+    AlreadyInstalled(#[from] tracing::dispatcher::SetGlobalDefaultError),
+}
+
+/// Reads [`TelemetryConfig::from_env`], builds everything and installs it as
+/// the process-wide default. Call it once, at the top of `main`, inside the
+/// Tokio runtime (the gRPC exporter needs one).
+///
+/// Never fails because the collector is unreachable: exports are retried in
+/// the background and failures are logged at a low rate.
+pub fn init(service: Service) -> Result<TelemetryGuard, InitError> {
+    Telemetry::build(service, &TelemetryConfig::from_env()?)?.install()
+}
+
+/// The three providers and the `tracing` subscriber that feeds them, built but
+/// not yet installed. Tests use one directly through [`Telemetry::dispatch`],
+/// so several can live in one process.
+#[derive(Debug)]
+pub struct Telemetry {
+    tracer_provider: SdkTracerProvider,
+    meter_provider: SdkMeterProvider,
+    logger_provider: Option<SdkLoggerProvider>,
+    dispatch: Dispatch,
+}
+
+impl Telemetry {
+    /// Builds providers, exporters and a subscriber writing to stdout.
+    pub fn build(service: Service, config: &TelemetryConfig) -> Result<Self, InitError> {
+        Self::build_with_writer(service, config, std::io::stdout)
+    }
+
+    /// Like [`Telemetry::build`], with the console log written to `writer`
+    /// (tests pass a buffer or `std::io::sink`).
+    pub fn build_with_writer<W>(
+        service: Service,
+        config: &TelemetryConfig,
+        writer: W,
+    ) -> Result<Self, InitError>
+    where
+        W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+    {
+        let env_filter = EnvFilter::try_new(&config.log_filter)?;
+        let resource = resource::build(service, config);
+
+        // Without an exporter the tracer provider still creates spans, so
+        // trace context keeps flowing through the service and log lines keep
+        // their trace ids; nothing leaves the process.
+        let mut tracer_provider = SdkTracerProvider::builder().with_resource(resource.clone());
+        if let Some(protocol) = config.signals.traces {
+            tracer_provider = tracer_provider.with_batch_exporter(span_exporter(protocol, config)?);
+        }
+        let tracer_provider = tracer_provider.build();
+
+        let mut meter_provider = SdkMeterProvider::builder().with_resource(resource.clone());
+        if let Some(protocol) = config.signals.metrics {
+            // The periodic reader reads OTEL_METRIC_EXPORT_INTERVAL itself.
+            meter_provider =
+                meter_provider.with_periodic_exporter(metric_exporter(protocol, config)?);
+        }
+        let meter_provider = meter_provider.build();
+
+        let logger_provider = match config.signals.logs {
+            Some(protocol) => Some(
+                SdkLoggerProvider::builder()
+                    .with_resource(resource)
+                    .with_batch_exporter(log_exporter(protocol, config)?)
+                    .build(),
+            ),
+            None => None,
+        };
+
+        // Spans and events of the exporters' own stack never become
+        // telemetry: exporting them would produce more of them.
+        let not_sdk = || filter::filter_fn(|metadata| !console::is_sdk_target(metadata.target()));
+        let tracer = tracer_provider.tracer(service.name);
+        let mut layers: Vec<Box<dyn Layer<Registry> + Send + Sync>> = vec![
+            env_filter.boxed(),
+            tracing_subscriber::fmt::layer()
+                .event_format(console::ConsoleFormat::new(config.log_format))
+                .fmt_fields(console::fields(config.log_format))
+                .with_writer(writer)
+                .with_filter(console::ThrottleSdkDiagnostics::new(
+                    SDK_DIAGNOSTICS_INTERVAL,
+                ))
+                .boxed(),
+            tracing_opentelemetry::layer()
+                .with_tracer(tracer)
+                .with_filter(not_sdk())
+                .boxed(),
+        ];
+        if let Some(logger_provider) = &logger_provider {
+            layers.push(
+                OpenTelemetryTracingBridge::new(logger_provider)
+                    .with_filter(not_sdk())
+                    .boxed(),
+            );
+        }
+        let dispatch = Dispatch::new(Registry::default().with(layers));
+
+        Ok(Self {
+            tracer_provider,
+            meter_provider,
+            logger_provider,
+            dispatch,
+        })
+    }
+
+    /// The `tracing` dispatcher feeding these providers, for
+    /// `tracing::dispatcher::with_default` in tests.
+    pub fn dispatch(&self) -> &Dispatch {
+        &self.dispatch
+    }
+
+    /// The meter provider; services use `opentelemetry::global::meter` once
+    /// [`Telemetry::install`] has run.
+    pub fn meter_provider(&self) -> &SdkMeterProvider {
+        &self.meter_provider
+    }
+
+    /// The tracer provider.
+    pub fn tracer_provider(&self) -> &SdkTracerProvider {
+        &self.tracer_provider
+    }
+
+    /// Makes these providers the process-wide defaults: the `tracing`
+    /// subscriber, OpenTelemetry's global tracer and meter providers, and the
+    /// W3C TraceContext + Baggage propagator for libraries that use the global.
+    pub fn install(self) -> Result<TelemetryGuard, InitError> {
+        tracing::dispatcher::set_global_default(self.dispatch.clone())?;
+        opentelemetry::global::set_tracer_provider(self.tracer_provider.clone());
+        opentelemetry::global::set_meter_provider(self.meter_provider.clone());
+        opentelemetry::global::set_text_map_propagator(propagation::w3c_propagator());
+        Ok(TelemetryGuard {
+            telemetry: Some(self),
+        })
+    }
+
+    /// Exports everything still buffered and stops the exporters.
+    ///
+    /// Order: traces first, then logs (log records may refer to the spans
+    /// just sent), then metrics (their last collection includes the work
+    /// above). Each provider waits at most its export timeout, so a dead
+    /// collector delays exit by seconds, not forever.
+    pub fn shutdown_blocking(self) {
+        // Errors here mean data could not be delivered; there is nowhere left
+        // to report them but stderr, and the console log is already gone.
+        let report = |signal: &str, result: opentelemetry_sdk::error::OTelSdkResult| {
+            if let Err(err) = result {
+                eprintln!("telemetry: flushing {signal} failed: {err}");
+            }
+        };
+        report("traces", self.tracer_provider.shutdown());
+        if let Some(logger_provider) = &self.logger_provider {
+            report("logs", logger_provider.shutdown());
+        }
+        report("metrics", self.meter_provider.shutdown());
+    }
+
+    /// [`Telemetry::shutdown_blocking`] on a blocking thread, so the Tokio
+    /// runtime keeps running the gRPC exporter's connection meanwhile.
+    pub async fn shutdown(self) {
+        if let Err(err) = tokio::task::spawn_blocking(move || self.shutdown_blocking()).await {
+            eprintln!("telemetry: shutdown task failed: {err}");
+        }
+    }
+}
+
+/// Keeps telemetry installed; [`TelemetryGuard::shutdown`] flushes it.
+///
+/// Dropping the guard without calling `shutdown` still flushes, but blocks the
+/// current thread to do so; in async code call `shutdown().await` last thing
+/// before returning from `main`.
+#[must_use = "dropping the guard shuts telemetry down"]
+#[derive(Debug)]
+pub struct TelemetryGuard {
+    telemetry: Option<Telemetry>,
+}
+
+impl TelemetryGuard {
+    /// Flushes and stops all exporters (see [`Telemetry::shutdown_blocking`]
+    /// for the order).
+    pub async fn shutdown(mut self) {
+        if let Some(telemetry) = self.telemetry.take() {
+            telemetry.shutdown().await;
+        }
+    }
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        if let Some(telemetry) = self.telemetry.take() {
+            telemetry.shutdown_blocking();
+        }
+    }
+}
+
+/// The retry policy for every exporter: up to 3 retries with exponential
+/// backoff (100 ms doubling to 1.6 s, plus jitter) on 429, 502, 503, 504 and
+/// network errors, honouring `Retry-After`; never on other 4xx, which would
+/// fail again. Alloy, next to the service, absorbs longer outages with its own
+/// queue; retrying for longer here would only grow the in-memory backlog.
+fn retry_policy() -> RetryPolicy {
+    RetryPolicy::recommended()
+        .with_max_retries(3)
+        .with_initial_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_millis(1600))
+}
+
+/// Builds one signal's exporter from its builder over the chosen transport.
+///
+/// The exporter builders read the endpoint, headers, timeout and compression
+/// variables themselves; an explicit `config.endpoint` (tests) takes
+/// precedence. (A macro because each signal's builder is its own type.)
+macro_rules! exporter {
+    ($builder:expr, $signal:literal, $protocol:expr, $config:expr) => {{
+        let built = match $protocol {
+            Protocol::Grpc => {
+                let builder = $builder.with_tonic().with_retry_policy(retry_policy());
+                match &$config.endpoint {
+                    Some(endpoint) => builder.with_endpoint(endpoint.clone()).build(),
+                    None => builder.build(),
+                }
+            }
+            Protocol::HttpProtobuf => {
+                let builder = $builder
+                    .with_http()
+                    .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+                    .with_retry_policy(retry_policy());
+                match &$config.endpoint {
+                    // The HTTP exporter appends `/v1/<signal>` only to the
+                    // endpoint it reads from OTEL_EXPORTER_OTLP_ENDPOINT; an
+                    // endpoint given in code is used as is.
+                    Some(endpoint) => builder
+                        .with_endpoint(format!("{}/v1/{}", endpoint.trim_end_matches('/'), $signal))
+                        .build(),
+                    None => builder.build(),
+                }
+            }
+        };
+        built.map_err(|source| InitError::Exporter {
+            signal: $signal,
+            source,
+        })
+    }};
+}
+
+fn span_exporter(protocol: Protocol, config: &TelemetryConfig) -> Result<SpanExporter, InitError> {
+    exporter!(SpanExporter::builder(), "traces", protocol, config)
+}
+
+fn metric_exporter(
+    protocol: Protocol,
+    config: &TelemetryConfig,
+) -> Result<MetricExporter, InitError> {
+    // Cumulative, always: Mimir (Grafana Cloud's metrics store) rejects delta
+    // temporality, whatever OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE says.
+    exporter!(
+        MetricExporter::builder().with_temporality(Temporality::Cumulative),
+        "metrics",
+        protocol,
+        config
+    )
+}
+
+fn log_exporter(protocol: Protocol, config: &TelemetryConfig) -> Result<LogExporter, InitError> {
+    exporter!(LogExporter::builder(), "logs", protocol, config)
+}
+
+#[cfg(test)]
+mod test_support;

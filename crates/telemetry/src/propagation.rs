@@ -1,0 +1,185 @@
+//! W3C trace context (`traceparent`, `tracestate`) and baggage across process
+//! boundaries: HTTP headers and AMQP message headers.
+//!
+//! These helpers use one fixed propagator (W3C TraceContext + Baggage) rather
+//! than the global one, so they behave the same before [`crate::Telemetry::install`]
+//! runs and in tests that never install anything.
+
+use std::sync::LazyLock;
+
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use opentelemetry::Context;
+use opentelemetry::propagation::{
+    Extractor, Injector, TextMapCompositePropagator, TextMapPropagator,
+};
+use opentelemetry_http::{HeaderExtractor, HeaderInjector};
+use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+/// The propagator every gamenight service speaks: W3C TraceContext and Baggage.
+pub fn w3c_propagator() -> TextMapCompositePropagator {
+    TextMapCompositePropagator::new(vec![
+        Box::new(TraceContextPropagator::new()),
+        Box::new(BaggagePropagator::new()),
+    ])
+}
+
+/// One shared instance of [`w3c_propagator`] for the helpers below.
+pub fn propagator() -> &'static TextMapCompositePropagator {
+    static PROPAGATOR: LazyLock<TextMapCompositePropagator> = LazyLock::new(w3c_propagator);
+    &PROPAGATOR
+}
+
+/// Writes the context of the current `tracing` span into `headers`.
+pub fn inject_http(headers: &mut http::HeaderMap) {
+    let cx = tracing::Span::current().context();
+    propagator().inject_context(&cx, &mut HeaderInjector(headers));
+}
+
+/// Reads the caller's context from `headers`; an empty context when they
+/// carry none (the request then starts a new trace).
+pub fn extract_http(headers: &http::HeaderMap) -> Context {
+    propagator().extract(&HeaderExtractor(headers))
+}
+
+/// Writes the context of the current `tracing` span into AMQP message headers.
+pub fn inject_amqp(headers: &mut FieldTable) {
+    let cx = tracing::Span::current().context();
+    propagator().inject_context(&cx, &mut AmqpInjector(headers));
+}
+
+/// Reads the publisher's context from AMQP message headers (`None` when the
+/// message has no headers at all).
+pub fn extract_amqp(headers: Option<&FieldTable>) -> Context {
+    match headers {
+        Some(headers) => propagator().extract(&AmqpExtractor(headers)),
+        None => Context::new(),
+    }
+}
+
+/// [`Injector`] over AMQP headers: values are written as AMQP long strings,
+/// which is how every RabbitMQ client library reads them back.
+#[derive(Debug)]
+pub struct AmqpInjector<'a>(pub &'a mut FieldTable);
+
+impl Injector for AmqpInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        // Propagation keys are short ASCII names; anything that is not a
+        // valid AMQP short string is not a key a propagator would use.
+        if let Ok(key) = ShortString::try_new(key) {
+            self.0
+                .insert(key, AMQPValue::LongString(LongString::from(value)));
+        }
+    }
+}
+
+/// [`Extractor`] over AMQP headers. Accepts long and short strings and
+/// ignores values of any other type.
+#[derive(Debug)]
+pub struct AmqpExtractor<'a>(pub &'a FieldTable);
+
+impl Extractor for AmqpExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        match self.0.inner().get(key)? {
+            AMQPValue::LongString(value) => std::str::from_utf8(value.as_bytes()).ok(),
+            AMQPValue::ShortString(value) => Some(value.as_str()),
+            _ => None,
+        }
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.inner().keys().map(ShortString::as_str).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry::trace::{
+        SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
+    };
+
+    fn remote_context() -> Context {
+        let span_context = SpanContext::new(
+            TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap(),
+            SpanId::from_hex("00f067aa0ba902b7").unwrap(),
+            TraceFlags::SAMPLED,
+            true,
+            TraceState::from_key_value([("vendor", "value")]).unwrap(),
+        );
+        Context::new().with_remote_span_context(span_context)
+    }
+
+    #[test]
+    fn amqp_headers_round_trip_the_trace_context() {
+        let cx = remote_context();
+        let mut headers = FieldTable::default();
+        propagator().inject_context(&cx, &mut AmqpInjector(&mut headers));
+
+        assert_eq!(
+            headers.inner().get("traceparent"),
+            Some(&AMQPValue::LongString(
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()
+            ))
+        );
+        let extracted = extract_amqp(Some(&headers));
+        let extracted = extracted.span().span_context().clone();
+        assert_eq!(extracted.trace_id(), cx.span().span_context().trace_id());
+        assert_eq!(extracted.span_id(), cx.span().span_context().span_id());
+        assert!(extracted.is_sampled());
+        assert!(extracted.is_remote());
+        assert_eq!(extracted.trace_state().get("vendor"), Some("value"));
+    }
+
+    #[test]
+    fn amqp_short_string_headers_are_read_too() {
+        let mut headers = FieldTable::default();
+        headers.insert(
+            "traceparent".into(),
+            AMQPValue::ShortString(
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into(),
+            ),
+        );
+        let extracted = extract_amqp(Some(&headers));
+        assert!(extracted.span().span_context().is_valid());
+    }
+
+    #[test]
+    fn amqp_headers_without_context_extract_to_an_invalid_span_context() {
+        let mut headers = FieldTable::default();
+        headers.insert("traceparent".into(), AMQPValue::LongLongInt(7));
+        assert!(
+            !extract_amqp(Some(&headers))
+                .span()
+                .span_context()
+                .is_valid()
+        );
+        assert!(!extract_amqp(None).span().span_context().is_valid());
+    }
+
+    #[test]
+    fn http_headers_round_trip_the_trace_context() {
+        let cx = remote_context();
+        let mut headers = http::HeaderMap::new();
+        propagator().inject_context(&cx, &mut HeaderInjector(&mut headers));
+        assert_eq!(
+            headers["traceparent"],
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        );
+        let extracted = extract_http(&headers);
+        assert_eq!(
+            extracted.span().span_context().trace_id(),
+            cx.span().span_context().trace_id()
+        );
+    }
+
+    #[test]
+    fn a_malformed_traceparent_starts_a_new_trace() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            "traceparent",
+            "00-nothex-00f067aa0ba902b7-01".parse().unwrap(),
+        );
+        assert!(!extract_http(&headers).span().span_context().is_valid());
+    }
+}
