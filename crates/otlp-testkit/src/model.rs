@@ -60,6 +60,8 @@ impl AnyValueExt for AnyValue {
 pub struct Span {
     /// Resource attributes of the sender.
     pub resource: Vec<KeyValue>,
+    /// Name of the instrumentation scope (the tracer's name).
+    pub scope: String,
     /// The span as it arrived.
     pub span: ProtoSpan,
 }
@@ -278,6 +280,9 @@ impl Metric {
 pub struct LogRecord {
     /// Resource attributes of the sender.
     pub resource: Vec<KeyValue>,
+    /// Name of the instrumentation scope; for records bridged from
+    /// `tracing`, the event's target.
+    pub scope: String,
     /// The record as it arrived.
     pub record: ProtoLogRecord,
 }

@@ -133,10 +133,12 @@ fn record_traces(recorded: &mut Recorded, request: ExportTraceServiceRequest) {
             .map(|r| r.attributes)
             .unwrap_or_default();
         for scope_spans in resource_spans.scope_spans {
+            let scope = scope_spans.scope.map(|s| s.name).unwrap_or_default();
             recorded
                 .spans
                 .extend(scope_spans.spans.into_iter().map(|span| Span {
                     resource: resource.clone(),
+                    scope: scope.clone(),
                     span,
                 }));
         }
@@ -167,10 +169,12 @@ fn record_logs(recorded: &mut Recorded, request: ExportLogsServiceRequest) {
             .map(|r| r.attributes)
             .unwrap_or_default();
         for scope_logs in resource_logs.scope_logs {
+            let scope = scope_logs.scope.map(|s| s.name).unwrap_or_default();
             recorded
                 .logs
                 .extend(scope_logs.log_records.into_iter().map(|record| LogRecord {
                     resource: resource.clone(),
+                    scope: scope.clone(),
                     record,
                 }));
         }

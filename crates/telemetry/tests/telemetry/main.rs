@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod helpers;
+mod http_client;
 mod http_server;
 mod logs;
 mod propagation;
