@@ -1,0 +1,123 @@
+//! Typed environment variables. Every error names the variable; none repeats
+//! its value, which may be a credential (`DATABASE_URL` holds a password).
+
+use std::str::FromStr;
+
+/// A variable is missing or cannot be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnvError {
+    /// A required variable is unset or empty.
+    #[error("{var} is not set")]
+    Missing {
+        /// The variable's name.
+        var: &'static str,
+    },
+    /// A variable is set to something of the wrong shape.
+    #[error("{var} is invalid: expected {expected}")]
+    Invalid {
+        /// The variable's name.
+        var: &'static str,
+        /// What a valid value looks like.
+        expected: &'static str,
+    },
+}
+
+/// Reads variables through a lookup function, so tests need not touch the
+/// process environment.
+#[derive(Debug, Clone, Copy)]
+pub struct Env<F> {
+    lookup: F,
+}
+
+impl Env<fn(&str) -> Option<String>> {
+    /// The process environment.
+    pub fn process() -> Self {
+        Self {
+            lookup: |key| std::env::var(key).ok(),
+        }
+    }
+}
+
+impl<F: Fn(&str) -> Option<String>> Env<F> {
+    /// Variables as `lookup` returns them.
+    pub fn from_lookup(lookup: F) -> Self {
+        Self { lookup }
+    }
+
+    /// The value of `var`, treating an empty value as unset.
+    pub fn optional(&self, var: &'static str) -> Option<String> {
+        (self.lookup)(var).filter(|value| !value.trim().is_empty())
+    }
+
+    /// The value of `var`, which must be set.
+    pub fn required(&self, var: &'static str) -> Result<String, EnvError> {
+        self.optional(var).ok_or(EnvError::Missing { var })
+    }
+
+    /// `var` parsed as `T`, or `default` parsed when unset.
+    ///
+    /// `expected` describes a valid value for the error message.
+    pub fn parse_or<T: FromStr>(
+        &self,
+        var: &'static str,
+        default: T,
+        expected: &'static str,
+    ) -> Result<T, EnvError> {
+        match self.optional(var) {
+            None => Ok(default),
+            Some(value) => value
+                .trim()
+                .parse()
+                .map_err(|_| EnvError::Invalid { var, expected }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::SocketAddr;
+
+    fn env(pairs: &'static [(&'static str, &'static str)]) -> Env<impl Fn(&str) -> Option<String>> {
+        Env::from_lookup(move |key| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| (*v).to_owned())
+        })
+    }
+
+    #[test]
+    fn unset_and_empty_variables_take_the_default() {
+        let default: SocketAddr = "0.0.0.0:8000".parse().unwrap();
+        for env in [env(&[]), env(&[("ADDR", "  ")])] {
+            assert_eq!(env.parse_or("ADDR", default, "host:port"), Ok(default));
+        }
+    }
+
+    #[test]
+    fn a_set_variable_is_parsed() {
+        let env = env(&[("ADDR", "127.0.0.1:9000")]);
+        let addr: SocketAddr = env
+            .parse_or("ADDR", "0.0.0.0:1".parse().unwrap(), "host:port")
+            .unwrap();
+        assert_eq!(addr, "127.0.0.1:9000".parse().unwrap());
+    }
+
+    #[test]
+    fn errors_name_the_variable_but_never_echo_the_value() {
+        let env = env(&[
+            ("DATABASE_URL", "postgres://u:hunter2@db"),
+            ("ADDR", "hunter2"),
+        ]);
+        let err = env
+            .parse_or::<SocketAddr>("ADDR", "0.0.0.0:1".parse().unwrap(), "host:port")
+            .unwrap_err();
+        assert_eq!(err.to_string(), "ADDR is invalid: expected host:port");
+        assert!(!err.to_string().contains("hunter2"));
+        assert_eq!(
+            env.required("REDIS_URL").unwrap_err().to_string(),
+            "REDIS_URL is not set"
+        );
+    }
+}

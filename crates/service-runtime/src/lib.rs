@@ -1,0 +1,115 @@
+//! What every gamenight binary needs around its own work.
+//!
+//! # Layout
+//! - [`env`]: typed reading of environment variables, with errors that name
+//!   the variable and never echo a secret.
+//! - [`shutdown`]: one [`CancellationToken`] cancelled on SIGINT or SIGTERM.
+//! - [`serve`] and [`health_routes`]: an axum server that drains in-flight
+//!   requests on shutdown, and the `/healthz` liveness probe.
+//! - [`main`]: the body of every binary's `main`, so each states only its
+//!   own work.
+
+pub mod env;
+pub mod shutdown;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use axum::Router;
+use axum::routing::get;
+use tokio::net::TcpListener;
+pub use tokio_util::sync::CancellationToken;
+
+/// Runs a service: sets up telemetry, runs `work` until it returns (it should
+/// return once the token it is given is cancelled by SIGINT/SIGTERM), then
+/// flushes telemetry.
+///
+/// A failure is logged, printed to stderr as one line with its causes, and
+/// turned into exit code 1; configuration errors name the variable.
+pub async fn main<F, Fut>(service: telemetry::Service, work: F) -> ExitCode
+where
+    F: FnOnce(CancellationToken) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let telemetry = match telemetry::init(service) {
+        Ok(telemetry) => telemetry,
+        Err(err) => {
+            eprintln!("{}: cannot set up telemetry: {err}", service.name);
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = async {
+        let shutdown = shutdown::on_signal().context("cannot install signal handlers")?;
+        work(shutdown).await
+    }
+    .await;
+    let code = match &result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(error = format!("{err:#}"), "{} stopped", service.name);
+            eprintln!("{}: {err:#}", service.name);
+            ExitCode::FAILURE
+        }
+    };
+    // Last, so the error above and every span of the shutdown are exported.
+    telemetry.shutdown().await;
+    code
+}
+
+/// Binds a TCP listener, naming the address when that fails.
+pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))
+}
+
+/// `GET /healthz`: 200 while the process is alive and serving.
+///
+/// Merge these routes *after* adding tracing layers so probes, which arrive
+/// every few seconds, neither create spans nor skew the request metrics.
+pub fn health_routes() -> Router {
+    Router::new().route("/healthz", get(|| async { "ok" }))
+}
+
+/// Serves `router` on `listener` until `shutdown` is cancelled, then stops
+/// accepting connections and waits for in-flight requests to finish.
+///
+/// Returns `Err` only when accepting connections fails.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "listening");
+    }
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn serve_answers_health_probes_and_stops_on_shutdown() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/healthz", listener.local_addr().unwrap());
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(serve(listener, health_routes(), shutdown.clone()));
+
+        let response = reqwest::get(&url).await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.text().await.unwrap(), "ok");
+
+        shutdown.cancel();
+        server.await.unwrap().unwrap();
+        assert!(
+            reqwest::get(&url).await.is_err(),
+            "still serving after shutdown"
+        );
+    }
+}

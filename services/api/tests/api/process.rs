@@ -1,0 +1,75 @@
+//! Starting and stopping the `api` binary.
+
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// A running `api` process and the address it listens on.
+pub(crate) struct Api {
+    child: Child,
+    pub(crate) base_url: String,
+}
+
+impl Api {
+    /// Starts the binary with `env` (plus a port-0 listen address and JSON
+    /// logs) and waits for its "listening" line.
+    pub(crate) async fn start(env: &[(&str, &str)]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_api"))
+            .env_clear()
+            .env("API_LISTEN_ADDR", "127.0.0.1:0")
+            .env("LOG_FORMAT", "json")
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let addr = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                let json: serde_json::Value = serde_json::from_str(&line).unwrap();
+                if json["message"] == "listening" {
+                    return json["addr"].as_str().unwrap().to_owned();
+                }
+            }
+            panic!("api exited before listening");
+        })
+        .await
+        .expect("api listens within 30 s");
+        // Keep draining stdout so the child never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Self {
+            child,
+            base_url: format!("http://{addr}"),
+        }
+    }
+
+    /// Sends SIGTERM and waits for the process to exit.
+    pub(crate) async fn terminate(mut self) -> ExitStatus {
+        let pid = self.child.id().unwrap().to_string();
+        let kill = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .await
+            .unwrap();
+        assert!(kill.success());
+        tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("api exits within 30 s of SIGTERM")
+            .unwrap()
+    }
+}
+
+/// Runs the binary with `env` to completion and returns its exit status and
+/// standard error.
+pub(crate) async fn run_to_exit(env: &[(&str, &str)]) -> (ExitStatus, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_api"))
+        .env_clear()
+        .envs(env.iter().copied())
+        .output()
+        .await
+        .unwrap();
+    (output.status, String::from_utf8(output.stderr).unwrap())
+}

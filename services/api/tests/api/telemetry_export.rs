@@ -1,0 +1,145 @@
+//! The release-style binary exports spans, metrics and logs where the
+//! standard OTEL_* variables say, and nothing when the SDK is disabled.
+
+use otlp_testkit::Receiver;
+use otlp_testkit::proto::trace::v1::span::SpanKind;
+
+use crate::process::{Api, run_to_exit};
+
+async fn serves_and_exports_over(protocol: &str) {
+    let receiver = Receiver::start().await.unwrap();
+    let endpoint = match protocol {
+        "grpc" => receiver.grpc_endpoint(),
+        _ => receiver.http_endpoint(),
+    };
+    let api = Api::start(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
+        (
+            "OTEL_RESOURCE_ATTRIBUTES",
+            "deployment.environment.name=ci,team=games",
+        ),
+    ])
+    .await;
+
+    let index: serde_json::Value = reqwest::get(format!("{}/", api.base_url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(index["service"], "api");
+    let status = api.terminate().await;
+    assert!(status.success(), "api exits cleanly on SIGTERM: {status}");
+
+    let span = receiver.wait_for_span("GET /").await.unwrap();
+    assert_eq!(span.kind(), SpanKind::Server);
+    assert_eq!(span.service_name(), "api");
+    let resource = |key| {
+        span.resource_attr(key)
+            .and_then(|v| otlp_testkit::AnyValueExt::as_str(v).map(str::to_owned))
+    };
+    assert_eq!(
+        resource("deployment.environment.name").as_deref(),
+        Some("ci")
+    );
+    assert_eq!(resource("team").as_deref(), Some("games"));
+    assert_eq!(resource("service.namespace").as_deref(), Some("gamenight"));
+    receiver
+        .wait_for_log(&span.trace_id(), "index requested")
+        .await
+        .unwrap();
+    let metric = receiver
+        .wait_for_metric("http.server.request.duration")
+        .await
+        .unwrap();
+    assert_eq!(
+        metric
+            .histogram_points()
+            .iter()
+            .map(|p| p.count)
+            .sum::<u64>(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn the_binary_exports_spans_metrics_and_logs_over_http_protobuf() {
+    serves_and_exports_over("http/protobuf").await;
+}
+
+#[tokio::test]
+async fn the_binary_exports_spans_metrics_and_logs_over_grpc() {
+    serves_and_exports_over("grpc").await;
+}
+
+#[tokio::test]
+async fn the_exporters_own_traffic_is_never_exported() {
+    // With every target at trace level, the HTTP client of the exporter and
+    // the SDK log plenty about each export; none of it may be exported, or
+    // every export would cause another.
+    let receiver = Receiver::start().await.unwrap();
+    let endpoint = receiver.http_endpoint();
+    let api = Api::start(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("RUST_LOG", "trace"),
+        // Export often, so exports happen while the service runs.
+        ("OTEL_BSP_SCHEDULE_DELAY", "50"),
+        ("OTEL_BLRP_SCHEDULE_DELAY", "50"),
+    ])
+    .await;
+    for _ in 0..3 {
+        reqwest::get(format!("{}/", api.base_url)).await.unwrap();
+        receiver.wait_for_span("GET /").await.unwrap();
+    }
+    assert!(api.terminate().await.success());
+
+    let span = receiver.wait_for_span("GET /").await.unwrap();
+    receiver
+        .wait_for_log(&span.trace_id(), "index requested")
+        .await
+        .unwrap();
+    let foreign: Vec<String> = receiver
+        .logs()
+        .iter()
+        .map(|log| log.scope.clone())
+        .chain(receiver.spans().iter().map(|span| span.name().to_owned()))
+        .filter(|name| {
+            ["opentelemetry", "hyper", "h2", "tonic", "tower", "reqwest"]
+                .iter()
+                .any(|sdk| name.starts_with(sdk))
+        })
+        .collect();
+    assert!(
+        foreign.is_empty(),
+        "exported the exporter's own telemetry: {foreign:?}"
+    );
+}
+
+#[tokio::test]
+async fn with_the_sdk_disabled_the_binary_sends_nothing() {
+    let receiver = Receiver::start().await.unwrap();
+    let endpoint = receiver.http_endpoint();
+    let api = Api::start(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+        ("OTEL_SDK_DISABLED", "true"),
+    ])
+    .await;
+    reqwest::get(format!("{}/", api.base_url)).await.unwrap();
+    assert!(api.terminate().await.success());
+    // The process has exited after flushing: anything it would send is sent.
+    assert_eq!(receiver.request_counts(), (0, 0));
+}
+
+#[tokio::test]
+async fn bad_configuration_stops_startup_with_a_line_naming_the_variable() {
+    for (var, value) in [
+        ("API_LISTEN_ADDR", "not-an-address"),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "carrier-pigeon"),
+    ] {
+        let (status, stderr) = run_to_exit(&[(var, value)]).await;
+        assert!(!status.success());
+        assert!(stderr.contains(var), "{var}: {stderr}");
+    }
+}
