@@ -91,12 +91,24 @@ impl Receiver {
     ///
     /// Returns `Err` when a port cannot be bound.
     pub async fn start() -> std::io::Result<Self> {
+        Self::start_on(([127, 0, 0, 1], 0).into(), ([127, 0, 0, 1], 0).into()).await
+    }
+
+    /// Starts the gRPC server on `grpc_addr` and the HTTP server on
+    /// `http_addr` (port 0 picks a free port).
+    ///
+    /// Returns `Err` when an address cannot be bound.
+    pub async fn start_on(
+        grpc_addr: std::net::SocketAddr,
+        http_addr: std::net::SocketAddr,
+    ) -> std::io::Result<Self> {
         let (changes, _) = watch::channel(0);
         let shared = Arc::new(Shared {
             recorded: Mutex::new(Recorded::default()),
             changes,
         });
-        let (servers, grpc_addr, http_addr) = server::Servers::start(shared.clone()).await?;
+        let (servers, grpc_addr, http_addr) =
+            server::Servers::start(shared.clone(), grpc_addr, http_addr).await?;
         Ok(Self {
             shared,
             grpc_addr,

@@ -55,9 +55,11 @@ impl Drop for Servers {
 impl Servers {
     pub(crate) async fn start(
         shared: Arc<Shared>,
+        grpc_addr: SocketAddr,
+        http_addr: SocketAddr,
     ) -> std::io::Result<(Self, SocketAddr, SocketAddr)> {
-        let grpc_listener = TcpListener::bind("127.0.0.1:0").await?;
-        let http_listener = TcpListener::bind("127.0.0.1:0").await?;
+        let grpc_listener = TcpListener::bind(grpc_addr).await?;
+        let http_listener = TcpListener::bind(http_addr).await?;
         let grpc_addr = grpc_listener.local_addr()?;
         let http_addr = http_listener.local_addr()?;
 
