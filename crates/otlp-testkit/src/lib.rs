@@ -52,6 +52,8 @@ struct Recorded {
     /// Export requests per transport, answered or refused.
     grpc_requests: usize,
     http_requests: usize,
+    /// Headers (gRPC metadata) of every export request, in arrival order.
+    request_headers: Vec<http::HeaderMap>,
     /// Export requests still to refuse (see [`Receiver::fail_next`]).
     fail_next: usize,
 }
@@ -156,6 +158,12 @@ impl Receiver {
     pub fn request_counts(&self) -> (usize, usize) {
         let recorded = self.shared.recorded();
         (recorded.grpc_requests, recorded.http_requests)
+    }
+
+    /// Headers of every export request so far (gRPC metadata as headers), to
+    /// check authentication and compression.
+    pub fn request_headers(&self) -> Vec<http::HeaderMap> {
+        self.shared.recorded().request_headers.clone()
     }
 
     /// Refuses the next `count` export requests, on either transport, as a

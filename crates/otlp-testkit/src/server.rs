@@ -1,6 +1,7 @@
 //! The two OTLP transports: gRPC (tonic, with the services generated in
 //! `opentelemetry-proto`) and HTTP/protobuf (axum).
 
+use std::io::Read;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -88,7 +89,6 @@ impl Servers {
             .route("/v1/traces", post(http_traces))
             .route("/v1/metrics", post(http_metrics))
             .route("/v1/logs", post(http_logs))
-            .layer(tower_http::decompression::RequestDecompressionLayer::new())
             .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
             .with_state(shared);
 
@@ -116,7 +116,8 @@ enum Transport {
 
 /// Counts an export request and decides whether to refuse it (see
 /// [`crate::Receiver::fail_next`]). Returns true when it may be recorded.
-fn admit(recorded: &mut Recorded, transport: Transport) -> bool {
+fn admit(recorded: &mut Recorded, transport: Transport, headers: HeaderMap) -> bool {
+    recorded.request_headers.push(headers);
     match transport {
         Transport::Grpc => recorded.grpc_requests += 1,
         Transport::Http => recorded.http_requests += 1,
@@ -188,12 +189,13 @@ fn record_logs(recorded: &mut Recorded, request: ExportLogsServiceRequest) {
 fn receive<R>(
     shared: &Shared,
     transport: Transport,
+    headers: HeaderMap,
     request: R,
     record: fn(&mut Recorded, R),
 ) -> bool {
     let admitted = {
         let mut recorded = shared.recorded();
-        let admitted = admit(&mut recorded, transport);
+        let admitted = admit(&mut recorded, transport, headers);
         if admitted {
             record(&mut recorded, request);
         }
@@ -212,7 +214,14 @@ impl Collector {
         request: tonic::Request<R>,
         record: fn(&mut Recorded, R),
     ) -> Result<tonic::Response<T>, tonic::Status> {
-        if receive(&self.0, Transport::Grpc, request.into_inner(), record) {
+        let headers = request.metadata().clone().into_headers();
+        if receive(
+            &self.0,
+            Transport::Grpc,
+            headers,
+            request.into_inner(),
+            record,
+        ) {
             Ok(tonic::Response::new(T::default()))
         } else {
             Err(tonic::Status::unavailable(
@@ -253,8 +262,9 @@ impl LogsService for Collector {
 }
 
 /// Answers one OTLP/HTTP export the way the specification asks: 415 for
-/// anything but protobuf, 400 for a body that does not decode, 503 when
-/// refusing, otherwise 200 with an empty protobuf response.
+/// anything but protobuf, 400 for a body that does not decode (or an
+/// encoding other than gzip), 503 when refusing, otherwise 200 with an empty
+/// protobuf response.
 fn http_export<R: Message + Default, T: Message + Default>(
     shared: &Shared,
     headers: &HeaderMap,
@@ -272,11 +282,32 @@ fn http_export<R: Message + Default, T: Message + Default>(
         )
             .into_response();
     }
-    let request = match R::decode(body.as_ref()) {
+    let body = match headers
+        .get(header::CONTENT_ENCODING)
+        .map(|value| value.as_bytes())
+    {
+        None | Some(b"identity") => body.to_vec(),
+        Some(b"gzip") => {
+            let mut plain = Vec::new();
+            if let Err(err) = flate2::read::GzDecoder::new(body.as_ref()).read_to_end(&mut plain) {
+                return (StatusCode::BAD_REQUEST, format!("invalid gzip body: {err}"))
+                    .into_response();
+            }
+            plain
+        }
+        Some(_) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                "only gzip content encoding is accepted",
+            )
+                .into_response();
+        }
+    };
+    let request = match R::decode(body.as_slice()) {
         Ok(request) => request,
         Err(err) => return (StatusCode::BAD_REQUEST, err.to_string()).into_response(),
     };
-    if !receive(shared, Transport::Http, request, record) {
+    if !receive(shared, Transport::Http, headers.clone(), request, record) {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             [(header::RETRY_AFTER, "0")],

@@ -16,6 +16,11 @@ async fn serves_and_exports_over(protocol: &str) {
         ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
         ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
         (
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "authorization=Basic%20dGVzdDp0ZXN0",
+        ),
+        ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
+        (
             "OTEL_RESOURCE_ATTRIBUTES",
             "deployment.environment.name=ci,team=games",
         ),
@@ -60,6 +65,106 @@ async fn serves_and_exports_over(protocol: &str) {
             .map(|p| p.count)
             .sum::<u64>(),
         1
+    );
+
+    // Every export carried the configured header and was gzip-compressed.
+    let encoding = if protocol == "grpc" {
+        "grpc-encoding"
+    } else {
+        "content-encoding"
+    };
+    let requests = receiver.request_headers();
+    assert!(requests.len() >= 3, "one export per signal at least");
+    for headers in requests {
+        assert_eq!(headers["authorization"], "Basic dGVzdDp0ZXN0");
+        assert_eq!(headers[encoding], "gzip");
+    }
+}
+
+#[tokio::test]
+async fn a_per_signal_endpoint_takes_that_signal_elsewhere() {
+    let general = Receiver::start().await.unwrap();
+    let traces = Receiver::start().await.unwrap();
+    let general_endpoint = general.http_endpoint();
+    let traces_endpoint = format!("{}/v1/traces", traces.http_endpoint());
+    let api = Api::start(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", general_endpoint.as_str()),
+        (
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            traces_endpoint.as_str(),
+        ),
+    ])
+    .await;
+    reqwest::get(format!("{}/", api.base_url)).await.unwrap();
+    assert!(api.terminate().await.success());
+
+    let span = traces.wait_for_span("GET /").await.unwrap();
+    general
+        .wait_for_log(&span.trace_id(), "index requested")
+        .await
+        .unwrap();
+    assert!(
+        general.spans().is_empty(),
+        "spans went to the traces endpoint only"
+    );
+    assert!(
+        traces.logs().is_empty(),
+        "logs went to the general endpoint"
+    );
+}
+
+#[tokio::test]
+async fn a_parent_based_ratio_sampler_follows_the_caller_and_metrics_export_on_interval() {
+    let receiver = Receiver::start().await.unwrap();
+    let endpoint = receiver.http_endpoint();
+    let api = Api::start(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+        ("OTEL_TRACES_SAMPLER_ARG", "0"),
+        ("OTEL_BSP_SCHEDULE_DELAY", "50"),
+        ("OTEL_METRIC_EXPORT_INTERVAL", "100"),
+    ])
+    .await;
+    let client = reqwest::Client::new();
+    // A new trace: ratio 0 drops it.
+    client
+        .get(format!("{}/", api.base_url))
+        .send()
+        .await
+        .unwrap();
+    // A caller that sampled its trace: the service follows its decision.
+    let sampled = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    client
+        .get(format!("{}/", api.base_url))
+        .header("traceparent", sampled)
+        .send()
+        .await
+        .unwrap();
+
+    let span = receiver.wait_for_span("GET /").await.unwrap();
+    assert_eq!(span.trace_id(), "0af7651916cd43dd8448eb211c80319c");
+    assert_eq!(span.parent_span_id().as_deref(), Some("b7ad6b7169203331"));
+    // Exported on the 100 ms interval, while the service is still running.
+    let metric = receiver
+        .wait_for_condition("both requests in the histogram", |_, metrics, _| {
+            metrics
+                .iter()
+                .rev()
+                .find(|m| m.name() == "http.server.request.duration")
+                .filter(|m| m.histogram_points().iter().map(|p| p.count).sum::<u64>() == 2)
+                .cloned()
+        })
+        .await;
+    assert!(metric.is_ok(), "{metric:?}");
+    assert!(api.terminate().await.success());
+    assert_eq!(
+        receiver
+            .spans()
+            .iter()
+            .filter(|s| s.name() == "GET /")
+            .count(),
+        1,
+        "the unsampled request was not exported"
     );
 }
 
