@@ -1,6 +1,7 @@
 //! Typed environment variables. Every error names the variable; none repeats
 //! its value, which may be a credential (`DATABASE_URL` holds a password).
 
+use std::net::SocketAddr;
 use std::str::FromStr;
 
 /// A variable is missing or cannot be parsed.
@@ -73,10 +74,24 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
     }
 }
 
+impl<F: Fn(&str) -> Option<String>> Env<F> {
+    /// A listen address from `var`, or all interfaces on `default_port`.
+    pub fn listen_addr(
+        &self,
+        var: &'static str,
+        default_port: u16,
+    ) -> Result<SocketAddr, EnvError> {
+        self.parse_or(
+            var,
+            SocketAddr::from(([0, 0, 0, 0], default_port)),
+            "a socket address such as 0.0.0.0:8000",
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::SocketAddr;
 
     fn env(pairs: &'static [(&'static str, &'static str)]) -> Env<impl Fn(&str) -> Option<String>> {
         Env::from_lookup(move |key| {
@@ -93,6 +108,18 @@ mod tests {
         for env in [env(&[]), env(&[("ADDR", "  ")])] {
             assert_eq!(env.parse_or("ADDR", default, "host:port"), Ok(default));
         }
+    }
+
+    #[test]
+    fn listen_addresses_default_to_all_interfaces() {
+        assert_eq!(
+            env(&[]).listen_addr("ADDR", 8001),
+            Ok(SocketAddr::from(([0, 0, 0, 0], 8001)))
+        );
+        assert_eq!(
+            env(&[("ADDR", "127.0.0.1:9")]).listen_addr("ADDR", 8001),
+            Ok(SocketAddr::from(([127, 0, 0, 1], 9)))
+        );
     }
 
     #[test]

@@ -42,11 +42,7 @@ impl Config {
     /// Reads the settings from `env`.
     pub fn from<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, EnvError> {
         Ok(Self {
-            listen_addr: env.parse_or(
-                "API_LISTEN_ADDR",
-                SocketAddr::from(([0, 0, 0, 0], 8000)),
-                "a socket address such as 0.0.0.0:8000",
-            )?,
+            listen_addr: env.listen_addr("API_LISTEN_ADDR", 8000)?,
         })
     }
 }

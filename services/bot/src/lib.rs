@@ -34,11 +34,7 @@ impl Config {
     /// Reads the settings from `env`.
     pub fn from<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, EnvError> {
         Ok(Self {
-            listen_addr: env.parse_or(
-                "BOT_LISTEN_ADDR",
-                SocketAddr::from(([0, 0, 0, 0], 8002)),
-                "a socket address such as 0.0.0.0:8002",
-            )?,
+            listen_addr: env.listen_addr("BOT_LISTEN_ADDR", 8002)?,
         })
     }
 }
