@@ -29,6 +29,7 @@
 
 pub mod config;
 mod console;
+pub mod db;
 pub mod http_server;
 pub mod propagation;
 mod resource;
@@ -36,6 +37,8 @@ pub mod spans;
 
 use std::time::Duration;
 
+use opentelemetry::metrics::noop::NoopMeterProvider;
+use opentelemetry::metrics::{Meter, MeterProvider as _};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge;
 use opentelemetry_otlp::{
@@ -112,7 +115,9 @@ pub fn init(service: Service) -> Result<TelemetryGuard, InitError> {
 #[derive(Debug)]
 pub struct Telemetry {
     tracer_provider: SdkTracerProvider,
-    meter_provider: SdkMeterProvider,
+    /// `None` when metrics are not exported: an SDK meter provider without a
+    /// reader would refuse every observable instrument, loudly.
+    meter_provider: Option<SdkMeterProvider>,
     logger_provider: Option<SdkLoggerProvider>,
     dispatch: Dispatch,
 }
@@ -145,13 +150,16 @@ impl Telemetry {
         }
         let tracer_provider = tracer_provider.build();
 
-        let mut meter_provider = SdkMeterProvider::builder().with_resource(resource.clone());
-        if let Some(protocol) = config.signals.metrics {
+        let meter_provider = match config.signals.metrics {
             // The periodic reader reads OTEL_METRIC_EXPORT_INTERVAL itself.
-            meter_provider =
-                meter_provider.with_periodic_exporter(metric_exporter(protocol, config)?);
-        }
-        let meter_provider = meter_provider.build();
+            Some(protocol) => Some(
+                SdkMeterProvider::builder()
+                    .with_resource(resource.clone())
+                    .with_periodic_exporter(metric_exporter(protocol, config)?)
+                    .build(),
+            ),
+            None => None,
+        };
 
         let logger_provider = match config.signals.logs {
             Some(protocol) => Some(
@@ -205,10 +213,14 @@ impl Telemetry {
         &self.dispatch
     }
 
-    /// The meter provider; services use `opentelemetry::global::meter` once
-    /// [`Telemetry::install`] has run.
-    pub fn meter_provider(&self) -> &SdkMeterProvider {
-        &self.meter_provider
+    /// A meter of these providers (a no-op one when metrics are off);
+    /// services use `opentelemetry::global::meter` once [`Telemetry::install`]
+    /// has run.
+    pub fn meter(&self, name: &'static str) -> Meter {
+        match &self.meter_provider {
+            Some(provider) => provider.meter(name),
+            None => NoopMeterProvider::new().meter(name),
+        }
     }
 
     /// The tracer provider.
@@ -222,7 +234,9 @@ impl Telemetry {
     pub fn install(self) -> Result<TelemetryGuard, InitError> {
         tracing::dispatcher::set_global_default(self.dispatch.clone())?;
         opentelemetry::global::set_tracer_provider(self.tracer_provider.clone());
-        opentelemetry::global::set_meter_provider(self.meter_provider.clone());
+        if let Some(meter_provider) = &self.meter_provider {
+            opentelemetry::global::set_meter_provider(meter_provider.clone());
+        }
         opentelemetry::global::set_text_map_propagator(propagation::w3c_propagator());
         Ok(TelemetryGuard {
             telemetry: Some(self),
@@ -247,7 +261,9 @@ impl Telemetry {
         if let Some(logger_provider) = &self.logger_provider {
             report("logs", logger_provider.shutdown());
         }
-        report("metrics", self.meter_provider.shutdown());
+        if let Some(meter_provider) = &self.meter_provider {
+            report("metrics", meter_provider.shutdown());
+        }
     }
 
     /// [`Telemetry::shutdown_blocking`] on a blocking thread, so the Tokio

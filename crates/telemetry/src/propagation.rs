@@ -5,6 +5,7 @@
 //! than the global one, so they behave the same before [`crate::Telemetry::install`]
 //! runs and in tests that never install anything.
 
+use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
@@ -40,6 +41,21 @@ pub fn inject_http(headers: &mut http::HeaderMap) {
 /// carry none (the request then starts a new trace).
 pub fn extract_http(headers: &http::HeaderMap) -> Context {
     propagator().extract(&HeaderExtractor(headers))
+}
+
+/// The context of the current `tracing` span as W3C header pairs
+/// (`traceparent`, `tracestate`, `baggage`), for storing with work that is
+/// carried out later, such as an outbox row.
+pub fn current_context_pairs() -> HashMap<String, String> {
+    let cx = tracing::Span::current().context();
+    let mut pairs = HashMap::new();
+    propagator().inject_context(&cx, &mut pairs);
+    pairs
+}
+
+/// The context stored by [`current_context_pairs`].
+pub fn context_from_pairs(pairs: &HashMap<String, String>) -> Context {
+    propagator().extract(pairs)
 }
 
 /// Writes the context of the current `tracing` span into AMQP message headers.

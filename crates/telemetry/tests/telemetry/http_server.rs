@@ -5,7 +5,6 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::routing::get;
-use opentelemetry::metrics::MeterProvider as _;
 use otlp_testkit::AnyValueExt;
 use otlp_testkit::proto::trace::v1::span::SpanKind;
 use telemetry::Protocol;
@@ -40,9 +39,7 @@ async fn call(app: &Router, uri: &str, traceparent: Option<&str>) -> StatusCode 
 
 async fn requests_get_server_spans_and_a_duration_histogram(protocol: Protocol) {
     let (receiver, telemetry) = start(protocol, "api").await;
-    let app = app(HttpServerLayer::new(
-        &telemetry.meter_provider().meter("api"),
-    ));
+    let app = app(HttpServerLayer::new(&telemetry.meter("api")));
     let caller = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     async {
         assert_eq!(call(&app, "/games/42", Some(caller)).await, StatusCode::OK);

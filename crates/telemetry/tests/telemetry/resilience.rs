@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use opentelemetry::metrics::MeterProvider as _;
 use otlp_testkit::Receiver;
 use telemetry::{Protocol, Service, Telemetry, TelemetryConfig};
 
@@ -22,7 +21,6 @@ fn emit_everything(telemetry: &Telemetry) {
         tracing::info!("working");
     });
     telemetry
-        .meter_provider()
         .meter("test")
         .u64_counter("games.created")
         .build()
