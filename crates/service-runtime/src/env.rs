@@ -4,6 +4,8 @@
 use std::net::SocketAddr;
 use std::str::FromStr;
 
+use secrecy::SecretString;
+
 /// A variable is missing or cannot be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EnvError {
@@ -75,6 +77,28 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
 }
 
 impl<F: Fn(&str) -> Option<String>> Env<F> {
+    /// A required URL whose scheme is one of `schemes` (`postgres`), kept
+    /// secret because URLs carry passwords; `example` shows a valid one in
+    /// the error message.
+    pub fn url(
+        &self,
+        var: &'static str,
+        schemes: &[&str],
+        example: &'static str,
+    ) -> Result<SecretString, EnvError> {
+        let value = self.required(var)?;
+        let valid = value
+            .split_once("://")
+            .is_some_and(|(scheme, rest)| schemes.contains(&scheme) && !rest.is_empty());
+        if !valid {
+            return Err(EnvError::Invalid {
+                var,
+                expected: example,
+            });
+        }
+        Ok(SecretString::from(value))
+    }
+
     /// A listen address from `var`, or all interfaces on `default_port`.
     pub fn listen_addr(
         &self,

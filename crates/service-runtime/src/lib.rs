@@ -69,7 +69,7 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
 ///
 /// Merge these routes *after* adding tracing layers so probes, which arrive
 /// every few seconds, neither create spans nor skew the request metrics.
-pub fn health_routes() -> Router {
+pub fn health_routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new().route("/healthz", get(|| async { "ok" }))
 }
 

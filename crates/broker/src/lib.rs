@@ -1,0 +1,289 @@
+//! RabbitMQ for gamenight services.
+//!
+//! A [`Broker`] owns one AMQP connection and one channel in publisher-confirm
+//! mode, opened on first use and reopened after any failure, so a RabbitMQ
+//! restart costs the failed calls, not the process. Every exchange it was
+//! built with is declared (durable topic) on each (re)connect.
+//!
+//! [`Broker::publish`] is the one way messages leave a service: persistent
+//! delivery, a PRODUCER span with the trace context in the message headers,
+//! and success only once the broker has confirmed the message.
+
+use std::time::{Duration, Instant};
+
+use lapin::Confirmation;
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
+use lapin::types::{FieldTable, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::{Histogram, Meter};
+use opentelemetry_semantic_conventions::{attribute as semconv, metric};
+use secrecy::{ExposeSecret, SecretString};
+use telemetry::spans::{MESSAGING_SYSTEM_RABBITMQ, Peer, producer_span, record_error};
+use tokio::sync::Mutex;
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+pub use lapin;
+
+/// How long opening a connection may take before the attempt counts as failed.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a publish may wait for the broker's confirm.
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What went wrong talking to RabbitMQ. Messages never contain the URL, which
+/// holds the password.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// `RABBITMQ_URL` is not an `amqp://` or `amqps://` URL with a host.
+    #[error("RABBITMQ_URL is invalid: expected amqp://user:password@host:5672/vhost")]
+    InvalidUrl,
+    /// No connection could be opened (in time).
+    #[error("cannot connect to RabbitMQ: {0}")]
+    Connect(String),
+    /// The connection or channel failed during a call.
+    #[error("RabbitMQ call failed: {0}")]
+    Amqp(#[from] lapin::Error),
+    /// The broker refused the message (nack): it could not take
+    /// responsibility for it.
+    #[error("RabbitMQ refused the message (nack)")]
+    Nacked,
+    /// No confirm arrived in time; the message may or may not be stored.
+    #[error("no publisher confirm within {0:?}")]
+    ConfirmTimeout(Duration),
+}
+
+impl BrokerError {
+    /// Low-cardinality name for `error.type`.
+    fn kind(&self) -> &'static str {
+        match self {
+            Self::InvalidUrl => "invalid_url",
+            Self::Connect(_) => "connect",
+            Self::Amqp(_) => "amqp",
+            Self::Nacked => "nack",
+            Self::ConfirmTimeout(_) => "confirm_timeout",
+        }
+    }
+}
+
+/// One open connection and its confirm-mode channel.
+#[derive(Debug)]
+struct Connected {
+    connection: Connection,
+    channel: Channel,
+}
+
+/// A RabbitMQ connection shared by a service's tasks.
+#[derive(Debug)]
+pub struct Broker {
+    url: SecretString,
+    peer: Peer,
+    exchanges: Vec<String>,
+    connected: Mutex<Option<Connected>>,
+    publish_duration: Histogram<f64>,
+}
+
+impl Broker {
+    /// A broker for `url` that declares `exchanges` on every connect.
+    /// Connects lazily: RabbitMQ may be down when the service starts.
+    pub fn new(
+        url: SecretString,
+        exchanges: Vec<String>,
+        meter: &Meter,
+    ) -> Result<Self, BrokerError> {
+        let peer = peer_of(url.expose_secret())?;
+        let publish_duration = meter
+            .f64_histogram(metric::MESSAGING_CLIENT_OPERATION_DURATION)
+            .with_unit("s")
+            .with_description(
+                "Duration of messaging operations initiated by a producer or consumer client.",
+            )
+            .with_boundaries(vec![
+                0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+            ])
+            .build();
+        Ok(Self {
+            url,
+            peer,
+            exchanges,
+            connected: Mutex::new(None),
+            publish_duration,
+        })
+    }
+
+    /// Host and port of the broker, for spans.
+    pub fn peer(&self) -> &Peer {
+        &self.peer
+    }
+
+    /// The confirm-mode channel, connecting first if needed.
+    ///
+    /// Returns `Err` when RabbitMQ cannot be reached; the next call tries again.
+    pub async fn channel(&self) -> Result<Channel, BrokerError> {
+        let mut connected = self.connected.lock().await;
+        if let Some(current) = connected.as_ref()
+            && current.connection.status().connected()
+            && current.channel.status().connected()
+        {
+            return Ok(current.channel.clone());
+        }
+        let fresh = self.connect().await?;
+        let channel = fresh.channel.clone();
+        *connected = Some(fresh);
+        Ok(channel)
+    }
+
+    async fn connect(&self) -> Result<Connected, BrokerError> {
+        let connect =
+            Connection::connect(self.url.expose_secret(), ConnectionProperties::default());
+        let connection = tokio::time::timeout(CONNECT_TIMEOUT, connect)
+            .await
+            .map_err(|_| BrokerError::Connect(format!("no answer within {CONNECT_TIMEOUT:?}")))?
+            .map_err(|err| BrokerError::Connect(err.to_string()))?;
+        let channel = connection.create_channel().await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        for exchange in &self.exchanges {
+            channel
+                .exchange_declare(
+                    ShortString::from(exchange.as_str()),
+                    ExchangeKind::Topic,
+                    // Durable: the exchange survives a broker restart, so
+                    // publishes after one do not fail until someone redeclares.
+                    ExchangeDeclareOptions {
+                        durable: true,
+                        ..ExchangeDeclareOptions::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await?;
+        }
+        tracing::info!(server.address = %self.peer.address, server.port = self.peer.port, "connected to RabbitMQ");
+        Ok(Connected {
+            connection,
+            channel,
+        })
+    }
+
+    /// Forgets the current connection so the next call opens a new one.
+    async fn reset(&self) {
+        if let Some(old) = self.connected.lock().await.take() {
+            // Best effort: the connection is probably broken already.
+            let _ = old.connection.close(0, "reconnecting".into()).await;
+        }
+    }
+
+    /// True when a connection is open or can be opened now.
+    pub async fn is_ready(&self) -> bool {
+        self.channel().await.is_ok()
+    }
+
+    /// Publishes `payload` (JSON) to `exchange` with `routing_key` as a
+    /// persistent message, and returns once the broker has confirmed it.
+    ///
+    /// The PRODUCER span is a child of `parent` when given (a stored trace
+    /// context, as the outbox keeps), else of the current span; its context
+    /// travels in the message headers. On `Err` the connection is reset and
+    /// the message must be considered unsent.
+    pub async fn publish(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        message_id: &str,
+        payload: &[u8],
+        parent: Option<opentelemetry::Context>,
+    ) -> Result<(), BrokerError> {
+        let span = producer_span(exchange, routing_key, message_id);
+        if let Some(parent) = parent {
+            let _ = span.set_parent(parent);
+        }
+        let start = Instant::now();
+        let result = self
+            .publish_confirmed(exchange, routing_key, message_id, payload)
+            .instrument(span.clone())
+            .await;
+        let mut attributes = vec![
+            KeyValue::new(semconv::MESSAGING_SYSTEM, MESSAGING_SYSTEM_RABBITMQ),
+            KeyValue::new(semconv::MESSAGING_OPERATION_NAME, "publish"),
+            KeyValue::new(semconv::MESSAGING_OPERATION_TYPE, "send"),
+            KeyValue::new(semconv::MESSAGING_DESTINATION_NAME, exchange.to_owned()),
+        ];
+        if let Err(err) = &result {
+            record_error(&span, err.kind(), err);
+            attributes.push(KeyValue::new(semconv::ERROR_TYPE, err.kind()));
+            self.reset().await;
+        }
+        self.publish_duration
+            .record(start.elapsed().as_secs_f64(), &attributes);
+        result
+    }
+
+    async fn publish_confirmed(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        message_id: &str,
+        payload: &[u8],
+    ) -> Result<(), BrokerError> {
+        let channel = self.channel().await?;
+        let mut headers = FieldTable::default();
+        telemetry::propagation::inject_amqp(&mut headers);
+        let properties = BasicProperties::default()
+            .with_content_type("application/json".into())
+            .with_delivery_mode(2) // persistent: written to disk by the broker
+            .with_message_id(message_id.into())
+            .with_headers(headers);
+        let confirm = channel
+            .basic_publish(
+                exchange.into(),
+                routing_key.into(),
+                BasicPublishOptions::default(),
+                payload,
+                properties,
+            )
+            .await?;
+        match tokio::time::timeout(CONFIRM_TIMEOUT, confirm).await {
+            Err(_) => Err(BrokerError::ConfirmTimeout(CONFIRM_TIMEOUT)),
+            Ok(confirmation) => match confirmation? {
+                Confirmation::Ack(_) | Confirmation::NotRequested => Ok(()),
+                Confirmation::Nack(_) => Err(BrokerError::Nacked),
+            },
+        }
+    }
+}
+
+/// Host and port of an AMQP URL, without its credentials.
+fn peer_of(url: &str) -> Result<Peer, BrokerError> {
+    let parsed = url::Url::parse(url).map_err(|_| BrokerError::InvalidUrl)?;
+    let default_port = match parsed.scheme() {
+        "amqp" => 5672,
+        "amqps" => 5671,
+        _ => return Err(BrokerError::InvalidUrl),
+    };
+    let host = parsed.host_str().ok_or(BrokerError::InvalidUrl)?;
+    Ok(Peer::new(host, parsed.port().unwrap_or(default_port)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_peer_is_host_and_port_without_credentials() {
+        assert_eq!(
+            peer_of("amqp://guest:secret@rabbit:5673/%2f").unwrap(),
+            Peer::new("rabbit", 5673)
+        );
+        assert_eq!(peer_of("amqps://h").unwrap(), Peer::new("h", 5671));
+    }
+
+    #[test]
+    fn a_bad_url_is_refused_without_echoing_it() {
+        for url in ["http://guest:secret@h", "not a url", "amqp://"] {
+            let err = peer_of(url).unwrap_err();
+            assert!(!err.to_string().contains("secret"));
+            assert!(err.to_string().contains("RABBITMQ_URL"));
+        }
+    }
+}
