@@ -1,81 +1,276 @@
-//! The `api` service: the HTTP API of gamenight.
-//!
-//! So far it serves `GET /` (which service and version answer) and
-//! `GET /healthz`, with every request but the probe traced and measured; the
-//! game endpoints build on this.
+//! The `api` service: game nights over PostgreSQL, Redis and RabbitMQ.
 //!
 //! # Layout
-//! - [`Config`]: settings read from the environment.
-//! - [`app`]: the router, which tests drive directly.
-//! - [`run`]: serve until shutdown.
+//! - [`config`]: settings read from the environment.
+//! - [`domain`]: validated values and the game and participant types.
+//! - [`store`]: games in PostgreSQL; every change writes its event to the
+//!   [`outbox`] in the same transaction.
+//! - [`outbox`]: the outbox and the relay that publishes it to RabbitMQ.
+//! - [`cache`]: cache-aside for single games in Redis.
+//! - `routes`, `error`, `extract`: the HTTP surface and its problem+json errors.
+//! - [`App`]: everything wired together; [`App::router`] is what tests drive.
 
-use std::net::SocketAddr;
+pub mod cache;
+pub mod config;
+pub mod domain;
+mod error;
+mod extract;
+pub mod outbox;
+mod routes;
+pub mod store;
 
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
+use broker::Broker;
+use opentelemetry::metrics::{Counter, Meter, ObservableGauge};
+use secrecy::ExposeSecret;
 use serde::Serialize;
 use service_runtime::CancellationToken;
-use service_runtime::env::{Env, EnvError};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use telemetry::db::DbClient;
 use telemetry::http_server::HttpServerLayer;
+use telemetry::spans::Peer;
+use tower_http::timeout::TimeoutLayer;
+use utoipa_scalar::{Scalar, Servable};
+
+pub use config::Config;
+pub use domain::Game;
+pub use routes::GamePage;
 
 /// `service.name` and `service.version` of this binary.
 pub const SERVICE: telemetry::Service =
     telemetry::Service::new(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"));
 
-/// Settings of the `api` service.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Config {
-    /// Address the HTTP server binds (`API_LISTEN_ADDR`, default `0.0.0.0:8000`).
-    pub listen_addr: SocketAddr,
+/// The migrations under `services/api/migrations`, built into the binary.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Largest request body accepted; game requests are a few hundred bytes.
+const MAX_BODY_BYTES: usize = 16 * 1024;
+/// Longest a request may take before it is answered 408, so that draining on
+/// shutdown cannot hang on a stuck request.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// `DATABASE_URL` could not be parsed.
+    #[error("DATABASE_URL is invalid: expected postgres://user:password@host:5432/database")]
+    InvalidDatabaseUrl,
+    /// `REDIS_URL` could not be used.
+    #[error(transparent)]
+    InvalidRedisUrl(#[from] cache::InvalidRedisUrl),
+    /// `RABBITMQ_URL` could not be used.
+    #[error(transparent)]
+    InvalidRabbitMqUrl(#[from] broker::BrokerError),
+    /// Applying migrations failed.
+    #[error("cannot apply database migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The server failed.
+    #[error("server failed: {0}")]
+    Serve(#[from] std::io::Error),
 }
 
-impl Config {
-    /// Every variable this service reads itself (telemetry's are in
-    /// [`telemetry::config::ENV_VARS`]).
-    pub const ENV_VARS: &[&str] = &["API_LISTEN_ADDR"];
+/// The business metrics of the api.
+#[derive(Debug, Clone)]
+struct Metrics {
+    games_created: Counter<u64>,
+    participants_joined: Counter<u64>,
+    /// Kept so the gauge stays registered for the life of the app.
+    _outbox_backlog: ObservableGauge<i64>,
+}
 
-    /// Reads the settings from the process environment.
-    pub fn from_env() -> Result<Self, EnvError> {
-        Self::from(&Env::process())
+/// What every handler can reach.
+#[derive(Debug, Clone)]
+struct AppState {
+    store: store::Store,
+    cache: cache::Cache,
+    relay: outbox::Relay,
+    broker: Arc<Broker>,
+    metrics: Metrics,
+}
+
+impl AppState {
+    /// After a committed change to game `id`: drop its cached copy and wake
+    /// the relay for the event just written.
+    async fn changed(&self, id: uuid::Uuid) {
+        self.cache.invalidate(id).await;
+        self.relay.notify();
     }
+}
 
-    /// Reads the settings from `env`.
-    pub fn from<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, EnvError> {
+/// The api, wired but not yet serving.
+#[derive(Debug)]
+pub struct App {
+    state: AppState,
+}
+
+impl App {
+    /// Wires the app from `config`, registering metrics on `meter`.
+    /// Connects lazily: no server needs to be up yet.
+    pub fn new(config: &Config, meter: &Meter) -> Result<Self, StartError> {
+        let options: PgConnectOptions = config
+            .database_url
+            .expose_secret()
+            .parse()
+            .map_err(|_| StartError::InvalidDatabaseUrl)?;
+        let peer = Peer::new(options.get_host(), options.get_port());
+        let pool = PgPoolOptions::new()
+            .max_connections(10)
+            // A request waits at most this long for a connection, then fails
+            // with 500 instead of queueing forever while PostgreSQL is down.
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_lazy_with(options);
+        let db = DbClient::new("postgresql", peer, meter);
+        let store = store::Store::new(pool.clone(), db.clone());
+        let cache = cache::Cache::new(
+            &config.redis_url,
+            config.redis_key_prefix.clone(),
+            config.cache_ttl,
+            meter,
+        )?;
+        let broker = Arc::new(Broker::new(
+            config.rabbitmq_url.clone(),
+            vec![config.events_exchange.clone()],
+            meter,
+        )?);
+        let relay = outbox::Relay::new(
+            pool,
+            db,
+            broker.clone(),
+            config.events_exchange.clone(),
+            config.outbox_poll_interval,
+        );
+        let backlog = relay.backlog();
+        let metrics = Metrics {
+            games_created: meter
+                .u64_counter("gamenight.games.created")
+                .with_unit("{game}")
+                .with_description("Game nights scheduled.")
+                .build(),
+            participants_joined: meter
+                .u64_counter("gamenight.participants.joined")
+                .with_unit("{player}")
+                .with_description("Seats taken at game nights.")
+                .build(),
+            _outbox_backlog: meter
+                .i64_observable_gauge("gamenight.outbox.backlog")
+                .with_unit("{event}")
+                .with_description("Domain events written but not yet confirmed by RabbitMQ.")
+                .with_callback(move |gauge| gauge.observe(backlog.load(Ordering::Relaxed), &[]))
+                .build(),
+        };
         Ok(Self {
-            listen_addr: env.listen_addr("API_LISTEN_ADDR", 8000)?,
+            state: AppState {
+                store,
+                cache,
+                relay,
+                broker,
+                metrics,
+            },
         })
     }
+
+    /// Applies pending migrations. Safe with several replicas starting at
+    /// once: sqlx holds a PostgreSQL advisory lock while migrating.
+    pub async fn migrate(&self) -> Result<(), StartError> {
+        MIGRATOR.run(self.state.store.pool()).await?;
+        Ok(())
+    }
+
+    /// The outbox relay, for tests that drive it by hand.
+    pub fn relay(&self) -> &outbox::Relay {
+        &self.state.relay
+    }
+
+    /// The router: the game routes traced and measured, then the untraced
+    /// probes, the OpenAPI document and its docs page.
+    pub fn router(&self, meter: &Meter) -> Router {
+        let (games, openapi) = routes::router().split_for_parts();
+        let games = games
+            .fallback(error::not_found)
+            .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+            .layer(HttpServerLayer::new(meter))
+            .layer(TimeoutLayer::with_status_code(
+                StatusCode::REQUEST_TIMEOUT,
+                REQUEST_TIMEOUT,
+            ));
+        let spec = openapi.clone();
+        games
+            .merge(service_runtime::health_routes())
+            .route("/readyz", get(readyz))
+            .route("/openapi.json", get(move || async move { Json(spec) }))
+            .merge(Scalar::with_url("/docs", openapi))
+            .with_state(self.state.clone())
+    }
+
+    /// Serves on `listener` until `shutdown` is cancelled, with the outbox
+    /// relay running beside it; then drains in-flight requests and lets the
+    /// relay publish what they wrote.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        meter: &Meter,
+        shutdown: CancellationToken,
+    ) -> Result<(), StartError> {
+        let relay_stop = CancellationToken::new();
+        let relay = tokio::spawn(self.state.relay.clone().run(relay_stop.clone()));
+        let served = service_runtime::serve(listener, self.router(meter), shutdown).await;
+        relay_stop.cancel();
+        if let Err(err) = relay.await {
+            tracing::error!(error = %err, "outbox relay task failed");
+        }
+        Ok(served?)
+    }
 }
 
-/// What `GET /` answers.
+/// What `/readyz` reports for each dependency.
 #[derive(Debug, Serialize)]
-struct Index {
-    service: &'static str,
-    version: &'static str,
+struct Readiness {
+    postgresql: &'static str,
+    redis: &'static str,
+    rabbitmq: &'static str,
 }
 
-async fn index() -> Json<Index> {
-    tracing::info!("index requested");
-    Json(Index {
-        service: SERVICE.name,
-        version: SERVICE.version,
-    })
-}
-
-/// The router: traced routes first, then the untraced health probe.
-pub fn app() -> Router {
-    let meter = opentelemetry::global::meter(SERVICE.name);
-    Router::new()
-        .route("/", get(index))
-        .layer(HttpServerLayer::new(&meter))
-        .merge(service_runtime::health_routes())
-}
-
-/// Serves [`app`] on `listener` until `shutdown` is cancelled, then lets
-/// in-flight requests finish.
-pub async fn run(
-    listener: tokio::net::TcpListener,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
-    service_runtime::serve(listener, app(), shutdown).await
+/// 200 when PostgreSQL, Redis and RabbitMQ all answer, else 503 naming the
+/// ones that do not.
+async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
+    let up = |ok: bool| if ok { "up" } else { "down" };
+    let postgres = async {
+        tokio::time::timeout(
+            Duration::from_secs(2),
+            sqlx::query("SELECT 1").execute(state.store.pool()),
+        )
+        .await
+        .is_ok_and(|result| result.is_ok())
+    };
+    let redis = async {
+        tokio::time::timeout(Duration::from_secs(2), state.cache.is_ready())
+            .await
+            .unwrap_or(false)
+    };
+    let rabbitmq = async {
+        tokio::time::timeout(Duration::from_secs(2), state.broker.is_ready())
+            .await
+            .unwrap_or(false)
+    };
+    let (postgres, redis, rabbitmq) = tokio::join!(postgres, redis, rabbitmq);
+    let status = if postgres && redis && rabbitmq {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(Readiness {
+            postgresql: up(postgres),
+            redis: up(redis),
+            rabbitmq: up(rabbitmq),
+        }),
+    )
 }

@@ -1,8 +1,14 @@
-//! The `api` binary as users run it: a child process configured only through
-//! the environment, exporting to a real OTLP receiver.
+//! The api against real PostgreSQL, Redis and RabbitMQ, each test on its own
+//! database, key prefix and exchange; and the `api` binary as users run it.
 
 // A failed unwrap is a failed test, with the value in the message.
 #![allow(clippy::unwrap_used)]
 
+mod cache;
+mod docs;
+mod games;
+mod helpers;
+mod outbox;
 mod process;
 mod telemetry_export;
+mod traces;

@@ -6,6 +6,8 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+use crate::helpers::Servers;
+
 /// A running `api` process and the address it listens on.
 pub(crate) struct Api {
     child: Child,
@@ -13,11 +15,12 @@ pub(crate) struct Api {
 }
 
 impl Api {
-    /// Starts the binary with `env` (plus a port-0 listen address and JSON
-    /// logs) and waits for its "listening" line.
-    pub(crate) async fn start(env: &[(&str, &str)]) -> Self {
+    /// Starts the binary on `servers` with `env` on top (plus a port-0
+    /// listen address and JSON logs) and waits for its "listening" line.
+    pub(crate) async fn start(servers: &Servers, env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_api"))
             .env_clear()
+            .envs(servers.env())
             .env("API_LISTEN_ADDR", "127.0.0.1:0")
             .env("LOG_FORMAT", "json")
             .envs(env.iter().copied())
@@ -44,6 +47,18 @@ impl Api {
             child,
             base_url: format!("http://{addr}"),
         }
+    }
+
+    /// Creates a valid game through the API.
+    pub(crate) async fn create_game(&self) -> api::Game {
+        let response = reqwest::Client::new()
+            .post(format!("{}/games", self.base_url))
+            .json(&crate::helpers::game_body(4))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+        response.json().await.unwrap()
     }
 
     /// Sends SIGTERM and waits for the process to exit.

@@ -4,6 +4,7 @@
 use otlp_testkit::Receiver;
 use otlp_testkit::proto::trace::v1::span::SpanKind;
 
+use crate::helpers::{Servers, game_body};
 use crate::process::{Api, run_to_exit};
 
 async fn serves_and_exports_over(protocol: &str) {
@@ -12,32 +13,29 @@ async fn serves_and_exports_over(protocol: &str) {
         "grpc" => receiver.grpc_endpoint(),
         _ => receiver.http_endpoint(),
     };
-    let api = Api::start(&[
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
-        ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
-        (
-            "OTEL_EXPORTER_OTLP_HEADERS",
-            "authorization=Basic%20dGVzdDp0ZXN0",
-        ),
-        ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
-        (
-            "OTEL_RESOURCE_ATTRIBUTES",
-            "deployment.environment.name=ci,team=games",
-        ),
-    ])
+    let api = Api::start(
+        &Servers::fresh().await,
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
+            (
+                "OTEL_EXPORTER_OTLP_HEADERS",
+                "authorization=Basic%20dGVzdDp0ZXN0",
+            ),
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
+            (
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "deployment.environment.name=ci,team=games",
+            ),
+        ],
+    )
     .await;
 
-    let index: serde_json::Value = reqwest::get(format!("{}/", api.base_url))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(index["service"], "api");
+    api.create_game().await;
     let status = api.terminate().await;
     assert!(status.success(), "api exits cleanly on SIGTERM: {status}");
 
-    let span = receiver.wait_for_span("GET /").await.unwrap();
+    let span = receiver.wait_for_span("POST /games").await.unwrap();
     assert_eq!(span.kind(), SpanKind::Server);
     assert_eq!(span.service_name(), "api");
     let resource = |key| {
@@ -51,7 +49,7 @@ async fn serves_and_exports_over(protocol: &str) {
     assert_eq!(resource("team").as_deref(), Some("games"));
     assert_eq!(resource("service.namespace").as_deref(), Some("gamenight"));
     receiver
-        .wait_for_log(&span.trace_id(), "index requested")
+        .wait_for_log(&span.trace_id(), "game created")
         .await
         .unwrap();
     let metric = receiver
@@ -87,20 +85,23 @@ async fn a_per_signal_endpoint_takes_that_signal_elsewhere() {
     let traces = Receiver::start().await.unwrap();
     let general_endpoint = general.http_endpoint();
     let traces_endpoint = format!("{}/v1/traces", traces.http_endpoint());
-    let api = Api::start(&[
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", general_endpoint.as_str()),
-        (
-            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-            traces_endpoint.as_str(),
-        ),
-    ])
+    let api = Api::start(
+        &Servers::fresh().await,
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", general_endpoint.as_str()),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                traces_endpoint.as_str(),
+            ),
+        ],
+    )
     .await;
-    reqwest::get(format!("{}/", api.base_url)).await.unwrap();
+    api.create_game().await;
     assert!(api.terminate().await.success());
 
-    let span = traces.wait_for_span("GET /").await.unwrap();
+    let span = traces.wait_for_span("POST /games").await.unwrap();
     general
-        .wait_for_log(&span.trace_id(), "index requested")
+        .wait_for_log(&span.trace_id(), "game created")
         .await
         .unwrap();
     assert!(
@@ -117,31 +118,36 @@ async fn a_per_signal_endpoint_takes_that_signal_elsewhere() {
 async fn a_parent_based_ratio_sampler_follows_the_caller_and_metrics_export_on_interval() {
     let receiver = Receiver::start().await.unwrap();
     let endpoint = receiver.http_endpoint();
-    let api = Api::start(&[
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
-        ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
-        ("OTEL_TRACES_SAMPLER_ARG", "0"),
-        ("OTEL_BSP_SCHEDULE_DELAY", "50"),
-        ("OTEL_METRIC_EXPORT_INTERVAL", "100"),
-    ])
+    let api = Api::start(
+        &Servers::fresh().await,
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+            ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+            ("OTEL_TRACES_SAMPLER_ARG", "0"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "50"),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "100"),
+        ],
+    )
     .await;
     let client = reqwest::Client::new();
     // A new trace: ratio 0 drops it.
     client
-        .get(format!("{}/", api.base_url))
+        .post(format!("{}/games", api.base_url))
+        .json(&game_body(4))
         .send()
         .await
         .unwrap();
     // A caller that sampled its trace: the service follows its decision.
     let sampled = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
     client
-        .get(format!("{}/", api.base_url))
+        .post(format!("{}/games", api.base_url))
+        .json(&game_body(4))
         .header("traceparent", sampled)
         .send()
         .await
         .unwrap();
 
-    let span = receiver.wait_for_span("GET /").await.unwrap();
+    let span = receiver.wait_for_span("POST /games").await.unwrap();
     assert_eq!(span.trace_id(), "0af7651916cd43dd8448eb211c80319c");
     assert_eq!(span.parent_span_id().as_deref(), Some("b7ad6b7169203331"));
     // Exported on the 100 ms interval, while the service is still running.
@@ -161,7 +167,7 @@ async fn a_parent_based_ratio_sampler_follows_the_caller_and_metrics_export_on_i
         receiver
             .spans()
             .iter()
-            .filter(|s| s.name() == "GET /")
+            .filter(|s| s.name() == "POST /games")
             .count(),
         1,
         "the unsampled request was not exported"
@@ -185,23 +191,26 @@ async fn the_exporters_own_traffic_is_never_exported() {
     // every export would cause another.
     let receiver = Receiver::start().await.unwrap();
     let endpoint = receiver.http_endpoint();
-    let api = Api::start(&[
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
-        ("RUST_LOG", "trace"),
-        // Export often, so exports happen while the service runs.
-        ("OTEL_BSP_SCHEDULE_DELAY", "50"),
-        ("OTEL_BLRP_SCHEDULE_DELAY", "50"),
-    ])
+    let api = Api::start(
+        &Servers::fresh().await,
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+            ("RUST_LOG", "trace"),
+            // Export often, so exports happen while the service runs.
+            ("OTEL_BSP_SCHEDULE_DELAY", "50"),
+            ("OTEL_BLRP_SCHEDULE_DELAY", "50"),
+        ],
+    )
     .await;
     for _ in 0..3 {
-        reqwest::get(format!("{}/", api.base_url)).await.unwrap();
-        receiver.wait_for_span("GET /").await.unwrap();
+        api.create_game().await;
+        receiver.wait_for_span("POST /games").await.unwrap();
     }
     assert!(api.terminate().await.success());
 
-    let span = receiver.wait_for_span("GET /").await.unwrap();
+    let span = receiver.wait_for_span("POST /games").await.unwrap();
     receiver
-        .wait_for_log(&span.trace_id(), "index requested")
+        .wait_for_log(&span.trace_id(), "game created")
         .await
         .unwrap();
     let foreign: Vec<String> = receiver
@@ -225,13 +234,16 @@ async fn the_exporters_own_traffic_is_never_exported() {
 async fn with_the_sdk_disabled_the_binary_sends_nothing() {
     let receiver = Receiver::start().await.unwrap();
     let endpoint = receiver.http_endpoint();
-    let api = Api::start(&[
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
-        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
-        ("OTEL_SDK_DISABLED", "true"),
-    ])
+    let api = Api::start(
+        &Servers::fresh().await,
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+            ("OTEL_SDK_DISABLED", "true"),
+        ],
+    )
     .await;
-    reqwest::get(format!("{}/", api.base_url)).await.unwrap();
+    api.create_game().await;
     assert!(api.terminate().await.success());
     // The process has exited after flushing: anything it would send is sent.
     assert_eq!(receiver.request_counts(), (0, 0));
@@ -239,12 +251,28 @@ async fn with_the_sdk_disabled_the_binary_sends_nothing() {
 
 #[tokio::test]
 async fn bad_configuration_stops_startup_with_a_line_naming_the_variable() {
+    let servers = Servers::fresh().await;
+    let valid: Vec<(&str, String)> = servers.env();
     for (var, value) in [
         ("API_LISTEN_ADDR", "not-an-address"),
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "carrier-pigeon"),
+        ("DATABASE_URL", "mysql://root:hunter2@db/gamenight"),
+        ("RABBITMQ_URL", "http://guest:hunter2@mq"),
+        ("REDIS_URL", ""),
+        ("CACHE_TTL_SECONDS", "a minute"),
     ] {
-        let (status, stderr) = run_to_exit(&[(var, value)]).await;
+        let mut env: Vec<(&str, &str)> = valid
+            .iter()
+            .filter(|(key, _)| *key != var)
+            .map(|(key, value)| (*key, value.as_str()))
+            .collect();
+        env.push((var, value));
+        // No collector here: skip the export retries on the way out.
+        env.push(("OTEL_SDK_DISABLED", "true"));
+        let (status, stderr) = run_to_exit(&env).await;
         assert!(!status.success());
+        assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
         assert!(stderr.contains(var), "{var}: {stderr}");
+        assert!(!stderr.contains("hunter2"), "the password leaked: {stderr}");
     }
 }

@@ -1,0 +1,302 @@
+//! The game-night domain: validated values and the rules of joining.
+//!
+//! Every value that comes from a client is parsed into a type here, and a
+//! failure names the field, so handlers never see unchecked input.
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// One problem with one field of a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct FieldError {
+    /// The field, as named in the request (`title`, `scheduled_at`).
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl FieldError {
+    fn new(field: &str, message: impl Into<String>) -> Self {
+        Self {
+            field: field.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Trims `value` and checks its length in characters and that it holds no
+/// control characters.
+fn text(field: &str, value: Option<String>, max: usize) -> Result<String, FieldError> {
+    let value = value.ok_or_else(|| FieldError::new(field, "is required"))?;
+    let value = value.trim();
+    if value.is_empty() {
+        return Err(FieldError::new(field, "must not be empty"));
+    }
+    if value.chars().count() > max {
+        return Err(FieldError::new(
+            field,
+            format!("must be at most {max} characters"),
+        ));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(FieldError::new(
+            field,
+            "must not contain control characters",
+        ));
+    }
+    Ok(value.to_owned())
+}
+
+/// Maximum length of a game title, in characters.
+pub const MAX_TITLE_CHARS: usize = 100;
+/// Maximum length of a player (or host) name, in characters.
+pub const MAX_NAME_CHARS: usize = 50;
+/// Seats at a table: at least 2, at most 100.
+pub const PLAYERS_RANGE: std::ops::RangeInclusive<i32> = 2..=100;
+/// Reminder lead time in minutes: from none to a week.
+pub const REMINDER_RANGE: std::ops::RangeInclusive<i32> = 0..=10_080;
+/// How far ahead a game may be scheduled: ten years.
+pub const MAX_DAYS_AHEAD: i64 = 3653;
+
+/// A player's (or host's) name: 1 to 50 characters, no control characters,
+/// surrounding whitespace removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlayerName(String);
+
+impl PlayerName {
+    /// Validates `value` as the field `field`.
+    pub fn parse(field: &str, value: Option<String>) -> Result<Self, FieldError> {
+        text(field, value, MAX_NAME_CHARS).map(Self)
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The body of `POST /games`, before validation. Every field is optional
+/// here so that a missing one is reported by name.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateGameRequest {
+    /// Title shown to players, 1–100 characters.
+    #[schema(example = "Catan night")]
+    pub title: Option<String>,
+    /// Who organises it, 1–50 characters.
+    #[schema(example = "ada")]
+    pub host: Option<String>,
+    /// When it starts: RFC 3339, in the future, within ten years.
+    #[schema(example = "2026-12-24T19:00:00Z")]
+    pub scheduled_at: Option<DateTime<Utc>>,
+    /// Seats at the table, 2–100.
+    #[schema(example = 4)]
+    pub max_players: Option<i32>,
+    /// Minutes before the start to remind players, 0–10080.
+    #[schema(example = 60)]
+    pub reminder_minutes: Option<i32>,
+}
+
+/// The body of `POST /games/{id}/participants`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JoinRequest {
+    /// The player's name, 1–50 characters.
+    #[schema(example = "grace")]
+    pub player: Option<String>,
+}
+
+/// A game night that passed validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewGame {
+    /// Validated title.
+    pub title: String,
+    /// Validated host.
+    pub host: PlayerName,
+    /// In the future, within [`MAX_DAYS_AHEAD`].
+    pub scheduled_at: DateTime<Utc>,
+    /// Within [`PLAYERS_RANGE`].
+    pub max_players: i32,
+    /// Within [`REMINDER_RANGE`].
+    pub reminder_minutes: i32,
+}
+
+impl NewGame {
+    /// Validates every field of `request`, reporting all problems at once.
+    pub fn parse(request: CreateGameRequest, now: DateTime<Utc>) -> Result<Self, Vec<FieldError>> {
+        let title = text("title", request.title, MAX_TITLE_CHARS);
+        let host = PlayerName::parse("host", request.host);
+        let scheduled_at = match request.scheduled_at {
+            None => Err(FieldError::new("scheduled_at", "is required")),
+            Some(at) if at <= now => Err(FieldError::new("scheduled_at", "must be in the future")),
+            Some(at) if at > now + Duration::days(MAX_DAYS_AHEAD) => Err(FieldError::new(
+                "scheduled_at",
+                format!("must be within {MAX_DAYS_AHEAD} days"),
+            )),
+            Some(at) => Ok(at),
+        };
+        let in_range =
+            |field: &str, value: Option<i32>, range: std::ops::RangeInclusive<i32>| match value {
+                None => Err(FieldError::new(field, "is required")),
+                Some(v) if !range.contains(&v) => Err(FieldError::new(
+                    field,
+                    format!("must be between {} and {}", range.start(), range.end()),
+                )),
+                Some(v) => Ok(v),
+            };
+        let max_players = in_range("max_players", request.max_players, PLAYERS_RANGE);
+        let reminder_minutes =
+            in_range("reminder_minutes", request.reminder_minutes, REMINDER_RANGE);
+
+        let errors: Vec<FieldError> = [
+            title.as_ref().err(),
+            host.as_ref().err(),
+            scheduled_at.as_ref().err(),
+            max_players.as_ref().err(),
+            reminder_minutes.as_ref().err(),
+        ]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect();
+        match (title, host, scheduled_at, max_players, reminder_minutes) {
+            (Ok(title), Ok(host), Ok(scheduled_at), Ok(max_players), Ok(reminder_minutes)) => {
+                Ok(Self {
+                    title,
+                    host,
+                    scheduled_at,
+                    max_players,
+                    reminder_minutes,
+                })
+            }
+            _ => Err(errors),
+        }
+    }
+}
+
+/// Where a game is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, sqlx::Type)]
+#[serde(rename_all = "lowercase")]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
+pub enum GameStatus {
+    /// Open for players.
+    Scheduled,
+    /// Called off; no more joins.
+    Cancelled,
+    /// Played.
+    Completed,
+}
+
+impl GameStatus {
+    /// Parses the `status` query parameter.
+    pub fn parse(value: &str) -> Result<Self, FieldError> {
+        match value {
+            "scheduled" => Ok(Self::Scheduled),
+            "cancelled" => Ok(Self::Cancelled),
+            "completed" => Ok(Self::Completed),
+            _ => Err(FieldError::new(
+                "status",
+                "must be one of scheduled, cancelled, completed",
+            )),
+        }
+    }
+}
+
+/// A game night as the API returns it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Game {
+    /// Identifier, used in every URL about the game.
+    pub id: Uuid,
+    /// Title shown to players.
+    pub title: String,
+    /// Who organises it.
+    pub host: String,
+    /// When it starts (UTC).
+    pub scheduled_at: DateTime<Utc>,
+    /// Seats at the table.
+    pub max_players: i32,
+    /// Minutes before the start the reminder goes out.
+    pub reminder_minutes: i32,
+    /// Where the game is in its life.
+    pub status: GameStatus,
+    /// Players holding a seat, in the order they joined.
+    pub players: Vec<String>,
+    /// When the game was created.
+    pub created_at: DateTime<Utc>,
+    /// When the game last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid() -> CreateGameRequest {
+        CreateGameRequest {
+            title: Some("  Catan night ".into()),
+            host: Some("ada".into()),
+            scheduled_at: Some(Utc::now() + Duration::days(3)),
+            max_players: Some(4),
+            reminder_minutes: Some(60),
+        }
+    }
+
+    #[test]
+    fn a_valid_request_is_trimmed_and_accepted() {
+        let game = NewGame::parse(valid(), Utc::now()).unwrap();
+        assert_eq!(game.title, "Catan night");
+        assert_eq!(game.host.as_str(), "ada");
+    }
+
+    #[test]
+    fn every_invalid_field_is_named() {
+        let request = CreateGameRequest {
+            title: Some("   ".into()),
+            host: None,
+            scheduled_at: Some(Utc::now() - Duration::minutes(1)),
+            max_players: Some(1),
+            reminder_minutes: Some(20_000),
+        };
+        let errors = NewGame::parse(request, Utc::now()).unwrap_err();
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "title",
+                "host",
+                "scheduled_at",
+                "max_players",
+                "reminder_minutes"
+            ]
+        );
+        assert_eq!(errors[0].message, "must not be empty");
+        assert_eq!(errors[1].message, "is required");
+        assert_eq!(errors[2].message, "must be in the future");
+        assert_eq!(errors[3].message, "must be between 2 and 100");
+    }
+
+    #[test]
+    fn names_are_bounded_and_printable() {
+        assert!(PlayerName::parse("player", Some("x".repeat(50))).is_ok());
+        let long = PlayerName::parse("player", Some("x".repeat(51))).unwrap_err();
+        assert_eq!(long.message, "must be at most 50 characters");
+        let control = PlayerName::parse("player", Some("a\u{7}b".into())).unwrap_err();
+        assert_eq!(control.field, "player");
+    }
+
+    #[test]
+    fn games_too_far_ahead_are_refused() {
+        let mut request = valid();
+        request.scheduled_at = Some(Utc::now() + Duration::days(4000));
+        let errors = NewGame::parse(request, Utc::now()).unwrap_err();
+        assert_eq!(errors[0].field, "scheduled_at");
+    }
+
+    #[test]
+    fn statuses_parse_from_their_lowercase_names() {
+        assert_eq!(GameStatus::parse("cancelled"), Ok(GameStatus::Cancelled));
+        assert_eq!(GameStatus::parse("open").unwrap_err().field, "status");
+    }
+}

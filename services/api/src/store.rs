@@ -1,0 +1,363 @@
+//! Games in PostgreSQL. Every change runs in one transaction that also writes
+//! its domain event to the outbox, so an event exists if and only if its
+//! change was committed.
+
+use chrono::{DateTime, Utc};
+use events::{Envelope, GameEvent};
+use sqlx::{PgPool, Postgres, Transaction};
+use telemetry::db::DbClient;
+use uuid::Uuid;
+
+use crate::domain::{Game, GameStatus, NewGame, PlayerName};
+use crate::outbox;
+
+/// Why a change to a game was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum GameError {
+    /// No game has that id.
+    #[error("game not found")]
+    GameNotFound,
+    /// The game has no such participant.
+    #[error("participant not found")]
+    ParticipantNotFound,
+    /// Every seat is taken.
+    #[error("the game is full")]
+    Full,
+    /// The player already holds a seat.
+    #[error("the player has already joined")]
+    AlreadyJoined,
+    /// The game was cancelled or played, so it no longer changes.
+    #[error("the game is {0:?}, not scheduled")]
+    NotScheduled(GameStatus),
+    /// The database failed.
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// Keyset position of a game in the list order `(scheduled_at, id)`.
+pub type Position = (DateTime<Utc>, Uuid);
+
+/// The games table and its neighbours.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: PgPool,
+    db: DbClient,
+}
+
+/// A game with its players as one row; each query appends its own filter.
+macro_rules! select_games {
+    () => {
+        "SELECT g.id, g.title, g.host, g.scheduled_at, g.max_players, g.reminder_minutes, \
+         g.status, g.created_at, g.updated_at, \
+         COALESCE(array_agg(p.player ORDER BY p.joined_at, p.player) \
+                  FILTER (WHERE p.player IS NOT NULL), '{}') AS players \
+         FROM games g LEFT JOIN participants p ON p.game_id = g.id "
+    };
+}
+
+const SELECT_GAME: &str = concat!(select_games!(), "WHERE g.id = $1 GROUP BY g.id");
+const LIST_GAMES: &str = concat!(
+    select_games!(),
+    "WHERE ($1::text IS NULL OR g.status = $1) \
+     AND ($2::timestamptz IS NULL OR (g.scheduled_at, g.id) > ($2, $3)) \
+     GROUP BY g.id ORDER BY g.scheduled_at, g.id LIMIT $4"
+);
+const INSERT_GAME: &str = "INSERT INTO games (id, title, host, scheduled_at, max_players, reminder_minutes) \
+     VALUES ($1, $2, $3, $4, $5, $6)";
+const LOCK_GAME: &str = "SELECT status, max_players FROM games WHERE id = $1 FOR UPDATE";
+const COUNT_PLAYERS: &str = "SELECT count(*) FROM participants WHERE game_id = $1";
+const INSERT_PLAYER: &str =
+    "INSERT INTO participants (game_id, player) VALUES ($1, $2) ON CONFLICT DO NOTHING";
+const DELETE_PLAYER: &str = "DELETE FROM participants WHERE game_id = $1 AND player = $2";
+const TOUCH_GAME: &str = "UPDATE games SET updated_at = now() WHERE id = $1";
+const CANCEL_GAME: &str = "UPDATE games SET status = 'cancelled', updated_at = now() WHERE id = $1";
+
+#[derive(Debug, sqlx::FromRow)]
+struct GameRow {
+    id: Uuid,
+    title: String,
+    host: String,
+    scheduled_at: DateTime<Utc>,
+    max_players: i32,
+    reminder_minutes: i32,
+    status: GameStatus,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    players: Vec<String>,
+}
+
+impl From<GameRow> for Game {
+    fn from(row: GameRow) -> Self {
+        Self {
+            id: row.id,
+            title: row.title,
+            host: row.host,
+            scheduled_at: row.scheduled_at,
+            max_players: row.max_players,
+            reminder_minutes: row.reminder_minutes,
+            status: row.status,
+            players: row.players,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        }
+    }
+}
+
+impl Store {
+    /// A store over `pool`, tracing every call through `db`.
+    pub fn new(pool: PgPool, db: DbClient) -> Self {
+        Self { pool, db }
+    }
+
+    /// The pool, for readiness checks and the outbox relay.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The traced database client.
+    pub fn db(&self) -> &DbClient {
+        &self.db
+    }
+
+    /// Creates a game and its `game.created` event.
+    #[tracing::instrument(skip_all)]
+    pub async fn create(&self, new: &NewGame) -> Result<Game, GameError> {
+        let id = Uuid::new_v4();
+        let mut tx = self.begin().await?;
+        self.db
+            .run(
+                "INSERT",
+                Some("games"),
+                INSERT_GAME,
+                sqlx::query(INSERT_GAME)
+                    .bind(id)
+                    .bind(&new.title)
+                    .bind(new.host.as_str())
+                    .bind(new.scheduled_at)
+                    .bind(new.max_players)
+                    .bind(new.reminder_minutes)
+                    .execute(&mut *tx),
+            )
+            .await?;
+        let event = GameEvent::Created {
+            title: new.title.clone(),
+            host: new.host.as_str().to_owned(),
+            scheduled_at: new.scheduled_at,
+            max_players: new.max_players,
+            reminder_minutes: new.reminder_minutes,
+        };
+        outbox::enqueue(&self.db, &mut tx, &Envelope::new(id, event)).await?;
+        let game = self
+            .fetch(&mut *tx, id)
+            .await?
+            .ok_or(GameError::GameNotFound)?;
+        self.commit(tx).await?;
+        Ok(game)
+    }
+
+    /// The game with `id`, if any.
+    #[tracing::instrument(skip(self))]
+    pub async fn find(&self, id: Uuid) -> Result<Option<Game>, sqlx::Error> {
+        self.fetch(&self.pool, id).await
+    }
+
+    async fn fetch<'e, E>(&self, executor: E, id: Uuid) -> Result<Option<Game>, sqlx::Error>
+    where
+        E: sqlx::PgExecutor<'e>,
+    {
+        let row: Option<GameRow> = self
+            .db
+            .run(
+                "SELECT",
+                Some("games"),
+                SELECT_GAME,
+                sqlx::query_as(SELECT_GAME)
+                    .bind(id)
+                    .fetch_optional(executor),
+            )
+            .await?;
+        Ok(row.map(Game::from))
+    }
+
+    /// Up to `limit` games after `after` in start-time order, optionally only
+    /// those with `status`.
+    #[tracing::instrument(skip(self))]
+    pub async fn list(
+        &self,
+        status: Option<GameStatus>,
+        after: Option<Position>,
+        limit: i64,
+    ) -> Result<Vec<Game>, sqlx::Error> {
+        let status = status.map(|status| match status {
+            GameStatus::Scheduled => "scheduled",
+            GameStatus::Cancelled => "cancelled",
+            GameStatus::Completed => "completed",
+        });
+        let rows: Vec<GameRow> = self
+            .db
+            .run(
+                "SELECT",
+                Some("games"),
+                LIST_GAMES,
+                sqlx::query_as(LIST_GAMES)
+                    .bind(status)
+                    .bind(after.map(|(at, _)| at))
+                    .bind(after.map(|(_, id)| id))
+                    .bind(limit)
+                    .fetch_all(&self.pool),
+            )
+            .await?;
+        Ok(rows.into_iter().map(Game::from).collect())
+    }
+
+    /// Seats `player` at game `id`, writing `game.player_joined`.
+    ///
+    /// Joins beyond `max_players` are refused ([`GameError::Full`]): a game
+    /// night has a table of fixed size, and there is no waitlist.
+    #[tracing::instrument(skip(self, player), fields(player = player.as_str()))]
+    pub async fn join(&self, id: Uuid, player: &PlayerName) -> Result<Game, GameError> {
+        let mut tx = self.begin().await?;
+        let max_players = self.lock_scheduled(&mut tx, id).await?;
+        let (seated,): (i64,) = self
+            .db
+            .run(
+                "SELECT",
+                Some("participants"),
+                COUNT_PLAYERS,
+                sqlx::query_as(COUNT_PLAYERS).bind(id).fetch_one(&mut *tx),
+            )
+            .await?;
+        if seated >= i64::from(max_players) {
+            return Err(GameError::Full);
+        }
+        let inserted = self
+            .db
+            .run(
+                "INSERT",
+                Some("participants"),
+                INSERT_PLAYER,
+                sqlx::query(INSERT_PLAYER)
+                    .bind(id)
+                    .bind(player.as_str())
+                    .execute(&mut *tx),
+            )
+            .await?;
+        if inserted.rows_affected() == 0 {
+            return Err(GameError::AlreadyJoined);
+        }
+        self.touch(&mut tx, id).await?;
+        let event = GameEvent::PlayerJoined {
+            player: player.as_str().to_owned(),
+        };
+        outbox::enqueue(&self.db, &mut tx, &Envelope::new(id, event)).await?;
+        let game = self
+            .fetch(&mut *tx, id)
+            .await?
+            .ok_or(GameError::GameNotFound)?;
+        self.commit(tx).await?;
+        Ok(game)
+    }
+
+    /// Frees `player`'s seat at game `id`, writing `game.player_left`.
+    #[tracing::instrument(skip(self, player), fields(player = player.as_str()))]
+    pub async fn leave(&self, id: Uuid, player: &PlayerName) -> Result<(), GameError> {
+        let mut tx = self.begin().await?;
+        self.lock_scheduled(&mut tx, id).await?;
+        let deleted = self
+            .db
+            .run(
+                "DELETE",
+                Some("participants"),
+                DELETE_PLAYER,
+                sqlx::query(DELETE_PLAYER)
+                    .bind(id)
+                    .bind(player.as_str())
+                    .execute(&mut *tx),
+            )
+            .await?;
+        if deleted.rows_affected() == 0 {
+            return Err(GameError::ParticipantNotFound);
+        }
+        self.touch(&mut tx, id).await?;
+        let event = GameEvent::PlayerLeft {
+            player: player.as_str().to_owned(),
+        };
+        outbox::enqueue(&self.db, &mut tx, &Envelope::new(id, event)).await?;
+        self.commit(tx).await?;
+        Ok(())
+    }
+
+    /// Cancels game `id`, writing `game.cancelled`.
+    #[tracing::instrument(skip(self))]
+    pub async fn cancel(&self, id: Uuid) -> Result<Game, GameError> {
+        let mut tx = self.begin().await?;
+        self.lock_scheduled(&mut tx, id).await?;
+        self.db
+            .run(
+                "UPDATE",
+                Some("games"),
+                CANCEL_GAME,
+                sqlx::query(CANCEL_GAME).bind(id).execute(&mut *tx),
+            )
+            .await?;
+        outbox::enqueue(
+            &self.db,
+            &mut tx,
+            &Envelope::new(id, GameEvent::Cancelled {}),
+        )
+        .await?;
+        let game = self
+            .fetch(&mut *tx, id)
+            .await?
+            .ok_or(GameError::GameNotFound)?;
+        self.commit(tx).await?;
+        Ok(game)
+    }
+
+    /// Locks game `id` for the rest of `tx` and returns its `max_players`,
+    /// provided it exists and is still scheduled.
+    async fn lock_scheduled(
+        &self,
+        tx: &mut Transaction<'static, Postgres>,
+        id: Uuid,
+    ) -> Result<i32, GameError> {
+        let row: Option<(GameStatus, i32)> = self
+            .db
+            .run(
+                "SELECT",
+                Some("games"),
+                LOCK_GAME,
+                sqlx::query_as(LOCK_GAME).bind(id).fetch_optional(&mut **tx),
+            )
+            .await?;
+        match row {
+            None => Err(GameError::GameNotFound),
+            Some((GameStatus::Scheduled, max_players)) => Ok(max_players),
+            Some((status, _)) => Err(GameError::NotScheduled(status)),
+        }
+    }
+
+    async fn touch(
+        &self,
+        tx: &mut Transaction<'static, Postgres>,
+        id: Uuid,
+    ) -> Result<(), sqlx::Error> {
+        self.db
+            .run(
+                "UPDATE",
+                Some("games"),
+                TOUCH_GAME,
+                sqlx::query(TOUCH_GAME).bind(id).execute(&mut **tx),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn begin(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+        self.pool.begin().await
+    }
+
+    async fn commit(&self, tx: Transaction<'static, Postgres>) -> Result<(), sqlx::Error> {
+        self.db.run("COMMIT", None, "COMMIT", tx.commit()).await
+    }
+}
