@@ -8,6 +8,7 @@ mod cache;
 mod docs;
 mod games;
 mod helpers;
+mod migrations;
 mod outbox;
 mod process;
 mod telemetry_export;
