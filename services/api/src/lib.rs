@@ -47,8 +47,7 @@ pub use routes::GamePage;
 pub const SERVICE: telemetry::Service =
     telemetry::Service::new(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"));
 
-/// The migrations under `services/api/migrations`, built into the binary.
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+pub use schema::MIGRATOR;
 
 /// Largest request body accepted; game requests are a few hundred bytes.
 const MAX_BODY_BYTES: usize = 16 * 1024;
