@@ -8,15 +8,24 @@
 //! [`Broker::publish`] is the one way messages leave a service: persistent
 //! delivery, a PRODUCER span with the trace context in the message headers,
 //! and success only once the broker has confirmed the message.
+//! [`consumer::run`] is the one way they come in: manual acks, bounded
+//! prefetch, a CONSUMER span continuing the publisher's trace, bounded
+//! retries, and a dead-letter queue for what cannot be processed.
+
+pub mod consumer;
+mod topology;
+
+pub use topology::{QueueSpec, Topology};
 
 use std::time::{Duration, Instant};
 
 use lapin::Confirmation;
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
-use lapin::types::{FieldTable, ShortString};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Histogram, Meter};
+use opentelemetry::trace::TraceContextExt;
 use opentelemetry_semantic_conventions::{attribute as semconv, metric};
 use secrecy::{ExposeSecret, SecretString};
 use telemetry::spans::{MESSAGING_SYSTEM_RABBITMQ, Peer, producer_span, record_error};
@@ -48,6 +57,10 @@ pub enum BrokerError {
     /// responsibility for it.
     #[error("RabbitMQ refused the message (nack)")]
     Nacked,
+    /// No queue is bound for the message's routing key: RabbitMQ would have
+    /// dropped it, so it counts as unsent.
+    #[error("no queue is bound for routing key {0:?}")]
+    Unroutable(String),
     /// No confirm arrived in time; the message may or may not be stored.
     #[error("no publisher confirm within {0:?}")]
     ConfirmTimeout(Duration),
@@ -61,9 +74,24 @@ impl BrokerError {
             Self::Connect(_) => "connect",
             Self::Amqp(_) => "amqp",
             Self::Nacked => "nack",
+            Self::Unroutable(_) => "unroutable",
             Self::ConfirmTimeout(_) => "confirm_timeout",
         }
     }
+}
+
+/// Where a published message's PRODUCER span sits.
+#[derive(Debug, Clone, Default)]
+pub enum Origin {
+    /// Child of the current span.
+    #[default]
+    Current,
+    /// Child of a stored context: work done later on behalf of a request
+    /// (an outbox row) stays in that request's trace.
+    ChildOf(opentelemetry::Context),
+    /// A new trace with a link to a stored context: work so far from its
+    /// cause (a reminder days later) that one trace would mislead.
+    LinkedTo(opentelemetry::Context),
 }
 
 /// One open connection and its confirm-mode channel.
@@ -78,19 +106,15 @@ struct Connected {
 pub struct Broker {
     url: SecretString,
     peer: Peer,
-    exchanges: Vec<String>,
+    topology: Topology,
     connected: Mutex<Option<Connected>>,
     publish_duration: Histogram<f64>,
 }
 
 impl Broker {
-    /// A broker for `url` that declares `exchanges` on every connect.
+    /// A broker for `url` that declares `topology` on every connect.
     /// Connects lazily: RabbitMQ may be down when the service starts.
-    pub fn new(
-        url: SecretString,
-        exchanges: Vec<String>,
-        meter: &Meter,
-    ) -> Result<Self, BrokerError> {
+    pub fn new(url: SecretString, topology: Topology, meter: &Meter) -> Result<Self, BrokerError> {
         let peer = peer_of(url.expose_secret())?;
         let publish_duration = meter
             .f64_histogram(metric::MESSAGING_CLIENT_OPERATION_DURATION)
@@ -105,7 +129,7 @@ impl Broker {
         Ok(Self {
             url,
             peer,
-            exchanges,
+            topology,
             connected: Mutex::new(None),
             publish_duration,
         })
@@ -144,21 +168,7 @@ impl Broker {
         channel
             .confirm_select(ConfirmSelectOptions::default())
             .await?;
-        for exchange in &self.exchanges {
-            channel
-                .exchange_declare(
-                    ShortString::from(exchange.as_str()),
-                    ExchangeKind::Topic,
-                    // Durable: the exchange survives a broker restart, so
-                    // publishes after one do not fail until someone redeclares.
-                    ExchangeDeclareOptions {
-                        durable: true,
-                        ..ExchangeDeclareOptions::default()
-                    },
-                    FieldTable::default(),
-                )
-                .await?;
-        }
+        self.topology.declare(&channel).await?;
         tracing::info!(server.address = %self.peer.address, server.port = self.peer.port, "connected to RabbitMQ");
         Ok(Connected {
             connection,
@@ -166,8 +176,21 @@ impl Broker {
         })
     }
 
-    /// Forgets the current connection so the next call opens a new one.
-    async fn reset(&self) {
+    /// A new channel on the shared connection (connecting first if needed),
+    /// for a consumer: consumers get their own channel so their prefetch
+    /// and acks do not mix with publishing.
+    pub async fn consumer_channel(&self) -> Result<Channel, BrokerError> {
+        self.channel().await?;
+        let connected = self.connected.lock().await;
+        match connected.as_ref() {
+            Some(current) => Ok(current.connection.create_channel().await?),
+            None => Err(BrokerError::Connect("connection lost".into())),
+        }
+    }
+
+    /// Forgets the current connection so the next call opens a new one
+    /// (after a failure seen elsewhere, such as a consumer stream ending).
+    pub async fn reset(&self) {
         if let Some(old) = self.connected.lock().await.take() {
             // Best effort: the connection is probably broken already.
             let _ = old.connection.close(0, "reconnecting".into()).await;
@@ -182,8 +205,7 @@ impl Broker {
     /// Publishes `payload` (JSON) to `exchange` with `routing_key` as a
     /// persistent message, and returns once the broker has confirmed it.
     ///
-    /// The PRODUCER span is a child of `parent` when given (a stored trace
-    /// context, as the outbox keeps), else of the current span; its context
+    /// The PRODUCER span's place in a trace comes from `origin`; its context
     /// travels in the message headers. On `Err` the connection is reset and
     /// the message must be considered unsent.
     pub async fn publish(
@@ -192,15 +214,44 @@ impl Broker {
         routing_key: &str,
         message_id: &str,
         payload: &[u8],
-        parent: Option<opentelemetry::Context>,
+        origin: Origin,
+    ) -> Result<(), BrokerError> {
+        self.publish_with_headers(
+            exchange,
+            routing_key,
+            message_id,
+            payload,
+            origin,
+            FieldTable::default(),
+        )
+        .await
+    }
+
+    /// [`Broker::publish`] with extra AMQP headers (the trace context is
+    /// added to them).
+    pub async fn publish_with_headers(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        message_id: &str,
+        payload: &[u8],
+        origin: Origin,
+        headers: FieldTable,
     ) -> Result<(), BrokerError> {
         let span = producer_span(exchange, routing_key, message_id);
-        if let Some(parent) = parent {
-            let _ = span.set_parent(parent);
+        match origin {
+            Origin::Current => {}
+            Origin::ChildOf(parent) => {
+                let _ = span.set_parent(parent);
+            }
+            Origin::LinkedTo(cause) => {
+                let _ = span.set_parent(opentelemetry::Context::new());
+                span.add_link(cause.span().span_context().clone());
+            }
         }
         let start = Instant::now();
         let result = self
-            .publish_confirmed(exchange, routing_key, message_id, payload)
+            .publish_confirmed(exchange, routing_key, message_id, payload, headers)
             .instrument(span.clone())
             .await;
         let mut attributes = vec![
@@ -225,9 +276,9 @@ impl Broker {
         routing_key: &str,
         message_id: &str,
         payload: &[u8],
+        mut headers: FieldTable,
     ) -> Result<(), BrokerError> {
         let channel = self.channel().await?;
-        let mut headers = FieldTable::default();
         telemetry::propagation::inject_amqp(&mut headers);
         let properties = BasicProperties::default()
             .with_content_type("application/json".into())
@@ -238,7 +289,12 @@ impl Broker {
             .basic_publish(
                 exchange.into(),
                 routing_key.into(),
-                BasicPublishOptions::default(),
+                // Mandatory: a message no queue would take comes back
+                // instead of vanishing, and the caller keeps it for later.
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..BasicPublishOptions::default()
+                },
                 payload,
                 properties,
             )
@@ -246,7 +302,8 @@ impl Broker {
         match tokio::time::timeout(CONFIRM_TIMEOUT, confirm).await {
             Err(_) => Err(BrokerError::ConfirmTimeout(CONFIRM_TIMEOUT)),
             Ok(confirmation) => match confirmation? {
-                Confirmation::Ack(_) | Confirmation::NotRequested => Ok(()),
+                Confirmation::Ack(Some(_)) => Err(BrokerError::Unroutable(routing_key.to_owned())),
+                Confirmation::Ack(None) | Confirmation::NotRequested => Ok(()),
                 Confirmation::Nack(_) => Err(BrokerError::Nacked),
             },
         }

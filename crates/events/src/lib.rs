@@ -17,6 +17,69 @@ use uuid::Uuid;
 
 /// Default name of the durable topic exchange the events are published to.
 pub const DEFAULT_EXCHANGE: &str = "gamenight.events";
+/// Default name of the topic exchange the worker publishes notifications to.
+pub const DEFAULT_NOTIFICATIONS_EXCHANGE: &str = "gamenight.notifications";
+/// Default name of the bot's queue of notifications. The worker declares it
+/// too, so no notification is published before a queue exists to take it.
+pub const DEFAULT_BOT_QUEUE: &str = "gamenight.bot.notifications";
+
+/// What a notification is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotificationKind {
+    /// A game was scheduled.
+    Announcement,
+    /// A player took a seat.
+    PlayerJoined,
+    /// The game starts soon.
+    Reminder,
+    /// The game was called off.
+    Cancelled,
+}
+
+impl NotificationKind {
+    /// The name stored in the database and used in routing keys.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Announcement => "announcement",
+            Self::PlayerJoined => "player_joined",
+            Self::Reminder => "reminder",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    /// Parses [`NotificationKind::as_str`].
+    pub fn parse(value: &str) -> Option<Self> {
+        [
+            Self::Announcement,
+            Self::PlayerJoined,
+            Self::Reminder,
+            Self::Cancelled,
+        ]
+        .into_iter()
+        .find(|kind| kind.as_str() == value)
+    }
+
+    /// The routing key of its messages: `notification.<kind>`.
+    pub fn routing_key(self) -> String {
+        format!("notification.{}", self.as_str())
+    }
+}
+
+/// A notification due for delivery, as the worker sends it to the bot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notification {
+    /// Unique per notification; also the AMQP `message_id`.
+    pub notification_id: Uuid,
+    /// The game it is about; the bot fetches the rest from the api.
+    pub game_id: Uuid,
+    /// What it is about.
+    pub kind: NotificationKind,
+    /// The player who joined, for `player_joined`.
+    pub player: Option<String>,
+    /// When it was due: delivery lag is measured from here.
+    pub due_at: DateTime<Utc>,
+}
 
 /// One event with its identity and time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

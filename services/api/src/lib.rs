@@ -135,7 +135,10 @@ impl App {
         )?;
         let broker = Arc::new(Broker::new(
             config.rabbitmq_url.clone(),
-            vec![config.events_exchange.clone()],
+            broker::Topology {
+                exchanges: vec![config.events_exchange.clone()],
+                queues: Vec::new(),
+            },
             meter,
         )?);
         let relay = outbox::Relay::new(

@@ -180,7 +180,7 @@ impl Relay {
                 &row.routing_key,
                 &row.message_id.to_string(),
                 &payload,
-                Some(parent),
+                broker::Origin::ChildOf(parent),
             )
             .await
     }

@@ -1,49 +1,232 @@
-//! The `worker` service. So far it runs its health server with telemetry set
-//! up; its pipeline work builds on this.
+//! The `worker` service: turns game events into notifications and hands due
+//! notifications to the bot.
 //!
 //! # Layout
-//! - [`Config`]: settings read from the environment.
-//! - [`run`]: serve the health routes until shutdown.
+//! - [`config`]: settings read from the environment.
+//! - [`apply`]: one event → its notifications, once (redeliveries are
+//!   recognised by `message_id`).
+//! - [`scheduler`]: due notifications → the bot's queue, safely from many
+//!   workers at once.
+//! - [`Worker`]: the consumer, the scheduler and the health server together.
 
-use std::net::SocketAddr;
+pub mod apply;
+pub mod config;
+pub mod scheduler;
 
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use broker::consumer::{self, Failure, Settings};
+use broker::{Broker, QueueSpec, Topology};
+use opentelemetry::metrics::{Meter, ObservableGauge};
+use secrecy::ExposeSecret;
+use serde::Serialize;
 use service_runtime::CancellationToken;
-use service_runtime::env::{Env, EnvError};
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use telemetry::db::DbClient;
+use telemetry::spans::Peer;
+
+pub use config::Config;
 
 /// `service.name` and `service.version` of this binary.
 pub const SERVICE: telemetry::Service =
     telemetry::Service::new(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"));
 
-/// Settings of the `worker` service.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Config {
-    /// Address of the health server (`WORKER_LISTEN_ADDR`, default `0.0.0.0:8001`).
-    pub listen_addr: SocketAddr,
+/// The worker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// `DATABASE_URL` could not be parsed.
+    #[error("DATABASE_URL is invalid: expected postgres://user:password@host:5432/database")]
+    InvalidDatabaseUrl,
+    /// `RABBITMQ_URL` could not be used.
+    #[error(transparent)]
+    Broker(#[from] broker::BrokerError),
+    /// The health server failed.
+    #[error("health server failed: {0}")]
+    Serve(#[from] std::io::Error),
 }
 
-impl Config {
-    /// Every variable this service reads itself (telemetry's are in
-    /// [`telemetry::config::ENV_VARS`]).
-    pub const ENV_VARS: &[&str] = &["WORKER_LISTEN_ADDR"];
+/// The worker, wired but not yet running.
+#[derive(Debug)]
+pub struct Worker {
+    pool: PgPool,
+    broker: Arc<Broker>,
+    applier: apply::Applier,
+    scheduler: scheduler::Scheduler,
+    settings: Settings,
+    _due: ObservableGauge<i64>,
+}
 
-    /// Reads the settings from the process environment.
-    pub fn from_env() -> Result<Self, EnvError> {
-        Self::from(&Env::process())
-    }
-
-    /// Reads the settings from `env`.
-    pub fn from<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, EnvError> {
+impl Worker {
+    /// Wires the worker from `config`. Connects lazily.
+    pub fn new(config: &Config, meter: &Meter) -> Result<Self, StartError> {
+        let options: PgConnectOptions = config
+            .database_url
+            .expose_secret()
+            .parse()
+            .map_err(|_| StartError::InvalidDatabaseUrl)?;
+        let db = DbClient::new(
+            "postgresql",
+            Peer::new(options.get_host(), options.get_port()),
+            meter,
+        );
+        let pool = PgPoolOptions::new()
+            .max_connections(10)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_lazy_with(options);
+        let queue = QueueSpec {
+            name: config.queue.clone(),
+            bindings: vec![(config.events_exchange.clone(), "game.*".to_owned())],
+        };
+        let bot_queue = QueueSpec {
+            name: config.bot_queue.clone(),
+            bindings: vec![(
+                config.notifications_exchange.clone(),
+                "notification.*".to_owned(),
+            )],
+        };
+        let broker = Arc::new(Broker::new(
+            config.rabbitmq_url.clone(),
+            Topology {
+                exchanges: vec![
+                    config.events_exchange.clone(),
+                    config.notifications_exchange.clone(),
+                ],
+                queues: vec![queue.clone(), bot_queue],
+            },
+            meter,
+        )?);
+        let scheduler = scheduler::Scheduler::new(
+            pool.clone(),
+            db.clone(),
+            broker.clone(),
+            config.notifications_exchange.clone(),
+            config.max_attempts,
+            config.scheduler_interval,
+            meter,
+        );
+        let due = scheduler.due();
         Ok(Self {
-            listen_addr: env.listen_addr("WORKER_LISTEN_ADDR", 8001)?,
+            applier: apply::Applier::new(pool.clone(), db),
+            pool,
+            broker,
+            scheduler,
+            settings: Settings {
+                queue,
+                prefetch: config.prefetch,
+                max_attempts: config.max_attempts,
+                initial_backoff: config.retry_backoff,
+                max_backoff: Duration::from_secs(30),
+            },
+            _due: meter
+                .i64_observable_gauge("gamenight.notifications.due")
+                .with_unit("{notification}")
+                .with_description("Notifications due and not yet handed to the bot.")
+                .with_callback(move |gauge| gauge.observe(due.load(Ordering::Relaxed), &[]))
+                .build(),
         })
     }
+
+    /// The scheduler, for tests that drive it by hand.
+    pub fn scheduler(&self) -> &scheduler::Scheduler {
+        &self.scheduler
+    }
+
+    /// Consumes events, schedules notifications and serves `/healthz` and
+    /// `/readyz` on `listener` until `shutdown` is cancelled; the event in
+    /// hand is finished first.
+    pub async fn run(
+        self,
+        listener: tokio::net::TcpListener,
+        meter: &Meter,
+        shutdown: CancellationToken,
+    ) -> Result<(), StartError> {
+        let scheduler = tokio::spawn(self.scheduler.clone().run(shutdown.clone()));
+        let applier = self.applier.clone();
+        let wake = self.scheduler.clone();
+        let consumer = consumer::run(
+            self.broker.clone(),
+            self.settings.clone(),
+            meter,
+            shutdown.clone(),
+            move |message| {
+                let applier = applier.clone();
+                let wake = wake.clone();
+                async move {
+                    match applier.apply_message(&message.body).await? {
+                        apply::Applied::Notifications(n) if n > 0 => wake.notify(),
+                        _ => {}
+                    }
+                    Ok::<(), Failure>(())
+                }
+            },
+        );
+        let health = service_runtime::health_routes()
+            .route("/readyz", get(readyz))
+            .with_state(Readiness {
+                pool: self.pool.clone(),
+                broker: self.broker.clone(),
+            });
+        let (served, (), scheduled) = tokio::join!(
+            service_runtime::serve(listener, health, shutdown.clone()),
+            consumer,
+            scheduler,
+        );
+        if let Err(err) = scheduled {
+            tracing::error!(error = %err, "scheduler task failed");
+        }
+        Ok(served?)
+    }
 }
 
-/// Serves the health routes on `listener` until `shutdown` is cancelled.
-pub async fn run(
-    listener: tokio::net::TcpListener,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
-    tracing::info!("worker started");
-    service_runtime::serve(listener, service_runtime::health_routes(), shutdown).await
+/// What `/readyz` checks.
+#[derive(Debug, Clone)]
+struct Readiness {
+    pool: PgPool,
+    broker: Arc<Broker>,
+}
+
+#[derive(Debug, Serialize)]
+struct ReadinessReport {
+    postgresql: &'static str,
+    rabbitmq: &'static str,
+}
+
+/// 200 when PostgreSQL and RabbitMQ answer, else 503 naming which does not.
+async fn readyz(State(ready): State<Readiness>) -> (StatusCode, Json<ReadinessReport>) {
+    let timeout = Duration::from_secs(2);
+    let postgres = tokio::time::timeout(timeout, sqlx::query("SELECT 1").execute(&ready.pool));
+    let rabbitmq = tokio::time::timeout(timeout, ready.broker.is_ready());
+    let (postgres, rabbitmq) = tokio::join!(postgres, rabbitmq);
+    let postgres = postgres.is_ok_and(|result| result.is_ok());
+    let rabbitmq = rabbitmq.unwrap_or(false);
+    let up = |ok: bool| if ok { "up" } else { "down" };
+    let status = if postgres && rabbitmq {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(ReadinessReport {
+            postgresql: up(postgres),
+            rabbitmq: up(rabbitmq),
+        }),
+    )
+}
+
+/// Runs the worker as configured by the environment until `shutdown`.
+pub async fn run_from_env(shutdown: CancellationToken) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let config = Config::from_env().context("invalid configuration")?;
+    let meter = opentelemetry::global::meter(SERVICE.name);
+    let worker = Worker::new(&config, &meter)?;
+    let listener = service_runtime::bind(config.listen_addr).await?;
+    Ok(worker.run(listener, &meter, shutdown).await?)
 }

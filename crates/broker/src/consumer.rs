@@ -1,0 +1,382 @@
+//! Consuming a queue: manual acks, bounded prefetch, one CONSUMER span per
+//! message continuing the publisher's trace, bounded retries with backoff,
+//! and dead-lettering with a reason. Nothing is dropped silently: a message
+//! is acked only once handled or copied to the dead-letter queue.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::{Counter, Histogram, Meter};
+use opentelemetry::trace::Status;
+use opentelemetry_semantic_conventions::{attribute as semconv, metric};
+use telemetry::spans::{MESSAGING_SYSTEM_RABBITMQ, consumer_span, record_error};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::{Broker, BrokerError, Origin, QueueSpec};
+
+/// Header naming why a message was dead-lettered.
+pub const REASON_HEADER: &str = "x-gamenight-reason";
+
+/// Why a handler could not process a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// It will never succeed (malformed, refused for good): dead-letter now.
+    Permanent(String),
+    /// It may succeed later: retry with backoff (or after `retry_after`),
+    /// dead-letter once the attempts are used up.
+    Transient {
+        /// What went wrong.
+        reason: String,
+        /// The wait a server asked for (HTTP `Retry-After`).
+        retry_after: Option<Duration>,
+    },
+    /// A dependency is down: retry with backoff, then put the message back
+    /// on the queue. Never dead-lettered: the message is fine.
+    Unavailable(String),
+}
+
+impl Failure {
+    /// A transient failure with no server-given wait.
+    pub fn transient(reason: impl Into<String>) -> Self {
+        Self::Transient {
+            reason: reason.into(),
+            retry_after: None,
+        }
+    }
+
+    fn reason(&self) -> &str {
+        match self {
+            Self::Permanent(reason) | Self::Unavailable(reason) => reason,
+            Self::Transient { reason, .. } => reason,
+        }
+    }
+}
+
+/// A delivered message as handlers see it.
+#[derive(Debug, Clone)]
+pub struct Message {
+    /// The routing key it was published with (the event type).
+    pub routing_key: String,
+    /// The AMQP `message_id` property, if set.
+    pub message_id: Option<String>,
+    /// The body.
+    pub body: Vec<u8>,
+    /// True when RabbitMQ delivered it before (a consumer died holding it).
+    pub redelivered: bool,
+}
+
+/// How a queue is consumed.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The queue (declared in the broker's topology).
+    pub queue: QueueSpec,
+    /// Unacked messages RabbitMQ may push at once.
+    pub prefetch: u16,
+    /// Attempts per message before it is dead-lettered (or requeued).
+    pub max_attempts: u32,
+    /// First retry delay; doubles per attempt.
+    pub initial_backoff: Duration,
+    /// Longest retry delay, also the cap on a server's `Retry-After`.
+    pub max_backoff: Duration,
+}
+
+/// What became of a message, for the `gamenight.messages.processed` counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Processed,
+    DeadLettered,
+    Requeued,
+}
+
+impl Outcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Processed => "processed",
+            Self::DeadLettered => "dead_lettered",
+            Self::Requeued => "requeued",
+        }
+    }
+}
+
+struct Instruments {
+    duration: Histogram<f64>,
+    processed: Counter<u64>,
+}
+
+/// Consumes `settings.queue` until `shutdown` is cancelled, calling `handler`
+/// for each message. Reconnects (with backoff) whenever the connection or
+/// channel fails. On shutdown, the message in hand is finished (or, if it is
+/// waiting to be retried, put back on the queue) before this returns.
+pub async fn run<H, Fut>(
+    broker: Arc<Broker>,
+    settings: Settings,
+    meter: &Meter,
+    shutdown: CancellationToken,
+    handler: H,
+) where
+    H: Fn(Message) -> Fut,
+    Fut: Future<Output = Result<(), Failure>>,
+{
+    let instruments = Instruments {
+        duration: meter
+            .f64_histogram(metric::MESSAGING_PROCESS_DURATION)
+            .with_unit("s")
+            .with_description("Duration of processing operation.")
+            .build(),
+        processed: meter
+            .u64_counter("gamenight.messages.processed")
+            .with_unit("{message}")
+            .with_description("Messages consumed, by routing key and outcome.")
+            .build(),
+    };
+    let mut reconnect_delay = settings.initial_backoff;
+    while !shutdown.is_cancelled() {
+        match consume_until_failure(&broker, &settings, &instruments, &shutdown, &handler).await {
+            Ok(()) => return,
+            Err(err) => {
+                tracing::warn!(error = %err, queue = %settings.queue.name, retry_in = ?reconnect_delay, "consumer lost its channel");
+                broker.reset().await;
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(reconnect_delay) => {}
+                }
+                reconnect_delay = (reconnect_delay * 2).min(settings.max_backoff);
+            }
+        }
+    }
+}
+
+/// Returns `Ok` on shutdown, `Err` when the channel failed.
+async fn consume_until_failure<H, Fut>(
+    broker: &Broker,
+    settings: &Settings,
+    instruments: &Instruments,
+    shutdown: &CancellationToken,
+    handler: &H,
+) -> Result<(), BrokerError>
+where
+    H: Fn(Message) -> Fut,
+    Fut: Future<Output = Result<(), Failure>>,
+{
+    let channel = broker.consumer_channel().await?;
+    channel
+        .basic_qos(settings.prefetch, BasicQosOptions::default())
+        .await?;
+    let mut deliveries = channel
+        .basic_consume(
+            settings.queue.name.as_str().into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    tracing::info!(queue = %settings.queue.name, prefetch = settings.prefetch, "consuming");
+    loop {
+        let next = tokio::select! {
+            () = shutdown.cancelled() => {
+                // Unacked prefetched messages go back to the queue when the
+                // channel closes.
+                let _ = channel.close(200, "shutting down".into()).await;
+                return Ok(());
+            }
+            next = deliveries.next() => next,
+        };
+        match next {
+            Some(Ok(delivery)) => {
+                handle(broker, settings, instruments, shutdown, handler, delivery).await?
+            }
+            Some(Err(err)) => return Err(err.into()),
+            None => {
+                return Err(BrokerError::Connect(
+                    "the consumer was cancelled by the broker".into(),
+                ));
+            }
+        }
+    }
+}
+
+async fn handle<H, Fut>(
+    broker: &Broker,
+    settings: &Settings,
+    instruments: &Instruments,
+    shutdown: &CancellationToken,
+    handler: &H,
+    delivery: Delivery,
+) -> Result<(), BrokerError>
+where
+    H: Fn(Message) -> Fut,
+    Fut: Future<Output = Result<(), Failure>>,
+{
+    let start = Instant::now();
+    let message = Message {
+        routing_key: delivery.routing_key.to_string(),
+        message_id: delivery
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|id| id.to_string()),
+        body: delivery.data.clone(),
+        redelivered: delivery.redelivered,
+    };
+    let parent = telemetry::propagation::extract_amqp(delivery.properties.headers().as_ref());
+    let span = consumer_span(
+        delivery.exchange.as_str(),
+        &message.routing_key,
+        &settings.queue.name,
+        message.message_id.as_deref().unwrap_or_default(),
+        parent,
+    );
+    let outcome = async {
+        let mut attempt = 1;
+        loop {
+            let failure = match handler(message.clone()).await {
+                Ok(()) => {
+                    delivery.acker.ack(BasicAckOptions::default()).await?;
+                    return Ok(Outcome::Processed);
+                }
+                Err(failure) => failure,
+            };
+            let exhausted = attempt >= settings.max_attempts;
+            match &failure {
+                Failure::Permanent(reason) => {
+                    return dead_letter(broker, settings, &delivery, &message, reason).await;
+                }
+                Failure::Transient { reason, .. } if exhausted => {
+                    let reason = format!("gave up after {attempt} attempts: {reason}");
+                    return dead_letter(broker, settings, &delivery, &message, &reason).await;
+                }
+                Failure::Unavailable(reason) if exhausted => {
+                    tracing::warn!(reason, attempt, "dependency still down; message back on the queue");
+                    delivery
+                        .acker
+                        .nack(BasicNackOptions {
+                            requeue: true,
+                            ..BasicNackOptions::default()
+                        })
+                        .await?;
+                    return Ok(Outcome::Requeued);
+                }
+                _ => {}
+            }
+            let backoff = settings.initial_backoff * 2u32.saturating_pow(attempt - 1);
+            let wait = match &failure {
+                Failure::Transient {
+                    retry_after: Some(wait),
+                    ..
+                } => *wait,
+                _ => backoff,
+            }
+            .min(settings.max_backoff);
+            tracing::warn!(reason = failure.reason(), attempt, retry_in = ?wait, "processing failed; retrying");
+            tokio::select! {
+                () = shutdown.cancelled() => {
+                    // Shutting down mid-retry: hand the message back rather
+                    // than hold the process open.
+                    delivery.acker.nack(BasicNackOptions { requeue: true, ..BasicNackOptions::default() }).await?;
+                    return Ok(Outcome::Requeued);
+                }
+                () = tokio::time::sleep(wait) => {}
+            }
+            attempt += 1;
+        }
+    }
+    .instrument(span.clone())
+    .await;
+
+    let mut attributes = vec![
+        KeyValue::new(semconv::MESSAGING_SYSTEM, MESSAGING_SYSTEM_RABBITMQ),
+        KeyValue::new(semconv::MESSAGING_OPERATION_NAME, "process"),
+        KeyValue::new(
+            semconv::MESSAGING_DESTINATION_SUBSCRIPTION_NAME,
+            settings.queue.name.clone(),
+        ),
+        KeyValue::new(
+            semconv::MESSAGING_RABBITMQ_DESTINATION_ROUTING_KEY,
+            message.routing_key.clone(),
+        ),
+    ];
+    let (label, result) = match outcome {
+        Ok(outcome) => (outcome.as_str(), Ok(())),
+        // The ack itself failed: the channel is gone and RabbitMQ will
+        // redeliver the message; the caller reconnects.
+        Err(err) => ("unacknowledged", Err(err)),
+    };
+    match &result {
+        Ok(()) if label == Outcome::Processed.as_str() => {}
+        Ok(()) => {
+            span.record(semconv::ERROR_TYPE, label);
+            span.set_status(Status::error(label));
+            attributes.push(KeyValue::new(semconv::ERROR_TYPE, label));
+        }
+        Err(err) => {
+            record_error(&span, label, err);
+            attributes.push(KeyValue::new(semconv::ERROR_TYPE, label));
+        }
+    }
+    instruments
+        .duration
+        .record(start.elapsed().as_secs_f64(), &attributes);
+    instruments.processed.add(
+        1,
+        &[
+            KeyValue::new(
+                semconv::MESSAGING_RABBITMQ_DESTINATION_ROUTING_KEY,
+                message.routing_key,
+            ),
+            KeyValue::new("outcome", label),
+        ],
+    );
+    result
+}
+
+/// Copies the message to the queue's dead-letter exchange with `reason`,
+/// then acks it. If the copy cannot be published the message is put back on
+/// the queue instead: it is never lost.
+async fn dead_letter(
+    broker: &Broker,
+    settings: &Settings,
+    delivery: &Delivery,
+    message: &Message,
+    reason: &str,
+) -> Result<Outcome, BrokerError> {
+    tracing::error!(reason, routing_key = %message.routing_key, "dead-lettering message");
+    let mut headers = FieldTable::default();
+    headers.insert(
+        REASON_HEADER.into(),
+        AMQPValue::LongString(LongString::from(reason)),
+    );
+    let published = broker
+        .publish_with_headers(
+            &settings.queue.dead_letter_exchange(),
+            &message.routing_key,
+            message.message_id.as_deref().unwrap_or_default(),
+            &message.body,
+            Origin::Current,
+            headers,
+        )
+        .await;
+    match published {
+        Ok(()) => {
+            delivery.acker.ack(BasicAckOptions::default()).await?;
+            Ok(Outcome::DeadLettered)
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot dead-letter; message back on the queue");
+            delivery
+                .acker
+                .nack(BasicNackOptions {
+                    requeue: true,
+                    ..BasicNackOptions::default()
+                })
+                .await?;
+            Ok(Outcome::Requeued)
+        }
+    }
+}
