@@ -114,13 +114,14 @@ struct Instruments {
 /// for each message. Reconnects (with backoff) whenever the connection or
 /// channel fails. On shutdown, the message in hand is finished (or, if it is
 /// waiting to be retried, put back on the queue) before this returns.
-pub async fn run<H, Fut>(
+pub fn run<H, Fut>(
     broker: Arc<Broker>,
     settings: Settings,
     meter: &Meter,
     shutdown: CancellationToken,
     handler: H,
-) where
+) -> impl Future<Output = ()> + use<H, Fut>
+where
     H: Fn(Message) -> Fut,
     Fut: Future<Output = Result<(), Failure>>,
 {
@@ -136,18 +137,21 @@ pub async fn run<H, Fut>(
             .with_description("Messages consumed, by routing key and outcome.")
             .build(),
     };
-    let mut reconnect_delay = settings.initial_backoff;
-    while !shutdown.is_cancelled() {
-        match consume_until_failure(&broker, &settings, &instruments, &shutdown, &handler).await {
-            Ok(()) => return,
-            Err(err) => {
-                tracing::warn!(error = %err, queue = %settings.queue.name, retry_in = ?reconnect_delay, "consumer lost its channel");
-                broker.reset().await;
-                tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    () = tokio::time::sleep(reconnect_delay) => {}
+    async move {
+        let mut reconnect_delay = settings.initial_backoff;
+        while !shutdown.is_cancelled() {
+            match consume_until_failure(&broker, &settings, &instruments, &shutdown, &handler).await
+            {
+                Ok(()) => return,
+                Err(err) => {
+                    tracing::warn!(error = %err, queue = %settings.queue.name, retry_in = ?reconnect_delay, "consumer lost its channel");
+                    broker.reset().await;
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = tokio::time::sleep(reconnect_delay) => {}
+                    }
+                    reconnect_delay = (reconnect_delay * 2).min(settings.max_backoff);
                 }
-                reconnect_delay = (reconnect_delay * 2).min(settings.max_backoff);
             }
         }
     }

@@ -3,10 +3,13 @@
 //! Every test isolates itself: its own database ([`fresh_database`]), its own
 //! exchange, queue and Redis key prefix ([`unique_name`]). Outages are made
 //! with a [`TcpProxy`] in front of the real server, never by stopping a
-//! server other tests share.
+//! server other tests share. [`FakeDiscord`] stands in for the one thing
+//! that cannot run here: Discord.
 
+mod discord;
 mod proxy;
 
+pub use discord::{FakeDiscord, Received, Reply};
 pub use proxy::TcpProxy;
 use sqlx::Connection;
 
@@ -40,8 +43,16 @@ pub fn unique_name(prefix: &str) -> String {
 /// # Panics
 /// When the server cannot be reached: the test cannot run without it.
 pub async fn fresh_database() -> String {
+    fresh_database_named("gamenight_test_").await
+}
+
+/// Like [`fresh_database`], with names starting with `prefix`.
+///
+/// # Panics
+/// When the server cannot be reached.
+pub async fn fresh_database_named(prefix: &str) -> String {
     let server = database_url();
-    let name = unique_name("gamenight_test_");
+    let name = unique_name(prefix);
     let mut admin = sqlx::PgConnection::connect(&server)
         .await
         .unwrap_or_else(|err| panic!("cannot reach PostgreSQL at DATABASE_URL for tests: {err}"));

@@ -276,3 +276,27 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) 
         }),
     )
 }
+
+/// Serves the api as configured by the environment until `shutdown`,
+/// applying pending migrations first unless `API_MIGRATE_ON_START=false`.
+pub async fn run_from_env(shutdown: CancellationToken) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let config = Config::from_env().context("invalid configuration")?;
+    let meter = opentelemetry::global::meter(SERVICE.name);
+    let app = App::new(&config, &meter)?;
+    if config.migrate_on_start {
+        app.migrate().await?;
+    }
+    let listener = service_runtime::bind(config.listen_addr).await?;
+    Ok(app.serve(listener, &meter, shutdown).await?)
+}
+
+/// Applies pending migrations as configured by the environment, and returns.
+pub async fn migrate_from_env() -> anyhow::Result<()> {
+    use anyhow::Context;
+    let config = Config::from_env().context("invalid configuration")?;
+    let meter = opentelemetry::global::meter(SERVICE.name);
+    App::new(&config, &meter)?.migrate().await?;
+    tracing::info!("migrations applied");
+    Ok(())
+}

@@ -2,7 +2,6 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 /// The gamenight HTTP API. Configured through environment variables: see
@@ -26,24 +25,8 @@ enum Command {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    service_runtime::main(api::SERVICE, |shutdown| async move {
-        let config = api::Config::from_env().context("invalid configuration")?;
-        let meter = opentelemetry::global::meter(api::SERVICE.name);
-        let app = api::App::new(&config, &meter)?;
-        match cli.command.unwrap_or(Command::Serve) {
-            Command::Migrate => {
-                app.migrate().await?;
-                tracing::info!("migrations applied");
-                Ok(())
-            }
-            Command::Serve => {
-                if config.migrate_on_start {
-                    app.migrate().await?;
-                }
-                let listener = service_runtime::bind(config.listen_addr).await?;
-                Ok(app.serve(listener, &meter, shutdown).await?)
-            }
-        }
-    })
-    .await
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => service_runtime::main(api::SERVICE, api::run_from_env).await,
+        Command::Migrate => service_runtime::main(api::SERVICE, |_| api::migrate_from_env()).await,
+    }
 }

@@ -222,7 +222,14 @@ impl Delivery {
                 tracing::info!(message = %body, "dry run: would post to Discord");
                 Ok(())
             }
-            Webhook::Discord(url) => self.post(url, &body).await,
+            Webhook::Discord(url) => {
+                self.post(url, &body).await?;
+                tracing::info!(
+                    kind = notification.kind.as_str(),
+                    "notification delivered to Discord"
+                );
+                Ok(())
+            }
         }
     }
 
@@ -308,4 +315,55 @@ pub async fn run_from_env(shutdown: CancellationToken) -> anyhow::Result<()> {
     let bot = Bot::new(&config, &meter)?;
     let listener = service_runtime::bind(config.listen_addr).await?;
     Ok(bot.run(listener, &meter, shutdown).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry::metrics::MeterProvider as _;
+
+    fn delivery(api_base_url: &str) -> Delivery {
+        let meter = opentelemetry::metrics::noop::NoopMeterProvider::new().meter("test");
+        Delivery {
+            client: reqwest::Client::new(),
+            api_base_url: api_base_url.parse().unwrap(),
+            webhook: Webhook::DryRun,
+            deliveries: meter.u64_counter("d").build(),
+            lag: meter.f64_histogram("l").build(),
+        }
+    }
+
+    fn notification() -> Notification {
+        Notification {
+            notification_id: uuid::Uuid::new_v4(),
+            game_id: uuid::Uuid::new_v4(),
+            kind: events::NotificationKind::Announcement,
+            player: None,
+            due_at: Utc::now(),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_api_is_unavailable_not_permanent() {
+        // A port nobody listens on.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/", closed.local_addr().unwrap());
+        drop(closed);
+        match delivery(&url).fetch_game(&notification()).await {
+            Err(Failure::Unavailable(reason)) => {
+                assert!(reason.starts_with("api unreachable"), "{reason}")
+            }
+            other => panic!("expected Unavailable, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_webhook_url_never_shows_in_debug_output() {
+        let webhook = Webhook::Discord(
+            "https://discord.test/api/webhooks/1/s3cret"
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(format!("{webhook:?}"), "Discord(<redacted>)");
+    }
 }

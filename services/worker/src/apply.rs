@@ -135,6 +135,7 @@ impl Applier {
             }
         }
         self.db.run("COMMIT", None, "COMMIT", tx.commit()).await?;
+        tracing::info!(notifications = written, "event applied");
         Ok(Applied::Notifications(written))
     }
 

@@ -1,0 +1,271 @@
+//! The whole pipeline on one machine, without Docker: `api`, `worker` and
+//! `bot` as child processes exporting to an embedded OTLP receiver.
+//!
+//! The `demo` binary is multi-call: `demo service <name>` runs one service
+//! exactly as its own binary does, so the stack needs nothing but this one
+//! executable. [`Stack`] starts the three, [`render`] prints a trace.
+//!
+//! # Layout
+//! - [`Names`]: the database, key prefix, exchanges and queues one stack uses.
+//! - [`Stack`]: the three services running, and how to stop them.
+//! - [`render`]: a trace and its logs as text for a terminal.
+
+pub mod render;
+
+use std::path::Path;
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+
+/// How long a service may take to become ready.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What one stack owns on the shared servers.
+#[derive(Debug, Clone)]
+pub struct Names {
+    /// A database of its own.
+    pub database_url: String,
+    /// Redis key prefix.
+    pub redis_prefix: String,
+    /// Exchange of game events.
+    pub events_exchange: String,
+    /// Exchange of notifications.
+    pub notifications_exchange: String,
+    /// The worker's queue.
+    pub worker_queue: String,
+    /// The bot's queue.
+    pub bot_queue: String,
+}
+
+impl Names {
+    /// A fresh database and names no one else uses, with `prefix` in each.
+    pub async fn unique(prefix: &str) -> Self {
+        // Short enough to keep span names readable, random enough for tests
+        // running side by side.
+        let suffix: String = test_support::unique_name("").chars().take(8).collect();
+        Self {
+            database_url: test_support::fresh_database_named(&format!("gamenight_{prefix}_")).await,
+            redis_prefix: format!("gamenight-{prefix}:{suffix}:"),
+            events_exchange: format!("gamenight.{prefix}.{suffix}.events"),
+            notifications_exchange: format!("gamenight.{prefix}.{suffix}.notifications"),
+            worker_queue: format!("gamenight.{prefix}.{suffix}.worker"),
+            bot_queue: format!("gamenight.{prefix}.{suffix}.bot"),
+        }
+    }
+}
+
+/// A child service and its JSON log lines.
+#[derive(Debug)]
+struct Service {
+    name: &'static str,
+    child: Child,
+    lines: mpsc::UnboundedReceiver<serde_json::Value>,
+}
+
+impl Service {
+    /// Waits for a log line whose `message` is `message` and returns it.
+    async fn wait_for_log(&mut self, message: &str) -> anyhow::Result<serde_json::Value> {
+        let name = self.name;
+        tokio::time::timeout(START_TIMEOUT, async {
+            while let Some(line) = self.lines.recv().await {
+                if line["message"] == message {
+                    return Ok(line);
+                }
+            }
+            bail!("{name} exited before logging {message:?}")
+        })
+        .await
+        .with_context(|| format!("{name} did not log {message:?} within {START_TIMEOUT:?}"))?
+    }
+
+    /// Sends SIGTERM and waits for the exit.
+    async fn terminate(mut self) -> anyhow::Result<ExitStatus> {
+        if let Some(pid) = self.child.id() {
+            Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status()
+                .await
+                .context("cannot run kill")?;
+        }
+        tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .with_context(|| format!("{} did not exit within 30 s of SIGTERM", self.name))?
+            .with_context(|| format!("waiting for {}", self.name))
+    }
+}
+
+/// Settings of a stack beyond its [`Names`].
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Where OTLP/HTTP goes (`http://127.0.0.1:4318`).
+    pub otlp_endpoint: String,
+    /// The bot's webhook; `None` runs it dry.
+    pub webhook_url: Option<String>,
+    /// Extra variables for every service (`BOT_MAX_ATTEMPTS=3`, ...).
+    pub extra_env: Vec<(String, String)>,
+}
+
+/// `api`, `worker` and `bot`, running.
+#[derive(Debug)]
+pub struct Stack {
+    /// Base URL of the api.
+    pub api_url: String,
+    /// What the stack uses on the servers.
+    pub names: Names,
+    services: Vec<Service>,
+}
+
+impl Stack {
+    /// Starts the three services from `binary` (a `demo` executable):
+    /// the worker first (it declares the queues the others publish to), then
+    /// the api, then the bot, each once it is ready.
+    pub async fn start(binary: &Path, names: Names, options: &Options) -> anyhow::Result<Self> {
+        let common = [
+            ("RABBITMQ_URL", test_support::rabbitmq_url()),
+            ("DATABASE_URL", names.database_url.clone()),
+            ("EVENTS_EXCHANGE", names.events_exchange.clone()),
+            (
+                "NOTIFICATIONS_EXCHANGE",
+                names.notifications_exchange.clone(),
+            ),
+            ("BOT_QUEUE", names.bot_queue.clone()),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", options.otlp_endpoint.clone()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf".to_owned()),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100".to_owned()),
+            ("OTEL_BLRP_SCHEDULE_DELAY", "100".to_owned()),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "1000".to_owned()),
+            ("LOG_FORMAT", "json".to_owned()),
+        ];
+        let spawn = |name: &'static str, env: Vec<(&'static str, String)>| {
+            spawn_service(
+                binary,
+                name,
+                common.iter().cloned().chain(env),
+                &options.extra_env,
+            )
+        };
+
+        // The api applies the migrations the worker's tables come from.
+        let mut migrate = Command::new(binary);
+        migrate
+            .args(["service", "api", "migrate"])
+            .env_clear()
+            .envs(common.iter().cloned())
+            .env("REDIS_URL", test_support::redis_url());
+        let status = migrate
+            .stdout(Stdio::null())
+            .status()
+            .await
+            .context("cannot run migrations")?;
+        if !status.success() {
+            bail!("migrations failed: {status}");
+        }
+
+        let mut worker = spawn(
+            "worker",
+            vec![
+                ("WORKER_LISTEN_ADDR", "127.0.0.1:0".to_owned()),
+                ("WORKER_QUEUE", names.worker_queue.clone()),
+                ("SCHEDULER_INTERVAL_MS", "200".to_owned()),
+                ("WORKER_RETRY_BACKOFF_MS", "100".to_owned()),
+            ],
+        )?;
+        worker.wait_for_log("consuming").await?;
+        let mut api = spawn(
+            "api",
+            vec![
+                ("API_LISTEN_ADDR", "127.0.0.1:0".to_owned()),
+                ("REDIS_URL", test_support::redis_url()),
+                ("REDIS_KEY_PREFIX", names.redis_prefix.clone()),
+                ("OUTBOX_POLL_INTERVAL_MS", "200".to_owned()),
+            ],
+        )?;
+        let listening = api.wait_for_log("listening").await?;
+        let api_url = format!(
+            "http://{}",
+            listening["addr"]
+                .as_str()
+                .context("api logged no address")?
+        );
+        let mut bot_env = vec![
+            ("BOT_LISTEN_ADDR", "127.0.0.1:0".to_owned()),
+            ("API_BASE_URL", api_url.clone()),
+            ("BOT_RETRY_BACKOFF_MS", "100".to_owned()),
+        ];
+        if let Some(url) = &options.webhook_url {
+            bot_env.push(("DISCORD_WEBHOOK_URL", url.clone()));
+        }
+        let mut bot = spawn("bot", bot_env)?;
+        bot.wait_for_log("consuming").await?;
+        Ok(Self {
+            api_url,
+            names,
+            services: vec![worker, api, bot],
+        })
+    }
+
+    /// Stops every service with SIGTERM (each drains and flushes its
+    /// telemetry) and returns their exit statuses by name.
+    pub async fn stop(self) -> anyhow::Result<Vec<(&'static str, ExitStatus)>> {
+        let mut statuses = Vec::new();
+        // The bot first, so nothing consumes half-way; the worker last.
+        for service in self.services.into_iter().rev() {
+            let name = service.name;
+            statuses.push((name, service.terminate().await?));
+        }
+        Ok(statuses)
+    }
+}
+
+fn spawn_service(
+    binary: &Path,
+    name: &'static str,
+    env: impl Iterator<Item = (&'static str, String)>,
+    extra_env: &[(String, String)],
+) -> anyhow::Result<Service> {
+    let mut child = Command::new(binary)
+        .args(["service", name])
+        .env_clear()
+        .envs(env)
+        .envs(extra_env.iter().cloned())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("cannot start {name}"))?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    let (sender, lines) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut reader = BufReader::new(stdout).lines();
+        while let Ok(Some(line)) = reader.next_line().await {
+            // Lines that are not JSON (none, normally) are not ours to parse.
+            if let Ok(json) = serde_json::from_str(&line) {
+                // The receiver goes away once start-up is over; the log is
+                // still drained so the child never blocks on a full pipe.
+                let _ = sender.send(json);
+            }
+        }
+    });
+    Ok(Service { name, child, lines })
+}
+
+/// Runs one service in this process, as its own binary would: the body of
+/// `demo service <name> [migrate]`.
+pub async fn service_main(name: &str, args: &[String]) -> std::process::ExitCode {
+    match (name, args) {
+        ("api", [command]) if command == "migrate" => {
+            service_runtime::main(api::SERVICE, |_| api::migrate_from_env()).await
+        }
+        ("api", []) => service_runtime::main(api::SERVICE, api::run_from_env).await,
+        ("worker", []) => service_runtime::main(worker::SERVICE, worker::run_from_env).await,
+        ("bot", []) => service_runtime::main(bot::SERVICE, bot::run_from_env).await,
+        _ => {
+            eprintln!("usage: demo service <api [migrate]|worker|bot>");
+            std::process::ExitCode::from(2)
+        }
+    }
+}

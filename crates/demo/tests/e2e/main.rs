@@ -1,0 +1,10 @@
+//! The three services as users run them, end to end: child processes against
+//! real PostgreSQL, Redis and RabbitMQ, a stand-in for Discord, and an OTLP
+//! receiver that sees everything they export.
+
+// A failed unwrap is a failed test, with the value in the message.
+#![allow(clippy::unwrap_used)]
+
+mod helpers;
+mod pipeline;
+mod trace;

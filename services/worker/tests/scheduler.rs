@@ -1,0 +1,98 @@
+//! The scheduler against real PostgreSQL and RabbitMQ.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashMap;
+
+use broker::lapin::options::QueueDeclareOptions;
+use opentelemetry::metrics::MeterProvider as _;
+use service_runtime::env::Env;
+use worker::{Config, Worker};
+
+fn config(database_url: &str, names: &HashMap<&'static str, String>) -> Config {
+    let mut env = names.clone();
+    env.insert("DATABASE_URL", database_url.to_owned());
+    env.insert("RABBITMQ_URL", test_support::rabbitmq_url());
+    Config::from(&Env::from_lookup(|key| env.get(key).cloned())).unwrap()
+}
+
+#[tokio::test]
+async fn two_workers_never_send_one_notification_twice() {
+    let database_url = test_support::fresh_database().await;
+    let pool = sqlx::PgPool::connect(&database_url).await.unwrap();
+    schema::MIGRATOR.run(&pool).await.unwrap();
+    let names = HashMap::from([
+        (
+            "EVENTS_EXCHANGE",
+            test_support::unique_name("gamenight.test.events."),
+        ),
+        (
+            "NOTIFICATIONS_EXCHANGE",
+            test_support::unique_name("gamenight.test.notifications."),
+        ),
+        (
+            "WORKER_QUEUE",
+            test_support::unique_name("gamenight.test.worker."),
+        ),
+        (
+            "BOT_QUEUE",
+            test_support::unique_name("gamenight.test.bot."),
+        ),
+    ]);
+    let meter = opentelemetry::metrics::noop::NoopMeterProvider::new().meter("test");
+    let workers = [
+        Worker::new(&config(&database_url, &names), &meter).unwrap(),
+        Worker::new(&config(&database_url, &names), &meter).unwrap(),
+    ];
+
+    const DUE: i64 = 200;
+    sqlx::query(
+        "INSERT INTO notifications (id, game_id, kind, due_at) \
+         SELECT gen_random_uuid(), gen_random_uuid(), 'announcement', now() - interval '1 minute' \
+         FROM generate_series(1, $1)",
+    )
+    .bind(DUE)
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    // Both drain the same table at once.
+    let drain = |worker: &Worker| {
+        let scheduler = worker.scheduler().clone();
+        async move {
+            let mut sent = 0;
+            while scheduler.refresh_due().await.unwrap() > 0 {
+                sent += scheduler.publish_due().await.unwrap();
+            }
+            sent
+        }
+    };
+    let (first, second) = tokio::join!(drain(&workers[0]), drain(&workers[1]));
+    assert_eq!(first + second, DUE as usize);
+
+    let (unsent,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM notifications WHERE status <> 'sent'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(unsent, 0);
+    // Publishes are confirmed before a row is marked, so the queue now holds
+    // every message sent: exactly one per notification.
+    let amqp =
+        broker::lapin::Connection::connect(&test_support::rabbitmq_url(), Default::default())
+            .await
+            .unwrap();
+    let channel = amqp.create_channel().await.unwrap();
+    let queue = channel
+        .queue_declare(
+            names["BOT_QUEUE"].as_str().into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(i64::from(queue.message_count()), DUE);
+}
