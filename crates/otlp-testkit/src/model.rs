@@ -180,6 +180,25 @@ impl Trace {
         children
     }
 
+    /// The direct child of `parent` named `name`.
+    pub fn child(&self, parent: &Span, name: &str) -> Option<&Span> {
+        self.children(parent)
+            .into_iter()
+            .find(|span| span.name() == name)
+    }
+
+    /// True when `span` is below `ancestor`, however deep.
+    pub fn descends_from(&self, span: &Span, ancestor: &Span) -> bool {
+        let mut current = self.parent(span);
+        while let Some(parent) = current {
+            if parent.span_id() == ancestor.span_id() {
+                return true;
+            }
+            current = self.parent(parent);
+        }
+        false
+    }
+
     /// The first span named `name`.
     pub fn find(&self, name: &str) -> Option<&Span> {
         self.spans.iter().find(|span| span.name() == name)

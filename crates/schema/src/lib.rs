@@ -1,7 +1,53 @@
-//! The PostgreSQL schema of gamenight, as migrations built into the binary.
+//! The PostgreSQL side every service shares: the schema, as migrations built
+//! into the binary, and how a service connects.
 //!
 //! One migration set for the whole database: sqlx keeps a single history
 //! table per database, so services sharing the database share the set.
 
+use std::time::Duration;
+
+use opentelemetry::metrics::Meter;
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use telemetry::db::DbClient;
+use telemetry::spans::Peer;
+
 /// The migrations under `crates/schema/migrations`.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// `DATABASE_URL` is not a PostgreSQL URL. The URL is not repeated: it holds
+/// a password.
+#[derive(Debug, thiserror::Error)]
+#[error("DATABASE_URL is invalid: expected postgres://user:password@host:5432/database")]
+pub struct InvalidDatabaseUrl;
+
+/// A pool for `url` that connects on first use (PostgreSQL may still be
+/// starting), and the traced client its queries go through.
+///
+/// A query waits at most 5 s for a connection, then fails, instead of
+/// queueing forever while PostgreSQL is down.
+pub fn connect_lazy(
+    url: &SecretString,
+    meter: &Meter,
+) -> Result<(PgPool, DbClient), InvalidDatabaseUrl> {
+    let options: PgConnectOptions = url
+        .expose_secret()
+        .parse()
+        .map_err(|_| InvalidDatabaseUrl)?;
+    let db = DbClient::new(
+        "postgresql",
+        Peer::new(options.get_host(), options.get_port()),
+        meter,
+    );
+    let pool = PgPoolOptions::new()
+        .max_connections(10)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_lazy_with(options);
+    Ok((pool, db))
+}
+
+/// True when PostgreSQL answers `SELECT 1` through `pool`.
+pub async fn is_ready(pool: &PgPool) -> bool {
+    sqlx::query("SELECT 1").execute(pool).await.is_ok()
+}

@@ -4,12 +4,15 @@
 //! - [`env`]: typed reading of environment variables, with errors that name
 //!   the variable and never echo a secret.
 //! - [`shutdown`]: one [`CancellationToken`] cancelled on SIGINT or SIGTERM.
+//! - [`periodic`]: a background pass run on wake-up, on an interval, and
+//!   with backoff while failing.
 //! - [`serve`] and [`health_routes`]: an axum server that drains in-flight
 //!   requests on shutdown, and the `/healthz` liveness probe.
 //! - [`main`]: the body of every binary's `main`, so each states only its
 //!   own work.
 
 pub mod env;
+pub mod periodic;
 pub mod shutdown;
 
 use std::future::Future;
@@ -71,6 +74,36 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
 /// every few seconds, neither create spans nor skew the request metrics.
 pub fn health_routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new().route("/healthz", get(|| async { "ok" }))
+}
+
+/// How long one readiness check may take before its dependency counts as down.
+const READINESS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Runs one readiness check; a check that takes longer than 2 s fails.
+pub async fn check(check: impl Future<Output = bool>) -> bool {
+    tokio::time::timeout(READINESS_TIMEOUT, check)
+        .await
+        .unwrap_or(false)
+}
+
+/// The `/readyz` answer: `{"<dependency>": "up" | "down", ...}`, with 200
+/// when all are up and 503 otherwise.
+pub fn readiness(
+    checks: &[(&'static str, bool)],
+) -> (
+    axum::http::StatusCode,
+    axum::Json<std::collections::BTreeMap<&'static str, &'static str>>,
+) {
+    let report = checks
+        .iter()
+        .map(|(name, up)| (*name, if *up { "up" } else { "down" }))
+        .collect();
+    let status = if checks.iter().all(|(_, up)| *up) {
+        axum::http::StatusCode::OK
+    } else {
+        axum::http::StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(report))
 }
 
 /// Serves `router` on `listener` until `shutdown` is cancelled, then stops

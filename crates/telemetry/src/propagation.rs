@@ -58,6 +58,15 @@ pub fn context_from_pairs(pairs: &HashMap<String, String>) -> Context {
     propagator().extract(pairs)
 }
 
+/// The context stored as `traceparent` and `tracestate` columns.
+pub fn context_from_columns(traceparent: Option<&str>, tracestate: Option<&str>) -> Context {
+    let pairs: HashMap<String, String> = [("traceparent", traceparent), ("tracestate", tracestate)]
+        .into_iter()
+        .filter_map(|(key, value)| Some((key.to_owned(), value?.to_owned())))
+        .collect();
+    context_from_pairs(&pairs)
+}
+
 /// Writes the context of the current `tracing` span into AMQP message headers.
 pub fn inject_amqp(headers: &mut FieldTable) {
     let cx = tracing::Span::current().context();

@@ -29,13 +29,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use broker::Broker;
 use opentelemetry::metrics::{Counter, Meter, ObservableGauge};
-use secrecy::ExposeSecret;
-use serde::Serialize;
 use service_runtime::CancellationToken;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use telemetry::db::DbClient;
 use telemetry::http_server::HttpServerLayer;
-use telemetry::spans::Peer;
 use tower_http::timeout::TimeoutLayer;
 use utoipa_scalar::{Scalar, Servable};
 
@@ -59,8 +54,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// `DATABASE_URL` could not be parsed.
-    #[error("DATABASE_URL is invalid: expected postgres://user:password@host:5432/database")]
-    InvalidDatabaseUrl,
+    #[error(transparent)]
+    InvalidDatabaseUrl(#[from] schema::InvalidDatabaseUrl),
     /// `REDIS_URL` could not be used.
     #[error(transparent)]
     InvalidRedisUrl(#[from] cache::InvalidRedisUrl),
@@ -113,19 +108,7 @@ impl App {
     /// Wires the app from `config`, registering metrics on `meter`.
     /// Connects lazily: no server needs to be up yet.
     pub fn new(config: &Config, meter: &Meter) -> Result<Self, StartError> {
-        let options: PgConnectOptions = config
-            .database_url
-            .expose_secret()
-            .parse()
-            .map_err(|_| StartError::InvalidDatabaseUrl)?;
-        let peer = Peer::new(options.get_host(), options.get_port());
-        let pool = PgPoolOptions::new()
-            .max_connections(10)
-            // A request waits at most this long for a connection, then fails
-            // with 500 instead of queueing forever while PostgreSQL is down.
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_lazy_with(options);
-        let db = DbClient::new("postgresql", peer, meter);
+        let (pool, db) = schema::connect_lazy(&config.database_url, meter)?;
         let store = store::Store::new(pool.clone(), db.clone());
         let cache = cache::Cache::new(
             &config.redis_url,
@@ -231,50 +214,20 @@ impl App {
     }
 }
 
-/// What `/readyz` reports for each dependency.
-#[derive(Debug, Serialize)]
-struct Readiness {
-    postgresql: &'static str,
-    redis: &'static str,
-    rabbitmq: &'static str,
-}
-
 /// 200 when PostgreSQL, Redis and RabbitMQ all answer, else 503 naming the
 /// ones that do not.
-async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
-    let up = |ok: bool| if ok { "up" } else { "down" };
-    let postgres = async {
-        tokio::time::timeout(
-            Duration::from_secs(2),
-            sqlx::query("SELECT 1").execute(state.store.pool()),
-        )
-        .await
-        .is_ok_and(|result| result.is_ok())
-    };
-    let redis = async {
-        tokio::time::timeout(Duration::from_secs(2), state.cache.is_ready())
-            .await
-            .unwrap_or(false)
-    };
-    let rabbitmq = async {
-        tokio::time::timeout(Duration::from_secs(2), state.broker.is_ready())
-            .await
-            .unwrap_or(false)
-    };
-    let (postgres, redis, rabbitmq) = tokio::join!(postgres, redis, rabbitmq);
-    let status = if postgres && redis && rabbitmq {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (
-        status,
-        Json(Readiness {
-            postgresql: up(postgres),
-            redis: up(redis),
-            rabbitmq: up(rabbitmq),
-        }),
-    )
+async fn readyz(State(state): State<AppState>) -> impl axum::response::IntoResponse {
+    use service_runtime::check;
+    let (postgresql, redis, rabbitmq) = tokio::join!(
+        check(schema::is_ready(state.store.pool())),
+        check(state.cache.is_ready()),
+        check(state.broker.is_ready()),
+    );
+    service_runtime::readiness(&[
+        ("postgresql", postgresql),
+        ("redis", redis),
+        ("rabbitmq", rabbitmq),
+    ])
 }
 
 /// Serves the api as configured by the environment until `shutdown`,

@@ -7,7 +7,6 @@
 //! dies between the confirm and marking the row, the event is published again:
 //! delivery is at least once, and consumers dedupe on `message_id`.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
@@ -32,8 +31,6 @@ const BACKLOG: &str = "SELECT count(*) FROM outbox WHERE published_at IS NULL";
 /// Rows claimed per pass; each is published and confirmed one after another,
 /// which keeps the events of one game in order.
 const BATCH: i64 = 100;
-/// Longest wait between attempts while RabbitMQ is down.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Writes `envelope` to the outbox inside `tx`, with the trace context of the
 /// current span so the publish continues the request's trace.
@@ -165,14 +162,10 @@ impl Relay {
     }
 
     async fn publish(&self, row: &Pending) -> Result<(), BrokerError> {
-        let stored: HashMap<String, String> = [
-            ("traceparent", &row.traceparent),
-            ("tracestate", &row.tracestate),
-        ]
-        .into_iter()
-        .filter_map(|(key, value)| value.clone().map(|value| (key.to_owned(), value)))
-        .collect();
-        let parent = telemetry::propagation::context_from_pairs(&stored);
+        let parent = telemetry::propagation::context_from_columns(
+            row.traceparent.as_deref(),
+            row.tracestate.as_deref(),
+        );
         let payload = serde_json::to_vec(&row.payload).unwrap_or_default();
         self.broker
             .publish(
@@ -214,30 +207,18 @@ impl Relay {
     }
 
     /// Publishes until `shutdown` is cancelled: whenever woken, every
-    /// `poll_interval` otherwise, and with exponential backoff (up to 30 s)
-    /// while PostgreSQL or RabbitMQ fail. On shutdown it makes one last pass,
-    /// so events of the final requests go out before the process exits.
+    /// `poll_interval` otherwise, and with backoff while PostgreSQL or
+    /// RabbitMQ fail. On shutdown it makes one last pass, so events of the
+    /// final requests go out before the process exits.
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut backoff = Duration::ZERO;
-        loop {
-            let wait = if backoff.is_zero() {
-                self.poll_interval
-            } else {
-                backoff
-            };
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                () = self.wake.notified(), if backoff.is_zero() => {}
-                () = tokio::time::sleep(wait) => {}
-            }
-            match self.drain().await {
-                Ok(()) => backoff = Duration::ZERO,
-                Err(err) => {
-                    backoff = (backoff * 2).clamp(Duration::from_millis(250), MAX_BACKOFF);
-                    tracing::warn!(error = %err, retry_in = ?backoff, "outbox relay failed; events stay pending");
-                }
-            }
-        }
+        service_runtime::periodic::run(
+            "outbox relay (events stay pending)",
+            &self.wake,
+            self.poll_interval,
+            &shutdown,
+            || self.drain(),
+        )
+        .await;
         if let Err(err) = self.drain().await {
             tracing::warn!(error = %err, "final outbox pass failed; pending events go out on next start");
         }

@@ -175,10 +175,8 @@ impl Bot {
             axum::routing::get(move || {
                 let broker = broker.clone();
                 async move {
-                    match tokio::time::timeout(Duration::from_secs(2), broker.is_ready()).await {
-                        Ok(true) => (axum::http::StatusCode::OK, "rabbitmq up"),
-                        _ => (axum::http::StatusCode::SERVICE_UNAVAILABLE, "rabbitmq down"),
-                    }
+                    let rabbitmq = service_runtime::check(broker.is_ready()).await;
+                    service_runtime::readiness(&[("rabbitmq", rabbitmq)])
                 }
             }),
         );
@@ -219,7 +217,13 @@ impl Delivery {
         let body = render::discord_message(notification, &game);
         match &self.webhook {
             Webhook::DryRun => {
-                tracing::info!(message = %body, "dry run: would post to Discord");
+                // Recorded like the real call would be, so the trace has the
+                // same shape with or without a webhook.
+                tracing::info_span!("discord webhook (dry run)", otel.kind = "internal").in_scope(
+                    || {
+                        tracing::info!(message = %body, "dry run: would post to Discord");
+                    },
+                );
                 Ok(())
             }
             Webhook::Discord(url) => {

@@ -17,20 +17,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use axum::Json;
-use axum::extract::State;
-use axum::http::StatusCode;
 use axum::routing::get;
 use broker::consumer::{self, Failure, Settings};
 use broker::{Broker, QueueSpec, Topology};
 use opentelemetry::metrics::{Meter, ObservableGauge};
-use secrecy::ExposeSecret;
-use serde::Serialize;
 use service_runtime::CancellationToken;
 use sqlx::PgPool;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use telemetry::db::DbClient;
-use telemetry::spans::Peer;
 
 pub use config::Config;
 
@@ -42,8 +34,8 @@ pub const SERVICE: telemetry::Service =
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// `DATABASE_URL` could not be parsed.
-    #[error("DATABASE_URL is invalid: expected postgres://user:password@host:5432/database")]
-    InvalidDatabaseUrl,
+    #[error(transparent)]
+    InvalidDatabaseUrl(#[from] schema::InvalidDatabaseUrl),
     /// `RABBITMQ_URL` could not be used.
     #[error(transparent)]
     Broker(#[from] broker::BrokerError),
@@ -66,20 +58,7 @@ pub struct Worker {
 impl Worker {
     /// Wires the worker from `config`. Connects lazily.
     pub fn new(config: &Config, meter: &Meter) -> Result<Self, StartError> {
-        let options: PgConnectOptions = config
-            .database_url
-            .expose_secret()
-            .parse()
-            .map_err(|_| StartError::InvalidDatabaseUrl)?;
-        let db = DbClient::new(
-            "postgresql",
-            Peer::new(options.get_host(), options.get_port()),
-            meter,
-        );
-        let pool = PgPoolOptions::new()
-            .max_connections(10)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_lazy_with(options);
+        let (pool, db) = schema::connect_lazy(&config.database_url, meter)?;
         let queue = QueueSpec {
             name: config.queue.clone(),
             bindings: vec![(config.events_exchange.clone(), "game.*".to_owned())],
@@ -167,12 +146,16 @@ impl Worker {
                 }
             },
         );
-        let health = service_runtime::health_routes()
-            .route("/readyz", get(readyz))
-            .with_state(Readiness {
-                pool: self.pool.clone(),
-                broker: self.broker.clone(),
-            });
+        let (pool, broker) = (self.pool.clone(), self.broker.clone());
+        let health = service_runtime::health_routes().route(
+            "/readyz",
+            get(move || async move {
+                use service_runtime::check;
+                let (postgresql, rabbitmq) =
+                    tokio::join!(check(schema::is_ready(&pool)), check(broker.is_ready()));
+                service_runtime::readiness(&[("postgresql", postgresql), ("rabbitmq", rabbitmq)])
+            }),
+        );
         let (served, (), scheduled) = tokio::join!(
             service_runtime::serve(listener, health, shutdown.clone()),
             consumer,
@@ -183,42 +166,6 @@ impl Worker {
         }
         Ok(served?)
     }
-}
-
-/// What `/readyz` checks.
-#[derive(Debug, Clone)]
-struct Readiness {
-    pool: PgPool,
-    broker: Arc<Broker>,
-}
-
-#[derive(Debug, Serialize)]
-struct ReadinessReport {
-    postgresql: &'static str,
-    rabbitmq: &'static str,
-}
-
-/// 200 when PostgreSQL and RabbitMQ answer, else 503 naming which does not.
-async fn readyz(State(ready): State<Readiness>) -> (StatusCode, Json<ReadinessReport>) {
-    let timeout = Duration::from_secs(2);
-    let postgres = tokio::time::timeout(timeout, sqlx::query("SELECT 1").execute(&ready.pool));
-    let rabbitmq = tokio::time::timeout(timeout, ready.broker.is_ready());
-    let (postgres, rabbitmq) = tokio::join!(postgres, rabbitmq);
-    let postgres = postgres.is_ok_and(|result| result.is_ok());
-    let rabbitmq = rabbitmq.unwrap_or(false);
-    let up = |ok: bool| if ok { "up" } else { "down" };
-    let status = if postgres && rabbitmq {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (
-        status,
-        Json(ReadinessReport {
-            postgresql: up(postgres),
-            rabbitmq: up(rabbitmq),
-        }),
-    )
 }
 
 /// Runs the worker as configured by the environment until `shutdown`.

@@ -5,7 +5,6 @@
 //! A notification is marked `sent` only once RabbitMQ confirmed it; after
 //! `max_attempts` failed publishes it is marked `dead`.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
@@ -185,14 +184,10 @@ impl Scheduler {
     }
 
     async fn publish(&self, row: &Due, kind: NotificationKind) -> Result<(), BrokerError> {
-        let stored: HashMap<String, String> = [
-            ("traceparent", &row.traceparent),
-            ("tracestate", &row.tracestate),
-        ]
-        .into_iter()
-        .filter_map(|(key, value)| value.clone().map(|value| (key.to_owned(), value)))
-        .collect();
-        let cause = telemetry::propagation::context_from_pairs(&stored);
+        let cause = telemetry::propagation::context_from_columns(
+            row.traceparent.as_deref(),
+            row.tracestate.as_deref(),
+        );
         // A reminder goes out long after the request that scheduled it: it
         // starts its own trace, linked to that request's.
         let origin = match kind {
@@ -219,29 +214,16 @@ impl Scheduler {
     }
 
     /// Publishes until `shutdown` is cancelled: when woken, every interval,
-    /// and with backoff (up to 30 s) while PostgreSQL or RabbitMQ fail.
+    /// and with backoff while PostgreSQL or RabbitMQ fail.
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut backoff = Duration::ZERO;
-        loop {
-            let wait = if backoff.is_zero() {
-                self.interval
-            } else {
-                backoff
-            };
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                () = self.wake.notified(), if backoff.is_zero() => {}
-                () = tokio::time::sleep(wait) => {}
-            }
-            match self.drain().await {
-                Ok(()) => backoff = Duration::ZERO,
-                Err(err) => {
-                    backoff =
-                        (backoff * 2).clamp(Duration::from_millis(250), Duration::from_secs(30));
-                    tracing::warn!(error = %err, retry_in = ?backoff, "scheduler pass failed; notifications stay pending");
-                }
-            }
-        }
+        service_runtime::periodic::run(
+            "scheduler pass (notifications stay pending)",
+            &self.wake,
+            self.interval,
+            &shutdown,
+            || self.drain(),
+        )
+        .await;
     }
 
     async fn drain(&self) -> Result<(), ScheduleError> {

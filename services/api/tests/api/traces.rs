@@ -23,22 +23,8 @@ async fn start(receiver: &Receiver, servers: &Servers) -> Api {
 
 fn child<'t>(trace: &'t Trace, parent: &Span, name: &str) -> &'t Span {
     trace
-        .children(parent)
-        .into_iter()
-        .find(|span| span.name() == name)
+        .child(parent, name)
         .unwrap_or_else(|| panic!("no {name:?} under {:?} in\n{trace}", parent.name()))
-}
-
-/// True when `span` descends from `ancestor` within `trace`.
-fn descends(trace: &Trace, span: &Span, ancestor: &Span) -> bool {
-    let mut current = trace.parent(span);
-    while let Some(parent) = current {
-        if parent.span_id() == ancestor.span_id() {
-            return true;
-        }
-        current = trace.parent(parent);
-    }
-    false
 }
 
 fn assert_db_span(span: &Span, operation: &str, table: Option<&str>) {
@@ -127,7 +113,7 @@ async fn creating_a_game_is_one_trace_from_the_request_to_the_published_message(
 
     // The publish, after the commit, in the same trace.
     let producer = trace.find(&producer_name).unwrap();
-    assert!(descends(&trace, producer, &server), "{trace}");
+    assert!(trace.descends_from(producer, &server), "{trace}");
     assert_eq!(producer.kind(), SpanKind::Producer);
     assert_eq!(producer.str_attr("messaging.system"), Some("rabbitmq"));
     assert_eq!(producer.str_attr("messaging.operation.type"), Some("send"));

@@ -1,0 +1,95 @@
+//! A background pass that runs when woken, on an interval otherwise, and
+//! backs off while it fails: the shape of the outbox relay and the
+//! notification scheduler.
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// First wait after a failed pass; it doubles up to `MAX_BACKOFF`.
+const MIN_BACKOFF: Duration = Duration::from_millis(250);
+/// Longest wait between failed passes.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Runs `pass` until `shutdown` is cancelled: whenever `wake` is notified,
+/// every `interval` otherwise, and with exponential backoff (250 ms doubling
+/// to 30 s) after a failure, which is logged with `what`. A notification
+/// that arrives during a pass is kept, so no wake-up is lost.
+pub async fn run<F, Fut, E>(
+    what: &str,
+    wake: &Notify,
+    interval: Duration,
+    shutdown: &CancellationToken,
+    mut pass: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    let mut backoff = Duration::ZERO;
+    loop {
+        let wait = if backoff.is_zero() { interval } else { backoff };
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            // While failing, only the backoff decides when to try again.
+            () = wake.notified(), if backoff.is_zero() => {}
+            () = tokio::time::sleep(wait) => {}
+        }
+        match pass().await {
+            Ok(()) => backoff = Duration::ZERO,
+            Err(err) => {
+                backoff = (backoff * 2).clamp(MIN_BACKOFF, MAX_BACKOFF);
+                tracing::warn!(error = %err, retry_in = ?backoff, "{what} failed");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wake_runs_a_pass_at_once_and_failures_back_off() {
+        let wake = Arc::new(Notify::new());
+        let shutdown = CancellationToken::new();
+        let passes = Arc::new(AtomicU32::new(0));
+        let task = {
+            let (wake, shutdown, passes) = (wake.clone(), shutdown.clone(), passes.clone());
+            tokio::spawn(async move {
+                run(
+                    "test pass",
+                    &wake,
+                    Duration::from_secs(3600),
+                    &shutdown,
+                    || {
+                        let n = passes.fetch_add(1, Ordering::SeqCst) + 1;
+                        async move { if n <= 2 { Err("down") } else { Ok(()) } }
+                    },
+                )
+                .await;
+            })
+        };
+        wake.notify_one();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(
+            passes.load(Ordering::SeqCst),
+            1,
+            "woken at once, not after the hour"
+        );
+        // Failing: retried after 250 ms, then 500 ms, then it succeeds and
+        // goes back to waiting for a wake-up or the interval.
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert_eq!(passes.load(Ordering::SeqCst), 2);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(passes.load(Ordering::SeqCst), 3);
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(passes.load(Ordering::SeqCst), 3);
+        shutdown.cancel();
+        task.await.unwrap();
+    }
+}
