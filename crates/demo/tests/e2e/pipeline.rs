@@ -151,3 +151,52 @@ async fn a_webhook_refusing_the_message_dead_letters_it_without_retrying() {
     assert_eq!(running.discord.received().len(), 1);
     running.stop().await;
 }
+
+#[tokio::test]
+async fn cancelling_drops_the_pending_reminder_and_announces_the_cancellation() {
+    let running = Running::start(&[]).await;
+    let names = running.stack.names.clone();
+    let game = running.create_game(chrono::Duration::days(2), 60).await;
+    let id = game["id"].as_str().unwrap();
+    running
+        .discord
+        .wait_for_requests(1, Duration::from_secs(60))
+        .await;
+    let cancelled = running
+        .client
+        .post(format!("{}/games/{id}/cancel", running.stack.api_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cancelled.status(), 200);
+    let posts = running
+        .discord
+        .wait_for_requests(2, Duration::from_secs(60))
+        .await;
+    assert!(
+        posts[1].body["content"]
+            .as_str()
+            .unwrap()
+            .contains("was cancelled"),
+        "{:?}",
+        posts[1].body
+    );
+
+    let pool = sqlx::PgPool::connect(&names.database_url).await.unwrap();
+    let kinds: Vec<(String, String)> = sqlx::query_as(
+        "SELECT kind, status FROM notifications WHERE game_id = $1 ORDER BY created_at",
+    )
+    .bind(uuid::Uuid::parse_str(id).unwrap())
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        kinds,
+        [
+            ("announcement".to_owned(), "sent".to_owned()),
+            ("cancelled".to_owned(), "sent".to_owned())
+        ],
+        "the reminder is gone"
+    );
+    running.stop().await;
+}

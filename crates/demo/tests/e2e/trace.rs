@@ -21,17 +21,6 @@ fn assert_child(trace: &Trace, child: &Span, parent: &Span) {
     );
 }
 
-fn descends(trace: &Trace, span: &Span, ancestor: &Span) -> bool {
-    let mut current = trace.parent(span);
-    while let Some(parent) = current {
-        if parent.span_id() == ancestor.span_id() {
-            return true;
-        }
-        current = trace.parent(parent);
-    }
-    false
-}
-
 #[tokio::test]
 async fn creating_a_game_is_one_trace_across_api_worker_and_bot() {
     let running = Running::start(&[]).await;
@@ -52,14 +41,14 @@ async fn creating_a_game_is_one_trace_across_api_worker_and_bot() {
 
     // api: db spans, then the outbox publish.
     let insert = trace.find("INSERT games").unwrap();
-    assert!(descends(&trace, insert, &request));
+    assert!(trace.descends_from(insert, &request));
     assert_eq!(insert.str_attr("db.system.name"), Some("postgresql"));
     let event_publish = only(&trace, "event PRODUCER", |s| {
         s.kind() == SpanKind::Producer
             && s.str_attr("messaging.rabbitmq.destination.routing_key") == Some("game.created")
     });
     assert_eq!(event_publish.service_name(), "api");
-    assert!(descends(&trace, event_publish, &request));
+    assert!(trace.descends_from(event_publish, &request));
     assert_eq!(
         event_publish.name(),
         format!("send {}", names.events_exchange)
@@ -81,11 +70,11 @@ async fn creating_a_game_is_one_trace_across_api_worker_and_bot() {
         .find(|s| s.name() == "INSERT notifications")
         .unwrap();
     assert_eq!(notification_insert.service_name(), "worker");
-    assert!(descends(&trace, notification_insert, event_process));
+    assert!(trace.descends_from(notification_insert, event_process));
     let notification_publish = only(&trace, "notification PRODUCER", |s| {
         s.kind() == SpanKind::Producer && s.service_name() == "worker"
     });
-    assert!(descends(&trace, notification_publish, event_process));
+    assert!(trace.descends_from(notification_publish, event_process));
     assert_eq!(
         notification_publish.str_attr("messaging.rabbitmq.destination.routing_key"),
         Some("notification.announcement")
@@ -141,6 +130,37 @@ async fn creating_a_game_is_one_trace_across_api_worker_and_bot() {
         posted[0].body["embeds"][0]["title"], game["title"],
         "the message shows the game"
     );
+
+    // The pipeline's metrics, from the services that own them.
+    for (metric, service) in [
+        ("messaging.client.operation.duration", "api"),
+        ("messaging.process.duration", "worker"),
+        ("gamenight.messages.processed", "worker"),
+        ("gamenight.notifications.published", "worker"),
+        ("gamenight.notifications.due", "worker"),
+        ("gamenight.notifications.delivered", "bot"),
+        ("gamenight.notification.delivery_lag", "bot"),
+    ] {
+        receiver
+            .wait_for_condition(&format!("{metric} from {service}"), |_, metrics, _| {
+                metrics
+                    .iter()
+                    .find(|m| {
+                        m.name() == metric
+                            && m.resource.iter().any(|kv| {
+                                kv.key == "service.name"
+                                    && kv
+                                        .value
+                                        .as_ref()
+                                        .and_then(otlp_testkit::AnyValueExt::as_str)
+                                        == Some(service)
+                            })
+                    })
+                    .cloned()
+            })
+            .await
+            .unwrap();
+    }
 
     // Log records from all three services carry the trace id.
     for (service, text) in [

@@ -5,7 +5,6 @@
 #![allow(clippy::unwrap_used)]
 
 mod cache;
-mod docs;
 mod games;
 mod helpers;
 mod migrations;
