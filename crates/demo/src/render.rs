@@ -8,15 +8,16 @@ use otlp_testkit::proto::trace::v1::span::SpanKind;
 use otlp_testkit::{AnyValueExt, LogRecord, Span, Trace};
 
 /// Attributes worth a glance, in the order they are shown.
-const KEY_ATTRIBUTES: &[&str] = &[
-    "http.route",
-    "http.response.status_code",
-    "url.full",
-    "db.query.text",
-    "cache.hit",
-    "messaging.rabbitmq.destination.routing_key",
-    "messaging.destination.subscription.name",
-    "error.type",
+/// Attribute and the label it is shown with.
+const KEY_ATTRIBUTES: &[(&str, &str)] = &[
+    ("http.route", "route"),
+    ("http.response.status_code", "status"),
+    ("url.full", "url"),
+    ("db.query.text", "query"),
+    ("cache.hit", "cache_hit"),
+    ("messaging.rabbitmq.destination.routing_key", "routing_key"),
+    ("messaging.destination.subscription.name", "queue"),
+    ("error.type", "error"),
 ];
 
 fn kind(span: &Span) -> &'static str {
@@ -32,7 +33,7 @@ fn kind(span: &Span) -> &'static str {
 fn attributes(span: &Span) -> String {
     KEY_ATTRIBUTES
         .iter()
-        .filter_map(|key| {
+        .filter_map(|&(key, label)| {
             let value = span.attr(key)?;
             let text = match (value.as_str(), value.as_int(), value.as_bool()) {
                 (Some(text), _, _) => shorten(text, 60),
@@ -40,7 +41,7 @@ fn attributes(span: &Span) -> String {
                 (_, _, Some(flag)) => flag.to_string(),
                 _ => return None,
             };
-            Some(format!("{}={text}", key.rsplit('.').next().unwrap_or(key)))
+            Some(format!("{label}={text}"))
         })
         .collect::<Vec<_>>()
         .join(" ")
