@@ -9,9 +9,10 @@
 //! - [`serve`] and [`health_routes`]: an axum server that drains in-flight
 //!   requests on shutdown, and the `/healthz` liveness probe.
 //! - [`main`]: the body of every binary's `main`, so each states only its
-//!   own work.
+//!   own work; [`healthcheck`]: the `healthcheck` subcommand for containers.
 
 pub mod env;
+mod healthcheck;
 pub mod periodic;
 pub mod shutdown;
 
@@ -22,6 +23,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use axum::Router;
 use axum::routing::get;
+pub use healthcheck::{healthcheck, healthcheck_from_env};
 use tokio::net::TcpListener;
 pub use tokio_util::sync::CancellationToken;
 

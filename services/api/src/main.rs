@@ -20,6 +20,9 @@ enum Command {
     Serve,
     /// Apply pending migrations and exit.
     Migrate,
+    /// Exit 0 if the running API answers on /healthz (for container
+    /// HEALTHCHECKs).
+    Healthcheck,
 }
 
 #[tokio::main]
@@ -28,5 +31,8 @@ async fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => service_runtime::main(api::SERVICE, api::run_from_env).await,
         Command::Migrate => service_runtime::main(api::SERVICE, |_| api::migrate_from_env()).await,
+        Command::Healthcheck => {
+            service_runtime::healthcheck_from_env("API_LISTEN_ADDR", 8000).await
+        }
     }
 }
