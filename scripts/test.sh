@@ -63,6 +63,18 @@ wait_for PostgreSQL "$pg_host" "$pg_port" pg_ctlcluster --skip-systemctl-redirec
 wait_for Redis "$redis_host" "$redis_port" redis-server --daemonize yes --bind 127.0.0.1 -::1 --port "$redis_port" --save "" --appendonly no
 wait_for RabbitMQ "$amqp_host" "$amqp_port" rabbitmq-server -detached
 
+step "compose files against the Compose specification"
+# check-jsonschema carries the Compose specification's JSON schema. It is
+# installed once into target/, inside the clone.
+venv=target/tools/venv
+if [ ! -x "$venv/bin/check-jsonschema" ]; then
+  command -v python3 >/dev/null || die "python3 not found: it runs check-jsonschema for the compose files"
+  python3 -m venv "$venv" || die "cannot create a Python venv in $venv (install python3-venv)"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check check-jsonschema==0.39.0 \
+    || die "cannot install check-jsonschema from PyPI"
+fi
+"$venv/bin/check-jsonschema" --builtin-schema vendor.compose-spec docker-compose.yml docker-compose.base.yml
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

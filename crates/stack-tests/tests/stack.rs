@@ -1,0 +1,543 @@
+//! The compose files, the Dockerfile and config.alloy against each other,
+//! the services' configuration and the docs.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_yaml_ng::Value;
+use stack_tests::alloy::{self, Block};
+use stack_tests::{read, repo_path};
+
+/// A compose file with YAML merge keys (`<<: *anchor`) applied.
+fn compose(name: &str) -> Value {
+    let mut value: Value = serde_yaml_ng::from_str(&read(name)).unwrap();
+    value.apply_merge().unwrap();
+    // Merge keys nested in services (`environment: <<: [...]`) too.
+    if let Some(services) = value.get_mut("services").and_then(Value::as_mapping_mut) {
+        for (_, service) in services.iter_mut() {
+            service.apply_merge().unwrap();
+            if let Some(environment) = service.get_mut("environment") {
+                environment.apply_merge().unwrap();
+            }
+        }
+    }
+    value
+}
+
+fn service<'v>(compose: &'v Value, name: &str) -> &'v Value {
+    compose["services"]
+        .get(name)
+        .unwrap_or_else(|| panic!("no service {name}"))
+}
+
+/// A service's environment as name → value (values as written, `${...}` and all).
+fn environment(compose: &Value, name: &str) -> BTreeMap<String, String> {
+    let Some(environment) = service(compose, name).get("environment") else {
+        return BTreeMap::new();
+    };
+    environment
+        .as_mapping()
+        .unwrap_or_else(|| panic!("{name}: environment must be a mapping"))
+        .iter()
+        .map(|(key, value)| {
+            let value = match value {
+                Value::String(s) => s.clone(),
+                Value::Number(n) => n.to_string(),
+                Value::Bool(b) => b.to_string(),
+                other => panic!("{name}: unexpected value {other:?}"),
+            };
+            (key.as_str().unwrap().to_owned(), value)
+        })
+        .collect()
+}
+
+/// `${VAR:-default}` → `default`; plain values unchanged.
+fn default_of(value: &str) -> String {
+    let mut out = String::new();
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let end = rest[start..].find('}').map(|i| start + i).unwrap();
+        let inner = &rest[start + 2..end];
+        if let Some((_, default)) = inner.split_once(":-") {
+            out.push_str(default);
+        }
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn port_of(host_port: &str) -> u16 {
+    host_port.rsplit(':').next().unwrap().parse().unwrap()
+}
+
+fn config_alloy() -> Vec<Block> {
+    alloy::parse(&read("grafana-alloy/config.alloy")).unwrap_or_else(|err| panic!("{err}"))
+}
+
+/// The component a reference such as `otelcol.processor.batch.default.input`
+/// points at, among `blocks`.
+fn target<'b>(blocks: &'b [Block], reference: &str) -> Option<&'b Block> {
+    blocks
+        .iter()
+        .filter(|block| block.label.is_some())
+        .find(|block| reference.starts_with(&format!("{}.", block.id())))
+}
+
+#[test]
+fn every_component_config_alloy_references_is_defined() {
+    let blocks = config_alloy();
+    let mut ids = BTreeSet::new();
+    for block in &blocks {
+        assert!(ids.insert(block.id()), "{} is defined twice", block.id());
+    }
+    for block in &blocks {
+        for reference in &block.references {
+            assert!(
+                target(&blocks, reference).is_some(),
+                "{} (line {}) refers to {reference}, which is not defined",
+                block.id(),
+                block.line
+            );
+        }
+    }
+}
+
+#[test]
+fn every_component_is_on_a_path_from_a_source_to_an_exporter() {
+    let blocks = config_alloy();
+    let components: Vec<&Block> = blocks.iter().filter(|b| b.label.is_some()).collect();
+    // Data flows from a block to what it forwards to (`.input`,
+    // `.receiver`), and from an exporter to the scrape that reads its
+    // `.targets`. `.handler` is an auth extension used by its exporter.
+    let mut flows: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut used_helpers = BTreeSet::new();
+    for block in &components {
+        for reference in &block.references {
+            let to = target(&blocks, reference).unwrap().id();
+            if reference.ends_with(".targets") {
+                flows.entry(to).or_default().insert(block.id());
+            } else if reference.ends_with(".handler") {
+                used_helpers.insert(to);
+            } else {
+                flows.entry(block.id()).or_default().insert(to);
+            }
+        }
+    }
+    // Receivers take data in; exporters and scrapes pull it from outside.
+    let is_source = |id: &str| {
+        id.starts_with("otelcol.receiver.")
+            || id.starts_with("prometheus.exporter.")
+            || id.starts_with("prometheus.scrape.")
+    };
+    let is_sink = |id: &str| {
+        id.starts_with("otelcol.exporter.") || id.starts_with("prometheus.remote_write.")
+    };
+    let reach = |from: Vec<String>, edges: &BTreeMap<String, BTreeSet<String>>| {
+        let mut seen: BTreeSet<String> = from.iter().cloned().collect();
+        let mut stack = from;
+        while let Some(id) = stack.pop() {
+            for next in edges.get(&id).into_iter().flatten() {
+                if seen.insert(next.clone()) {
+                    stack.push(next.clone());
+                }
+            }
+        }
+        seen
+    };
+    let mut backwards: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (from, tos) in &flows {
+        for to in tos {
+            backwards
+                .entry(to.clone())
+                .or_default()
+                .insert(from.clone());
+        }
+    }
+    let ids: Vec<String> = components.iter().map(|b| b.id()).collect();
+    let from_sources = reach(
+        ids.iter().filter(|id| is_source(id)).cloned().collect(),
+        &flows,
+    );
+    let to_sinks = reach(
+        ids.iter().filter(|id| is_sink(id)).cloned().collect(),
+        &backwards,
+    );
+    for id in &ids {
+        if used_helpers.contains(id) {
+            continue;
+        }
+        assert!(
+            from_sources.contains(id),
+            "{id} receives nothing: no source reaches it"
+        );
+        assert!(
+            to_sinks.contains(id),
+            "{id} leads nowhere: it reaches no exporter"
+        );
+    }
+    assert!(
+        ids.iter().any(|id| is_sink(id)),
+        "config.alloy exports nothing"
+    );
+}
+
+#[test]
+fn every_variable_config_alloy_reads_is_passed_by_compose_and_documented() {
+    let blocks = config_alloy();
+    let read_vars: BTreeSet<String> = blocks
+        .iter()
+        .flat_map(|b| b.env_vars.iter().cloned())
+        .collect();
+    assert!(!read_vars.is_empty());
+    let alloy_env = environment(&compose("docker-compose.base.yml"), "alloy");
+    let env_example = read(".env.example");
+    let runtime_config = read("RUNTIME_CONFIG.md");
+    for var in &read_vars {
+        assert!(
+            alloy_env.contains_key(var),
+            "config.alloy reads {var}, but compose does not pass it to alloy"
+        );
+        assert!(
+            documented_in_env_example(&env_example, var),
+            "{var} is missing from .env.example"
+        );
+        assert!(
+            runtime_config.contains(&format!("`{var}`")),
+            "{var} is missing from RUNTIME_CONFIG.md"
+        );
+    }
+    // And compose passes nothing config.alloy does not read.
+    for var in alloy_env.keys() {
+        assert!(
+            read_vars.contains(var),
+            "compose passes {var} to alloy, which never reads it"
+        );
+    }
+}
+
+fn documented_in_env_example(env_example: &str, var: &str) -> bool {
+    env_example.lines().any(|line| {
+        line.trim_start_matches("# ")
+            .starts_with(&format!("{var}="))
+    })
+}
+
+#[test]
+fn every_variable_a_service_reads_is_set_for_it_in_compose() {
+    let base = compose("docker-compose.base.yml");
+    let services: [(&str, &[&str]); 3] = [
+        ("api", api::Config::ENV_VARS),
+        ("worker", worker::Config::ENV_VARS),
+        ("bot", bot::Config::ENV_VARS),
+    ];
+    for (name, vars) in services {
+        let env = environment(&base, name);
+        for var in vars.iter().chain(telemetry::config::ENV_VARS) {
+            assert!(
+                env.contains_key(*var),
+                "{name} reads {var}, but compose does not set it"
+            );
+        }
+        for var in env.keys() {
+            let known = vars.contains(&var.as_str())
+                || telemetry::config::ENV_VARS.contains(&var.as_str())
+                || var.starts_with("OTEL_");
+            assert!(known, "compose sets {var} for {name}, which never reads it");
+        }
+    }
+}
+
+#[test]
+fn ports_and_host_names_agree_across_services_alloy_and_compose() {
+    let base = compose("docker-compose.base.yml");
+    let local = compose("docker-compose.yml");
+    let api = environment(&base, "api");
+    let api_port = port_of(&api["API_LISTEN_ADDR"]);
+    assert_eq!(
+        default_of(&environment(&base, "bot")["API_BASE_URL"]),
+        format!("http://api:{api_port}"),
+        "the bot calls the api where it listens"
+    );
+    let published: Vec<String> = service(&local, "api")["ports"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(published, [format!("127.0.0.1:{api_port}:{api_port}")]);
+
+    // Services send OTLP/HTTP to Alloy's HTTP receiver.
+    let blocks = config_alloy();
+    let receiver = blocks
+        .iter()
+        .find(|b| b.name == "otelcol.receiver.otlp")
+        .unwrap();
+    let endpoints: BTreeMap<&str, u16> = receiver
+        .strings
+        .iter()
+        .filter(|(key, _)| key == "endpoint")
+        .map(|(_, value)| value.as_str())
+        .zip(["grpc", "http"])
+        .map(|(endpoint, kind)| (kind, port_of(endpoint)))
+        .collect();
+    assert_eq!(endpoints, BTreeMap::from([("grpc", 4317), ("http", 4318)]));
+    for name in ["api", "worker", "bot", "migrate"] {
+        let env = environment(&base, name);
+        assert_eq!(
+            env["OTEL_EXPORTER_OTLP_ENDPOINT"], "http://alloy:4318",
+            "{name}"
+        );
+        assert_eq!(
+            env["OTEL_EXPORTER_OTLP_PROTOCOL"], "http/protobuf",
+            "{name}"
+        );
+    }
+
+    // Alloy scrapes the servers where compose runs them.
+    let alloy = environment(&base, "alloy");
+    assert_eq!(default_of(&alloy["ALLOY_REDIS_ADDR"]), "redis:6379");
+    assert!(default_of(&alloy["ALLOY_POSTGRES_DSN"]).contains("@postgres:5432/gamenight"));
+    assert_eq!(
+        default_of(&alloy["ALLOY_RABBITMQ_METRICS_ADDR"]),
+        "rabbitmq:15692"
+    );
+    assert!(
+        read("rabbitmq/enabled_plugins").contains("rabbitmq_prometheus"),
+        "RabbitMQ serves metrics on 15692 only with the rabbitmq_prometheus plugin"
+    );
+    // And forwards to the local backend when nothing is configured.
+    assert_eq!(
+        default_of(&alloy["GRAFANA_CLOUD_OTLP_ENDPOINT"]),
+        "http://lgtm:4318"
+    );
+    assert_eq!(
+        default_of(&alloy["GRAFANA_CLOUD_PROMETHEUS_URL"]),
+        "http://lgtm:9090/api/v1/write"
+    );
+    // The database the services use is the one postgres creates.
+    let postgres = environment(&base, "postgres");
+    for name in ["api", "worker", "migrate"] {
+        let url = default_of(&environment(&base, name)["DATABASE_URL"]);
+        assert!(
+            url.ends_with(&format!("@postgres:5432/{}", postgres["POSTGRES_DB"])),
+            "{name}: {url}"
+        );
+        assert!(
+            url.contains(&format!("://{}:", postgres["POSTGRES_USER"])),
+            "{name}: {url}"
+        );
+    }
+}
+
+#[test]
+fn only_the_api_grafana_and_alloys_ui_are_published_and_only_on_loopback() {
+    let local = compose("docker-compose.yml");
+    let base = compose("docker-compose.base.yml");
+    let mut published = BTreeSet::new();
+    for (file, value) in [
+        ("docker-compose.yml", &local),
+        ("docker-compose.base.yml", &base),
+    ] {
+        for (name, service) in value["services"].as_mapping().unwrap() {
+            let Some(ports) = service.get("ports") else {
+                continue;
+            };
+            assert_eq!(
+                file, "docker-compose.yml",
+                "the base publishes {name:?}'s ports"
+            );
+            for port in ports.as_sequence().unwrap() {
+                let port = port.as_str().unwrap();
+                assert!(
+                    port.starts_with("127.0.0.1:"),
+                    "{name:?} publishes {port} beyond loopback"
+                );
+                published.insert((name.as_str().unwrap().to_owned(), port_of(port)));
+            }
+        }
+    }
+    let expected: BTreeSet<(String, u16)> = [("api", 8000), ("lgtm", 3000), ("alloy", 12345)]
+        .into_iter()
+        .map(|(name, port)| (name.to_owned(), port))
+        .collect();
+    assert_eq!(published, expected);
+}
+
+#[test]
+fn the_local_stack_extends_every_base_service_and_keeps_its_dependencies() {
+    let local = compose("docker-compose.yml");
+    let base = compose("docker-compose.base.yml");
+    for (name, base_service) in base["services"].as_mapping().unwrap() {
+        let name = name.as_str().unwrap();
+        let local_service = service(&local, name);
+        assert_eq!(
+            local_service["extends"]["service"].as_str(),
+            Some(name),
+            "{name} must extend its base definition"
+        );
+        assert_eq!(
+            local_service["extends"]["file"].as_str(),
+            Some("docker-compose.base.yml")
+        );
+        // extends never copies depends_on: it must be restated, identically.
+        assert_eq!(
+            local_service.get("depends_on"),
+            base_service.get("depends_on"),
+            "{name}: depends_on differs from the base"
+        );
+    }
+}
+
+#[test]
+fn long_running_services_have_healthchecks_and_dependencies_wait_for_them() {
+    let base = compose("docker-compose.base.yml");
+    let services = base["services"].as_mapping().unwrap();
+    let healthy: BTreeSet<&str> = services
+        .iter()
+        .filter(|(_, s)| {
+            s.get("healthcheck")
+                .is_some_and(|h| h.get("disable").is_none())
+        })
+        .map(|(name, _)| name.as_str().unwrap())
+        .collect();
+    for (name, service) in services {
+        let name = name.as_str().unwrap();
+        if name != "migrate" {
+            assert!(healthy.contains(name), "{name} has no healthcheck");
+        }
+        let Some(depends_on) = service.get("depends_on") else {
+            continue;
+        };
+        for (dependency, condition) in depends_on.as_mapping().unwrap() {
+            let dependency = dependency.as_str().unwrap();
+            let condition = condition["condition"].as_str().unwrap();
+            let expected = if dependency == "migrate" {
+                "service_completed_successfully"
+            } else {
+                "service_healthy"
+            };
+            assert_eq!(condition, expected, "{name} → {dependency}");
+        }
+    }
+}
+
+#[test]
+fn images_are_pinned_to_a_version() {
+    for file in ["docker-compose.yml", "docker-compose.base.yml"] {
+        let value = compose(file);
+        for (name, service) in value["services"].as_mapping().unwrap() {
+            // Images built here are tagged locally; pulled ones are pinned.
+            if service.get("build").is_some() {
+                continue;
+            }
+            let Some(image) = service.get("image").and_then(Value::as_str) else {
+                continue;
+            };
+            let tag = image.rsplit_once(':').map(|(_, tag)| tag);
+            assert!(
+                tag.is_some_and(|tag| tag != "latest" && tag.chars().any(|c| c.is_ascii_digit())),
+                "{file}: {name:?} uses {image}: pin a version"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_dockerfile_builds_packages_and_binaries_that_exist_from_paths_that_exist() {
+    let dockerfile = read("Dockerfile");
+    let base = compose("docker-compose.base.yml");
+    let mut built = BTreeSet::new();
+    for (name, service) in base["services"].as_mapping().unwrap() {
+        let Some(build) = service.get("build") else {
+            continue;
+        };
+        assert_eq!(build["dockerfile"].as_str(), Some("Dockerfile"), "{name:?}");
+        let package = build["args"]["SERVICE"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name:?} sets no SERVICE"));
+        built.insert(package.to_owned());
+    }
+    assert_eq!(
+        built,
+        BTreeSet::from(["api".into(), "worker".into(), "bot".into()])
+    );
+    for package in &built {
+        let manifest = repo_path(&format!("services/{package}/Cargo.toml"));
+        let manifest =
+            std::fs::read_to_string(&manifest).unwrap_or_else(|_| panic!("no package {package}"));
+        assert!(
+            manifest.contains(&format!("name = \"{package}\"")),
+            "{package}"
+        );
+        assert!(
+            repo_path(&format!("services/{package}/src/main.rs")).exists(),
+            "{package} has no binary"
+        );
+    }
+    assert!(dockerfile.contains("--package ${SERVICE} --bin ${SERVICE}"));
+    // Every path copied from the build context exists.
+    for line in dockerfile
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("COPY "))
+    {
+        if line.contains("--from=") {
+            continue;
+        }
+        let words: Vec<&str> = line.split_whitespace().skip(1).collect();
+        for source in &words[..words.len() - 1] {
+            if *source != "." {
+                assert!(
+                    repo_path(source).exists(),
+                    "the Dockerfile copies {source}, which does not exist"
+                );
+            }
+        }
+    }
+    assert!(
+        dockerfile.contains("USER nonroot"),
+        "the image must not run as root"
+    );
+    assert!(
+        dockerfile.contains("HEALTHCHECK"),
+        "the image must carry a healthcheck"
+    );
+    // The healthcheck subcommand exists in every binary.
+    for package in &built {
+        let main = read(&format!("services/{package}/src/main.rs"));
+        assert!(
+            main.contains("Healthcheck"),
+            "{package} has no healthcheck subcommand"
+        );
+    }
+}
+
+#[test]
+fn every_variable_the_compose_files_read_is_documented() {
+    let env_example = read(".env.example");
+    let runtime_config = read("RUNTIME_CONFIG.md");
+    for file in ["docker-compose.yml", "docker-compose.base.yml"] {
+        let text = read(file);
+        let mut rest = text.as_str();
+        while let Some(start) = rest.find("${") {
+            let inner = &rest[start + 2..];
+            let end = inner.find(['}', ':', '-', '?']).unwrap();
+            let var = &inner[..end];
+            // `$${...}` is an escaped literal for the container's shell.
+            if !rest[..start].ends_with('$') {
+                assert!(
+                    documented_in_env_example(&env_example, var),
+                    "{file} reads {var}, missing from .env.example"
+                );
+                assert!(
+                    runtime_config.contains(&format!("`{var}`")),
+                    "{file} reads {var}, missing from RUNTIME_CONFIG.md"
+                );
+            }
+            rest = &inner[end..];
+        }
+    }
+}
