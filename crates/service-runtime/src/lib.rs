@@ -63,6 +63,36 @@ where
     code
 }
 
+/// The command line of a service with no commands of its own:
+/// `<service> [run]` runs it through [`main`], `<service> healthcheck`
+/// probes a running one (see [`healthcheck_from_env`]), `--help` and
+/// `--version` say what it is.
+pub async fn cli<F, Fut>(
+    service: telemetry::Service,
+    about: &'static str,
+    listen_var: &'static str,
+    default_port: u16,
+    work: F,
+) -> ExitCode
+where
+    F: FnOnce(CancellationToken) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let matches = clap::Command::new(service.name)
+        .version(service.version)
+        .about(about)
+        .after_help("Configured through environment variables: see RUNTIME_CONFIG.md.")
+        .subcommand(clap::Command::new("run").about("Run the service (the default command)"))
+        .subcommand(clap::Command::new("healthcheck").about(
+            "Exit 0 if the running service answers on /healthz (for container HEALTHCHECKs)",
+        ))
+        .get_matches();
+    match matches.subcommand_name() {
+        Some("healthcheck") => healthcheck_from_env(listen_var, default_port).await,
+        _ => main(service, work).await,
+    }
+}
+
 /// Binds a TCP listener, naming the address when that fails.
 pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr)
