@@ -1,0 +1,92 @@
+//! The queries the guides ask readers to paste: valid PromQL, and about
+//! metrics that actually reach the backend.
+
+#![allow(clippy::unwrap_used)]
+
+use regex::Regex;
+use stack_tests::alloy;
+use stack_tests::read;
+
+const GUIDES: &[&str] = &[
+    "README.md",
+    "grafana-alloy/TESTING_PHASE1.md",
+    "grafana-alloy/TESTING_PHASE2.md",
+    "grafana-alloy/TESTING_PHASE3.md",
+    "grafana-alloy/TESTING_PHASE4.md",
+    "grafana-alloy/TESTING_PHASE5.md",
+    "grafana-alloy/TESTING_PHASE6.md",
+];
+
+/// The ```promql blocks of a markdown file.
+fn promql_blocks(markdown: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut current: Option<Vec<&str>> = None;
+    for line in markdown.lines() {
+        let trimmed = line.trim();
+        match &mut current {
+            None if trimmed == "```promql" => current = Some(Vec::new()),
+            Some(lines) if trimmed == "```" => {
+                blocks.push(lines.join("\n"));
+                current = None;
+            }
+            Some(lines) => lines.push(trimmed),
+            None => {}
+        }
+    }
+    blocks
+}
+
+/// One block is one expression, or one expression per line.
+fn expressions(block: &str) -> Result<Vec<String>, String> {
+    if promql_parser::parser::parse(block).is_ok() {
+        return Ok(vec![block.to_owned()]);
+    }
+    block
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| {
+            promql_parser::parser::parse(line)
+                .map(|_| line.to_owned())
+                .map_err(|err| format!("{line:?}: {err}"))
+        })
+        .collect()
+}
+
+#[test]
+fn every_promql_query_in_the_guides_parses() {
+    let mut checked = 0;
+    for guide in GUIDES {
+        for block in promql_blocks(&read(guide)) {
+            let parsed = expressions(&block);
+            assert!(parsed.is_ok(), "{guide}: {}", parsed.unwrap_err());
+            checked += 1;
+        }
+    }
+    assert!(checked >= 9, "only {checked} PromQL blocks found");
+}
+
+#[test]
+fn every_scraped_metric_the_guides_query_is_on_a_keep_list() {
+    let keep_lists: Vec<Regex> = alloy::parse(&read("grafana-alloy/config.alloy"))
+        .unwrap()
+        .into_iter()
+        .filter(|block| block.name == "prometheus.relabel")
+        .flat_map(|block| block.strings)
+        .filter(|(key, _)| key == "regex")
+        .map(|(_, regex)| Regex::new(&format!("^(?:{regex})$")).unwrap())
+        .collect();
+    assert!(keep_lists.len() >= 4);
+    let scraped =
+        Regex::new(r"\b(?:pg|redis|rabbitmq|otelcol|prometheus_remote_storage|alloy)_[a-z_]+")
+            .unwrap();
+    for guide in GUIDES {
+        for block in promql_blocks(&read(guide)) {
+            for name in scraped.find_iter(&block).map(|m| m.as_str()) {
+                assert!(
+                    keep_lists.iter().any(|keep| keep.is_match(name)),
+                    "{guide} queries {name}, which config.alloy's keep-lists drop: readers would see no data"
+                );
+            }
+        }
+    }
+}
