@@ -30,6 +30,17 @@ pub struct Block {
 }
 
 impl Block {
+    fn empty(name: String, label: Option<String>, line: usize) -> Self {
+        Self {
+            name,
+            label,
+            line,
+            references: BTreeSet::new(),
+            env_vars: BTreeSet::new(),
+            strings: Vec::new(),
+        }
+    }
+
     /// `name.label`, the prefix other components use to refer to this one.
     pub fn id(&self) -> String {
         match &self.label {
@@ -226,14 +237,7 @@ impl Parser {
                     Some(Token::Str(label)) => {
                         self.next();
                         self.expect('{')?;
-                        let mut block = Block {
-                            name,
-                            label: Some(label),
-                            line,
-                            references: BTreeSet::new(),
-                            env_vars: BTreeSet::new(),
-                            strings: Vec::new(),
-                        };
+                        let mut block = Block::empty(name, Some(label), line);
                         self.body(&mut block, None, true)?;
                         match top.as_deref_mut() {
                             Some(blocks) => blocks.push(block),
@@ -247,14 +251,7 @@ impl Parser {
                     }
                     Some(Token::Punct('{')) => {
                         self.next();
-                        let mut block = Block {
-                            name,
-                            label: None,
-                            line,
-                            references: BTreeSet::new(),
-                            env_vars: BTreeSet::new(),
-                            strings: Vec::new(),
-                        };
+                        let mut block = Block::empty(name, None, line);
                         self.body(&mut block, None, true)?;
                         match top.as_deref_mut() {
                             Some(blocks) => blocks.push(block),
@@ -423,14 +420,7 @@ pub fn parse(source: &str) -> Result<Vec<Block>, ParseError> {
         tokens: tokenize(source)?,
         position: 0,
     };
-    let mut root = Block {
-        name: String::new(),
-        label: None,
-        line: 0,
-        references: BTreeSet::new(),
-        env_vars: BTreeSet::new(),
-        strings: Vec::new(),
-    };
+    let mut root = Block::empty(String::new(), None, 0);
     let mut blocks = Vec::new();
     parser.body(&mut root, Some(&mut blocks), false)?;
     if let Some(reference) = root.references.iter().next() {
