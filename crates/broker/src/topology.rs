@@ -25,6 +25,14 @@ pub struct QueueSpec {
 }
 
 impl QueueSpec {
+    /// A queue bound to `exchange` with one `pattern`.
+    pub fn bound(name: &str, exchange: &str, pattern: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            bindings: vec![(exchange.to_owned(), pattern.to_owned())],
+        }
+    }
+
     /// The fanout exchange dead letters of this queue go to: `<queue>.dlx`.
     pub fn dead_letter_exchange(&self) -> String {
         format!("{}.dlx", self.name)

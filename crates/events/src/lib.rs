@@ -23,6 +23,13 @@ pub const DEFAULT_NOTIFICATIONS_EXCHANGE: &str = "gamenight.notifications";
 /// too, so no notification is published before a queue exists to take it.
 pub const DEFAULT_BOT_QUEUE: &str = "gamenight.bot.notifications";
 
+/// Binding pattern of a queue that takes every game event.
+pub const GAME_EVENT_PATTERN: &str = "game.*";
+/// Binding pattern of a queue that takes every notification. The worker and
+/// the bot both declare the bot's queue with it: RabbitMQ needs both
+/// declarations to agree.
+pub const NOTIFICATION_PATTERN: &str = "notification.*";
+
 /// What a notification is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

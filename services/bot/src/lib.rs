@@ -93,13 +93,11 @@ pub struct Bot {
 impl Bot {
     /// Wires the bot from `config`. Connects lazily.
     pub fn new(config: &Config, meter: &Meter) -> Result<Self, StartError> {
-        let queue = QueueSpec {
-            name: config.queue.clone(),
-            bindings: vec![(
-                config.notifications_exchange.clone(),
-                "notification.*".to_owned(),
-            )],
-        };
+        let queue = QueueSpec::bound(
+            &config.queue,
+            &config.notifications_exchange,
+            events::NOTIFICATION_PATTERN,
+        );
         let broker = Arc::new(Broker::new(
             config.rabbitmq_url.clone(),
             Topology {

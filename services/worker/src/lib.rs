@@ -59,17 +59,16 @@ impl Worker {
     /// Wires the worker from `config`. Connects lazily.
     pub fn new(config: &Config, meter: &Meter) -> Result<Self, StartError> {
         let (pool, db) = schema::connect_lazy(&config.database_url, meter)?;
-        let queue = QueueSpec {
-            name: config.queue.clone(),
-            bindings: vec![(config.events_exchange.clone(), "game.*".to_owned())],
-        };
-        let bot_queue = QueueSpec {
-            name: config.bot_queue.clone(),
-            bindings: vec![(
-                config.notifications_exchange.clone(),
-                "notification.*".to_owned(),
-            )],
-        };
+        let queue = QueueSpec::bound(
+            &config.queue,
+            &config.events_exchange,
+            events::GAME_EVENT_PATTERN,
+        );
+        let bot_queue = QueueSpec::bound(
+            &config.bot_queue,
+            &config.notifications_exchange,
+            events::NOTIFICATION_PATTERN,
+        );
         let broker = Arc::new(Broker::new(
             config.rabbitmq_url.clone(),
             Topology {
