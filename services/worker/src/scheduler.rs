@@ -28,6 +28,8 @@ const MARK_SENT: &str = "UPDATE notifications SET status = 'sent', sent_at = now
 const MARK_FAILED: &str = "UPDATE notifications SET attempts = attempts + 1, last_error = $2, \
      status = CASE WHEN attempts + 1 >= $3 THEN 'dead' ELSE 'pending' END WHERE id = $1";
 
+const MARK_DEAD: &str = "UPDATE notifications SET status = 'dead', last_error = $2 WHERE id = $1";
+
 /// Notifications claimed per pass.
 const BATCH: i64 = 50;
 
@@ -130,8 +132,25 @@ impl Scheduler {
         let mut sent = 0;
         let mut failure = None;
         for row in rows {
-            let kind = NotificationKind::parse(&row.kind).unwrap_or(NotificationKind::Announcement);
-            match self.publish(&row, kind).await {
+            let Some(kind) = NotificationKind::parse(&row.kind) else {
+                // The CHECK constraint admits only known kinds; a kind a newer
+                // schema added is marked dead, not sent as something it is not.
+                let reason = format!("unknown notification kind {:?}", row.kind);
+                self.db
+                    .run(
+                        "UPDATE",
+                        Some("notifications"),
+                        MARK_DEAD,
+                        sqlx::query(MARK_DEAD)
+                            .bind(row.id)
+                            .bind(reason)
+                            .execute(&mut *tx),
+                    )
+                    .await?;
+                continue;
+            };
+            let published = self.publish(&row, kind).await;
+            match published {
                 Ok(()) => {
                     self.db
                         .run(
