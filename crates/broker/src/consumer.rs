@@ -258,13 +258,7 @@ where
                 }
                 Failure::Unavailable(reason) if exhausted => {
                     tracing::warn!(reason, attempt, "dependency still down; message back on the queue");
-                    delivery
-                        .acker
-                        .nack(BasicNackOptions {
-                            requeue: true,
-                            ..BasicNackOptions::default()
-                        })
-                        .await?;
+                    requeue(&delivery).await?;
                     return Ok(Outcome::Requeued);
                 }
                 _ => {}
@@ -283,7 +277,7 @@ where
                 () = shutdown.cancelled() => {
                     // Shutting down mid-retry: hand the message back rather
                     // than hold the process open.
-                    delivery.acker.nack(BasicNackOptions { requeue: true, ..BasicNackOptions::default() }).await?;
+                    requeue(&delivery).await?;
                     return Ok(Outcome::Requeued);
                 }
                 () = tokio::time::sleep(wait) => {}
@@ -340,6 +334,19 @@ where
     result
 }
 
+/// Puts `delivery` back on its queue for another attempt, by this or
+/// another consumer.
+async fn requeue(delivery: &Delivery) -> Result<(), lapin::Error> {
+    delivery
+        .acker
+        .nack(BasicNackOptions {
+            requeue: true,
+            ..BasicNackOptions::default()
+        })
+        .await?;
+    Ok(())
+}
+
 /// Copies the message to the queue's dead-letter exchange with `reason`,
 /// then acks it. If the copy cannot be published the message is put back on
 /// the queue instead: it is never lost.
@@ -373,13 +380,7 @@ async fn dead_letter(
         }
         Err(err) => {
             tracing::warn!(error = %err, "cannot dead-letter; message back on the queue");
-            delivery
-                .acker
-                .nack(BasicNackOptions {
-                    requeue: true,
-                    ..BasicNackOptions::default()
-                })
-                .await?;
+            requeue(delivery).await?;
             Ok(Outcome::Requeued)
         }
     }

@@ -41,6 +41,23 @@ impl Env<fn(&str) -> Option<String>> {
     }
 }
 
+/// A boxed variable lookup, for [`Env::from_pairs`].
+pub type Lookup = Box<dyn Fn(&str) -> Option<String>>;
+
+impl Env<Lookup> {
+    /// Exactly these variables: for tests and examples.
+    pub fn from_pairs(pairs: &'static [(&'static str, &'static str)]) -> Self {
+        Self {
+            lookup: Box::new(move |key| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == key)
+                    .map(|(_, v)| (*v).to_owned())
+            }),
+        }
+    }
+}
+
 impl<F: Fn(&str) -> Option<String>> Env<F> {
     /// Variables as `lookup` returns them.
     pub fn from_lookup(lookup: F) -> Self {
@@ -117,13 +134,8 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
 mod tests {
     use super::*;
 
-    fn env(pairs: &'static [(&'static str, &'static str)]) -> Env<impl Fn(&str) -> Option<String>> {
-        Env::from_lookup(move |key| {
-            pairs
-                .iter()
-                .find(|(k, _)| *k == key)
-                .map(|(_, v)| (*v).to_owned())
-        })
+    fn env(pairs: &'static [(&'static str, &'static str)]) -> Env<Lookup> {
+        Env::from_pairs(pairs)
     }
 
     #[test]

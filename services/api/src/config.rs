@@ -100,14 +100,10 @@ impl Config {
 mod tests {
     use super::*;
     use secrecy::ExposeSecret;
+    use service_runtime::env::Lookup;
 
-    fn env(pairs: &'static [(&'static str, &'static str)]) -> Env<impl Fn(&str) -> Option<String>> {
-        Env::from_lookup(move |key| {
-            pairs
-                .iter()
-                .find(|(k, _)| *k == key)
-                .map(|(_, v)| (*v).to_owned())
-        })
+    fn env(pairs: &'static [(&'static str, &'static str)]) -> Env<Lookup> {
+        Env::from_pairs(pairs)
     }
 
     const REQUIRED: &[(&str, &str)] = &[
