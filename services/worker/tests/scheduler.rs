@@ -96,3 +96,43 @@ async fn two_workers_never_send_one_notification_twice() {
         .unwrap();
     assert_eq!(i64::from(queue.message_count()), DUE);
 }
+
+#[tokio::test]
+async fn a_notification_of_unknown_kind_is_marked_dead_not_sent() {
+    let database_url = test_support::fresh_database().await;
+    let pool = sqlx::PgPool::connect(&database_url).await.unwrap();
+    schema::MIGRATOR.run(&pool).await.unwrap();
+    // As if a newer schema had added a kind this worker does not know.
+    sqlx::query("ALTER TABLE notifications DROP CONSTRAINT notifications_kind_check")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO notifications (id, game_id, kind, due_at) \
+         VALUES (gen_random_uuid(), gen_random_uuid(), 'poll', now())",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let names = HashMap::from([
+        (
+            "NOTIFICATIONS_EXCHANGE",
+            test_support::unique_name("gamenight.test.notifications."),
+        ),
+        (
+            "BOT_QUEUE",
+            test_support::unique_name("gamenight.test.bot."),
+        ),
+    ]);
+    let meter = opentelemetry::metrics::noop::NoopMeterProvider::new().meter("test");
+    let worker = Worker::new(&config(&database_url, &names), &meter).unwrap();
+
+    assert_eq!(worker.scheduler().publish_due().await.unwrap(), 0);
+    let (status, error): (String, String) =
+        sqlx::query_as("SELECT status, last_error FROM notifications")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(status, "dead");
+    assert!(error.contains("\"poll\""), "{error}");
+}
