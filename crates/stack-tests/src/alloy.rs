@@ -10,8 +10,9 @@
 
 use std::collections::BTreeSet;
 
-/// A component or configuration block, e.g. `prometheus.scrape "redis"`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A component or configuration block, e.g. `prometheus.scrape "redis"`, or
+/// a block nested in one (`client { ... }`).
+#[derive(Debug, Clone, PartialEq)]
 pub struct Block {
     /// Dotted block name: `prometheus.scrape`.
     pub name: String,
@@ -19,14 +20,78 @@ pub struct Block {
     pub label: Option<String>,
     /// Line of the block's name.
     pub line: usize,
-    /// Dotted identifiers the block's attributes refer to (not calls), in
-    /// this block and its nested blocks.
-    pub references: BTreeSet<String>,
-    /// Names passed to `sys.env(...)` / `env(...)` in this block.
-    pub env_vars: BTreeSet<String>,
-    /// Attributes `name = ...` directly in this block or nested ones, with
-    /// their string value when it is a plain string.
-    pub strings: Vec<(String, String)>,
+    /// `name = value` directly in this block, in order.
+    pub attributes: Vec<Attribute>,
+    /// Blocks nested directly in this one, in order.
+    pub blocks: Vec<Block>,
+}
+
+/// `name = value`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attribute {
+    pub name: String,
+    pub value: Value,
+    pub line: usize,
+}
+
+/// An attribute's value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    String(String),
+    /// A number, as written.
+    Number(String),
+    Bool(bool),
+    Null,
+    /// A dotted identifier: `prometheus.remote_write.default.receiver`.
+    Reference(String),
+    /// `function(args...)`: `sys.env("X")`, `coalesce(a, b)`.
+    Call {
+        function: String,
+        args: Vec<Value>,
+    },
+    List(Vec<Value>),
+    Object(Vec<(String, Value)>),
+    /// An operator expression (`a + b`, `!x`); its operands are kept so
+    /// their references and variables are still seen.
+    Operation(Vec<Value>),
+}
+
+impl Value {
+    /// The string this value has when Alloy reads environment variables
+    /// through `env`: plain strings, `sys.env("X")` and `coalesce(...)`
+    /// (the first non-empty argument, else the last). `None` for anything
+    /// else.
+    pub fn evaluate(&self, env: &dyn Fn(&str) -> String) -> Option<String> {
+        match self {
+            Value::String(value) => Some(value.clone()),
+            Value::Call { function, args } => match (function.as_str(), args.as_slice()) {
+                ("sys.env" | "env", [Value::String(name)]) => Some(env(name)),
+                ("coalesce", [.., last]) => {
+                    let values: Vec<Option<String>> =
+                        args.iter().map(|arg| arg.evaluate(env)).collect();
+                    values
+                        .iter()
+                        .flatten()
+                        .find(|value| !value.is_empty())
+                        .cloned()
+                        .or_else(|| last.evaluate(env))
+                }
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    fn walk<'v>(&'v self, visit: &mut dyn FnMut(&'v Value)) {
+        visit(self);
+        match self {
+            Value::Call { args: values, .. } | Value::List(values) | Value::Operation(values) => {
+                values.iter().for_each(|value| value.walk(visit));
+            }
+            Value::Object(fields) => fields.iter().for_each(|(_, value)| value.walk(visit)),
+            _ => {}
+        }
+    }
 }
 
 impl Block {
@@ -35,9 +100,8 @@ impl Block {
             name,
             label,
             line,
-            references: BTreeSet::new(),
-            env_vars: BTreeSet::new(),
-            strings: Vec::new(),
+            attributes: Vec::new(),
+            blocks: Vec::new(),
         }
     }
 
@@ -47,6 +111,83 @@ impl Block {
             Some(label) => format!("{}.{label}", self.name),
             None => self.name.clone(),
         }
+    }
+
+    /// The value of attribute `name` directly in this block.
+    pub fn attribute(&self, name: &str) -> Option<&Value> {
+        self.attributes
+            .iter()
+            .find(|attribute| attribute.name == name)
+            .map(|attribute| &attribute.value)
+    }
+
+    /// The first block nested directly in this one called `name`.
+    pub fn block(&self, name: &str) -> Option<&Block> {
+        self.blocks.iter().find(|block| block.name == name)
+    }
+
+    /// Every value in this block and the blocks nested in it, operands and
+    /// list elements included.
+    fn values(&self) -> Vec<&Value> {
+        let mut values = Vec::new();
+        self.visit_values(&mut |value| values.push(value));
+        values
+    }
+
+    fn visit_values<'b>(&'b self, visit: &mut dyn FnMut(&'b Value)) {
+        for attribute in &self.attributes {
+            attribute.value.walk(visit);
+        }
+        for block in &self.blocks {
+            block.visit_values(visit);
+        }
+    }
+
+    /// Dotted identifiers this block refers to (not calls), nested blocks
+    /// included.
+    pub fn references(&self) -> BTreeSet<String> {
+        self.values()
+            .into_iter()
+            .filter_map(|value| match value {
+                Value::Reference(reference) => Some(reference.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Names passed to `sys.env(...)` / `env(...)`, nested blocks included.
+    pub fn env_vars(&self) -> BTreeSet<String> {
+        self.values()
+            .into_iter()
+            .filter_map(|value| match value {
+                Value::Call { function, args }
+                    if matches!(function.as_str(), "sys.env" | "env") =>
+                {
+                    match args.as_slice() {
+                        [Value::String(name)] => Some(name.clone()),
+                        _ => None,
+                    }
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Every plain-string attribute `name`, in this block and nested ones.
+    pub fn strings(&self, name: &str) -> Vec<String> {
+        let mut found: Vec<String> = self
+            .attributes
+            .iter()
+            .filter(|attribute| attribute.name == name)
+            .filter_map(|attribute| match &attribute.value {
+                Value::String(value) => Some(value.clone()),
+                _ => None,
+            })
+            .collect();
+        for block in &self.blocks {
+            found.extend(block.strings(name));
+        }
+        found
     }
 }
 
@@ -64,7 +205,7 @@ pub struct ParseError {
 enum Token {
     Ident(String),
     Str(String),
-    Number,
+    Number(String),
     Punct(char),
     Newline,
 }
@@ -140,13 +281,16 @@ fn tokenize(source: &str) -> Result<Vec<(Token, usize)>, ParseError> {
                 tokens.push((Token::Str(value), start));
             }
             c if c.is_ascii_digit() => {
-                while chars
-                    .peek()
-                    .is_some_and(|c| c.is_ascii_alphanumeric() || *c == '.' || *c == '_')
-                {
-                    chars.next();
+                let mut number = c.to_string();
+                while let Some(&next) = chars.peek() {
+                    if next.is_ascii_alphanumeric() || next == '.' || next == '_' {
+                        number.push(next);
+                        chars.next();
+                    } else {
+                        break;
+                    }
                 }
-                tokens.push((Token::Number, line));
+                tokens.push((Token::Number(number), line));
             }
             c if c.is_alphabetic() || c == '_' => {
                 let mut ident = c.to_string();
@@ -203,24 +347,19 @@ impl Parser {
     }
 
     /// A block body up to (and including) `}`, or the whole file.
-    fn body(
-        &mut self,
-        into: &mut Block,
-        top: Option<&mut Vec<Block>>,
-        nested: bool,
-    ) -> Result<(), ParseError> {
-        let mut top = top;
+    /// Labelled blocks are only allowed at the top level.
+    fn body(&mut self, into: &mut Block, top_level: bool) -> Result<(), ParseError> {
         loop {
             self.skip_newlines();
             let line = self.line();
             match self.next() {
-                None if !nested => return Ok(()),
+                None if top_level => return Ok(()),
                 None => return Err(error(line, "missing } at the end of the file")),
-                Some(Token::Punct('}')) if nested => return Ok(()),
+                Some(Token::Punct('}')) if !top_level => return Ok(()),
                 Some(Token::Ident(name)) => match self.peek().cloned() {
                     Some(Token::Punct('=')) => {
                         self.next();
-                        let value = self.expression(into)?;
+                        let value = self.expression()?;
                         match self.peek() {
                             None | Some(Token::Newline) | Some(Token::Punct('}')) => {}
                             Some(other) => {
@@ -230,39 +369,27 @@ impl Parser {
                                 ));
                             }
                         }
-                        if let Some(value) = value {
-                            into.strings.push((name, value));
-                        }
+                        into.attributes.push(Attribute { name, value, line });
                     }
-                    Some(Token::Str(label)) => {
-                        self.next();
-                        self.expect('{')?;
-                        let mut block = Block::empty(name, Some(label), line);
-                        self.body(&mut block, None, true)?;
-                        match top.as_deref_mut() {
-                            Some(blocks) => blocks.push(block),
-                            None => {
-                                return Err(error(
-                                    line,
-                                    "a labelled block can only be at the top level",
-                                ));
-                            }
-                        }
+                    Some(Token::Str(label)) if !top_level => {
+                        return Err(error(
+                            line,
+                            format!(
+                                "{name} {label:?}: a labelled block can only be at the top level"
+                            ),
+                        ));
                     }
-                    Some(Token::Punct('{')) => {
-                        self.next();
-                        let mut block = Block::empty(name, None, line);
-                        self.body(&mut block, None, true)?;
-                        match top.as_deref_mut() {
-                            Some(blocks) => blocks.push(block),
-                            // A nested block (client { ... }) belongs to its
-                            // component.
-                            None => {
-                                into.references.extend(block.references);
-                                into.env_vars.extend(block.env_vars);
-                                into.strings.extend(block.strings);
+                    Some(Token::Str(_) | Token::Punct('{')) => {
+                        let label = match self.next() {
+                            Some(Token::Str(label)) => {
+                                self.expect('{')?;
+                                Some(label)
                             }
-                        }
+                            _ => None,
+                        };
+                        let mut block = Block::empty(name, label, line);
+                        self.body(&mut block, false)?;
+                        into.blocks.push(block);
                     }
                     other => {
                         return Err(error(
@@ -284,43 +411,31 @@ impl Parser {
         }
     }
 
-    /// One value; returns it when it is a plain string.
-    fn expression(&mut self, into: &mut Block) -> Result<Option<String>, ParseError> {
+    /// One value, operators included.
+    fn expression(&mut self) -> Result<Value, ParseError> {
         let line = self.line();
         let value = match self.next() {
-            Some(Token::Str(value)) => Some(value),
-            Some(Token::Number) => None,
-            Some(Token::Punct('-' | '!')) => {
-                self.expression(into)?;
-                None
-            }
-            Some(Token::Ident(ident)) if self.peek() == Some(&Token::Punct('(')) => {
+            Some(Token::Str(value)) => Value::String(value),
+            Some(Token::Number(number)) => Value::Number(number),
+            Some(Token::Punct('-' | '!')) => Value::Operation(vec![self.expression()?]),
+            Some(Token::Ident(function)) if self.peek() == Some(&Token::Punct('(')) => {
                 self.next();
-                let args = self.sequence(into, ')')?;
-                if matches!(ident.as_str(), "sys.env" | "env") {
-                    match args.as_slice() {
-                        [Some(var)] => {
-                            into.env_vars.insert(var.clone());
-                        }
-                        _ => return Err(error(line, format!("{ident}() takes one string"))),
-                    }
+                let args = self.sequence(')')?;
+                if matches!(function.as_str(), "sys.env" | "env")
+                    && !matches!(args.as_slice(), [Value::String(_)])
+                {
+                    return Err(error(line, format!("{function}() takes one string")));
                 }
-                None
+                Value::Call { function, args }
             }
-            Some(Token::Ident(ident)) => {
-                if !matches!(ident.as_str(), "true" | "false" | "null") {
-                    into.references.insert(ident);
-                }
-                None
-            }
-            Some(Token::Punct('[')) => {
-                self.sequence(into, ']')?;
-                None
-            }
-            Some(Token::Punct('{')) => {
-                self.object(into)?;
-                None
-            }
+            Some(Token::Ident(ident)) => match ident.as_str() {
+                "true" => Value::Bool(true),
+                "false" => Value::Bool(false),
+                "null" => Value::Null,
+                _ => Value::Reference(ident),
+            },
+            Some(Token::Punct('[')) => Value::List(self.sequence(']')?),
+            Some(Token::Punct('{')) => Value::Object(self.object()?),
             other => return Err(error(line, format!("expected a value, found {other:?}"))),
         };
         // Binary operators (`a + b`, `x || y`): the rest of the expression.
@@ -328,19 +443,14 @@ impl Parser {
             while let Some(Token::Punct('+' | '-' | '|' | '&' | '<' | '>' | '=')) = self.peek() {
                 self.next();
             }
-            self.expression(into)?;
-            return Ok(None);
+            return Ok(Value::Operation(vec![value, self.expression()?]));
         }
         Ok(value)
     }
 
     /// Comma-separated values up to `close`; a multi-line one must end with
     /// a comma.
-    fn sequence(
-        &mut self,
-        into: &mut Block,
-        close: char,
-    ) -> Result<Vec<Option<String>>, ParseError> {
+    fn sequence(&mut self, close: char) -> Result<Vec<Value>, ParseError> {
         let mut values = Vec::new();
         let mut multiline = false;
         loop {
@@ -352,7 +462,7 @@ impl Parser {
                 self.next();
                 return Ok(values);
             }
-            values.push(self.expression(into)?);
+            values.push(self.expression()?);
             let line = self.line();
             match self.next() {
                 Some(Token::Punct(',')) => {}
@@ -374,20 +484,21 @@ impl Parser {
     }
 
     /// `{ key = value, "key" = value, }` (the opening brace consumed).
-    fn object(&mut self, into: &mut Block) -> Result<(), ParseError> {
+    fn object(&mut self) -> Result<Vec<(String, Value)>, ParseError> {
+        let mut fields = Vec::new();
         loop {
             self.skip_newlines();
             let line = self.line();
-            match self.next() {
-                Some(Token::Punct('}')) => return Ok(()),
-                Some(Token::Ident(_) | Token::Str(_)) => {}
+            let key = match self.next() {
+                Some(Token::Punct('}')) => return Ok(fields),
+                Some(Token::Ident(key) | Token::Str(key)) => key,
                 other => {
                     return Err(error(
                         line,
                         format!("expected an object key, found {other:?}"),
                     ));
                 }
-            }
+            };
             match self.next() {
                 Some(Token::Punct('=' | ':')) => {}
                 other => {
@@ -397,11 +508,11 @@ impl Parser {
                     ));
                 }
             }
-            self.expression(into)?;
+            fields.push((key, self.expression()?));
             let line = self.line();
             match self.next() {
                 Some(Token::Punct(',')) => {}
-                Some(Token::Punct('}')) => return Ok(()),
+                Some(Token::Punct('}')) => return Ok(fields),
                 Some(Token::Newline) => {
                     return Err(error(
                         line,
@@ -421,15 +532,14 @@ pub fn parse(source: &str) -> Result<Vec<Block>, ParseError> {
         position: 0,
     };
     let mut root = Block::empty(String::new(), None, 0);
-    let mut blocks = Vec::new();
-    parser.body(&mut root, Some(&mut blocks), false)?;
-    if let Some(reference) = root.references.iter().next() {
+    parser.body(&mut root, true)?;
+    if let Some(attribute) = root.attributes.first() {
         return Err(error(
-            1,
-            format!("top-level attribute referring to {reference}"),
+            attribute.line,
+            format!("{} = ... outside any block", attribute.name),
         ));
     }
-    Ok(blocks)
+    Ok(root.blocks)
 }
 
 #[cfg(test)]
@@ -458,18 +568,67 @@ mod tests {
         .unwrap();
         assert_eq!(blocks.len(), 2);
         assert_eq!(blocks[0].id(), "otelcol.exporter.otlphttp.default");
-        assert!(blocks[0].env_vars.contains("ENDPOINT"));
+        assert!(blocks[0].env_vars().contains("ENDPOINT"));
         assert!(
             blocks[0]
-                .references
+                .references()
                 .contains("otelcol.auth.basic.cloud.handler")
         );
+        let client = blocks[0].block("client").unwrap();
+        assert_eq!(client.attributes.len(), 2);
+        assert_eq!(client.line, 4);
         assert!(
             blocks[1]
-                .references
+                .references()
                 .contains("prometheus.remote_write.default.receiver")
         );
-        assert!(blocks[1].env_vars.is_empty());
+        assert!(blocks[1].env_vars().is_empty());
+        assert_eq!(
+            blocks[1].attribute("targets"),
+            Some(&Value::List(vec![Value::Object(vec![
+                ("__address__".into(), Value::String("redis:6379".into())),
+                ("job".into(), Value::String("redis".into())),
+            ])]))
+        );
+    }
+
+    #[test]
+    fn values_are_evaluated_as_alloy_reads_the_environment() {
+        let blocks = parse(
+            r#"
+            otelcol.auth.basic "cloud" {
+              username = coalesce(sys.env("SET"), "fallback")
+              password = coalesce(sys.env("EMPTY"), "fallback")
+              other    = coalesce(sys.env("EMPTY"), sys.env("EMPTY"))
+              plain    = "text"
+              number   = 80
+            }
+            "#,
+        )
+        .unwrap();
+        let env = |name: &str| {
+            if name == "SET" {
+                "value".into()
+            } else {
+                String::new()
+            }
+        };
+        let value = |name| blocks[0].attribute(name).unwrap().evaluate(&env);
+        assert_eq!(value("username").as_deref(), Some("value"));
+        assert_eq!(value("password").as_deref(), Some("fallback"));
+        assert_eq!(value("other").as_deref(), Some(""));
+        assert_eq!(value("plain").as_deref(), Some("text"));
+        assert_eq!(value("number"), None);
+        assert_eq!(
+            blocks[0].env_vars(),
+            BTreeSet::from(["SET".into(), "EMPTY".into()])
+        );
+    }
+
+    #[test]
+    fn a_labelled_block_inside_a_component_is_refused() {
+        let err = parse("a \"b\" {\n  c \"d\" {\n  }\n}\n").unwrap_err();
+        assert_eq!(err.line, 2);
     }
 
     #[test]

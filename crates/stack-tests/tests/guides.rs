@@ -71,9 +71,8 @@ fn every_scraped_metric_the_guides_query_is_on_a_keep_list() {
         .unwrap()
         .into_iter()
         .filter(|block| block.name == "prometheus.relabel")
-        .flat_map(|block| block.strings)
-        .filter(|(key, _)| key == "regex")
-        .map(|(_, regex)| Regex::new(&format!("^(?:{regex})$")).unwrap())
+        .flat_map(|block| block.strings("regex"))
+        .map(|regex| Regex::new(&format!("^(?:{regex})$")).unwrap())
         .collect();
     assert!(keep_lists.len() >= 4);
     let scraped =

@@ -94,7 +94,7 @@ fn every_component_config_alloy_references_is_defined() {
         assert!(ids.insert(block.id()), "{} is defined twice", block.id());
     }
     for block in &blocks {
-        for reference in &block.references {
+        for reference in &block.references() {
             assert!(
                 target(&blocks, reference).is_some(),
                 "{} (line {}) refers to {reference}, which is not defined",
@@ -115,7 +115,7 @@ fn every_component_is_on_a_path_from_a_source_to_an_exporter() {
     let mut flows: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut used_helpers = BTreeSet::new();
     for block in &components {
-        for reference in &block.references {
+        for reference in &block.references() {
             let to = target(&blocks, reference).unwrap().id();
             if reference.ends_with(".targets") {
                 flows.entry(to).or_default().insert(block.id());
@@ -187,10 +187,7 @@ fn every_component_is_on_a_path_from_a_source_to_an_exporter() {
 #[test]
 fn every_variable_config_alloy_reads_is_passed_by_compose_and_documented() {
     let blocks = config_alloy();
-    let read_vars: BTreeSet<String> = blocks
-        .iter()
-        .flat_map(|b| b.env_vars.iter().cloned())
-        .collect();
+    let read_vars: BTreeSet<String> = blocks.iter().flat_map(Block::env_vars).collect();
     assert!(!read_vars.is_empty());
     let alloy_env = environment(&compose("docker-compose.base.yml"), "alloy");
     let env_example = read(".env.example");
@@ -275,13 +272,12 @@ fn ports_and_host_names_agree_across_services_alloy_and_compose() {
         .iter()
         .find(|b| b.name == "otelcol.receiver.otlp")
         .unwrap();
-    let endpoints: BTreeMap<&str, u16> = receiver
-        .strings
-        .iter()
-        .filter(|(key, _)| key == "endpoint")
-        .map(|(_, value)| value.as_str())
-        .zip(["grpc", "http"])
-        .map(|(endpoint, kind)| (kind, port_of(endpoint)))
+    let endpoints: BTreeMap<&str, u16> = ["grpc", "http"]
+        .into_iter()
+        .map(|protocol| {
+            let endpoint = receiver.block(protocol).unwrap().strings("endpoint");
+            (protocol, port_of(&endpoint[0]))
+        })
         .collect();
     assert_eq!(endpoints, BTreeMap::from([("grpc", 4317), ("http", 4318)]));
     for name in ["api", "worker", "bot", "migrate"] {
