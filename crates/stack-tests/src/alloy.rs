@@ -10,6 +10,8 @@
 
 use std::collections::BTreeSet;
 
+pub mod schema;
+
 /// A component or configuration block, e.g. `prometheus.scrape "redis"`, or
 /// a block nested in one (`client { ... }`).
 #[derive(Debug, Clone, PartialEq)]

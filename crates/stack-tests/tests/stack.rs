@@ -54,14 +54,22 @@ fn environment(compose: &Value, name: &str) -> BTreeMap<String, String> {
 
 /// `${VAR:-default}` → `default`; plain values unchanged.
 fn default_of(value: &str) -> String {
+    substitute(value, &BTreeMap::new())
+}
+
+/// What compose makes of `value` with `dotenv` as the .env file:
+/// `${VAR:-default}` and `${VAR}` → the .env value, else the default.
+fn substitute(value: &str, dotenv: &BTreeMap<String, String>) -> String {
     let mut out = String::new();
     let mut rest = value;
     while let Some(start) = rest.find("${") {
         out.push_str(&rest[..start]);
         let end = rest[start..].find('}').map(|i| start + i).unwrap();
         let inner = &rest[start + 2..end];
-        if let Some((_, default)) = inner.split_once(":-") {
-            out.push_str(default);
+        let (name, default) = inner.split_once(":-").unwrap_or((inner, ""));
+        match dotenv.get(name).filter(|value| !value.is_empty()) {
+            Some(value) => out.push_str(value),
+            None => out.push_str(default),
         }
         rest = &rest[end + 1..];
     }
@@ -212,6 +220,44 @@ fn every_variable_config_alloy_reads_is_passed_by_compose_and_documented() {
             read_vars.contains(var),
             "compose passes {var} to alloy, which never reads it"
         );
+    }
+}
+
+#[test]
+fn config_alloy_uses_only_arguments_alloy_accepts() {
+    let problems = alloy::schema::check_names(&config_alloy());
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// Alloy refuses to start on values its components reject (empty
+/// credentials, batch sizes out of order, no endpoint), and those values
+/// come from the environment compose gives it: check both ways a user runs
+/// the stack — no .env at all, and a .env filled in for Grafana Cloud as
+/// SETUP_GRAFANA_CLOUD.md says (the example values of .env.example).
+#[test]
+fn config_alloy_passes_alloys_validation_locally_and_with_grafana_cloud() {
+    let blocks = config_alloy();
+    let alloy_env = environment(&compose("docker-compose.base.yml"), "alloy");
+    let filled: BTreeMap<String, String> = read(".env.example")
+        .lines()
+        .filter_map(|line| line.trim_start_matches("# ").split_once('='))
+        .filter(|(name, _)| name.starts_with("GRAFANA_CLOUD_"))
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .collect();
+    assert_eq!(
+        filled.len(),
+        5,
+        "the five Grafana Cloud lines of .env.example"
+    );
+    for (setup, dotenv) in [("no .env", BTreeMap::new()), ("Grafana Cloud", filled)] {
+        let env = |name: &str| {
+            alloy_env
+                .get(name)
+                .map(|value| substitute(value, &dotenv))
+                .unwrap_or_default()
+        };
+        let problems = alloy::schema::check_values(&blocks, &env);
+        assert!(problems.is_empty(), "{setup}:\n{}", problems.join("\n"));
     }
 }
 

@@ -1,0 +1,656 @@
+//! What Alloy itself checks when it loads a configuration, for the
+//! components config.alloy uses — so a misspelt argument or a value Alloy
+//! rejects fails a test here rather than `docker compose up`.
+//!
+//! The names come from the components' `Arguments` structs in
+//! grafana/alloy (`alloy:"name,attr"` / `alloy:"name,block"` tags) as of
+//! v1.15, the version compose pins; the rules from their `Validate()`
+//! methods. A component or nested block missing here is reported, so the
+//! table grows with the configuration instead of silently passing it.
+
+use super::{Block, Value};
+
+/// `(path, attributes, blocks)`: a component, or a block nested in one as
+/// `component/block`.
+type Schema = (
+    &'static str,
+    &'static [&'static str],
+    &'static [&'static str],
+);
+
+const OUTPUT: &[&str] = &["metrics", "logs", "traces"];
+const DEBUG_METRICS: &[&str] = &["disable_high_cardinality_metrics", "level"];
+/// Attributes of Prometheus' HTTP client, folded into scrape and remote-write endpoints.
+const PROMETHEUS_HTTP_CLIENT: &[&str] = &[
+    "bearer_token",
+    "bearer_token_file",
+    "follow_redirects",
+    "enable_http2",
+    "proxy_url",
+    "no_proxy",
+    "proxy_from_environment",
+    "proxy_connect_header",
+];
+
+const SCHEMAS: &[Schema] = &[
+    ("logging", &["level", "format", "write_to"], &[]),
+    (
+        "otelcol.receiver.otlp",
+        &[],
+        &["grpc", "http", "output", "debug_metrics"],
+    ),
+    (
+        "otelcol.receiver.otlp/grpc",
+        &[
+            "endpoint",
+            "transport",
+            "max_recv_msg_size",
+            "max_concurrent_streams",
+            "read_buffer_size",
+            "write_buffer_size",
+            "auth",
+            "include_metadata",
+        ],
+        &["tls", "keepalive"],
+    ),
+    (
+        "otelcol.receiver.otlp/http",
+        &[
+            "endpoint",
+            "auth",
+            "max_request_body_size",
+            "include_metadata",
+            "compression_algorithms",
+            "keep_alives_enabled",
+            "traces_url_path",
+            "metrics_url_path",
+            "logs_url_path",
+        ],
+        &["tls", "cors"],
+    ),
+    (
+        "otelcol.processor.memory_limiter",
+        &[
+            "check_interval",
+            "limit",
+            "spike_limit",
+            "limit_percentage",
+            "spike_limit_percentage",
+            "min_gc_interval_when_soft_limited",
+            "min_gc_interval_when_hard_limited",
+            "max_gc_interval_when_soft_limited",
+            "max_gc_interval_when_hard_limited",
+        ],
+        &["output", "debug_metrics"],
+    ),
+    (
+        "otelcol.processor.resourcedetection",
+        &["detectors", "override", "timeout"],
+        &[
+            "output",
+            "debug_metrics",
+            "ec2",
+            "ecs",
+            "eks",
+            "elasticbeanstalk",
+            "lambda",
+            "akamai",
+            "azure",
+            "aks",
+            "consul",
+            "docker",
+            "digitalocean",
+            "gcp",
+            "heroku",
+            "hetzner",
+            "system",
+            "openshift",
+            "kubernetes_node",
+            "kubeadm",
+            "dynatrace",
+            "nova",
+            "oraclecloud",
+            "scaleway",
+            "upcloud",
+            "vultr",
+        ],
+    ),
+    (
+        "otelcol.processor.resourcedetection/system",
+        &["hostname_sources"],
+        &["resource_attributes"],
+    ),
+    (
+        "otelcol.processor.attributes",
+        &[],
+        &["action", "include", "exclude", "output", "debug_metrics"],
+    ),
+    (
+        "otelcol.processor.attributes/action",
+        &[
+            "key",
+            "value",
+            "pattern",
+            "from_attribute",
+            "from_context",
+            "converted_type",
+            "action",
+        ],
+        &[],
+    ),
+    (
+        "otelcol.processor.batch",
+        &[
+            "timeout",
+            "send_batch_size",
+            "send_batch_max_size",
+            "metadata_keys",
+            "metadata_cardinality_limit",
+        ],
+        &["output", "debug_metrics"],
+    ),
+    (
+        "otelcol.auth.basic",
+        &["username", "password"],
+        &["client_auth", "htpasswd", "debug_metrics"],
+    ),
+    (
+        "otelcol.exporter.otlphttp",
+        &[
+            "traces_endpoint",
+            "metrics_endpoint",
+            "logs_endpoint",
+            "encoding",
+        ],
+        &[
+            "client",
+            "sending_queue",
+            "retry_on_failure",
+            "debug_metrics",
+        ],
+    ),
+    (
+        "otelcol.exporter.otlphttp/client",
+        &[
+            "endpoint",
+            "proxy_url",
+            "compression",
+            "read_buffer_size",
+            "write_buffer_size",
+            "timeout",
+            "headers",
+            "max_idle_conns",
+            "max_idle_conns_per_host",
+            "max_conns_per_host",
+            "idle_conn_timeout",
+            "disable_keep_alives",
+            "http2_read_idle_timeout",
+            "http2_ping_timeout",
+            "force_attempt_http2",
+            "auth",
+        ],
+        &["compression_params", "tls", "cookies"],
+    ),
+    (
+        "otelcol.exporter.otlphttp/sending_queue",
+        &[
+            "enabled",
+            "num_consumers",
+            "queue_size",
+            "block_on_overflow",
+            "sizer",
+            "wait_for_result",
+            "storage",
+        ],
+        &["batch"],
+    ),
+    (
+        "otelcol.exporter.otlphttp/retry_on_failure",
+        &[
+            "enabled",
+            "initial_interval",
+            "randomization_factor",
+            "multiplier",
+            "max_interval",
+            "max_elapsed_time",
+        ],
+        &[],
+    ),
+    (
+        "prometheus.exporter.postgres",
+        &[
+            "data_source_names",
+            "disable_settings_metrics",
+            "disable_default_metrics",
+            "custom_queries_config_path",
+            "enabled_collectors",
+        ],
+        &["autodiscovery", "stat_statements"],
+    ),
+    (
+        "prometheus.exporter.redis",
+        &[
+            "include_exporter_metrics",
+            "redis_addr",
+            "redis_user",
+            "redis_password",
+            "redis_password_file",
+            "redis_password_map_file",
+            "namespace",
+            "config_command",
+            "check_keys",
+            "check_key_groups",
+            "check_key_groups_batch_size",
+            "max_distinct_key_groups",
+            "check_single_keys",
+            "check_streams",
+            "check_single_streams",
+            "export_key_values",
+            "count_keys",
+            "script_path",
+            "script_paths",
+            "connection_timeout",
+            "tls_client_key_file",
+            "tls_client_cert_file",
+            "tls_ca_cert_file",
+            "set_client_name",
+            "is_tile38",
+            "is_cluster",
+            "export_client_list",
+            "export_client_port",
+            "redis_metrics_only",
+            "ping_on_connect",
+            "incl_system_metrics",
+            "skip_tls_verification",
+        ],
+        &[],
+    ),
+    ("prometheus.exporter.self", &[], &[]),
+    (
+        "prometheus.scrape",
+        &[
+            "targets",
+            "forward_to",
+            "job_name",
+            "honor_labels",
+            "honor_timestamps",
+            "track_timestamps_staleness",
+            "params",
+            "scrape_classic_histograms",
+            "scrape_native_histograms",
+            "scrape_failure_log_file",
+            "scrape_interval",
+            "scrape_timeout",
+            "scrape_protocols",
+            "metrics_path",
+            "scheme",
+            "body_size_limit",
+            "sample_limit",
+            "target_limit",
+            "label_limit",
+            "label_name_length_limit",
+            "label_value_length_limit",
+            "extra_metrics",
+            "enable_protobuf_negotiation",
+            "metric_name_validation_scheme",
+            "metric_name_escaping_scheme",
+            "scrape_fallback_protocol",
+            "convert_classic_histograms_to_nhcb",
+            "enable_compression",
+            "native_histogram_bucket_limit",
+            "native_histogram_min_bucket_factor",
+            "honor_metadata",
+        ],
+        &[
+            "basic_auth",
+            "authorization",
+            "oauth2",
+            "tls_config",
+            "clustering",
+        ],
+    ),
+    (
+        "prometheus.relabel",
+        &["forward_to", "max_cache_size"],
+        &["rule"],
+    ),
+    (
+        "prometheus.relabel/rule",
+        &[
+            "source_labels",
+            "separator",
+            "regex",
+            "modulus",
+            "target_label",
+            "replacement",
+            "action",
+        ],
+        &[],
+    ),
+    (
+        "prometheus.remote_write",
+        &["external_labels"],
+        &["endpoint", "wal"],
+    ),
+    (
+        "prometheus.remote_write/endpoint",
+        &[
+            "url",
+            "name",
+            "remote_timeout",
+            "headers",
+            "send_exemplars",
+            "send_native_histograms",
+            "protobuf_message",
+        ],
+        &[
+            "basic_auth",
+            "authorization",
+            "oauth2",
+            "tls_config",
+            "queue_config",
+            "metadata_config",
+            "write_relabel_config",
+            "sigv4",
+            "azuread",
+        ],
+    ),
+    (
+        "prometheus.remote_write/endpoint/basic_auth",
+        &["username", "password", "password_file"],
+        &[],
+    ),
+];
+
+/// Arguments Alloy refuses to start without: `(path, attribute or block)`.
+const REQUIRED: &[(&str, &str)] = &[
+    ("otelcol.receiver.otlp", "output"),
+    ("otelcol.processor.memory_limiter", "check_interval"),
+    ("otelcol.processor.memory_limiter", "output"),
+    ("otelcol.processor.resourcedetection", "output"),
+    ("otelcol.processor.attributes", "output"),
+    ("otelcol.processor.attributes/action", "action"),
+    ("otelcol.processor.batch", "output"),
+    ("otelcol.exporter.otlphttp", "client"),
+    ("otelcol.exporter.otlphttp/client", "endpoint"),
+    ("prometheus.exporter.postgres", "data_source_names"),
+    ("prometheus.exporter.redis", "redis_addr"),
+    ("prometheus.scrape", "targets"),
+    ("prometheus.scrape", "forward_to"),
+    ("prometheus.relabel", "forward_to"),
+    ("prometheus.relabel/rule", "action"),
+    ("prometheus.remote_write/endpoint", "url"),
+];
+
+fn schema(path: &str) -> Option<(&'static [&'static str], &'static [&'static str])> {
+    let (attributes, blocks) = match path.rsplit_once('/') {
+        Some((_, "output")) => (OUTPUT, &[][..]),
+        Some((_, "debug_metrics")) => (DEBUG_METRICS, &[][..]),
+        _ => SCHEMAS
+            .iter()
+            .find(|(name, _, _)| *name == path)
+            .map(|(_, attributes, blocks)| (*attributes, *blocks))?,
+    };
+    Some((attributes, blocks))
+}
+
+/// Names Alloy would not accept: unknown components, attributes or blocks,
+/// and missing required ones. Empty when all is well.
+pub fn check_names(blocks: &[Block]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for block in blocks {
+        check_block(block, &block.name, &mut problems);
+    }
+    problems
+}
+
+fn check_block(block: &Block, path: &str, problems: &mut Vec<String>) {
+    let Some((attributes, nested)) = schema(path) else {
+        problems.push(format!(
+            "line {}: {path} is not in stack-tests' table of Alloy components; add it from the component's Arguments in grafana/alloy",
+            block.line
+        ));
+        return;
+    };
+    let where_ = || match path.split_once('/') {
+        Some((component, rest)) => format!("{component} (in {rest})"),
+        None => path.to_owned(),
+    };
+    let extend = |name: &str| {
+        let plus = |prefix: &str| {
+            PROMETHEUS_HTTP_CLIENT.contains(&name)
+                && (path == prefix || path.ends_with(&format!("/{prefix}")))
+        };
+        plus("prometheus.scrape") || plus("endpoint") && path.starts_with("prometheus.")
+    };
+    for attribute in &block.attributes {
+        if !attributes.contains(&attribute.name.as_str()) && !extend(&attribute.name) {
+            problems.push(format!(
+                "line {}: {} is not an argument of {}{}",
+                attribute.line,
+                attribute.name,
+                where_(),
+                suggestion(&attribute.name, attributes)
+            ));
+        }
+    }
+    for child in &block.blocks {
+        if nested.contains(&child.name.as_str()) {
+            check_block(child, &format!("{path}/{}", child.name), problems);
+        } else {
+            problems.push(format!(
+                "line {}: {} is not a block of {}{}",
+                child.line,
+                child.name,
+                where_(),
+                suggestion(&child.name, nested)
+            ));
+        }
+    }
+    for (_, required) in REQUIRED.iter().filter(|(at, _)| *at == path) {
+        if block.attribute(required).is_none() && block.block(required).is_none() {
+            problems.push(format!(
+                "line {}: {} needs {required}",
+                block.line,
+                where_()
+            ));
+        }
+    }
+}
+
+/// `; did you mean x?` for a name one edit away from a known one.
+fn suggestion(name: &str, known: &[&str]) -> String {
+    let close = known.iter().find(|candidate| {
+        let (a, b) = (name.as_bytes(), candidate.as_bytes());
+        let (short, long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+        let prefix = short.iter().zip(long).take_while(|(x, y)| x == y).count();
+        let suffix = short[prefix..]
+            .iter()
+            .rev()
+            .zip(long.iter().rev())
+            .take_while(|(x, y)| x == y)
+            .count();
+        long.len() - short.len() <= 1 && prefix + suffix + 1 >= long.len()
+    });
+    close.map_or_else(String::new, |candidate| {
+        format!("; did you mean {candidate}?")
+    })
+}
+
+/// Values Alloy's `Validate()` would refuse with this environment (what
+/// `sys.env` returns). Empty when all is well.
+pub fn check_values(blocks: &[Block], env: &dyn Fn(&str) -> String) -> Vec<String> {
+    let mut problems = Vec::new();
+    let string = |block: &Block, name: &str| {
+        block
+            .attribute(name)
+            .and_then(|value| value.evaluate(env))
+            .unwrap_or_default()
+    };
+    let number = |block: &Block, name: &str, default: u64| match block.attribute(name) {
+        Some(Value::Number(number)) => number.parse().unwrap_or(default),
+        _ => default,
+    };
+    for block in blocks {
+        let id = block.id();
+        let line = block.line;
+        match block.name.as_str() {
+            // Alloy ≥ 1.13 refuses a basic-auth extension without credentials.
+            "otelcol.auth.basic"
+                if block.block("client_auth").is_none() && block.block("htpasswd").is_none() =>
+            {
+                let (username, password) = (string(block, "username"), string(block, "password"));
+                if username.is_empty() && password.is_empty() {
+                    problems.push(format!(
+                        "line {line}: {id}: username and password are both empty: \"no credential source provided\""
+                    ));
+                } else if !username.is_empty() && password.is_empty() {
+                    problems.push(format!(
+                        "line {line}: {id}: a username without a password: \"no password provided\""
+                    ));
+                }
+            }
+            // Defaults since Alloy 1.11: 2000 and 3000.
+            "otelcol.processor.batch" => {
+                let size = number(block, "send_batch_size", 2000);
+                let max = number(block, "send_batch_max_size", 3000);
+                if max > 0 && max < size {
+                    problems.push(format!(
+                        "line {line}: {id}: send_batch_max_size ({max}) is below send_batch_size ({size})"
+                    ));
+                }
+            }
+            "otelcol.exporter.otlphttp" => {
+                let endpoints = ["traces_endpoint", "metrics_endpoint", "logs_endpoint"];
+                let client = block.block("client").map(|c| string(c, "endpoint"));
+                if client.unwrap_or_default().is_empty()
+                    && endpoints.iter().all(|e| string(block, e).is_empty())
+                {
+                    problems.push(format!(
+                        "line {line}: {id}: \"at least one endpoint must be specified\""
+                    ));
+                }
+            }
+            "prometheus.remote_write" => {
+                for endpoint in block.blocks.iter().filter(|b| b.name == "endpoint") {
+                    if string(endpoint, "url").is_empty() {
+                        problems.push(format!(
+                            "line {}: {id}: endpoint url is empty",
+                            endpoint.line
+                        ));
+                    }
+                }
+            }
+            "prometheus.exporter.redis" if string(block, "redis_addr").is_empty() => {
+                problems.push(format!("line {line}: {id}: redis_addr is empty"));
+            }
+            "prometheus.exporter.postgres" => {
+                let empty = match block.attribute("data_source_names") {
+                    Some(Value::List(names)) => names
+                        .iter()
+                        .any(|name| name.evaluate(env).unwrap_or_default().is_empty()),
+                    _ => true,
+                };
+                if empty {
+                    problems.push(format!(
+                        "line {line}: {id}: data_source_names holds an empty name"
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alloy::parse;
+
+    fn names(source: &str) -> Vec<String> {
+        check_names(&parse(source).unwrap())
+    }
+
+    #[test]
+    fn a_misspelt_argument_is_reported_with_the_right_name() {
+        let problems = names(
+            "prometheus.scrape \"x\" {\n  targets = []\n  forward_to = []\n  scrape_intervall = \"30s\"\n}\n",
+        );
+        assert_eq!(
+            problems,
+            [
+                "line 4: scrape_intervall is not an argument of prometheus.scrape; did you mean scrape_interval?"
+            ]
+        );
+    }
+
+    #[test]
+    fn nested_blocks_are_checked_against_their_own_arguments() {
+        let problems = names(
+            "otelcol.exporter.otlphttp \"x\" {\n  client {\n    endpoint = \"http://a\"\n    queue_size = 5\n  }\n  retry_on_falure {\n  }\n}\n",
+        );
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(
+            problems[0]
+                .contains("queue_size is not an argument of otelcol.exporter.otlphttp (in client)")
+        );
+        assert!(problems[1].contains("retry_on_falure is not a block of otelcol.exporter.otlphttp; did you mean retry_on_failure?"));
+    }
+
+    #[test]
+    fn missing_required_arguments_and_unknown_components_are_reported() {
+        let problems =
+            names("otelcol.processor.batch \"x\" {\n}\notelcol.processor.unknown \"y\" {\n}\n");
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].contains("otelcol.processor.batch needs output"));
+        assert!(problems[1].contains("not in stack-tests' table"));
+    }
+
+    #[test]
+    fn the_http_client_arguments_of_prometheus_components_are_accepted() {
+        let problems = names(
+            "prometheus.remote_write \"x\" {\n  endpoint {\n    url = \"http://a\"\n    bearer_token = \"t\"\n  }\n}\n",
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+    }
+
+    #[test]
+    fn values_alloy_refuses_are_reported_with_the_environment_they_come_from() {
+        let blocks = parse(
+            r#"
+            otelcol.auth.basic "a" {
+              username = sys.env("USER")
+              password = sys.env("TOKEN")
+            }
+            otelcol.processor.batch "b" {
+              send_batch_size = 8192
+              output { }
+            }
+            otelcol.exporter.otlphttp "c" {
+              client {
+                endpoint = sys.env("ENDPOINT")
+              }
+            }
+            "#,
+        )
+        .unwrap();
+        let empty = |_: &str| String::new();
+        let problems = check_values(&blocks, &empty);
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(problems[0].contains("no credential source provided"));
+        assert!(problems[1].contains("send_batch_max_size (3000) is below send_batch_size (8192)"));
+        assert!(problems[2].contains("at least one endpoint"));
+
+        let user_only = |name: &str| {
+            if name == "USER" {
+                "123".into()
+            } else {
+                "x".repeat(usize::from(name == "ENDPOINT"))
+            }
+        };
+        let problems = check_values(&blocks, &user_only);
+        assert!(problems[0].contains("no password provided"), "{problems:?}");
+        assert_eq!(problems.len(), 2, "{problems:?}");
+    }
+}
