@@ -89,3 +89,60 @@ fn every_scraped_metric_the_guides_query_is_on_a_keep_list() {
         }
     }
 }
+
+/// `docker compose` lines in the docs name services and profiles that
+/// docker-compose.yml defines: a typo there is the first thing a reader
+/// would hit ("no such service").
+#[test]
+fn every_docker_compose_command_in_the_docs_names_what_compose_defines() {
+    let compose: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&read("docker-compose.yml")).unwrap();
+    let services = compose["services"].as_mapping().unwrap();
+    let names: Vec<&str> = services.keys().map(|key| key.as_str().unwrap()).collect();
+    let profiles: Vec<&str> = services
+        .values()
+        .filter_map(|service| service.get("profiles"))
+        .flat_map(|profiles| profiles.as_sequence().unwrap())
+        .map(|profile| profile.as_str().unwrap())
+        .collect();
+    let command = Regex::new(r"docker compose ((?:--profile \S+ )*)([a-z]+)([^`|#)\n]*)").unwrap();
+    let mut checked = 0;
+    for doc in GUIDES
+        .iter()
+        .chain(&["grafana-alloy/SETUP_GRAFANA_CLOUD.md"])
+    {
+        for found in command.captures_iter(&read(doc)) {
+            for profile in found[1].split_whitespace().filter(|w| *w != "--profile") {
+                assert!(
+                    profiles.contains(&profile),
+                    "{doc}: no profile {profile:?} in docker-compose.yml"
+                );
+            }
+            let args: Vec<&str> = found[3]
+                .split_whitespace()
+                .filter(|a| !a.starts_with('-'))
+                .collect();
+            let services_named: &[&str] = match &found[2] {
+                "up" | "ps" | "logs" | "restart" | "stop" | "start" | "build" | "pull" => &args,
+                // exec SERVICE COMMAND...
+                "exec" => &args[..1],
+                "down" | "config" => &[],
+                other => {
+                    panic!("{doc}: docker compose {other}: a command these checks do not know")
+                }
+            };
+            for service in services_named {
+                assert!(
+                    names.contains(service),
+                    "{doc}: {}: no service {service:?} in docker-compose.yml",
+                    &found[0]
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(
+        checked >= 15,
+        "only {checked} docker compose commands found"
+    );
+}
