@@ -31,7 +31,10 @@ pub const DEFAULT_ENVIRONMENT: &str = "development";
 ///
 /// The HTTP/gRPC stacks the exporters are built on are quiet by default: at
 /// `debug` they log every connection, which is noise in a service's own log.
-pub const DEFAULT_LOG_FILTER: &str = "info,h2=warn,hyper=warn,hyper_util=warn,tonic=warn,tower=warn,reqwest=warn,opentelemetry=warn,opentelemetry_sdk=warn,opentelemetry-otlp=warn";
+/// lapin logs a message the broker returned as unroutable at `warn`, payload
+/// and all (player names included); the broker crate reports it as an error
+/// of its own, so only lapin's errors are kept.
+pub const DEFAULT_LOG_FILTER: &str = "info,h2=warn,hyper=warn,hyper_util=warn,tonic=warn,tower=warn,reqwest=warn,opentelemetry=warn,opentelemetry_sdk=warn,opentelemetry-otlp=warn,lapin::returned_messages=error";
 
 /// A signal's OTLP transport (`OTEL_EXPORTER_OTLP_[SIGNAL_]PROTOCOL`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
