@@ -126,7 +126,7 @@ fn every_docker_compose_command_in_the_docs_names_what_compose_defines() {
                 "up" | "ps" | "logs" | "restart" | "stop" | "start" | "build" | "pull" => &args,
                 // exec SERVICE COMMAND...
                 "exec" => &args[..1],
-                "down" | "config" => &[],
+                "down" | "config" | "version" => &[],
                 other => {
                     panic!("{doc}: docker compose {other}: a command these checks do not know")
                 }

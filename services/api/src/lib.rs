@@ -244,12 +244,15 @@ pub async fn run_from_env(shutdown: CancellationToken) -> anyhow::Result<()> {
     Ok(app.serve(listener, &meter, shutdown).await?)
 }
 
-/// Applies pending migrations as configured by the environment, and returns.
+/// Applies pending migrations to `DATABASE_URL` (the only variable it
+/// reads), and returns.
 pub async fn migrate_from_env() -> anyhow::Result<()> {
     use anyhow::Context;
-    let config = Config::from_env().context("invalid configuration")?;
+    let url = Config::database_url(&service_runtime::env::Env::process())
+        .context("invalid configuration")?;
     let meter = opentelemetry::global::meter(SERVICE.name);
-    App::new(&config, &meter)?.migrate().await?;
+    let (pool, _) = schema::connect_lazy(&url, &meter)?;
+    MIGRATOR.run(&pool).await?;
     tracing::info!("migrations applied");
     Ok(())
 }
