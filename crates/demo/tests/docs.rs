@@ -1,11 +1,6 @@
 //! The docs list every variable the services read, as the code declares them.
 
-fn repo_file(name: &str) -> String {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .join(name);
-    std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()))
-}
+use test_support::docs::repo_file;
 
 #[test]
 fn every_variable_a_service_reads_is_documented() {

@@ -5,35 +5,14 @@
 
 use regex::Regex;
 use stack_tests::alloy;
-use stack_tests::read;
-
-const GUIDES: &[&str] = &[
-    "README.md",
-    "grafana-alloy/TESTING_PHASE1.md",
-    "grafana-alloy/TESTING_PHASE2.md",
-    "grafana-alloy/TESTING_PHASE3.md",
-    "grafana-alloy/TESTING_PHASE4.md",
-    "grafana-alloy/TESTING_PHASE5.md",
-    "grafana-alloy/TESTING_PHASE6.md",
-];
+use test_support::docs::{GUIDES, code_blocks, repo_file as read};
 
 /// The ```promql blocks of a markdown file.
 fn promql_blocks(markdown: &str) -> Vec<String> {
-    let mut blocks = Vec::new();
-    let mut current: Option<Vec<&str>> = None;
-    for line in markdown.lines() {
-        let trimmed = line.trim();
-        match &mut current {
-            None if trimmed == "```promql" => current = Some(Vec::new()),
-            Some(lines) if trimmed == "```" => {
-                blocks.push(lines.join("\n"));
-                current = None;
-            }
-            Some(lines) => lines.push(trimmed),
-            None => {}
-        }
-    }
-    blocks
+    code_blocks(markdown, "promql")
+        .into_iter()
+        .map(|lines| lines.join("\n"))
+        .collect()
 }
 
 /// One block is one expression, or one expression per line.

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_yaml_ng::Value;
 use stack_tests::alloy::{self, Block};
-use stack_tests::{read, repo_path};
+use test_support::docs::{repo_file as read, repo_path};
 
 /// A compose file with YAML merge keys (`<<: *anchor`) applied.
 fn compose(name: &str) -> Value {

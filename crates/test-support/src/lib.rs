@@ -7,6 +7,7 @@
 //! that cannot run here: Discord.
 
 mod discord;
+pub mod docs;
 mod proxy;
 
 pub use discord::{FakeDiscord, Received, Reply};

@@ -2,18 +2,9 @@
 //! written against a real api: a reader who copies them gets what the docs
 //! promise, and a change to the API that breaks them fails here.
 
-use crate::helpers::TestApp;
+use test_support::docs::{GUIDES, code_blocks, repo_file};
 
-const DOCS: [&str; 8] = [
-    "README.md",
-    "grafana-alloy/SETUP_GRAFANA_CLOUD.md",
-    "grafana-alloy/TESTING_PHASE1.md",
-    "grafana-alloy/TESTING_PHASE2.md",
-    "grafana-alloy/TESTING_PHASE3.md",
-    "grafana-alloy/TESTING_PHASE4.md",
-    "grafana-alloy/TESTING_PHASE5.md",
-    "grafana-alloy/TESTING_PHASE6.md",
-];
+use crate::helpers::TestApp;
 
 /// The published address the docs use.
 const API: &str = "localhost:8000";
@@ -21,28 +12,26 @@ const API: &str = "localhost:8000";
 /// The ```sh blocks of a Markdown file, each as its logical lines
 /// (backslash continuations joined).
 fn shell_blocks(markdown: &str) -> Vec<Vec<String>> {
-    let mut blocks = Vec::new();
-    let mut current: Option<Vec<String>> = None;
-    let mut pending = String::new();
-    for line in markdown.lines() {
-        let trimmed = line.trim();
-        match &mut current {
-            None if trimmed == "```sh" => current = Some(Vec::new()),
-            None => {}
-            Some(_) if trimmed == "```" => blocks.extend(current.take()),
-            Some(lines) => match trimmed.strip_suffix('\\') {
-                Some(start) => {
-                    pending.push_str(start.trim_end());
-                    pending.push(' ');
+    code_blocks(markdown, "sh")
+        .into_iter()
+        .map(|lines| {
+            let mut logical = Vec::new();
+            let mut pending = String::new();
+            for line in lines {
+                match line.strip_suffix('\\') {
+                    Some(start) => {
+                        pending.push_str(start.trim_end());
+                        pending.push(' ');
+                    }
+                    None => {
+                        pending.push_str(&line);
+                        logical.push(std::mem::take(&mut pending));
+                    }
                 }
-                None => {
-                    pending.push_str(trimmed);
-                    lines.push(std::mem::take(&mut pending));
-                }
-            },
-        }
-    }
-    blocks
+            }
+            logical
+        })
+        .collect()
 }
 
 /// The lines of a block a reader runs against the API, and the variables
@@ -68,14 +57,8 @@ async fn every_api_command_in_the_docs_works_as_written() {
     // For the commands that take the id of a game created before.
     let game = app.create_game(4).await;
     let mut run = 0;
-    for doc in DOCS {
-        let text = std::fs::read_to_string(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../..")
-                .join(doc),
-        )
-        .unwrap();
-        for block in shell_blocks(&text) {
+    for doc in GUIDES {
+        for block in shell_blocks(&repo_file(doc)) {
             let commands = api_commands(&block);
             if !commands.iter().any(|command| command.contains(API)) {
                 continue;
