@@ -75,6 +75,19 @@ if [ ! -x "$venv/bin/check-jsonschema" ]; then
 fi
 "$venv/bin/check-jsonschema" --builtin-schema vendor.compose-spec docker-compose.yml docker-compose.base.yml
 
+step "the guides' TraceQL and LogQL"
+# Parsed with the grammars of Grafana's own query editors, installed once
+# into target/ (the PromQL is checked by cargo test).
+lezer=target/tools/lezer
+if [ ! -d "$lezer/node_modules/@grafana/lezer-logql" ]; then
+  command -v npm >/dev/null || die "npm not found (Node.js): it installs the grammars that check the guides' TraceQL and LogQL"
+  npm install --silent --no-audit --no-fund --prefix "$lezer" \
+    @grafana/lezer-traceql@1.0.0 @grafana/lezer-logql@0.3.0 @lezer/lr@1.4.12 \
+    || die "cannot install the TraceQL and LogQL grammars from npm"
+fi
+command -v node >/dev/null || die "node not found: install Node.js to check the guides' TraceQL and LogQL"
+NODE_PATH="$lezer/node_modules" node scripts/check-queries.cjs README.md grafana-alloy/*.md
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
