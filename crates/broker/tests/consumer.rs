@@ -99,10 +99,17 @@ async fn a_message_whose_dependency_is_down_goes_back_on_the_queue_not_to_the_dl
     );
 
     // Nothing was dead-lettered.
-    let channel = broker.channel().await.unwrap();
-    let dlq = channel
+    assert_eq!(ready(&broker, &queue.dead_letter_queue()).await, 0);
+}
+
+/// Messages ready on `queue` (a passive declare: the queue must exist).
+async fn ready(broker: &Broker, queue: &str) -> u32 {
+    broker
+        .channel()
+        .await
+        .unwrap()
         .queue_declare(
-            queue.dead_letter_queue().as_str().into(),
+            queue.into(),
             broker::lapin::options::QueueDeclareOptions {
                 passive: true,
                 ..Default::default()
@@ -110,6 +117,148 @@ async fn a_message_whose_dependency_is_down_goes_back_on_the_queue_not_to_the_dl
             Default::default(),
         )
         .await
+        .unwrap()
+        .message_count()
+}
+
+/// Waits until `queue` holds `expected` ready messages (returned messages
+/// are requeued asynchronously), or fails after 10 s.
+async fn wait_for_ready(broker: &Broker, queue: &str, expected: u32) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let count = ready(broker, queue).await;
+        if count == expected {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{queue} holds {count} ready messages, expected {expected}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A queue bound to its own exchange, with `count` messages published to it.
+async fn queue_with_messages(count: usize) -> (Arc<Broker>, QueueSpec) {
+    let exchange = test_support::unique_name("gamenight.test.x.");
+    let queue = QueueSpec {
+        name: test_support::unique_name("gamenight.test.q."),
+        bindings: vec![(exchange.clone(), "#".to_owned())],
+    };
+    let broker = broker_for(&queue, &exchange);
+    broker.channel().await.unwrap(); // declares the topology
+    for i in 0..count {
+        broker
+            .publish(
+                &exchange,
+                "game.created",
+                &format!("m-{i}"),
+                b"{}",
+                Origin::Current,
+            )
+            .await
+            .unwrap();
+    }
+    (broker, queue)
+}
+
+fn settings(queue: &QueueSpec, prefetch: u16, initial_backoff: Duration) -> Settings {
+    Settings {
+        queue: queue.clone(),
+        prefetch,
+        max_attempts: 5,
+        initial_backoff,
+        max_backoff: initial_backoff,
+    }
+}
+
+/// SIGTERM while a message is being handled: that message is finished and
+/// acknowledged, the ones prefetched behind it go back to the queue, and
+/// nothing is lost or dead-lettered.
+#[tokio::test]
+async fn shutdown_finishes_the_message_in_hand_and_returns_the_prefetched_ones() {
+    let (broker, queue) = queue_with_messages(3).await;
+    let (started_tx, mut started) = mpsc::unbounded_channel();
+    let release = Arc::new(tokio::sync::Notify::new());
+    let finished = Arc::new(AtomicU32::new(0));
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(consumer::run(
+        broker.clone(),
+        settings(&queue, 3, Duration::from_millis(10)),
+        &meter(),
+        shutdown.clone(),
+        {
+            let (release, finished) = (release.clone(), finished.clone());
+            move |message| {
+                let (started, release, finished) =
+                    (started_tx.clone(), release.clone(), finished.clone());
+                async move {
+                    let _ = started.send(message.message_id);
+                    release.notified().await;
+                    finished.fetch_add(1, Ordering::SeqCst);
+                    Ok(())
+                }
+            }
+        },
+    ));
+    let first = tokio::time::timeout(Duration::from_secs(30), started.recv())
+        .await
+        .unwrap()
         .unwrap();
-    assert_eq!(dlq.message_count(), 0);
+    assert_eq!(first.as_deref(), Some("m-0"));
+
+    shutdown.cancel();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!task.is_finished(), "returned with a message in hand");
+    release.notify_one();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("the consumer did not stop after finishing its message")
+        .unwrap();
+
+    assert_eq!(
+        finished.load(Ordering::SeqCst),
+        1,
+        "only the message in hand was handled"
+    );
+    assert!(
+        started.try_recv().is_err(),
+        "a message was started after shutdown"
+    );
+    wait_for_ready(&broker, &queue.name, 2).await;
+    assert_eq!(ready(&broker, &queue.dead_letter_queue()).await, 0);
+}
+
+/// SIGTERM while a message waits for its retry: it goes back to the queue at
+/// once rather than holding the process open for the backoff.
+#[tokio::test]
+async fn shutdown_during_a_retry_backoff_puts_the_message_back_at_once() {
+    let (broker, queue) = queue_with_messages(1).await;
+    let (failed_tx, mut failed) = mpsc::unbounded_channel();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(consumer::run(
+        broker.clone(),
+        // A backoff far longer than the test.
+        settings(&queue, 1, Duration::from_secs(600)),
+        &meter(),
+        shutdown.clone(),
+        move |_| {
+            let failed = failed_tx.clone();
+            async move {
+                let _ = failed.send(());
+                Err(Failure::transient("webhook answered 503"))
+            }
+        },
+    ));
+    tokio::time::timeout(Duration::from_secs(30), failed.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("the consumer waited out its backoff instead of stopping")
+        .unwrap();
+    wait_for_ready(&broker, &queue.name, 1).await;
+    assert_eq!(ready(&broker, &queue.dead_letter_queue()).await, 0);
 }
