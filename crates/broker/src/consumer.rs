@@ -184,6 +184,9 @@ where
     tracing::info!(queue = %settings.queue.name, prefetch = settings.prefetch, "consuming");
     loop {
         let next = tokio::select! {
+            // Shutdown first: with prefetched deliveries ready too, an
+            // unbiased select would start one of them half the time.
+            biased;
             () = shutdown.cancelled() => {
                 // Unacked prefetched messages go back to the queue when the
                 // channel closes.

@@ -32,23 +32,7 @@ fn broker_for(queue: &QueueSpec, exchange: &str) -> Arc<Broker> {
 
 #[tokio::test]
 async fn a_message_whose_dependency_is_down_goes_back_on_the_queue_not_to_the_dlq() {
-    let exchange = test_support::unique_name("gamenight.test.x.");
-    let queue = QueueSpec {
-        name: test_support::unique_name("gamenight.test.q."),
-        bindings: vec![(exchange.clone(), "#".to_owned())],
-    };
-    let broker = broker_for(&queue, &exchange);
-    broker.channel().await.unwrap(); // declares the topology
-    broker
-        .publish(
-            &exchange,
-            "notification.announcement",
-            "m-1",
-            b"{}",
-            Origin::Current,
-        )
-        .await
-        .unwrap();
+    let (broker, queue) = queue_with_messages(1).await;
 
     // Down for the first four attempts (two deliveries of two attempts),
     // then up.
