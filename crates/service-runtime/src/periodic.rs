@@ -32,6 +32,8 @@ pub async fn run<F, Fut, E>(
     loop {
         let wait = if backoff.is_zero() { interval } else { backoff };
         tokio::select! {
+            // A stop wins over a wake-up that arrived with it.
+            biased;
             () = shutdown.cancelled() => return,
             // While failing, only the backoff decides when to try again.
             () = wake.notified(), if backoff.is_zero() => {}
