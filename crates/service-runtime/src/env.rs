@@ -116,6 +116,33 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
         Ok(SecretString::from(value))
     }
 
+    /// `DATABASE_URL`: PostgreSQL.
+    pub fn database_url(&self) -> Result<SecretString, EnvError> {
+        self.url(
+            "DATABASE_URL",
+            &["postgres", "postgresql"],
+            "a URL such as postgres://user:password@host:5432/database",
+        )
+    }
+
+    /// `REDIS_URL`: Redis.
+    pub fn redis_url(&self) -> Result<SecretString, EnvError> {
+        self.url(
+            "REDIS_URL",
+            &["redis", "rediss"],
+            "a URL such as redis://host:6379",
+        )
+    }
+
+    /// `RABBITMQ_URL`: RabbitMQ.
+    pub fn rabbitmq_url(&self) -> Result<SecretString, EnvError> {
+        self.url(
+            "RABBITMQ_URL",
+            &["amqp", "amqps"],
+            "a URL such as amqp://user:password@host:5672/%2f",
+        )
+    }
+
     /// A listen address from `var`, or all interfaces on `default_port`.
     pub fn listen_addr(
         &self,

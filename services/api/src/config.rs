@@ -56,32 +56,13 @@ impl Config {
         Self::from(&Env::process())
     }
 
-    /// `DATABASE_URL` alone: all `api migrate` needs.
-    pub fn database_url<F: Fn(&str) -> Option<String>>(
-        env: &Env<F>,
-    ) -> Result<SecretString, EnvError> {
-        env.url(
-            "DATABASE_URL",
-            &["postgres", "postgresql"],
-            "a URL such as postgres://user:password@host:5432/database",
-        )
-    }
-
     /// Reads the settings from `env`.
     pub fn from<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, EnvError> {
         Ok(Self {
             listen_addr: env.listen_addr("API_LISTEN_ADDR", 8000)?,
-            database_url: Self::database_url(env)?,
-            redis_url: env.url(
-                "REDIS_URL",
-                &["redis", "rediss"],
-                "a URL such as redis://host:6379",
-            )?,
-            rabbitmq_url: env.url(
-                "RABBITMQ_URL",
-                &["amqp", "amqps"],
-                "a URL such as amqp://user:password@host:5672/%2f",
-            )?,
+            database_url: env.database_url()?,
+            redis_url: env.redis_url()?,
+            rabbitmq_url: env.rabbitmq_url()?,
             cache_ttl: Duration::from_secs(env.parse_or(
                 "CACHE_TTL_SECONDS",
                 60,

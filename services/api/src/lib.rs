@@ -248,7 +248,8 @@ pub async fn run_from_env(shutdown: CancellationToken) -> anyhow::Result<()> {
 /// reads), and returns.
 pub async fn migrate_from_env() -> anyhow::Result<()> {
     use anyhow::Context;
-    let url = Config::database_url(&service_runtime::env::Env::process())
+    let url = service_runtime::env::Env::process()
+        .database_url()
         .context("invalid configuration")?;
     let meter = opentelemetry::global::meter(SERVICE.name);
     let (pool, _) = schema::connect_lazy(&url, &meter)?;

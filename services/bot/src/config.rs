@@ -86,11 +86,7 @@ impl Config {
         };
         Ok(Self {
             listen_addr: env.listen_addr("BOT_LISTEN_ADDR", 8002)?,
-            rabbitmq_url: env.url(
-                "RABBITMQ_URL",
-                &["amqp", "amqps"],
-                "a URL such as amqp://user:password@host:5672/%2f",
-            )?,
+            rabbitmq_url: env.rabbitmq_url()?,
             api_base_url,
             discord_webhook_url,
             notifications_exchange: text(

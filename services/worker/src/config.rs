@@ -65,16 +65,8 @@ impl Config {
         let text = |var, default: &str| env.optional(var).unwrap_or_else(|| default.to_owned());
         Ok(Self {
             listen_addr: env.listen_addr("WORKER_LISTEN_ADDR", 8001)?,
-            database_url: env.url(
-                "DATABASE_URL",
-                &["postgres", "postgresql"],
-                "a URL such as postgres://user:password@host:5432/database",
-            )?,
-            rabbitmq_url: env.url(
-                "RABBITMQ_URL",
-                &["amqp", "amqps"],
-                "a URL such as amqp://user:password@host:5672/%2f",
-            )?,
+            database_url: env.database_url()?,
+            rabbitmq_url: env.rabbitmq_url()?,
             events_exchange: text("EVENTS_EXCHANGE", events::DEFAULT_EXCHANGE),
             queue: text("WORKER_QUEUE", "gamenight.worker.events"),
             notifications_exchange: text(
