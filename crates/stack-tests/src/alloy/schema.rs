@@ -20,7 +20,10 @@ type Schema = (
 
 const OUTPUT: &[&str] = &["metrics", "logs", "traces"];
 const DEBUG_METRICS: &[&str] = &["disable_high_cardinality_metrics", "level"];
-/// Attributes of Prometheus' HTTP client, folded into scrape and remote-write endpoints.
+/// The blocks that also take the attributes of Prometheus' HTTP client.
+const WITH_PROMETHEUS_HTTP_CLIENT: &[&str] =
+    &["prometheus.scrape", "prometheus.remote_write/endpoint"];
+/// Attributes of Prometheus' HTTP client.
 const PROMETHEUS_HTTP_CLIENT: &[&str] = &[
     "bearer_token",
     "bearer_token_file",
@@ -416,15 +419,12 @@ fn check_block(block: &Block, path: &str, problems: &mut Vec<String>) {
         Some((component, rest)) => format!("{component} (in {rest})"),
         None => path.to_owned(),
     };
-    let extend = |name: &str| {
-        let plus = |prefix: &str| {
-            PROMETHEUS_HTTP_CLIENT.contains(&name)
-                && (path == prefix || path.ends_with(&format!("/{prefix}")))
-        };
-        plus("prometheus.scrape") || plus("endpoint") && path.starts_with("prometheus.")
-    };
+    let http_client = WITH_PROMETHEUS_HTTP_CLIENT.contains(&path);
     for attribute in &block.attributes {
-        if !attributes.contains(&attribute.name.as_str()) && !extend(&attribute.name) {
+        let name = attribute.name.as_str();
+        let known =
+            attributes.contains(&name) || http_client && PROMETHEUS_HTTP_CLIENT.contains(&name);
+        if !known {
             problems.push(format!(
                 "line {}: {} is not an argument of {}{}",
                 attribute.line,
