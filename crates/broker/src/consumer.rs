@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use backon::BackoffBuilder as _;
 use futures_util::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
@@ -138,32 +139,68 @@ where
             .build(),
     };
     async move {
-        let mut reconnect_delay = settings.initial_backoff;
+        let mut delays = reconnect_backoff().build();
+        let mut down_since: Option<Instant> = None;
         while !shutdown.is_cancelled() {
-            match consume_until_failure(&broker, &settings, &instruments, &shutdown, &handler).await
-            {
-                Ok(()) => return,
-                Err(err) => {
-                    tracing::warn!(error = %err, queue = %settings.queue.name, retry_in = ?reconnect_delay, "consumer lost its channel");
-                    broker.reset().await;
-                    tokio::select! {
-                        () = shutdown.cancelled() => return,
-                        () = tokio::time::sleep(reconnect_delay) => {}
-                    }
-                    reconnect_delay = (reconnect_delay * 2).min(settings.max_backoff);
+            let mut consuming = false;
+            let result = consume_until_failure(
+                &broker,
+                &settings,
+                &instruments,
+                &shutdown,
+                &handler,
+                &mut consuming,
+            )
+            .await;
+            if consuming {
+                // Each outage starts again from the shortest wait: the
+                // backoff protects a broker that is down, not one that was.
+                delays = reconnect_backoff().build();
+                if let Some(since) = down_since.take() {
+                    tracing::info!(queue = %settings.queue.name, down_for = ?since.elapsed(), "consumer back");
                 }
+            }
+            let Err(err) = result else { return };
+            let retry_in = delays.next().unwrap_or(RECONNECT_MAX_DELAY);
+            if down_since.is_none() {
+                down_since = Some(Instant::now());
+                tracing::warn!(error = %err, queue = %settings.queue.name, "consumer lost its channel; reconnecting");
+            } else {
+                tracing::debug!(error = %err, queue = %settings.queue.name, ?retry_in, "still reconnecting");
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(retry_in) => {}
             }
         }
     }
 }
 
-/// Returns `Ok` on shutdown, `Err` when the channel failed.
+/// Shortest wait before reconnecting after the channel failed.
+const RECONNECT_MIN_DELAY: Duration = Duration::from_millis(100);
+/// Longest wait before jitter (which adds up to as much again): a broker
+/// that comes back is consumed from again within a second.
+const RECONNECT_MAX_DELAY: Duration = Duration::from_millis(500);
+
+/// Doubling waits between reconnects, capped and jittered so that many
+/// consumers do not reconnect in lockstep.
+fn reconnect_backoff() -> backon::ExponentialBuilder {
+    backon::ExponentialBuilder::new()
+        .with_min_delay(RECONNECT_MIN_DELAY)
+        .with_max_delay(RECONNECT_MAX_DELAY)
+        .with_jitter()
+        .without_max_times()
+}
+
+/// Returns `Ok` on shutdown, `Err` when the channel failed. Sets `consuming`
+/// once RabbitMQ has accepted the consumer.
 async fn consume_until_failure<H, Fut>(
     broker: &Broker,
     settings: &Settings,
     instruments: &Instruments,
     shutdown: &CancellationToken,
     handler: &H,
+    consuming: &mut bool,
 ) -> Result<(), BrokerError>
 where
     H: Fn(Message) -> Fut,
@@ -181,6 +218,7 @@ where
             FieldTable::default(),
         )
         .await?;
+    *consuming = true;
     tracing::info!(queue = %settings.queue.name, prefetch = settings.prefetch, "consuming");
     loop {
         let next = tokio::select! {

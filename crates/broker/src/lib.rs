@@ -1,9 +1,15 @@
 //! RabbitMQ for gamenight services.
 //!
 //! A [`Broker`] owns one AMQP connection and one channel in publisher-confirm
-//! mode, opened on first use and reopened after any failure, so a RabbitMQ
-//! restart costs the failed calls, not the process. Every exchange it was
-//! built with is declared (durable topic) on each (re)connect.
+//! mode, opened on first use and reopened once RabbitMQ reports them closed,
+//! so a RabbitMQ restart costs the failed calls, not the process. A refused
+//! message (unroutable, nacked) leaves the connection alone: consumers share
+//! it and keep the message in hand. Every exchange and queue it was built
+//! with is declared on each (re)connect.
+//!
+//! Errors say whose fault they are: [`BrokerError::is_message_fault`] is true
+//! only when RabbitMQ refused the message for what it is; anything else is
+//! the broker being away, which callers wait out without charging the message.
 //!
 //! [`Broker::publish`] is the one way messages leave a service: persistent
 //! delivery, a PRODUCER span with the trace context in the message headers,
@@ -17,6 +23,7 @@ mod topology;
 
 pub use topology::{QueueSpec, Topology};
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use lapin::Confirmation;
@@ -24,7 +31,7 @@ use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use opentelemetry::KeyValue;
-use opentelemetry::metrics::{Histogram, Meter};
+use opentelemetry::metrics::{Counter, Histogram, Meter};
 use opentelemetry::trace::TraceContextExt;
 use opentelemetry_semantic_conventions::{attribute as semconv, metric};
 use secrecy::{ExposeSecret, SecretString};
@@ -67,6 +74,14 @@ pub enum BrokerError {
 }
 
 impl BrokerError {
+    /// True when RabbitMQ refused this message for what it is (no queue is
+    /// bound for its routing key): sending it again as it is will fail again.
+    /// Every other error is about the broker (down, restarting, slow to
+    /// confirm, out of resources): the message is fine and should wait.
+    pub fn is_message_fault(&self) -> bool {
+        matches!(self, Self::Unroutable(_))
+    }
+
     /// Low-cardinality name for `error.type`.
     fn kind(&self) -> &'static str {
         match self {
@@ -108,7 +123,10 @@ pub struct Broker {
     peer: Peer,
     topology: Topology,
     connected: Mutex<Option<Connected>>,
+    /// Set once a connection has been opened: every later one is a reconnect.
+    was_connected: AtomicBool,
     publish_duration: Histogram<f64>,
+    reconnects: Counter<u64>,
 }
 
 impl Broker {
@@ -126,12 +144,19 @@ impl Broker {
                 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
             ])
             .build();
+        let reconnects = meter
+            .u64_counter("gamenight.rabbitmq.reconnects")
+            .with_unit("{connection}")
+            .with_description("Connections to RabbitMQ opened after an earlier one was lost.")
+            .build();
         Ok(Self {
             url,
             peer,
             topology,
             connected: Mutex::new(None),
+            was_connected: AtomicBool::new(false),
             publish_duration,
+            reconnects,
         })
     }
 
@@ -145,16 +170,23 @@ impl Broker {
     /// Returns `Err` when RabbitMQ cannot be reached; the next call tries again.
     pub async fn channel(&self) -> Result<Channel, BrokerError> {
         let mut connected = self.connected.lock().await;
-        if let Some(current) = connected.as_ref()
-            && current.connection.status().connected()
-            && current.channel.status().connected()
-        {
-            return Ok(current.channel.clone());
+        match connected.as_mut() {
+            Some(current) if current.connection.status().connected() => {
+                if !current.channel.status().connected() {
+                    // Only the channel was closed (a failed call, a confirm
+                    // that never came): the connection, and the consumers
+                    // on it, stay.
+                    current.channel = confirm_channel(&current.connection).await?;
+                }
+                Ok(current.channel.clone())
+            }
+            _ => {
+                let fresh = self.connect().await?;
+                let channel = fresh.channel.clone();
+                *connected = Some(fresh);
+                Ok(channel)
+            }
         }
-        let fresh = self.connect().await?;
-        let channel = fresh.channel.clone();
-        *connected = Some(fresh);
-        Ok(channel)
     }
 
     async fn connect(&self) -> Result<Connected, BrokerError> {
@@ -164,16 +196,28 @@ impl Broker {
             .await
             .map_err(|_| BrokerError::Connect(format!("no answer within {CONNECT_TIMEOUT:?}")))?
             .map_err(|err| BrokerError::Connect(err.to_string()))?;
-        let channel = connection.create_channel().await?;
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await?;
+        let channel = confirm_channel(&connection).await?;
         self.topology.declare(&channel).await?;
-        tracing::info!(server.address = %self.peer.address, server.port = self.peer.port, "connected to RabbitMQ");
+        if self.was_connected.swap(true, Ordering::Relaxed) {
+            self.reconnects.add(1, &[]);
+            tracing::info!(server.address = %self.peer.address, server.port = self.peer.port, "reconnected to RabbitMQ");
+        } else {
+            tracing::info!(server.address = %self.peer.address, server.port = self.peer.port, "connected to RabbitMQ");
+        }
         Ok(Connected {
             connection,
             channel,
         })
+    }
+
+    /// Closes the publishing channel (not the connection) so the next call
+    /// opens a fresh one: after a confirm that never came, the old channel's
+    /// state is unknown.
+    async fn discard_channel(&self) {
+        if let Some(current) = self.connected.lock().await.as_ref() {
+            // Best effort: the channel may be closed already.
+            let _ = current.channel.close(200, "reopening".into()).await;
+        }
     }
 
     /// A new channel on the shared connection (connecting first if needed),
@@ -188,15 +232,6 @@ impl Broker {
         }
     }
 
-    /// Forgets the current connection so the next call opens a new one
-    /// (after a failure seen elsewhere, such as a consumer stream ending).
-    pub async fn reset(&self) {
-        if let Some(old) = self.connected.lock().await.take() {
-            // Best effort: the connection is probably broken already.
-            let _ = old.connection.close(0, "reconnecting".into()).await;
-        }
-    }
-
     /// True when a connection is open or can be opened now.
     pub async fn is_ready(&self) -> bool {
         self.channel().await.is_ok()
@@ -206,8 +241,9 @@ impl Broker {
     /// persistent message, and returns once the broker has confirmed it.
     ///
     /// The PRODUCER span's place in a trace comes from `origin`; its context
-    /// travels in the message headers. On `Err` the connection is reset and
-    /// the message must be considered unsent.
+    /// travels in the message headers. On `Err` the message must be
+    /// considered unsent; the connection is left open unless RabbitMQ closed
+    /// it (consumers share it).
     pub async fn publish(
         &self,
         exchange: &str,
@@ -263,7 +299,9 @@ impl Broker {
         if let Err(err) = &result {
             record_error(&span, err.kind(), err);
             attributes.push(KeyValue::new(semconv::ERROR_TYPE, err.kind()));
-            self.reset().await;
+            if matches!(err, BrokerError::ConfirmTimeout(_)) {
+                self.discard_channel().await;
+            }
         }
         self.publish_duration
             .record(start.elapsed().as_secs_f64(), &attributes);
@@ -308,6 +346,15 @@ impl Broker {
             },
         }
     }
+}
+
+/// A new channel on `connection` in publisher-confirm mode.
+async fn confirm_channel(connection: &Connection) -> Result<Channel, BrokerError> {
+    let channel = connection.create_channel().await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    Ok(channel)
 }
 
 /// Host and port of an AMQP URL, without its credentials.

@@ -246,3 +246,139 @@ async fn shutdown_during_a_retry_backoff_puts_the_message_back_at_once() {
     wait_for_ready(&broker, &queue.name, 1).await;
     assert_eq!(ready(&broker, &queue.dead_letter_queue()).await, 0);
 }
+
+/// RabbitMQ going away several times in a row: after each return the
+/// consumer is back within the reconnect cap, not after a wait that grew
+/// with every earlier outage.
+#[tokio::test]
+async fn the_consumer_is_back_within_two_seconds_after_each_of_several_outages() {
+    let (direct, queue) = queue_with_messages(0).await;
+    let exchange = queue.bindings[0].0.clone();
+    let proxy = test_support::TcpProxy::for_url(&test_support::rabbitmq_url()).await;
+    let proxied = Arc::new(
+        Broker::new(
+            proxy.url(&test_support::rabbitmq_url()).into(),
+            Topology {
+                exchanges: vec![exchange.clone()],
+                queues: vec![queue.clone()],
+            },
+            &meter(),
+        )
+        .unwrap(),
+    );
+    let (seen, mut handled) = mpsc::unbounded_channel();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(consumer::run(
+        proxied,
+        Settings {
+            // The worker's retry settings: a backoff that kept doubling
+            // across outages would reach the 30 s cap.
+            max_backoff: Duration::from_secs(30),
+            ..settings(&queue, 1, Duration::from_millis(100))
+        },
+        &meter(),
+        shutdown.clone(),
+        move |message| {
+            let _ = seen.send(message.message_id);
+            async { Ok(()) }
+        },
+    ));
+    for outage in 0..4 {
+        let id = format!("after-outage-{outage}");
+        proxy.cut();
+        // How long RabbitMQ stays away: the consumer retries meanwhile.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        proxy.restore();
+        let back = tokio::time::Instant::now();
+        direct
+            .publish(&exchange, "game.created", &id, b"{}", Origin::Current)
+            .await
+            .unwrap();
+        // A message acked just before the cut may come again (its ack was
+        // lost with the connection): at least once, so skip those.
+        let deadline = back + Duration::from_secs(2);
+        loop {
+            let got = tokio::time::timeout_at(deadline, handled.recv())
+                .await
+                .unwrap_or_else(|_| {
+                    panic!("outage {outage}: no message within 2 s of RabbitMQ's return")
+                })
+                .unwrap();
+            if got.as_deref() == Some(id.as_str()) {
+                break;
+            }
+        }
+    }
+    shutdown.cancel();
+    task.await.unwrap();
+}
+
+/// A publish RabbitMQ refuses (no queue for its routing key) is the
+/// message's problem: the connection the consumers share stays open, and the
+/// message they hold is acknowledged once, not redelivered.
+#[tokio::test]
+async fn an_unroutable_publish_does_not_drop_the_consumers_on_its_connection() {
+    let (broker, queue) = queue_with_messages(1).await;
+    let (started_tx, mut started) = mpsc::unbounded_channel();
+    let release = Arc::new(tokio::sync::Notify::new());
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(consumer::run(
+        broker.clone(),
+        settings(&queue, 1, Duration::from_millis(10)),
+        &meter(),
+        shutdown.clone(),
+        {
+            let release = release.clone();
+            move |message| {
+                let (started, release) = (started_tx.clone(), release.clone());
+                async move {
+                    let _ = started.send(message.redelivered);
+                    release.notified().await;
+                    Ok(())
+                }
+            }
+        },
+    ));
+    let redelivered = tokio::time::timeout(Duration::from_secs(30), started.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!redelivered);
+
+    // Same exchange, a routing key no queue is bound for: the queue's
+    // binding is "#", so use an exchange nothing is bound to.
+    let unbound = test_support::unique_name("gamenight.test.unbound.");
+    broker
+        .channel()
+        .await
+        .unwrap()
+        .exchange_declare(
+            unbound.as_str().into(),
+            broker::lapin::ExchangeKind::Topic,
+            broker::lapin::options::ExchangeDeclareOptions {
+                auto_delete: true,
+                ..Default::default()
+            },
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    let err = broker
+        .publish(&unbound, "game.created", "lost", b"{}", Origin::Current)
+        .await
+        .unwrap_err();
+    assert!(err.is_message_fault(), "{err}");
+
+    release.notify_one();
+    // The message in hand is acknowledged on the same channel: nothing comes
+    // back, and the queue ends empty.
+    assert!(
+        tokio::time::timeout(Duration::from_secs(2), started.recv())
+            .await
+            .is_err(),
+        "the message was delivered again"
+    );
+    wait_for_ready(&broker, &queue.name, 0).await;
+    shutdown.cancel();
+    task.await.unwrap();
+}
