@@ -1,22 +1,35 @@
 //! A background pass that runs when woken, on an interval otherwise, and
-//! backs off while it fails: the shape of the outbox relay and the
+//! soon again while it fails: the shape of the outbox relay and the
 //! notification scheduler.
 
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use backon::BackoffBuilder as _;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-/// First wait after a failed pass; it doubles up to `MAX_BACKOFF`.
-const MIN_BACKOFF: Duration = Duration::from_millis(250);
-/// Longest wait between failed passes.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// First wait after a failed pass.
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+/// Longest wait between failed passes, before jitter (which adds up to as
+/// much again): a dependency that comes back is used again within a second.
+/// A failing pass is a refused connection or a query, cheap to repeat.
+const MAX_BACKOFF: Duration = Duration::from_millis(500);
+
+fn backoff() -> backon::ExponentialBackoff {
+    backon::ExponentialBuilder::new()
+        .with_min_delay(MIN_BACKOFF)
+        .with_max_delay(MAX_BACKOFF)
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
 
 /// Runs `pass` until `shutdown` is cancelled: whenever `wake` is notified,
-/// every `interval` otherwise, and with exponential backoff (250 ms doubling
-/// to 30 s) after a failure, which is logged with `what`. A notification
-/// that arrives during a pass is kept, so no wake-up is lost.
+/// every `interval` otherwise, and after a failure again within a second
+/// (jittered exponential backoff, 100 ms to 500 ms before jitter). The first
+/// failure and the recovery are logged with `what`, not every retry between.
+/// A notification that arrives during a pass is kept, so no wake-up is lost.
 pub async fn run<F, Fut, E>(
     what: &str,
     wake: &Notify,
@@ -28,22 +41,34 @@ pub async fn run<F, Fut, E>(
     Fut: Future<Output = Result<(), E>>,
     E: std::fmt::Display,
 {
-    let mut backoff = Duration::ZERO;
+    let mut delays = backoff();
+    let mut failing_since: Option<Instant> = None;
+    let mut wait = interval;
     loop {
-        let wait = if backoff.is_zero() { interval } else { backoff };
         tokio::select! {
             // A stop wins over a wake-up that arrived with it.
             biased;
             () = shutdown.cancelled() => return,
             // While failing, only the backoff decides when to try again.
-            () = wake.notified(), if backoff.is_zero() => {}
+            () = wake.notified(), if failing_since.is_none() => {}
             () = tokio::time::sleep(wait) => {}
         }
         match pass().await {
-            Ok(()) => backoff = Duration::ZERO,
+            Ok(()) => {
+                if let Some(since) = failing_since.take() {
+                    tracing::info!(failed_for = ?since.elapsed(), "{what} recovered");
+                    delays = backoff();
+                }
+                wait = interval;
+            }
             Err(err) => {
-                backoff = (backoff * 2).clamp(MIN_BACKOFF, MAX_BACKOFF);
-                tracing::warn!(error = %err, retry_in = ?backoff, "{what} failed");
+                wait = delays.next().unwrap_or(MAX_BACKOFF);
+                if failing_since.is_none() {
+                    failing_since = Some(Instant::now());
+                    tracing::warn!(error = %err, "{what} failed; retrying until it succeeds");
+                } else {
+                    tracing::debug!(error = %err, retry_in = ?wait, "{what} failed again");
+                }
             }
         }
     }
@@ -83,11 +108,12 @@ mod tests {
             1,
             "woken at once, not after the hour"
         );
-        // Failing: retried after 250 ms, then 500 ms, then it succeeds and
-        // goes back to waiting for a wake-up or the interval.
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        // Failing: retried after 100–200 ms (jittered), then 200–400 ms,
+        // then it succeeds and goes back to waiting for a wake-up or the
+        // interval.
+        tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(passes.load(Ordering::SeqCst), 2);
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_millis(400)).await;
         assert_eq!(passes.load(Ordering::SeqCst), 3);
         tokio::time::sleep(Duration::from_secs(60)).await;
         assert_eq!(passes.load(Ordering::SeqCst), 3);
