@@ -77,6 +77,7 @@ struct Metrics {
     participants_joined: Counter<u64>,
     /// Kept so the gauge stays registered for the life of the app.
     _outbox_backlog: ObservableGauge<i64>,
+    _outbox_set_aside: ObservableGauge<i64>,
 }
 
 /// What every handler can reach.
@@ -124,14 +125,15 @@ impl App {
             },
             meter,
         )?);
-        let relay = outbox::Relay::new(
+        let relay = outbox::relay(
             pool,
             db,
             broker.clone(),
             config.events_exchange.clone(),
             config.outbox_poll_interval,
+            meter,
         );
-        let backlog = relay.backlog();
+        let (backlog, set_aside) = (relay.pending(), relay.set_aside());
         let metrics = Metrics {
             games_created: meter
                 .u64_counter("gamenight.games.created")
@@ -148,6 +150,14 @@ impl App {
                 .with_unit("{event}")
                 .with_description("Domain events written but not yet confirmed by RabbitMQ.")
                 .with_callback(move |gauge| gauge.observe(backlog.load(Ordering::Relaxed), &[]))
+                .build(),
+            _outbox_set_aside: meter
+                .i64_observable_gauge("gamenight.outbox.set_aside")
+                .with_unit("{event}")
+                .with_description(
+                    "Domain events RabbitMQ kept refusing, set aside for an operator.",
+                )
+                .with_callback(move |gauge| gauge.observe(set_aside.load(Ordering::Relaxed), &[]))
                 .build(),
         };
         Ok(Self {

@@ -3,34 +3,56 @@
 //!
 //! Guarantees: an event is published only after its transaction committed
 //! (the relay reads committed rows), and it stays pending until RabbitMQ has
-//! confirmed it, so an outage delays events but loses none. If the process
-//! dies between the confirm and marking the row, the event is published again:
-//! delivery is at least once, and consumers dedupe on `message_id`.
+//! confirmed it, so an outage delays events but loses none and spends none
+//! of their attempts. If the process dies between the confirm and marking
+//! the row, that one event is published again: delivery is at least once,
+//! and consumers dedupe on `message_id`. An event RabbitMQ keeps refusing
+//! is set aside after [`MAX_ATTEMPTS`] and blocks nothing behind it (see the
+//! `relay` crate for the loop itself).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use broker::{Broker, BrokerError};
+use broker::Broker;
 use events::Envelope;
+use opentelemetry::metrics::Meter;
 use sqlx::{PgPool, Postgres, Transaction};
 use telemetry::db::DbClient;
-use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 const INSERT: &str = "INSERT INTO outbox (message_id, routing_key, payload, traceparent, tracestate) \
      VALUES ($1, $2, $3, $4, $5)";
-const CLAIM: &str = "SELECT id, message_id, routing_key, payload, traceparent, tracestate FROM outbox \
-     WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED";
-const MARK_PUBLISHED: &str = "UPDATE outbox SET published_at = now(), attempts = attempts + 1, last_error = NULL WHERE id = $1";
-const MARK_FAILED: &str =
-    "UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = $1";
-const BACKLOG: &str = "SELECT count(*) FROM outbox WHERE published_at IS NULL";
+
+/// The outbox as a [`relay::Table`]: rows in id order, retried after 2, 4,
+/// 8 … seconds (at most 5 minutes) when RabbitMQ refuses them.
+static TABLE: relay::Table = relay::Table {
+    name: "outbox",
+    claim: "WITH claimed AS (UPDATE outbox SET claimed_until = now() + make_interval(secs => $2) \
+         WHERE id IN (SELECT id FROM outbox WHERE published_at IS NULL AND set_aside_at IS NULL \
+         AND (claimed_until IS NULL OR claimed_until <= now()) ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) \
+         RETURNING id, message_id, routing_key, payload, traceparent, tracestate) \
+         SELECT * FROM claimed ORDER BY id",
+    published: "UPDATE outbox SET published_at = now(), claimed_until = NULL, last_error = NULL WHERE id = $1",
+    failed: "UPDATE outbox SET attempts = attempts + 1, last_error = $2, \
+         set_aside_at = CASE WHEN attempts + 1 >= $3 THEN now() END, \
+         claimed_until = now() + least(interval '1 second' * power(2, attempts + 1), interval '5 minutes') \
+         WHERE id = $1 RETURNING set_aside_at IS NOT NULL",
+    release: "UPDATE outbox SET claimed_until = NULL WHERE id = ANY($1)",
+    counts: "SELECT (SELECT count(*) FROM outbox WHERE published_at IS NULL AND set_aside_at IS NULL), \
+         (SELECT count(*) FROM outbox WHERE set_aside_at IS NOT NULL)",
+};
 
 /// Rows claimed per pass; each is published and confirmed one after another,
 /// which keeps the events of one game in order.
 const BATCH: i64 = 100;
+/// How long a claim holds: a pass of 100 events takes well under a second
+/// unless RabbitMQ stalls, and then the pass gives up after one confirm
+/// timeout (10 s).
+const LEASE: Duration = Duration::from_secs(60);
+/// Refusals (unroutable: no queue bound for the event) before an event is
+/// set aside: with the growing delays, about 13 minutes of trying, time for
+/// a worker that has never run to declare its queue.
+pub const MAX_ATTEMPTS: u32 = 10;
 
 /// Writes `envelope` to the outbox inside `tx`, with the trace context of the
 /// current span so the publish continues the request's trace.
@@ -58,8 +80,9 @@ pub async fn enqueue(
     Ok(())
 }
 
+/// An outbox row as the relay claims it.
 #[derive(Debug, sqlx::FromRow)]
-struct Pending {
+pub struct Pending {
     id: i64,
     message_id: Uuid,
     routing_key: String,
@@ -68,170 +91,56 @@ struct Pending {
     tracestate: Option<String>,
 }
 
-/// Why a relay pass stopped early.
-#[derive(Debug, thiserror::Error)]
-pub enum RelayError {
-    /// PostgreSQL failed; nothing was marked.
-    #[error(transparent)]
-    Database(#[from] sqlx::Error),
-    /// RabbitMQ failed; the events before this one were published and marked.
-    #[error(transparent)]
-    Broker(#[from] BrokerError),
+impl relay::Row for Pending {
+    type Id = i64;
+
+    fn id(&self) -> i64 {
+        self.id
+    }
+
+    fn message(&self) -> Result<relay::Outgoing, String> {
+        let parent = telemetry::propagation::context_from_columns(
+            self.traceparent.as_deref(),
+            self.tracestate.as_deref(),
+        );
+        Ok(relay::Outgoing {
+            routing_key: self.routing_key.clone(),
+            message_id: self.message_id.to_string(),
+            payload: self.payload.to_string().into_bytes(),
+            origin: broker::Origin::ChildOf(parent),
+        })
+    }
 }
 
 /// Publishes outbox rows to the events exchange.
-#[derive(Debug, Clone)]
-pub struct Relay {
+pub type Relay = relay::Relay<Pending>;
+
+/// The relay from the outbox in `pool` to `exchange` on `broker`, looking
+/// every `poll_interval` when not woken.
+pub fn relay(
     pool: PgPool,
     db: DbClient,
     broker: Arc<Broker>,
     exchange: String,
-    wake: Arc<Notify>,
     poll_interval: Duration,
-    backlog: Arc<AtomicI64>,
-}
-
-impl Relay {
-    /// A relay from the outbox in `pool` to `exchange` on `broker`.
-    pub fn new(
-        pool: PgPool,
-        db: DbClient,
-        broker: Arc<Broker>,
-        exchange: String,
-        poll_interval: Duration,
-    ) -> Self {
-        Self {
-            pool,
-            db,
-            broker,
-            exchange,
-            wake: Arc::new(Notify::new()),
-            poll_interval,
-            backlog: Arc::new(AtomicI64::new(0)),
-        }
-    }
-
-    /// Wakes the relay: call after committing a transaction that enqueued.
-    pub fn notify(&self) {
-        self.wake.notify_one();
-    }
-
-    /// Unpublished rows as of the last pass (the `gamenight.outbox.backlog`
-    /// gauge reads this).
-    pub fn backlog(&self) -> Arc<AtomicI64> {
-        self.backlog.clone()
-    }
-
-    /// Publishes up to one batch of pending events and returns how many were
-    /// published. Safe to run from several replicas at once: rows are claimed
-    /// with `FOR UPDATE SKIP LOCKED`.
-    #[tracing::instrument(skip(self), fields(published = tracing::field::Empty))]
-    pub async fn publish_pending(&self) -> Result<usize, RelayError> {
-        let mut tx = self.pool.begin().await?;
-        let rows: Vec<Pending> = self
-            .db
-            .run(
-                "SELECT",
-                Some("outbox"),
-                CLAIM,
-                sqlx::query_as(CLAIM).bind(BATCH).fetch_all(&mut *tx),
-            )
-            .await?;
-        let mut published = 0;
-        let mut failure = None;
-        for row in rows {
-            match self.publish(&row).await {
-                Ok(()) => {
-                    self.mark(&mut tx, MARK_PUBLISHED, row.id, None).await?;
-                    published += 1;
-                }
-                Err(err) => {
-                    self.mark(&mut tx, MARK_FAILED, row.id, Some(err.to_string()))
-                        .await?;
-                    failure = Some(err);
-                    break;
-                }
-            }
-        }
-        self.db.run("COMMIT", None, "COMMIT", tx.commit()).await?;
-        tracing::Span::current().record("published", published);
-        match failure {
-            Some(err) => Err(err.into()),
-            None => Ok(published),
-        }
-    }
-
-    async fn publish(&self, row: &Pending) -> Result<(), BrokerError> {
-        let parent = telemetry::propagation::context_from_columns(
-            row.traceparent.as_deref(),
-            row.tracestate.as_deref(),
-        );
-        let payload = serde_json::to_vec(&row.payload).unwrap_or_default();
-        self.broker
-            .publish(
-                &self.exchange,
-                &row.routing_key,
-                &row.message_id.to_string(),
-                &payload,
-                broker::Origin::ChildOf(parent),
-            )
-            .await
-    }
-
-    async fn mark(
-        &self,
-        tx: &mut Transaction<'static, Postgres>,
-        query: &'static str,
-        id: i64,
-        error: Option<String>,
-    ) -> Result<(), sqlx::Error> {
-        self.db
-            .run(
-                "UPDATE",
-                Some("outbox"),
-                query,
-                sqlx::query(query).bind(id).bind(error).execute(&mut **tx),
-            )
-            .await?;
-        Ok(())
-    }
-
-    /// Counts unpublished rows and updates the backlog gauge.
-    ///
-    /// Deliberately untraced: it runs on every poll, and a span per poll
-    /// would bury the traces that matter under thousands of empty ones.
-    pub async fn refresh_backlog(&self) -> Result<i64, sqlx::Error> {
-        let (count,): (i64,) = sqlx::query_as(BACKLOG).fetch_one(&self.pool).await?;
-        self.backlog.store(count, Ordering::Relaxed);
-        Ok(count)
-    }
-
-    /// Publishes until `shutdown` is cancelled: whenever woken, every
-    /// `poll_interval` otherwise, and with backoff while PostgreSQL or
-    /// RabbitMQ fail. On shutdown it makes one last pass, so events of the
-    /// final requests go out before the process exits.
-    pub async fn run(self, shutdown: CancellationToken) {
-        service_runtime::periodic::run(
-            "outbox relay (events stay pending)",
-            &self.wake,
-            self.poll_interval,
-            &shutdown,
-            || self.drain(),
-        )
-        .await;
-        if let Err(err) = self.drain().await {
-            tracing::warn!(error = %err, "final outbox pass failed; pending events go out on next start");
-        }
-    }
-
-    /// Publishes batches until none is left.
-    async fn drain(&self) -> Result<(), RelayError> {
-        while self.refresh_backlog().await? > 0 {
-            if self.publish_pending().await? == 0 {
-                // Everything pending is claimed by another replica.
-                break;
-            }
-        }
-        Ok(())
-    }
+    meter: &Meter,
+) -> Relay {
+    relay::Relay::new(
+        &TABLE,
+        pool,
+        db,
+        broker,
+        exchange,
+        relay::Settings {
+            batch: BATCH,
+            lease: LEASE,
+            max_attempts: MAX_ATTEMPTS,
+            interval: poll_interval,
+        },
+        meter
+            .u64_counter("gamenight.outbox.events")
+            .with_unit("{event}")
+            .with_description("Outbox events by outcome: published, retry, set_aside.")
+            .build(),
+    )
 }

@@ -53,6 +53,7 @@ pub struct Worker {
     scheduler: scheduler::Scheduler,
     settings: Settings,
     _due: ObservableGauge<i64>,
+    _dead: ObservableGauge<i64>,
 }
 
 impl Worker {
@@ -80,7 +81,7 @@ impl Worker {
             },
             meter,
         )?);
-        let scheduler = scheduler::Scheduler::new(
+        let scheduler = scheduler::scheduler(
             pool.clone(),
             db.clone(),
             broker.clone(),
@@ -89,7 +90,7 @@ impl Worker {
             config.scheduler_interval,
             meter,
         );
-        let due = scheduler.due();
+        let (due, dead) = (scheduler.pending(), scheduler.set_aside());
         Ok(Self {
             applier: apply::Applier::new(pool.clone(), db),
             pool,
@@ -107,6 +108,14 @@ impl Worker {
                 .with_unit("{notification}")
                 .with_description("Notifications due and not yet handed to the bot.")
                 .with_callback(move |gauge| gauge.observe(due.load(Ordering::Relaxed), &[]))
+                .build(),
+            _dead: meter
+                .i64_observable_gauge("gamenight.notifications.dead")
+                .with_unit("{notification}")
+                .with_description(
+                    "Notifications given up on, waiting for an operator to re-drive them.",
+                )
+                .with_callback(move |gauge| gauge.observe(dead.load(Ordering::Relaxed), &[]))
                 .build(),
         })
     }

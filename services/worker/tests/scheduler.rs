@@ -61,8 +61,8 @@ async fn two_workers_never_send_one_notification_twice() {
         let scheduler = worker.scheduler().clone();
         async move {
             let mut sent = 0;
-            while scheduler.refresh_due().await.unwrap() > 0 {
-                sent += scheduler.publish_due().await.unwrap();
+            while scheduler.refresh_counts().await.unwrap() > 0 {
+                sent += scheduler.pass().await.unwrap().published;
             }
             sent
         }
@@ -127,7 +127,8 @@ async fn a_notification_of_unknown_kind_is_marked_dead_not_sent() {
     let meter = opentelemetry::metrics::noop::NoopMeterProvider::new().meter("test");
     let worker = Worker::new(&config(&database_url, &names), &meter).unwrap();
 
-    assert_eq!(worker.scheduler().publish_due().await.unwrap(), 0);
+    let pass = worker.scheduler().pass().await.unwrap();
+    assert_eq!((pass.published, pass.set_aside), (0, 1));
     let (status, error): (String, String) =
         sqlx::query_as("SELECT status, last_error FROM notifications")
             .fetch_one(&pool)
@@ -135,4 +136,102 @@ async fn a_notification_of_unknown_kind_is_marked_dead_not_sent() {
             .unwrap();
     assert_eq!(status, "dead");
     assert!(error.contains("\"poll\""), "{error}");
+}
+
+/// The names one test's worker uses on RabbitMQ.
+fn unique_names() -> HashMap<&'static str, String> {
+    HashMap::from([
+        (
+            "NOTIFICATIONS_EXCHANGE",
+            test_support::unique_name("gamenight.test.notifications."),
+        ),
+        (
+            "BOT_QUEUE",
+            test_support::unique_name("gamenight.test.bot."),
+        ),
+    ])
+}
+
+/// A fresh, migrated database with one announcement due now; returns the
+/// pool and the notification's id.
+async fn database_with_a_due_notification() -> (String, sqlx::PgPool, uuid::Uuid) {
+    let database_url = test_support::fresh_database().await;
+    let pool = sqlx::PgPool::connect(&database_url).await.unwrap();
+    schema::MIGRATOR.run(&pool).await.unwrap();
+    let id = uuid::Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO notifications (id, game_id, kind, due_at) \
+         VALUES ($1, gen_random_uuid(), 'announcement', now())",
+    )
+    .bind(id)
+    .execute(&pool)
+    .await
+    .unwrap();
+    (database_url, pool, id)
+}
+
+/// Status, attempts and whether the notification is claimed.
+async fn state_of(pool: &sqlx::PgPool, id: uuid::Uuid) -> (String, i32, bool) {
+    sqlx::query_as(
+        "SELECT status, attempts, claimed_until IS NOT NULL FROM notifications WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+/// RabbitMQ away for longer than the notification's attempts would last:
+/// the outage is not the notification's fault, so it stays pending with no
+/// attempt spent, and goes out once the broker is back.
+#[tokio::test]
+async fn a_notification_outlives_a_broker_outage_longer_than_its_attempts() {
+    let (database_url, pool, id) = database_with_a_due_notification().await;
+    let proxy = test_support::TcpProxy::for_url(&test_support::rabbitmq_url()).await;
+    let mut env = unique_names();
+    env.insert("DATABASE_URL", database_url);
+    env.insert("RABBITMQ_URL", proxy.url(&test_support::rabbitmq_url()));
+    env.insert("WORKER_MAX_ATTEMPTS", "2".to_owned());
+    let config = Config::from(&Env::from_lookup(|key| env.get(key).cloned())).unwrap();
+    let meter = opentelemetry::metrics::noop::NoopMeterProvider::new().meter("test");
+    let worker = Worker::new(&config, &meter).unwrap();
+
+    proxy.cut();
+    for _ in 0..5 {
+        assert!(worker.scheduler().pass().await.is_err());
+        assert_eq!(state_of(&pool, id).await, ("pending".to_owned(), 0, false));
+    }
+    proxy.restore();
+    let pass = worker.scheduler().pass().await.unwrap();
+    assert_eq!(pass.published, 1);
+    assert_eq!(state_of(&pool, id).await, ("sent".to_owned(), 0, false));
+}
+
+/// A worker that died holding a claim does not hold it for long: once the
+/// lease has ended, another worker publishes the notification.
+#[tokio::test]
+async fn a_claim_left_by_a_dead_worker_is_taken_over_when_its_lease_ends() {
+    let (database_url, pool, id) = database_with_a_due_notification().await;
+    let worker = Worker::new(
+        &config(&database_url, &unique_names()),
+        &opentelemetry::metrics::noop::NoopMeterProvider::new().meter("test"),
+    )
+    .unwrap();
+    // As a worker killed mid-pass leaves it.
+    sqlx::query("UPDATE notifications SET claimed_until = now() + interval '1 hour' WHERE id = $1")
+        .bind(id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(worker.scheduler().pass().await.unwrap().claimed, 0);
+
+    sqlx::query(
+        "UPDATE notifications SET claimed_until = now() - interval '1 second' WHERE id = $1",
+    )
+    .bind(id)
+    .execute(&pool)
+    .await
+    .unwrap();
+    assert_eq!(worker.scheduler().pass().await.unwrap().published, 1);
+    assert_eq!(state_of(&pool, id).await.0, "sent");
 }

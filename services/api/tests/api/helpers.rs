@@ -158,7 +158,8 @@ pub(crate) struct Published {
     pub(crate) persistent: bool,
 }
 
-/// A queue of our own bound to every routing key of a test's exchange.
+/// A queue of our own bound to a test's exchange (every routing key, unless
+/// told otherwise).
 pub(crate) struct EventTap {
     _connection: Connection,
     consumer: Consumer,
@@ -167,6 +168,12 @@ pub(crate) struct EventTap {
 
 impl EventTap {
     pub(crate) async fn bind(servers: &Servers) -> Self {
+        Self::bind_to(servers, &["#"]).await
+    }
+
+    /// A tap that takes only the routing keys matching `patterns` (include
+    /// `test.#` for [`EventTap::drain`]'s sentinel).
+    pub(crate) async fn bind_to(servers: &Servers, patterns: &[&str]) -> Self {
         let connection =
             Connection::connect(&servers.rabbitmq_url, ConnectionProperties::default())
                 .await
@@ -197,16 +204,18 @@ impl EventTap {
             )
             .await
             .unwrap();
-        channel
-            .queue_bind(
-                queue.as_str().into(),
-                servers.exchange.as_str().into(),
-                "#".into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .unwrap();
+        for pattern in patterns {
+            channel
+                .queue_bind(
+                    queue.as_str().into(),
+                    servers.exchange.as_str().into(),
+                    (*pattern).into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .unwrap();
+        }
         let consumer = channel
             .basic_consume(
                 queue.as_str().into(),

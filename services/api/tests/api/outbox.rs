@@ -46,29 +46,26 @@ async fn each_change_publishes_its_event_as_a_persistent_message() {
     );
 }
 
-/// Polls the outbox until `check` holds for the row of `game_id`'s
-/// `game.created` event, for up to 60 s.
-async fn wait_for_row(
-    pool: &sqlx::PgPool,
-    game_id: uuid::Uuid,
-    what: &str,
-    check: impl Fn(i32, bool) -> bool,
-) {
+/// Attempts and publication of the outbox row of `game_id`'s `game.created`.
+async fn row_of(pool: &sqlx::PgPool, game_id: uuid::Uuid) -> (i32, bool, bool) {
+    sqlx::query_as(
+        "SELECT attempts, claimed_until IS NOT NULL, published_at IS NOT NULL FROM outbox \
+         WHERE payload->>'game_id' = $1 AND routing_key = 'game.created'",
+    )
+    .bind(game_id.to_string())
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+/// Polls the outbox until the `game.created` row of `game_id` is published,
+/// for up to 60 s.
+async fn wait_until_published(pool: &sqlx::PgPool, game_id: uuid::Uuid) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let (attempts, published): (i32, bool) = sqlx::query_as(
-            "SELECT attempts, published_at IS NOT NULL FROM outbox WHERE payload->>'game_id' = $1",
-        )
-        .bind(game_id.to_string())
-        .fetch_one(pool)
-        .await
-        .unwrap();
-        if check(attempts, published) {
-            return;
-        }
+    while !row_of(pool, game_id).await.2 {
         assert!(
             tokio::time::Instant::now() < deadline,
-            "timed out waiting until {what}"
+            "the event was not published within 60 s"
         );
         // Polling a table has no event to wait on; the interval is short.
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -76,7 +73,8 @@ async fn wait_for_row(
 }
 
 #[tokio::test]
-async fn an_event_written_while_rabbitmq_is_down_is_published_once_it_is_back() {
+async fn an_event_written_while_rabbitmq_is_down_waits_unchanged_and_is_published_once_it_is_back()
+{
     let mut servers = Servers::fresh().await;
     let proxy = TcpProxy::for_url(&servers.rabbitmq_url).await;
     let direct = servers.clone();
@@ -89,25 +87,74 @@ async fn an_event_written_while_rabbitmq_is_down_is_published_once_it_is_back() 
 
     proxy.cut();
     let game = app.create_game(4).await;
-    wait_for_row(
-        &pool,
-        game.id,
-        "a publish attempt failed",
-        |attempts, published| attempts >= 1 && !published,
-    )
-    .await;
+    // More passes than the outbox's attempts: an outage is not the event's
+    // fault, so none of them counts, and each hands its claim back.
+    for _ in 0..=api::outbox::MAX_ATTEMPTS {
+        let failed = app.relay.pass().await;
+        assert!(
+            matches!(failed, Err(relay::RelayError::Broker(_))),
+            "{failed:?}"
+        );
+        assert_eq!(
+            row_of(&pool, game.id).await,
+            (0, false, false),
+            "attempts, claimed, published"
+        );
+    }
 
     proxy.restore();
-    wait_for_row(&pool, game.id, "the event is published", |_, published| {
-        published
-    })
-    .await;
+    wait_until_published(&pool, game.id).await;
     let delivered = tap.drain(&direct.exchange).await;
     let created: Vec<_> = delivered
         .iter()
         .filter(|m| m.routing_key == "game.created" && m.body["game_id"] == game.id.to_string())
         .collect();
     assert_eq!(created.len(), 1, "published exactly once: {delivered:?}");
+}
+
+/// An event RabbitMQ refuses (no queue for its routing key) neither blocks
+/// the events behind it nor is retried forever: on its last attempt it is
+/// set aside and counted.
+#[tokio::test]
+async fn a_refused_event_is_set_aside_without_blocking_the_events_behind_it() {
+    let app = TestApp::spawn().await;
+    // Nothing is bound for "poison.*" on the test's exchange.
+    let mut tap = EventTap::bind_to(&app.servers, &["game.#", "test.#"]).await;
+    let pool = sqlx::PgPool::connect(&app.servers.database_url)
+        .await
+        .unwrap();
+    let poison = uuid::Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO outbox (message_id, routing_key, payload, attempts) \
+         VALUES ($1, 'poison.unbound', '{}', $2)",
+    )
+    .bind(poison)
+    .bind(api::outbox::MAX_ATTEMPTS as i32 - 1)
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    let game = app.create_game(4).await;
+    let next = tap.next().await;
+    assert_eq!(next.routing_key, "game.created");
+    assert_eq!(next.body["game_id"], game.id.to_string());
+
+    let (attempts, set_aside, error): (i32, bool, String) = sqlx::query_as(
+        "SELECT attempts, set_aside_at IS NOT NULL, last_error FROM outbox WHERE message_id = $1",
+    )
+    .bind(poison)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(attempts, api::outbox::MAX_ATTEMPTS as i32);
+    assert!(set_aside);
+    assert!(error.contains("no queue is bound"), "{error}");
+    app.relay.refresh_counts().await.unwrap();
+    let set_aside_gauge = app.relay.set_aside();
+    assert_eq!(
+        set_aside_gauge.load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
 }
 
 #[tokio::test]
@@ -136,8 +183,8 @@ async fn a_rolled_back_transaction_publishes_nothing() {
     // Publish by hand (the app's own relay may be taking the row meanwhile)
     // until nothing is pending.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while app.relay.refresh_backlog().await.unwrap() > 0 {
-        app.relay.publish_pending().await.unwrap();
+    while app.relay.refresh_counts().await.unwrap() > 0 {
+        app.relay.pass().await.unwrap();
         assert!(
             tokio::time::Instant::now() < deadline,
             "the outbox never emptied"

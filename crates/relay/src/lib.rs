@@ -1,0 +1,387 @@
+//! Claim, publish, mark: moving rows of a PostgreSQL table to RabbitMQ.
+//!
+//! The api's outbox relay and the worker's scheduler are both a [`Relay`]:
+//! each names its table's SQL in a [`Table`] and says how a row becomes a
+//! message by implementing [`Row`]. What the loop guarantees:
+//!
+//! - Claims are leases (`claimed_until`), taken in one short statement with
+//!   `FOR UPDATE SKIP LOCKED`: replicas never claim the same row, and the rows
+//!   of a process that died become claimable again when the lease ends.
+//! - Each row is marked the moment RabbitMQ confirms it, so a crash
+//!   re-publishes at most the message in flight (consumers dedupe).
+//! - A broker that is away costs the rows nothing: the pass stops, releases
+//!   its claims unchanged, and the caller retries soon after.
+//! - Only the message's own failures (no message can be made of the row, or
+//!   RabbitMQ refuses it as unroutable) spend an attempt; after
+//!   `max_attempts` the row is set aside, counted, and never blocks the rows
+//!   behind it.
+//!
+//! # Layout
+//! - [`Table`]: the SQL contract a table fulfils.
+//! - [`Row`]: a claimed row and the message made of it.
+//! - [`Relay`]: one pass ([`Relay::pass`]) and the loop around it ([`Relay::run`]).
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use broker::{Broker, BrokerError, Origin};
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::Counter;
+use sqlx::postgres::{PgHasArrayType, PgRow};
+use sqlx::{PgPool, Postgres};
+use telemetry::db::DbClient;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// The SQL of one table, each statement with the parameters named here.
+///
+/// Claimable rows are those not yet published, not set aside, and whose
+/// `claimed_until` is null or past. Set-aside rows are kept for operators.
+#[derive(Debug)]
+pub struct Table {
+    /// The table, for span names and logs.
+    pub name: &'static str,
+    /// Claims up to `$1` claimable rows by setting `claimed_until` to now
+    /// plus `$2` seconds, and returns them in publishing order.
+    pub claim: &'static str,
+    /// Marks row `$1` published and clears its claim.
+    pub published: &'static str,
+    /// Counts a failed attempt of row `$1` with the reason `$2`. Sets the row
+    /// aside when its attempts reach `$3` (0: at once), otherwise makes it
+    /// claimable again after a delay that grows with its attempts. Returns
+    /// one boolean: whether the row was set aside.
+    pub failed: &'static str,
+    /// Clears the claims on the rows whose ids are in the array `$1`,
+    /// changing nothing else.
+    pub release: &'static str,
+    /// Returns two counts: rows waiting to be published (due now), and rows
+    /// set aside.
+    pub counts: &'static str,
+}
+
+/// One message to publish.
+#[derive(Debug)]
+pub struct Outgoing {
+    /// Routing key on the relay's exchange.
+    pub routing_key: String,
+    /// The AMQP `message_id`, which consumers dedupe on.
+    pub message_id: String,
+    /// The JSON body.
+    pub payload: Vec<u8>,
+    /// Where the PRODUCER span sits in the traces.
+    pub origin: Origin,
+}
+
+/// A claimed row.
+pub trait Row: for<'r> sqlx::FromRow<'r, PgRow> + Send + Unpin {
+    /// The primary key.
+    type Id: for<'q> sqlx::Encode<'q, Postgres>
+        + sqlx::Type<Postgres>
+        + PgHasArrayType
+        + Copy
+        + Send
+        + Sync
+        + std::fmt::Display;
+
+    /// This row's key.
+    fn id(&self) -> Self::Id;
+
+    /// The message for this row, or why there can never be one (the row is
+    /// then set aside at once).
+    fn message(&self) -> Result<Outgoing, String>;
+
+    /// Attributes of this row's outcome on the relay's counter (e.g. the
+    /// notification kind). Keep them low-cardinality.
+    fn attributes(&self) -> Vec<KeyValue> {
+        Vec::new()
+    }
+}
+
+/// How a relay claims and retries.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Rows claimed per pass.
+    pub batch: i64,
+    /// How long a claim holds: longer than a pass takes, short enough that
+    /// the rows of a dead process do not wait long.
+    pub lease: Duration,
+    /// Failed attempts (the message's own failures) before a row is set aside.
+    pub max_attempts: u32,
+    /// How often to look when not woken.
+    pub interval: Duration,
+}
+
+/// Why a pass stopped early. Neither spends an attempt of any row.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// PostgreSQL failed.
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    /// RabbitMQ is away; the rows not yet published were released.
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+}
+
+/// What one pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pass {
+    /// Rows claimed.
+    pub claimed: usize,
+    /// Rows published and marked.
+    pub published: usize,
+    /// Rows whose attempt failed, to be retried later.
+    pub retried: usize,
+    /// Rows set aside for good.
+    pub set_aside: usize,
+}
+
+/// Moves the rows of one [`Table`] to one exchange.
+#[derive(Debug)]
+pub struct Relay<R> {
+    table: &'static Table,
+    pool: PgPool,
+    db: DbClient,
+    broker: Arc<Broker>,
+    exchange: String,
+    settings: Settings,
+    wake: Arc<Notify>,
+    pending: Arc<AtomicI64>,
+    set_aside: Arc<AtomicI64>,
+    outcomes: Counter<u64>,
+    _rows: PhantomData<fn() -> R>,
+}
+
+impl<R> Clone for Relay<R> {
+    fn clone(&self) -> Self {
+        Self {
+            table: self.table,
+            pool: self.pool.clone(),
+            db: self.db.clone(),
+            broker: self.broker.clone(),
+            exchange: self.exchange.clone(),
+            settings: self.settings.clone(),
+            wake: self.wake.clone(),
+            pending: self.pending.clone(),
+            set_aside: self.set_aside.clone(),
+            outcomes: self.outcomes.clone(),
+            _rows: PhantomData,
+        }
+    }
+}
+
+impl<R: Row> Relay<R> {
+    /// A relay of `table`'s rows to `exchange`, counting each row's outcome
+    /// (`published`, `retry`, `set_aside`) on `outcomes`.
+    pub fn new(
+        table: &'static Table,
+        pool: PgPool,
+        db: DbClient,
+        broker: Arc<Broker>,
+        exchange: String,
+        settings: Settings,
+        outcomes: Counter<u64>,
+    ) -> Self {
+        Self {
+            table,
+            pool,
+            db,
+            broker,
+            exchange,
+            settings,
+            wake: Arc::new(Notify::new()),
+            pending: Arc::new(AtomicI64::new(0)),
+            set_aside: Arc::new(AtomicI64::new(0)),
+            outcomes,
+            _rows: PhantomData,
+        }
+    }
+
+    /// Wakes the loop: rows may be waiting now.
+    pub fn notify(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Rows waiting as of the last count, for a gauge.
+    pub fn pending(&self) -> Arc<AtomicI64> {
+        self.pending.clone()
+    }
+
+    /// Rows set aside as of the last count, for a gauge.
+    pub fn set_aside(&self) -> Arc<AtomicI64> {
+        self.set_aside.clone()
+    }
+
+    /// Counts waiting and set-aside rows and updates the gauges; returns the
+    /// waiting ones.
+    ///
+    /// Deliberately untraced: it runs on every poll, and a span per poll
+    /// would bury the traces that matter under thousands of empty ones.
+    pub async fn refresh_counts(&self) -> Result<i64, sqlx::Error> {
+        let (pending, set_aside): (i64, i64) = sqlx::query_as(self.table.counts)
+            .fetch_one(&self.pool)
+            .await?;
+        self.pending.store(pending, Ordering::Relaxed);
+        self.set_aside.store(set_aside, Ordering::Relaxed);
+        Ok(pending)
+    }
+
+    /// Claims one batch and publishes it, in order.
+    ///
+    /// Returns `Err` when PostgreSQL or RabbitMQ failed; rows not yet
+    /// published are then left unchanged (released, or claimed until the
+    /// lease ends if PostgreSQL is gone too).
+    #[tracing::instrument(skip(self), fields(table = self.table.name, published = tracing::field::Empty))]
+    pub async fn pass(&self) -> Result<Pass, RelayError> {
+        let table = self.table;
+        let rows: Vec<R> = self
+            .db
+            .run(
+                "UPDATE",
+                Some(table.name),
+                table.claim,
+                sqlx::query_as(table.claim)
+                    .bind(self.settings.batch)
+                    .bind(self.settings.lease.as_secs_f64())
+                    .fetch_all(&self.pool),
+            )
+            .await?;
+        let mut pass = Pass {
+            claimed: rows.len(),
+            ..Pass::default()
+        };
+        for (index, row) in rows.iter().enumerate() {
+            let published = match row.message() {
+                Ok(message) => self.publish(message).await,
+                Err(reason) => {
+                    self.failed(row, &reason, 0, &mut pass).await?;
+                    continue;
+                }
+            };
+            match published {
+                Ok(()) => {
+                    self.db
+                        .run(
+                            "UPDATE",
+                            Some(table.name),
+                            table.published,
+                            sqlx::query(table.published)
+                                .bind(row.id())
+                                .execute(&self.pool),
+                        )
+                        .await?;
+                    self.count(row, "published");
+                    pass.published += 1;
+                }
+                Err(err) if err.is_message_fault() => {
+                    let max_attempts =
+                        i32::try_from(self.settings.max_attempts).unwrap_or(i32::MAX);
+                    self.failed(row, &err.to_string(), max_attempts, &mut pass)
+                        .await?;
+                }
+                Err(err) => {
+                    // The broker is away, not the message at fault: hand
+                    // this row and the rest back as they were.
+                    let unpublished: Vec<R::Id> = rows[index..].iter().map(Row::id).collect();
+                    self.db
+                        .run(
+                            "UPDATE",
+                            Some(table.name),
+                            table.release,
+                            sqlx::query(table.release)
+                                .bind(unpublished)
+                                .execute(&self.pool),
+                        )
+                        .await?;
+                    return Err(err.into());
+                }
+            }
+        }
+        tracing::Span::current().record("published", pass.published);
+        Ok(pass)
+    }
+
+    async fn publish(&self, message: Outgoing) -> Result<(), BrokerError> {
+        self.broker
+            .publish(
+                &self.exchange,
+                &message.routing_key,
+                &message.message_id,
+                &message.payload,
+                message.origin,
+            )
+            .await
+    }
+
+    /// Counts a failed attempt of `row`; `max_attempts` 0 sets it aside now.
+    async fn failed(
+        &self,
+        row: &R,
+        reason: &str,
+        max_attempts: i32,
+        pass: &mut Pass,
+    ) -> Result<(), sqlx::Error> {
+        let table = self.table;
+        let (set_aside,): (bool,) = self
+            .db
+            .run(
+                "UPDATE",
+                Some(table.name),
+                table.failed,
+                sqlx::query_as(table.failed)
+                    .bind(row.id())
+                    .bind(reason)
+                    .bind(max_attempts)
+                    .fetch_one(&self.pool),
+            )
+            .await?;
+        if set_aside {
+            tracing::error!(table = table.name, id = %row.id(), reason, "set aside: it will not be published without an operator");
+            self.count(row, "set_aside");
+            pass.set_aside += 1;
+        } else {
+            tracing::warn!(table = table.name, id = %row.id(), reason, "publish failed; retrying later");
+            self.count(row, "retry");
+            pass.retried += 1;
+        }
+        Ok(())
+    }
+
+    fn count(&self, row: &R, outcome: &'static str) {
+        let mut attributes = row.attributes();
+        attributes.push(KeyValue::new("outcome", outcome));
+        self.outcomes.add(1, &attributes);
+    }
+
+    /// Publishes until `shutdown` is cancelled: whenever woken, every
+    /// `interval` otherwise, and soon again while PostgreSQL or RabbitMQ are
+    /// away. On shutdown it makes one last pass, so rows of the final
+    /// requests go out before the process exits.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let what = format!("{} relay (rows stay pending)", self.table.name);
+        service_runtime::periodic::run(
+            &what,
+            &self.wake,
+            self.settings.interval,
+            &shutdown,
+            || self.drain(),
+        )
+        .await;
+        if let Err(err) = self.pass().await {
+            tracing::warn!(error = %err, table = self.table.name, "final pass failed; pending rows go out on next start");
+        }
+    }
+
+    /// Passes until nothing claimable is left.
+    pub async fn drain(&self) -> Result<(), RelayError> {
+        while self.refresh_counts().await? > 0 {
+            if self.pass().await?.claimed == 0 {
+                // Everything waiting is claimed by another replica, or
+                // waits for its retry.
+                break;
+            }
+        }
+        Ok(())
+    }
+}
