@@ -426,3 +426,76 @@ async fn dead_letter(
         }
     }
 }
+
+/// Moves up to `limit` messages from `queue`'s dead-letter queue back to the
+/// exchange it is bound to, with their routing key, id and body, and returns
+/// how many moved. For operators, once the cause is fixed (`worker redrive
+/// dead-letters`).
+///
+/// Each message is republished (confirmed) before it is acked off the
+/// dead-letter queue, so a failure midway loses nothing; the PRODUCER span of
+/// the move continues the message's own trace, and the reason it was
+/// dead-lettered is logged there and dropped from its headers.
+pub async fn redrive(broker: &Broker, queue: &QueueSpec, limit: u64) -> Result<u64, BrokerError> {
+    let Some((exchange, _)) = queue.bindings.first() else {
+        return Ok(0);
+    };
+    let channel = broker.consumer_channel().await?;
+    let mut moved = 0;
+    while moved < limit {
+        let Some(message) = channel
+            .basic_get(
+                queue.dead_letter_queue().as_str().into(),
+                lapin::options::BasicGetOptions::default(),
+            )
+            .await?
+        else {
+            break;
+        };
+        let delivery = message.delivery;
+        let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+        let reason = headers
+            .inner()
+            .get(REASON_HEADER)
+            .and_then(|value| value.as_long_string())
+            .map(|reason| reason.to_string())
+            .unwrap_or_default();
+        let cause = telemetry::propagation::extract_amqp(Some(&headers));
+        headers = FieldTable::from(
+            headers
+                .inner()
+                .iter()
+                .filter(|(key, _)| key.as_str() != REASON_HEADER)
+                .map(|(key, value)| (key.clone(), value.clone()))
+                .collect::<std::collections::BTreeMap<_, _>>(),
+        );
+        let message_id = delivery
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|id| id.to_string())
+            .unwrap_or_default();
+        let routing_key = delivery.routing_key.to_string();
+        let span = tracing::info_span!("redrive", queue = %queue.name, %routing_key, %message_id);
+        let _ = span.set_parent(cause);
+        async {
+            tracing::info!(reason, "re-driving a dead-lettered message");
+            broker
+                .publish_with_headers(
+                    exchange,
+                    &routing_key,
+                    &message_id,
+                    &delivery.data,
+                    Origin::Current,
+                    headers,
+                )
+                .await
+        }
+        .instrument(span)
+        .await?;
+        delivery.acker.ack(BasicAckOptions::default()).await?;
+        moved += 1;
+    }
+    let _ = channel.close(200, "redrive done".into()).await;
+    Ok(moved)
+}

@@ -52,6 +52,9 @@ pub struct Worker {
     applier: apply::Applier,
     scheduler: scheduler::Scheduler,
     settings: Settings,
+    /// The bot's queue, declared here too so notifications are never
+    /// unroutable, and re-driven from here.
+    bot_queue: QueueSpec,
     _due: ObservableGauge<i64>,
     _dead: ObservableGauge<i64>,
 }
@@ -77,7 +80,7 @@ impl Worker {
                     config.events_exchange.clone(),
                     config.notifications_exchange.clone(),
                 ],
-                queues: vec![queue.clone(), bot_queue],
+                queues: vec![queue.clone(), bot_queue.clone()],
             },
             meter,
         )?);
@@ -96,6 +99,7 @@ impl Worker {
             pool,
             broker,
             scheduler,
+            bot_queue,
             settings: Settings {
                 queue,
                 prefetch: config.prefetch,
@@ -184,4 +188,56 @@ pub async fn run_from_env(shutdown: CancellationToken) -> anyhow::Result<()> {
     let worker = Worker::new(&config, &meter)?;
     let listener = service_runtime::bind(config.listen_addr).await?;
     Ok(worker.run(listener, &meter, shutdown).await?)
+}
+
+/// What `worker redrive` moves back into the pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Redrive {
+    /// Notifications marked dead: back to pending with their attempts reset,
+    /// for the scheduler to publish again.
+    Notifications,
+    /// Messages in the worker queue's dead-letter queue (`<WORKER_QUEUE>.dlq`).
+    WorkerDeadLetters,
+    /// Messages in the bot queue's dead-letter queue (`<BOT_QUEUE>.dlq`).
+    BotDeadLetters,
+}
+
+const REDRIVE_NOTIFICATIONS: &str = "UPDATE notifications SET status = 'pending', attempts = 0, \
+     last_error = NULL, claimed_until = NULL WHERE status = 'dead'";
+
+impl Worker {
+    /// Moves up to `limit` dead notifications or dead-lettered messages back
+    /// into the pipeline and returns how many moved. Run it once the cause
+    /// is fixed: what died for a reason that still holds dies again.
+    pub async fn redrive(&self, what: Redrive, limit: u64) -> anyhow::Result<u64> {
+        let moved = match what {
+            Redrive::Notifications => {
+                // One statement: the rows are few, and the limit is for
+                // message queues, which are drained one message at a time.
+                let moved = sqlx::query(REDRIVE_NOTIFICATIONS)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected();
+                self.scheduler.refresh_counts().await?;
+                moved
+            }
+            Redrive::WorkerDeadLetters => {
+                consumer::redrive(&self.broker, &self.settings.queue, limit).await?
+            }
+            Redrive::BotDeadLetters => {
+                consumer::redrive(&self.broker, &self.bot_queue, limit).await?
+            }
+        };
+        tracing::info!(?what, moved, "re-drove");
+        Ok(moved)
+    }
+}
+
+/// `worker redrive`, as configured by the environment.
+pub async fn redrive_from_env(what: Redrive, limit: u64) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let config = Config::from_env().context("invalid configuration")?;
+    let meter = opentelemetry::global::meter(SERVICE.name);
+    Worker::new(&config, &meter)?.redrive(what, limit).await?;
+    Ok(())
 }

@@ -198,3 +198,35 @@ async fn a_rolled_back_transaction_publishes_nothing() {
         .collect();
     assert_eq!(ids, [committed.message_id.to_string()]);
 }
+
+/// The README's SQL for set-aside events, run as written: the event goes
+/// out again on the next pass.
+#[tokio::test]
+async fn the_readme_sql_puts_a_set_aside_event_back_in_the_outbox() {
+    let app = TestApp::spawn().await;
+    let mut tap = EventTap::bind(&app.servers).await;
+    let pool = sqlx::PgPool::connect(&app.servers.database_url)
+        .await
+        .unwrap();
+    let id = uuid::Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO outbox (message_id, routing_key, payload, attempts, set_aside_at, last_error) \
+         VALUES ($1, 'game.cancelled', '{}', 10, now(), 'no queue is bound')",
+    )
+    .bind(id)
+    .execute(&pool)
+    .await
+    .unwrap();
+    assert_eq!(app.relay.pass().await.unwrap().claimed, 0, "set aside");
+
+    let readme = test_support::docs::repo_file("README.md");
+    let blocks = test_support::docs::code_blocks(&readme, "sql");
+    assert_eq!(blocks.len(), 1, "one SQL block in the README");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(blocks[0].join("\n")))
+        .execute(&pool)
+        .await
+        .unwrap();
+    app.relay.notify();
+    let message = tap.next().await;
+    assert_eq!(message.message_id, Some(id.to_string()));
+}

@@ -1,6 +1,4 @@
-//! The scheduler against real PostgreSQL and RabbitMQ.
-
-#![allow(clippy::unwrap_used)]
+//! The scheduler: claims, leases, and what counts as an attempt.
 
 use std::collections::HashMap;
 
@@ -9,7 +7,7 @@ use opentelemetry::metrics::MeterProvider as _;
 use service_runtime::env::Env;
 use worker::{Config, Worker};
 
-fn config(database_url: &str, names: &HashMap<&'static str, String>) -> Config {
+pub(crate) fn config(database_url: &str, names: &HashMap<&'static str, String>) -> Config {
     let mut env = names.clone();
     env.insert("DATABASE_URL", database_url.to_owned());
     env.insert("RABBITMQ_URL", test_support::rabbitmq_url());
@@ -139,7 +137,7 @@ async fn a_notification_of_unknown_kind_is_marked_dead_not_sent() {
 }
 
 /// The names one test's worker uses on RabbitMQ.
-fn unique_names() -> HashMap<&'static str, String> {
+pub(crate) fn unique_names() -> HashMap<&'static str, String> {
     HashMap::from([
         (
             "NOTIFICATIONS_EXCHANGE",
@@ -154,7 +152,7 @@ fn unique_names() -> HashMap<&'static str, String> {
 
 /// A fresh, migrated database with one announcement due now; returns the
 /// pool and the notification's id.
-async fn database_with_a_due_notification() -> (String, sqlx::PgPool, uuid::Uuid) {
+pub(crate) async fn database_with_a_due_notification() -> (String, sqlx::PgPool, uuid::Uuid) {
     let database_url = test_support::fresh_database().await;
     let pool = sqlx::PgPool::connect(&database_url).await.unwrap();
     schema::MIGRATOR.run(&pool).await.unwrap();
@@ -171,7 +169,7 @@ async fn database_with_a_due_notification() -> (String, sqlx::PgPool, uuid::Uuid
 }
 
 /// Status, attempts and whether the notification is claimed.
-async fn state_of(pool: &sqlx::PgPool, id: uuid::Uuid) -> (String, i32, bool) {
+pub(crate) async fn state_of(pool: &sqlx::PgPool, id: uuid::Uuid) -> (String, i32, bool) {
     sqlx::query_as(
         "SELECT status, attempts, claimed_until IS NOT NULL FROM notifications WHERE id = $1",
     )

@@ -1,0 +1,6 @@
+//! The worker against real PostgreSQL and RabbitMQ: one test binary.
+
+#![allow(clippy::unwrap_used)]
+
+mod redrive;
+mod scheduler;
