@@ -4,6 +4,8 @@
 //! One migration set for the whole database: sqlx keeps a single history
 //! table per database, so services sharing the database share the set.
 
+pub mod retention;
+
 use std::time::Duration;
 
 use opentelemetry::metrics::Meter;

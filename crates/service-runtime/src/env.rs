@@ -116,6 +116,21 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
         Ok(SecretString::from(value))
     }
 
+    /// How long done rows (published events, applied event ids, sent
+    /// notifications) are kept before a sweep deletes them:
+    /// `RETENTION_HOURS`, default a week, at least an hour.
+    pub fn retention(&self) -> Result<std::time::Duration, EnvError> {
+        const VAR: &str = "RETENTION_HOURS";
+        const EXPECTED: &str = "a whole number of hours, at least 1";
+        match self.parse_or(VAR, 168u64, EXPECTED)? {
+            0 => Err(EnvError::Invalid {
+                var: VAR,
+                expected: EXPECTED,
+            }),
+            hours => Ok(std::time::Duration::from_secs(hours * 3600)),
+        }
+    }
+
     /// `DATABASE_URL`: PostgreSQL.
     pub fn database_url(&self) -> Result<SecretString, EnvError> {
         self.url(
@@ -163,6 +178,23 @@ mod tests {
 
     fn env(pairs: &'static [(&'static str, &'static str)]) -> Env<Lookup> {
         Env::from_pairs(pairs)
+    }
+
+    #[test]
+    fn retention_is_a_week_by_default_and_never_zero() {
+        let week = std::time::Duration::from_secs(168 * 3600);
+        assert_eq!(env(&[]).retention(), Ok(week));
+        assert_eq!(
+            env(&[("RETENTION_HOURS", "2")]).retention(),
+            Ok(std::time::Duration::from_secs(7200))
+        );
+        for bad in ["0", "-1", "a week"] {
+            let env = Env::from_lookup(|var| (var == "RETENTION_HOURS").then(|| bad.to_owned()));
+            assert_eq!(
+                env.retention().unwrap_err().to_string(),
+                "RETENTION_HOURS is invalid: expected a whole number of hours, at least 1"
+            );
+        }
     }
 
     #[test]

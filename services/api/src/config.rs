@@ -34,6 +34,9 @@ pub struct Config {
     /// Whether `api` applies pending migrations before serving
     /// (`API_MIGRATE_ON_START`, default `true`).
     pub migrate_on_start: bool,
+    /// How long published events stay in the outbox (`RETENTION_HOURS`,
+    /// default 168: a week).
+    pub retention: Duration,
 }
 
 impl Config {
@@ -49,6 +52,7 @@ impl Config {
         "EVENTS_EXCHANGE",
         "OUTBOX_POLL_INTERVAL_MS",
         "API_MIGRATE_ON_START",
+        "RETENTION_HOURS",
     ];
 
     /// Reads the settings from the process environment.
@@ -80,6 +84,7 @@ impl Config {
                 "a whole number of milliseconds",
             )?),
             migrate_on_start: env.parse_or("API_MIGRATE_ON_START", true, "true or false")?,
+            retention: env.retention()?,
         })
     }
 }

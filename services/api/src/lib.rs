@@ -103,6 +103,7 @@ impl AppState {
 #[derive(Debug)]
 pub struct App {
     state: AppState,
+    retention: schema::retention::Retention,
 }
 
 impl App {
@@ -125,6 +126,12 @@ impl App {
             },
             meter,
         )?);
+        let retention = schema::retention::Retention::new(
+            pool.clone(),
+            db.clone(),
+            &[schema::retention::OUTBOX],
+            config.retention,
+        );
         let relay = outbox::relay(
             pool,
             db,
@@ -168,6 +175,7 @@ impl App {
                 broker,
                 metrics,
             },
+            retention,
         })
     }
 
@@ -205,7 +213,8 @@ impl App {
     }
 
     /// Serves on `listener` until `shutdown` is cancelled, with the outbox
-    /// relay running beside it; then drains in-flight requests and lets the
+    /// relay and the retention sweep of published events running beside it;
+    /// then drains in-flight requests and lets the
     /// relay publish what they wrote.
     pub async fn serve(
         self,
@@ -215,7 +224,11 @@ impl App {
     ) -> Result<(), StartError> {
         let relay_stop = CancellationToken::new();
         let relay = tokio::spawn(self.state.relay.clone().run(relay_stop.clone()));
+        let retention = tokio::spawn(self.retention.clone().run(shutdown.clone()));
         let served = service_runtime::serve(listener, self.router(meter), shutdown).await;
+        if let Err(err) = retention.await {
+            tracing::error!(error = %err, "retention task failed");
+        }
         relay_stop.cancel();
         if let Err(err) = relay.await {
             tracing::error!(error = %err, "outbox relay task failed");

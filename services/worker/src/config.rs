@@ -36,6 +36,10 @@ pub struct Config {
     /// How often the scheduler looks for due notifications
     /// (`SCHEDULER_INTERVAL_MS`, default 1000); new ones wake it at once.
     pub scheduler_interval: Duration,
+    /// How long applied event ids and sent notifications are kept
+    /// (`RETENTION_HOURS`, default 168: a week). Dead notifications stay
+    /// until re-driven.
+    pub retention: Duration,
 }
 
 impl Config {
@@ -53,6 +57,7 @@ impl Config {
         "WORKER_MAX_ATTEMPTS",
         "WORKER_RETRY_BACKOFF_MS",
         "SCHEDULER_INTERVAL_MS",
+        "RETENTION_HOURS",
     ];
 
     /// Reads the settings from the process environment.
@@ -86,6 +91,7 @@ impl Config {
                 1000,
                 "a whole number of milliseconds",
             )?),
+            retention: env.retention()?,
         })
     }
 }

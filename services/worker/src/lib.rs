@@ -51,6 +51,7 @@ pub struct Worker {
     broker: Arc<Broker>,
     applier: apply::Applier,
     scheduler: scheduler::Scheduler,
+    retention: schema::retention::Retention,
     settings: Settings,
     /// The bot's queue, declared here too so notifications are never
     /// unroutable, and re-driven from here.
@@ -94,7 +95,17 @@ impl Worker {
             meter,
         );
         let (due, dead) = (scheduler.pending(), scheduler.set_aside());
+        let retention = schema::retention::Retention::new(
+            pool.clone(),
+            db.clone(),
+            &[
+                schema::retention::PROCESSED_MESSAGES,
+                schema::retention::SENT_NOTIFICATIONS,
+            ],
+            config.retention,
+        );
         Ok(Self {
+            retention,
             applier: apply::Applier::new(pool.clone(), db),
             pool,
             broker,
@@ -139,6 +150,7 @@ impl Worker {
         shutdown: CancellationToken,
     ) -> Result<(), StartError> {
         let scheduler = tokio::spawn(self.scheduler.clone().run(shutdown.clone()));
+        let retention = tokio::spawn(self.retention.clone().run(shutdown.clone()));
         let applier = self.applier.clone();
         let wake = self.scheduler.clone();
         let consumer = consumer::run(
@@ -168,13 +180,17 @@ impl Worker {
                 service_runtime::readiness(&[("postgresql", postgresql), ("rabbitmq", rabbitmq)])
             }),
         );
-        let (served, (), scheduled) = tokio::join!(
+        let (served, (), scheduled, swept) = tokio::join!(
             service_runtime::serve(listener, health, shutdown.clone()),
             consumer,
             scheduler,
+            retention,
         );
         if let Err(err) = scheduled {
             tracing::error!(error = %err, "scheduler task failed");
+        }
+        if let Err(err) = swept {
+            tracing::error!(error = %err, "retention task failed");
         }
         Ok(served?)
     }

@@ -3,4 +3,5 @@
 #![allow(clippy::unwrap_used)]
 
 mod redrive;
+mod retention;
 mod scheduler;
