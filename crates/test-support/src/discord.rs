@@ -26,6 +26,9 @@ const WEBHOOK_TOKEN: &str = "fake-token-not-a-secret";
 pub enum Reply {
     /// Delivered: 204 No Content, or with `?wait=true` 200 and the message.
     Delivered,
+    /// Delivered, answered only after this long: a slow Discord, or time
+    /// for a test to break something while the bot waits for the answer.
+    DeliveredAfter(Duration),
     /// 429 with `Retry-After` (seconds) and Discord's JSON body.
     RateLimited(f64),
     /// 500.
@@ -184,7 +187,8 @@ async fn webhook(
             .or(state.otherwise)
             .unwrap_or(Reply::Delivered);
         // Snowflakes are 64-bit numbers sent as strings; any unique one will do.
-        let message_id = (query.wait && reply == Reply::Delivered)
+        let delivered = matches!(reply, Reply::Delivered | Reply::DeliveredAfter(_));
+        let message_id = (query.wait && delivered)
             .then(|| (1_300_000_000_000_000_000u64 + state.received.len() as u64).to_string());
         state.received.push(Received {
             body: body.clone(),
@@ -199,10 +203,13 @@ async fn webhook(
         (reply, message_id)
     };
     shared.changes.send_modify(|seen| *seen += 1);
+    if let Reply::DeliveredAfter(delay) = reply {
+        tokio::time::sleep(delay).await;
+    }
     match (reply, message_id) {
         // Discord answers with the message it created: its id, the channel,
         // the content and embeds as stored.
-        (Reply::Delivered, Some(message_id)) => {
+        (Reply::Delivered | Reply::DeliveredAfter(_), Some(message_id)) => {
             let mut message = serde_json::json!({
                 "id": message_id,
                 "type": 0,
@@ -216,7 +223,9 @@ async fn webhook(
             }
             (StatusCode::OK, Json(message)).into_response()
         }
-        (Reply::Delivered, None) => StatusCode::NO_CONTENT.into_response(),
+        (Reply::Delivered | Reply::DeliveredAfter(_), None) => {
+            StatusCode::NO_CONTENT.into_response()
+        }
         (Reply::RateLimited(seconds), _) => (
             StatusCode::TOO_MANY_REQUESTS,
             [("retry-after", format!("{seconds}"))],
