@@ -343,6 +343,8 @@ async fn without_a_webhook_or_dry_run_the_bot_refuses_to_start_naming_both() {
         .env("API_BASE_URL", "http://127.0.0.1:8000")
         .env("BOT_LISTEN_ADDR", "127.0.0.1:0")
         .env("OTEL_SDK_DISABLED", "true")
+        // A bot that starts after all must not outlive the test.
+        .kill_on_drop(true)
         .output();
     let output = tokio::time::timeout(Duration::from_secs(30), output)
         .await
