@@ -14,12 +14,13 @@ use sqlx::{PgPool, Postgres, Transaction};
 use telemetry::db::DbClient;
 use uuid::Uuid;
 
-const CLAIM: &str =
-    "INSERT INTO deliveries (notification_id) VALUES ($1) ON CONFLICT (notification_id) DO NOTHING";
-const COMPLETE: &str = "UPDATE deliveries SET discord_message_id = $2, delivered_at = clock_timestamp() \
-     WHERE notification_id = $1";
-const RECORD: &str = "INSERT INTO deliveries (notification_id, discord_message_id) VALUES ($1, $2) \
+const CLAIM: &str = "INSERT INTO deliveries (notification_id) VALUES ($1) \
      ON CONFLICT (notification_id) DO NOTHING";
+// clock_timestamp(): when the post succeeded, not when the claim began.
+const COMPLETE: &str = "UPDATE deliveries \
+     SET discord_message_id = $2, delivered_at = clock_timestamp() WHERE notification_id = $1";
+const RECORD: &str = "INSERT INTO deliveries (notification_id, discord_message_id) \
+     VALUES ($1, $2) ON CONFLICT (notification_id) DO NOTHING";
 
 /// The `deliveries` table.
 #[derive(Debug, Clone)]

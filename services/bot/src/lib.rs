@@ -361,7 +361,11 @@ impl Delivery {
         let claim = match self.deliveries.claim(id).await {
             Ok(Some(claim)) => claim,
             Ok(None) => {
-                tracing::info!(notification.id = %id, kind = notification.kind.as_str(), "delivered before; not posted again");
+                tracing::info!(
+                    notification.id = %id,
+                    kind = notification.kind.as_str(),
+                    "delivered before; not posted again"
+                );
                 return Ok(Delivered::Duplicate);
             }
             Err(_) => {
@@ -374,7 +378,11 @@ impl Delivery {
         let game = self.fetch_game(notification).await?;
         if game.status == GameStatus::Cancelled && notification.kind != NotificationKind::Cancelled
         {
-            tracing::info!(notification.id = %id, kind = notification.kind.as_str(), "the game was cancelled; not posted");
+            tracing::info!(
+                notification.id = %id,
+                kind = notification.kind.as_str(),
+                "the game was cancelled; not posted"
+            );
             claim.release().await;
             return Ok(Delivered::Skipped);
         }
@@ -428,14 +436,22 @@ impl Delivery {
             .retry(backoff)
             .sleep(tokio::time::sleep)
             .notify(|_, wait| {
-                tracing::warn!(notification.id = %id, retry_in = ?wait, "posted, but PostgreSQL cannot record it yet; retrying the record");
+                tracing::warn!(
+                    notification.id = %id,
+                    retry_in = ?wait,
+                    "posted, but PostgreSQL cannot record it yet; retrying the record"
+                );
             });
         tokio::select! {
             _ = recorded => {
                 tracing::info!(notification.id = %id, "delivery recorded");
             }
             () = shutdown.cancelled() => {
-                tracing::error!(notification.id = %id, "shutting down with a delivery posted but not recorded: if the notification is published again, it will be posted again");
+                tracing::error!(
+                    notification.id = %id,
+                    "shutting down with a delivery posted but not recorded: \
+                     if the notification is published again, it will be posted again"
+                );
             }
         }
     }
