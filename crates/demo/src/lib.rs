@@ -103,7 +103,7 @@ impl Service {
 pub struct Options {
     /// Where OTLP/HTTP goes (`http://127.0.0.1:4318`).
     pub otlp_endpoint: String,
-    /// The bot's webhook; `None` runs it dry.
+    /// The bot's webhook; `None` runs it dry (`BOT_DRY_RUN=true`).
     pub webhook_url: Option<String>,
     /// Extra variables for every service (`BOT_MAX_ATTEMPTS=3`, ...).
     pub extra_env: Vec<(String, String)>,
@@ -196,8 +196,9 @@ impl Stack {
             ("API_BASE_URL", api_url.clone()),
             ("BOT_RETRY_BACKOFF_MS", "100".to_owned()),
         ];
-        if let Some(url) = &options.webhook_url {
-            bot_env.push(("DISCORD_WEBHOOK_URL", url.clone()));
+        match &options.webhook_url {
+            Some(url) => bot_env.push(("DISCORD_WEBHOOK_URL", url.clone())),
+            None => bot_env.push(("BOT_DRY_RUN", "true".to_owned())),
         }
         let mut bot = spawn("bot", bot_env)?;
         bot.wait_for_log("consuming").await?;

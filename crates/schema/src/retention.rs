@@ -1,5 +1,5 @@
 //! Retention: rows whose work is done (published events, applied event ids,
-//! sent notifications) are deleted once older than a configured age, in
+//! sent notifications, delivery records) are deleted once older than a configured age, in
 //! small batches so a sweep never holds many locks or a long transaction.
 
 use std::time::Duration;
@@ -44,6 +44,14 @@ pub const SENT_NOTIFICATIONS: Sweep = Sweep {
     table: "notifications",
     delete: "DELETE FROM notifications WHERE id IN (SELECT id FROM notifications \
          WHERE status = 'sent' AND sent_at < now() - make_interval(secs => $1) LIMIT $2)",
+};
+
+/// The bot's delivery records: a notification redelivered later than this
+/// would be posted again, so keep them longer than any redelivery takes.
+pub const DELIVERIES: Sweep = Sweep {
+    table: "deliveries",
+    delete: "DELETE FROM deliveries WHERE notification_id IN (SELECT notification_id \
+         FROM deliveries WHERE delivered_at < now() - make_interval(secs => $1) LIMIT $2)",
 };
 
 /// Deletes done rows of some tables once older than `keep`.

@@ -1,5 +1,6 @@
 //! A stand-in for a Discord webhook, which cannot be reached from here: it
-//! answers like Discord (204 on success, 429 with `Retry-After` and a JSON
+//! answers like Discord (204 on success, or with `?wait=true` 200 and the
+//! message as JSON with its snowflake `id`; 429 with `Retry-After` and a JSON
 //! body when rate-limiting, 404 for an unknown webhook) and can be scripted
 //! to fail.
 
@@ -9,7 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -23,8 +24,11 @@ const WEBHOOK_TOKEN: &str = "fake-token-not-a-secret";
 /// How the fake answers one request.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Reply {
-    /// 204 No Content: delivered.
+    /// Delivered: 204 No Content, or with `?wait=true` 200 and the message.
     Delivered,
+    /// Delivered, answered only after this long: a slow Discord, or time
+    /// for a test to break something while the bot waits for the answer.
+    DeliveredAfter(Duration),
     /// 429 with `Retry-After` (seconds) and Discord's JSON body.
     RateLimited(f64),
     /// 500.
@@ -42,6 +46,9 @@ pub struct Received {
     pub traceparent: Option<String>,
     /// What the fake answered.
     pub reply: Reply,
+    /// The message id answered (`?wait=true` and delivered), as Discord's
+    /// snowflake string.
+    pub message_id: Option<String>,
     /// When it arrived.
     pub at: std::time::Instant,
 }
@@ -144,9 +151,17 @@ impl FakeDiscord {
     }
 }
 
+/// The query string Discord's Execute Webhook takes; only `wait` matters here.
+#[derive(Debug, serde::Deserialize)]
+struct WebhookQuery {
+    #[serde(default)]
+    wait: bool,
+}
+
 async fn webhook(
     State(shared): State<Shared>,
     Path((id, token)): Path<(String, String)>,
+    Query(query): Query<WebhookQuery>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
@@ -164,15 +179,20 @@ async fn webhook(
         )
             .into_response();
     };
-    let reply = {
+    let (reply, message_id) = {
         let mut state = shared.state.lock().unwrap_or_else(PoisonError::into_inner);
         let reply = state
             .script
             .pop_front()
             .or(state.otherwise)
             .unwrap_or(Reply::Delivered);
+        // Snowflakes are 64-bit numbers sent as strings; any unique one will do.
+        let delivered = matches!(reply, Reply::Delivered | Reply::DeliveredAfter(_));
+        let message_id = (query.wait && delivered)
+            .then(|| (1_300_000_000_000_000_000u64 + state.received.len() as u64).to_string());
         state.received.push(Received {
-            body,
+            body: body.clone(),
+            message_id: message_id.clone(),
             traceparent: headers
                 .get("traceparent")
                 .and_then(|value| value.to_str().ok())
@@ -180,12 +200,33 @@ async fn webhook(
             reply,
             at: std::time::Instant::now(),
         });
-        reply
+        (reply, message_id)
     };
     shared.changes.send_modify(|seen| *seen += 1);
-    match reply {
-        Reply::Delivered => StatusCode::NO_CONTENT.into_response(),
-        Reply::RateLimited(seconds) => (
+    if let Reply::DeliveredAfter(delay) = reply {
+        tokio::time::sleep(delay).await;
+    }
+    match (reply, message_id) {
+        // Discord answers with the message it created: its id, the channel,
+        // the content and embeds as stored.
+        (Reply::Delivered | Reply::DeliveredAfter(_), Some(message_id)) => {
+            let mut message = serde_json::json!({
+                "id": message_id,
+                "type": 0,
+                "channel_id": "1100000000000000000",
+                "webhook_id": WEBHOOK_ID,
+            });
+            for field in ["content", "embeds"] {
+                if let Some(value) = body.get(field) {
+                    message[field] = value.clone();
+                }
+            }
+            (StatusCode::OK, Json(message)).into_response()
+        }
+        (Reply::Delivered | Reply::DeliveredAfter(_), None) => {
+            StatusCode::NO_CONTENT.into_response()
+        }
+        (Reply::RateLimited(seconds), _) => (
             StatusCode::TOO_MANY_REQUESTS,
             [("retry-after", format!("{seconds}"))],
             Json(serde_json::json!({
@@ -195,8 +236,8 @@ async fn webhook(
             })),
         )
             .into_response(),
-        Reply::ServerError => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
-        Reply::BadRequest => (
+        (Reply::ServerError, _) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        (Reply::BadRequest, _) => (
             StatusCode::BAD_REQUEST,
             Json(serde_json::json!({"message": "Invalid Form Body", "code": 50035})),
         )

@@ -13,13 +13,16 @@ pub struct Config {
     pub listen_addr: SocketAddr,
     /// RabbitMQ (`RABBITMQ_URL`, required). Holds a password.
     pub rabbitmq_url: SecretString,
+    /// PostgreSQL (`DATABASE_URL`, required), where each delivery is
+    /// recorded so a redelivered notification is not posted twice. Holds a
+    /// password.
+    pub database_url: SecretString,
     /// Base URL of the api, where games are fetched (`API_BASE_URL`,
     /// required), e.g. `http://api:8000`.
     pub api_base_url: reqwest::Url,
-    /// Discord webhook (`DISCORD_WEBHOOK_URL`). Its path holds the webhook's
-    /// token: a secret, never logged or exported. Unset: dry-run mode, where
-    /// messages are logged instead of sent.
-    pub discord_webhook_url: Option<SecretString>,
+    /// Where messages go: `DISCORD_WEBHOOK_URL`, or nowhere with
+    /// `BOT_DRY_RUN=true`. Exactly one of the two must be set.
+    pub destination: Destination,
     /// Exchange notifications arrive on (`NOTIFICATIONS_EXCHANGE`).
     pub notifications_exchange: String,
     /// The bot's durable queue (`BOT_QUEUE`).
@@ -33,6 +36,36 @@ pub struct Config {
     /// First retry delay, doubling per attempt (`BOT_RETRY_BACKOFF_MS`,
     /// default 500); also the cap base for Discord's `Retry-After`.
     pub retry_backoff: Duration,
+    /// How long delivery records are kept (`RETENTION_HOURS`, default 168:
+    /// a week); a redelivery after that would post again.
+    pub retention: Duration,
+}
+
+/// Where the bot sends messages.
+#[derive(Debug, Clone)]
+pub enum Destination {
+    /// A Discord webhook (`DISCORD_WEBHOOK_URL`). Its path holds the
+    /// webhook's token: a secret, never logged or exported.
+    Discord(SecretString),
+    /// Dry run (`BOT_DRY_RUN=true`): each message is logged, not sent.
+    DryRun,
+}
+
+/// The settings cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// One variable is missing or invalid.
+    #[error(transparent)]
+    Env(#[from] EnvError),
+    /// Neither destination is configured. Not a silent dry run: a deploy
+    /// that forgot the webhook would drop every message.
+    #[error(
+        "DISCORD_WEBHOOK_URL is not set: set it to post to Discord, or set BOT_DRY_RUN=true to log messages without sending them"
+    )]
+    NoDestination,
+    /// Both are: the operator meant one of them, and we cannot tell which.
+    #[error("DISCORD_WEBHOOK_URL is set and BOT_DRY_RUN=true: set one of the two")]
+    BothDestinations,
 }
 
 impl Config {
@@ -41,22 +74,25 @@ impl Config {
     pub const ENV_VARS: &[&str] = &[
         "BOT_LISTEN_ADDR",
         "RABBITMQ_URL",
+        "DATABASE_URL",
         "API_BASE_URL",
         "DISCORD_WEBHOOK_URL",
+        "BOT_DRY_RUN",
         "NOTIFICATIONS_EXCHANGE",
         "BOT_QUEUE",
         "BOT_PREFETCH",
         "BOT_MAX_ATTEMPTS",
         "BOT_RETRY_BACKOFF_MS",
+        "RETENTION_HOURS",
     ];
 
     /// Reads the settings from the process environment.
-    pub fn from_env() -> Result<Self, EnvError> {
+    pub fn from_env() -> Result<Self, ConfigError> {
         Self::from(&Env::process())
     }
 
     /// Reads the settings from `env`.
-    pub fn from<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, EnvError> {
+    pub fn from<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
         let text = |var, default: &str| env.optional(var).unwrap_or_else(|| default.to_owned());
         let api_base_url = env
             .required("API_BASE_URL")?
@@ -67,9 +103,12 @@ impl Config {
                 var: "API_BASE_URL",
                 expected: "an http(s) URL such as http://api:8000",
             })?;
-        let discord_webhook_url = match env.optional("DISCORD_WEBHOOK_URL") {
-            None => None,
-            Some(_) => {
+        let dry_run = env.parse_or("BOT_DRY_RUN", false, "true or false")?;
+        let destination = match (env.optional("DISCORD_WEBHOOK_URL"), dry_run) {
+            (None, false) => return Err(ConfigError::NoDestination),
+            (Some(_), true) => return Err(ConfigError::BothDestinations),
+            (None, true) => Destination::DryRun,
+            (Some(_), false) => {
                 let url = env.url(
                     "DISCORD_WEBHOOK_URL",
                     &["http", "https"],
@@ -79,16 +118,18 @@ impl Config {
                     return Err(EnvError::Invalid {
                         var: "DISCORD_WEBHOOK_URL",
                         expected: "a webhook URL such as https://discord.com/api/webhooks/<id>/<token>",
-                    });
+                    }
+                    .into());
                 }
-                Some(url)
+                Destination::Discord(url)
             }
         };
         Ok(Self {
             listen_addr: env.listen_addr("BOT_LISTEN_ADDR", 8002)?,
             rabbitmq_url: env.rabbitmq_url()?,
+            database_url: env.database_url()?,
             api_base_url,
-            discord_webhook_url,
+            destination,
             notifications_exchange: text(
                 "NOTIFICATIONS_EXCHANGE",
                 events::DEFAULT_NOTIFICATIONS_EXCHANGE,
@@ -101,6 +142,90 @@ impl Config {
                 500,
                 "a whole number of milliseconds",
             )?),
+            retention: env.retention()?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REQUIRED: [(&str, &str); 3] = [
+        ("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"),
+        (
+            "DATABASE_URL",
+            "postgres://postgres@127.0.0.1:5432/gamenight",
+        ),
+        ("API_BASE_URL", "http://127.0.0.1:8000"),
+    ];
+
+    fn config(extra: &'static [(&'static str, &'static str)]) -> Result<Config, ConfigError> {
+        Config::from(&Env::from_lookup(|var: &str| {
+            REQUIRED
+                .iter()
+                .chain(extra)
+                .find(|(name, _)| *name == var)
+                .map(|(_, value)| (*value).to_owned())
+        }))
+    }
+
+    #[test]
+    fn without_a_webhook_or_dry_run_the_bot_refuses_to_start_naming_both() {
+        let err = config(&[]).unwrap_err();
+        assert_eq!(err, ConfigError::NoDestination);
+        let message = err.to_string();
+        assert!(message.contains("DISCORD_WEBHOOK_URL"), "{message}");
+        assert!(message.contains("BOT_DRY_RUN=true"), "{message}");
+        // Explicitly off is still neither.
+        assert_eq!(
+            config(&[("BOT_DRY_RUN", "false")]).unwrap_err(),
+            ConfigError::NoDestination
+        );
+    }
+
+    #[test]
+    fn dry_run_is_turned_on_by_name() {
+        let config = config(&[("BOT_DRY_RUN", "true")]).unwrap();
+        assert!(matches!(config.destination, Destination::DryRun));
+    }
+
+    #[test]
+    fn a_webhook_and_dry_run_together_are_refused() {
+        let err = config(&[
+            ("BOT_DRY_RUN", "true"),
+            (
+                "DISCORD_WEBHOOK_URL",
+                "https://discord.test/api/webhooks/1/t",
+            ),
+        ])
+        .unwrap_err();
+        assert_eq!(err, ConfigError::BothDestinations);
+    }
+
+    #[test]
+    fn a_webhook_is_a_discord_destination() {
+        let config = config(&[(
+            "DISCORD_WEBHOOK_URL",
+            "https://discord.test/api/webhooks/1/t",
+        )])
+        .unwrap();
+        assert!(matches!(config.destination, Destination::Discord(_)));
+    }
+
+    #[test]
+    fn the_database_is_required() {
+        let err = Config::from(&Env::from_pairs(&[
+            ("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"),
+            ("API_BASE_URL", "http://127.0.0.1:8000"),
+            ("BOT_DRY_RUN", "true"),
+        ]))
+        .unwrap_err();
+        assert_eq!(
+            err,
+            ConfigError::Env(EnvError::Missing {
+                var: "DATABASE_URL"
+            })
+        );
     }
 }

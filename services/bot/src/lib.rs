@@ -1,35 +1,66 @@
-//! The `bot` service: delivers notifications to a Discord webhook.
+//! The `bot` service: delivers notifications to a Discord webhook, once.
 //!
-//! For each notification it fetches the game from the api (a traced HTTP
-//! call carrying `traceparent`), renders a Discord message and posts it. A
-//! 429 is retried after Discord's `Retry-After`, a 5xx with backoff; any other
-//! 4xx is dead-lettered with the reason. An api that is down is retried and
-//! the notification put back on the queue, never dropped. Without
-//! `DISCORD_WEBHOOK_URL` it runs dry: the message is logged, not sent.
+//! For each notification it claims the notification in PostgreSQL, fetches
+//! the game from the api (a traced HTTP call carrying `traceparent`), renders
+//! a Discord message, posts it with `?wait=true` and records the message id
+//! Discord answers with. A notification delivered again inside the system (at
+//! least once is the queue's promise) finds its record and is acknowledged
+//! without a second post; a notification about a cancelled game (events can
+//! arrive out of order) is acknowledged without posting, except the
+//! cancellation itself.
+//!
+//! Only what belongs to the message counts against it: a 4xx from Discord
+//! (other than 408 and 429) and a game the api does not know are
+//! dead-lettered at once, a 500 from Discord after `BOT_MAX_ATTEMPTS`. A
+//! dependency that is down or asks us to slow down (PostgreSQL unreachable;
+//! the api or Discord unreachable, timing out, answering 408, 429, 502, 503
+//! or 504, any 5xx from the api) is waited out, honouring `Retry-After`: the
+//! notification goes back on the queue, never to the dead letters.
+//!
+//! # What "once" leaves open
+//! The post and its record cannot be one transaction. If recording fails
+//! after Discord accepted the message, the bot keeps retrying the record
+//! (never the post) until it succeeds or the bot shuts down. Two windows
+//! remain where a notification can be posted twice: the bot is killed (or
+//! its host dies) after Discord accepted the message and before the record
+//! commits; or the post's answer is lost (a timeout, a dropped connection)
+//! after Discord accepted it, and the retry posts again. Discord webhooks
+//! take no idempotency key that would close them.
+//!
+//! `BOT_DRY_RUN=true` logs the message instead of posting it; without it
+//! `DISCORD_WEBHOOK_URL` is required.
 //!
 //! # Layout
 //! - [`config`]: settings read from the environment.
+//! - [`deliveries`]: the record of what was posted.
 //! - [`render`]: the Discord message.
 //! - [`Bot`]: consuming, fetching, delivering.
 
 pub mod config;
+pub mod deliveries;
 pub mod render;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use backon::{ExponentialBuilder, Retryable};
 use broker::consumer::{self, Failure, Message, Settings};
 use broker::{Broker, QueueSpec, Topology};
 use chrono::Utc;
-use events::Notification;
+use events::{Notification, NotificationKind};
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Histogram, Meter};
+use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
 use secrecy::ExposeSecret;
 use service_runtime::CancellationToken;
+use sqlx::PgPool;
 use telemetry::spans::send_traced;
 
 pub use config::Config;
-use render::GameView;
+use config::Destination;
+use deliveries::{Claim, Deliveries};
+use render::{GameStatus, GameView};
 
 /// `service.name` and `service.version` of this binary.
 pub const SERVICE: telemetry::Service =
@@ -37,13 +68,21 @@ pub const SERVICE: telemetry::Service =
 
 /// How the webhook's URL appears in spans: its path holds the token.
 const WEBHOOK_TEMPLATE: &str = "/api/webhooks/{id}/{token}";
-/// Longest wait a `Retry-After` may impose before the attempt counts as
-/// failed anyway.
+/// Longest wait a `Retry-After` may impose on one attempt.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+/// Longest wait between attempts to record a delivery already posted.
+const MAX_RECORD_BACKOFF: Duration = Duration::from_secs(5);
 
 /// The bot could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// `DATABASE_URL` could not be parsed.
+    #[error(transparent)]
+    InvalidDatabaseUrl(#[from] schema::InvalidDatabaseUrl),
+    /// `DISCORD_WEBHOOK_URL` could not be parsed. The URL is not repeated:
+    /// its path is the webhook's credential.
+    #[error("DISCORD_WEBHOOK_URL is invalid")]
+    InvalidWebhookUrl,
     /// `RABBITMQ_URL` could not be used.
     #[error(transparent)]
     Broker(#[from] broker::BrokerError),
@@ -78,14 +117,72 @@ struct Delivery {
     client: reqwest::Client,
     api_base_url: reqwest::Url,
     webhook: Webhook,
-    deliveries: Counter<u64>,
+    deliveries: Deliveries,
+    /// First wait between attempts to record a posted delivery.
+    record_backoff: Duration,
+    delivered: Counter<u64>,
     lag: Histogram<f64>,
+}
+
+/// What became of a notification that needs no retry: the `outcome` of
+/// `gamenight.notifications.delivered`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Delivered {
+    /// Posted to Discord.
+    Sent,
+    /// Logged, in dry run.
+    DryRun,
+    /// Delivered before: acknowledged without posting again.
+    Duplicate,
+    /// About a game that was cancelled meanwhile: acknowledged, not posted.
+    Skipped,
+}
+
+impl Delivered {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Sent => "sent",
+            Self::DryRun => "dry_run",
+            Self::Duplicate => "duplicate",
+            Self::Skipped => "skipped",
+        }
+    }
+}
+
+/// An attempt that did not deliver: the failure the consumer acts on, and
+/// the wait a server asked for before the next attempt.
+#[derive(Debug)]
+struct Undelivered {
+    failure: Failure,
+    retry_after: Option<Duration>,
+}
+
+impl From<Failure> for Undelivered {
+    fn from(failure: Failure) -> Self {
+        Self {
+            failure,
+            retry_after: None,
+        }
+    }
+}
+
+impl Undelivered {
+    /// A dependency that is down or asked us to wait: never the message's
+    /// fault, never dead-lettered.
+    fn unavailable(reason: impl Into<String>, retry_after: Option<Duration>) -> Self {
+        Self {
+            failure: Failure::Unavailable(reason.into()),
+            retry_after,
+        }
+    }
 }
 
 /// The bot, wired but not yet running.
 #[derive(Debug)]
 pub struct Bot {
     broker: Arc<Broker>,
+    pool: PgPool,
+    retention: schema::retention::Retention,
     settings: Settings,
     delivery: Delivery,
 }
@@ -93,6 +190,7 @@ pub struct Bot {
 impl Bot {
     /// Wires the bot from `config`. Connects lazily.
     pub fn new(config: &Config, meter: &Meter) -> Result<Self, StartError> {
+        let (pool, db) = schema::connect_lazy(&config.database_url, meter)?;
         let queue = QueueSpec::bound(
             &config.queue,
             &config.notifications_exchange,
@@ -106,20 +204,29 @@ impl Bot {
             },
             meter,
         )?);
-        let webhook = match &config.discord_webhook_url {
-            Some(url) => match reqwest::Url::parse(url.expose_secret()) {
-                Ok(url) => Webhook::Discord(url),
-                Err(_) => Webhook::DryRun,
-            },
-            None => {
-                tracing::warn!(
-                    "DISCORD_WEBHOOK_URL is not set: dry run, messages are logged, not sent"
-                );
+        let webhook = match &config.destination {
+            Destination::Discord(url) => {
+                let mut url = reqwest::Url::parse(url.expose_secret())
+                    .map_err(|_| StartError::InvalidWebhookUrl)?;
+                // Discord then answers 200 with the message it created, whose
+                // id goes into the delivery record.
+                url.query_pairs_mut().append_pair("wait", "true");
+                Webhook::Discord(url)
+            }
+            Destination::DryRun => {
+                tracing::warn!("BOT_DRY_RUN=true: messages are logged, not sent to Discord");
                 Webhook::DryRun
             }
         };
         Ok(Self {
             broker,
+            retention: schema::retention::Retention::new(
+                pool.clone(),
+                db.clone(),
+                &[schema::retention::DELIVERIES],
+                config.retention,
+            ),
+            pool: pool.clone(),
             settings: Settings {
                 queue,
                 prefetch: config.prefetch,
@@ -133,10 +240,16 @@ impl Bot {
                     .build()?,
                 api_base_url: config.api_base_url.clone(),
                 webhook,
-                deliveries: meter
+                deliveries: Deliveries::new(pool, db),
+                record_backoff: config.retry_backoff,
+                delivered: meter
                     .u64_counter("gamenight.notifications.delivered")
                     .with_unit("{notification}")
-                    .with_description("Notification deliveries by kind and outcome.")
+                    .with_description(
+                        "Notifications handled, by kind and outcome: sent, dry_run, \
+                         duplicate (delivered before, not posted again), skipped (game \
+                         cancelled), rejected (dead-lettered), retried.",
+                    )
                     .build(),
                 lag: meter
                     .f64_histogram("gamenight.notification.delivery_lag")
@@ -157,6 +270,7 @@ impl Bot {
         shutdown: CancellationToken,
     ) -> Result<(), StartError> {
         let delivery = self.delivery.clone();
+        let stop = shutdown.clone();
         let consumer = consumer::run(
             self.broker.clone(),
             self.settings.clone(),
@@ -164,56 +278,127 @@ impl Bot {
             shutdown.clone(),
             move |message| {
                 let delivery = delivery.clone();
-                async move { delivery.deliver(message).await }
+                let stop = stop.clone();
+                async move { delivery.deliver(message, &stop).await }
             },
         );
         let broker = self.broker.clone();
+        let pool = self.pool.clone();
         let health = service_runtime::health_routes().route(
             "/readyz",
             axum::routing::get(move || {
                 let broker = broker.clone();
+                let pool = pool.clone();
                 async move {
-                    let rabbitmq = service_runtime::check(broker.is_ready()).await;
-                    service_runtime::readiness(&[("rabbitmq", rabbitmq)])
+                    let (rabbitmq, postgresql) = tokio::join!(
+                        service_runtime::check(broker.is_ready()),
+                        service_runtime::check(schema::is_ready(&pool)),
+                    );
+                    service_runtime::readiness(&[
+                        ("rabbitmq", rabbitmq),
+                        ("postgresql", postgresql),
+                    ])
                 }
             }),
         );
-        let (served, ()) =
-            tokio::join!(service_runtime::serve(listener, health, shutdown), consumer);
+        let retention = self.retention.clone().run(shutdown.clone());
+        let (served, (), ()) = tokio::join!(
+            service_runtime::serve(listener, health, shutdown),
+            consumer,
+            retention
+        );
         Ok(served?)
     }
 }
 
 impl Delivery {
-    async fn deliver(&self, message: Message) -> Result<(), Failure> {
+    /// Handles one message: delivered (or acknowledged as a duplicate or
+    /// skipped) is `Ok`; otherwise the failure for the consumer to act on,
+    /// after the wait a server asked for.
+    async fn deliver(&self, message: Message, shutdown: &CancellationToken) -> Result<(), Failure> {
         let notification: Notification = serde_json::from_slice(&message.body)
             .map_err(|err| Failure::Permanent(format!("malformed notification: {err}")))?;
         let kind = notification.kind.as_str();
-        let result = self.deliver_notification(&notification).await;
-        let outcome = match (&result, &self.webhook) {
-            (Ok(()), Webhook::Discord(_)) => "sent",
-            (Ok(()), Webhook::DryRun) => "dry_run",
-            (Err(Failure::Permanent(_)), _) => "rejected",
-            (Err(_), _) => "retried",
+        let result = self.deliver_notification(&notification, shutdown).await;
+        let outcome = match &result {
+            Ok(delivered) => delivered.as_str(),
+            Err(Undelivered {
+                failure: Failure::Permanent(_),
+                ..
+            }) => "rejected",
+            Err(_) => "retried",
         };
-        self.deliveries.add(
+        self.delivered.add(
             1,
             &[
                 KeyValue::new("kind", kind),
                 KeyValue::new("outcome", outcome),
             ],
         );
-        if result.is_ok() {
-            let lag = (Utc::now() - notification.due_at).num_milliseconds().max(0) as f64 / 1000.0;
-            self.lag.record(lag, &[KeyValue::new("kind", kind)]);
+        match result {
+            Ok(Delivered::Sent | Delivered::DryRun) => {
+                let lag =
+                    (Utc::now() - notification.due_at).num_milliseconds().max(0) as f64 / 1000.0;
+                self.lag.record(lag, &[KeyValue::new("kind", kind)]);
+                Ok(())
+            }
+            Ok(Delivered::Duplicate | Delivered::Skipped) => Ok(()),
+            Err(Undelivered {
+                failure,
+                retry_after,
+            }) => {
+                // Waited here, not by the consumer: its retry_after only
+                // exists for failures that count against the message.
+                if let Some(wait) = retry_after {
+                    tracing::info!(retry_after = ?wait, "waiting as the server asked");
+                    tokio::select! {
+                        () = shutdown.cancelled() => {}
+                        () = tokio::time::sleep(wait.min(MAX_RETRY_AFTER)) => {}
+                    }
+                }
+                Err(failure)
+            }
         }
-        result
     }
 
-    async fn deliver_notification(&self, notification: &Notification) -> Result<(), Failure> {
+    async fn deliver_notification(
+        &self,
+        notification: &Notification,
+        shutdown: &CancellationToken,
+    ) -> Result<Delivered, Undelivered> {
+        let id = notification.notification_id;
+        // Whether it was delivered before cannot be known without the
+        // database: wait for it rather than risk a second post.
+        let claim = match self.deliveries.claim(id).await {
+            Ok(Some(claim)) => claim,
+            Ok(None) => {
+                tracing::info!(
+                    notification.id = %id,
+                    kind = notification.kind.as_str(),
+                    "delivered before; not posted again"
+                );
+                return Ok(Delivered::Duplicate);
+            }
+            Err(_) => {
+                return Err(Undelivered::unavailable(
+                    "PostgreSQL unavailable: cannot tell whether the notification was delivered",
+                    None,
+                ));
+            }
+        };
         let game = self.fetch_game(notification).await?;
+        if game.status == GameStatus::Cancelled && notification.kind != NotificationKind::Cancelled
+        {
+            tracing::info!(
+                notification.id = %id,
+                kind = notification.kind.as_str(),
+                "the game was cancelled; not posted"
+            );
+            claim.release().await;
+            return Ok(Delivered::Skipped);
+        }
         let body = render::discord_message(notification, &game);
-        match &self.webhook {
+        let (delivered, message_id) = match &self.webhook {
             Webhook::DryRun => {
                 // Recorded like the real call would be, so the trace has the
                 // same shape with or without a webhook.
@@ -222,21 +407,68 @@ impl Delivery {
                         tracing::info!(message = %body, "dry run: would post to Discord");
                     },
                 );
-                Ok(())
+                (Delivered::DryRun, None)
             }
             Webhook::Discord(url) => {
-                self.post(url, &body).await?;
+                let message_id = self.post(url, &body).await?;
                 tracing::info!(
                     kind = notification.kind.as_str(),
                     "notification delivered to Discord"
                 );
-                Ok(())
+                (Delivered::Sent, message_id)
+            }
+        };
+        self.record(claim, id, message_id.as_deref(), shutdown)
+            .await;
+        Ok(delivered)
+    }
+
+    /// Records a posted delivery. It was posted: whatever happens here, the
+    /// notification is acknowledged and never posted again by this bot. A
+    /// record that fails (PostgreSQL down) is retried until it succeeds or
+    /// the bot shuts down.
+    async fn record(
+        &self,
+        claim: Claim,
+        id: uuid::Uuid,
+        message_id: Option<&str>,
+        shutdown: &CancellationToken,
+    ) {
+        if self.deliveries.complete(claim, message_id).await.is_ok() {
+            return;
+        }
+        // The claim went with its connection; record the delivery anew.
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(self.record_backoff)
+            .with_max_delay(MAX_RECORD_BACKOFF)
+            .with_jitter()
+            .without_max_times();
+        let recorded = (|| self.deliveries.record(id, message_id))
+            .retry(backoff)
+            .sleep(tokio::time::sleep)
+            .notify(|_, wait| {
+                tracing::warn!(
+                    notification.id = %id,
+                    retry_in = ?wait,
+                    "posted, but PostgreSQL cannot record it yet; retrying the record"
+                );
+            });
+        tokio::select! {
+            _ = recorded => {
+                tracing::info!(notification.id = %id, "delivery recorded");
+            }
+            () = shutdown.cancelled() => {
+                tracing::error!(
+                    notification.id = %id,
+                    "shutting down with a delivery posted but not recorded: \
+                     if the notification is published again, it will be posted again"
+                );
             }
         }
     }
 
     /// `GET /games/{id}` on the api, as a traced client call.
-    async fn fetch_game(&self, notification: &Notification) -> Result<GameView, Failure> {
+    async fn fetch_game(&self, notification: &Notification) -> Result<GameView, Undelivered> {
         let url = self
             .api_base_url
             .join(&format!("games/{}", notification.game_id))
@@ -252,19 +484,19 @@ impl Delivery {
         let status = response.status();
         if status.is_success() {
             return response.json().await.map_err(|err| {
-                Failure::Unavailable(format!("unreadable game from the api: {err}"))
+                Failure::Unavailable(format!("unreadable game from the api: {err}")).into()
             });
         }
-        if status.is_server_error() {
-            return Err(Failure::Unavailable(format!("api answered {status}")));
-        }
-        Err(Failure::Permanent(format!(
-            "api answered {status} for the game"
-        )))
+        Err(api_failure(status, retry_after(response.headers())))
     }
 
-    /// Posts `body` to the webhook and classifies the answer.
-    async fn post(&self, url: &reqwest::Url, body: &serde_json::Value) -> Result<(), Failure> {
+    /// Posts `body` to the webhook and classifies the answer; on success,
+    /// the id Discord gave the message.
+    async fn post(
+        &self,
+        url: &reqwest::Url,
+        body: &serde_json::Value,
+    ) -> Result<Option<String>, Undelivered> {
         let request = self
             .client
             .post(url.clone())
@@ -277,36 +509,87 @@ impl Delivery {
         let response = send_traced(&self.client, request, Some(WEBHOOK_TEMPLATE))
             .await
             .map_err(|err| {
-                Failure::transient(if err.is_timeout() {
-                    "webhook timed out"
-                } else {
-                    "webhook unreachable"
-                })
+                Undelivered::unavailable(
+                    if err.is_timeout() {
+                        "webhook timed out"
+                    } else {
+                        "webhook unreachable"
+                    },
+                    None,
+                )
             })?;
         let status = response.status();
         if status.is_success() {
-            return Ok(());
+            // Posted. The id only enriches the record: an answer that cannot
+            // be read must not make us post again.
+            let message_id = match response.json::<PostedMessage>().await {
+                Ok(message) => Some(message.id),
+                Err(_) => {
+                    tracing::warn!(
+                        status = status.as_u16(),
+                        "Discord's answer carries no message id"
+                    );
+                    None
+                }
+            };
+            return Ok(message_id);
         }
-        if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
-            let retry_after = response
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|value| value.to_str().ok())
-                .and_then(|value| value.trim().parse::<f64>().ok())
-                .filter(|seconds| seconds.is_finite() && *seconds >= 0.0)
-                .map(|seconds| Duration::from_secs_f64(seconds).min(MAX_RETRY_AFTER));
-            return Err(Failure::Transient {
-                reason: "webhook rate-limited (429)".into(),
-                retry_after,
-            });
-        }
-        if status.is_server_error() {
-            return Err(Failure::transient(format!("webhook answered {status}")));
-        }
-        Err(Failure::Permanent(format!(
-            "webhook refused the message: {status}"
-        )))
+        Err(webhook_failure(status, retry_after(response.headers())))
     }
+}
+
+/// The part of Discord's answer to `?wait=true` the bot keeps.
+#[derive(Debug, serde::Deserialize)]
+struct PostedMessage {
+    /// The message's snowflake, a 64-bit number sent as a string.
+    id: String,
+}
+
+/// Whose failure an api answer other than 2xx is.
+fn api_failure(status: StatusCode, retry_after: Option<Duration>) -> Undelivered {
+    match status {
+        // The api (or a gateway in front of it) is overloaded, restarting or
+        // asks us to slow down: wait.
+        StatusCode::REQUEST_TIMEOUT | StatusCode::TOO_MANY_REQUESTS => {
+            Undelivered::unavailable(format!("api answered {status}"), retry_after)
+        }
+        _ if status.is_server_error() => {
+            Undelivered::unavailable(format!("api answered {status}"), retry_after)
+        }
+        // 404: the game is gone; any other 4xx: a request that will never
+        // succeed. Both belong to the message.
+        _ => Failure::Permanent(format!("api answered {status} for the game")).into(),
+    }
+}
+
+/// Whose failure a webhook answer other than 2xx is.
+fn webhook_failure(status: StatusCode, retry_after: Option<Duration>) -> Undelivered {
+    match status {
+        // Discord asks us to slow down, or is not there: wait.
+        StatusCode::REQUEST_TIMEOUT
+        | StatusCode::TOO_MANY_REQUESTS
+        | StatusCode::BAD_GATEWAY
+        | StatusCode::SERVICE_UNAVAILABLE
+        | StatusCode::GATEWAY_TIMEOUT => {
+            Undelivered::unavailable(format!("webhook answered {status}"), retry_after)
+        }
+        // Discord failed on this message: retried, up to BOT_MAX_ATTEMPTS.
+        _ if status.is_server_error() => {
+            Failure::transient(format!("webhook answered {status}")).into()
+        }
+        // Any other 4xx: Discord will never take this message.
+        _ => Failure::Permanent(format!("webhook refused the message: {status}")).into(),
+    }
+}
+
+/// `Retry-After` in seconds (Discord sends fractions), if present and sane.
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse::<f64>().ok())
+        .filter(|seconds| seconds.is_finite() && *seconds >= 0.0)
+        .map(|seconds| Duration::from_secs_f64(seconds).min(MAX_RETRY_AFTER))
 }
 
 /// Runs the bot as configured by the environment until `shutdown`.
@@ -326,11 +609,16 @@ mod tests {
 
     fn delivery(api_base_url: &str) -> Delivery {
         let meter = opentelemetry::metrics::noop::NoopMeterProvider::new().meter("test");
+        // Never connected: these tests stop before the database.
+        let (pool, db) =
+            schema::connect_lazy(&"postgres://nobody@127.0.0.1:1/none".into(), &meter).unwrap();
         Delivery {
             client: reqwest::Client::new(),
             api_base_url: api_base_url.parse().unwrap(),
             webhook: Webhook::DryRun,
-            deliveries: meter.u64_counter("d").build(),
+            deliveries: Deliveries::new(pool, db),
+            record_backoff: Duration::from_millis(10),
+            delivered: meter.u64_counter("d").build(),
             lag: meter.f64_histogram("l").build(),
         }
     }
@@ -345,6 +633,10 @@ mod tests {
         }
     }
 
+    fn is_unavailable(undelivered: &Undelivered) -> bool {
+        matches!(undelivered.failure, Failure::Unavailable(_))
+    }
+
     #[tokio::test]
     async fn an_unreachable_api_is_unavailable_not_permanent() {
         // A port nobody listens on.
@@ -352,11 +644,77 @@ mod tests {
         let url = format!("http://{}/", closed.local_addr().unwrap());
         drop(closed);
         match delivery(&url).fetch_game(&notification()).await {
-            Err(Failure::Unavailable(reason)) => {
+            Err(Undelivered {
+                failure: Failure::Unavailable(reason),
+                ..
+            }) => {
                 assert!(reason.starts_with("api unreachable"), "{reason}")
             }
             other => panic!("expected Unavailable, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn an_api_that_is_overloaded_or_down_is_waited_out_honouring_retry_after() {
+        let wait = Some(Duration::from_secs(2));
+        for status in [
+            StatusCode::REQUEST_TIMEOUT,
+            StatusCode::TOO_MANY_REQUESTS,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            StatusCode::SERVICE_UNAVAILABLE,
+        ] {
+            let undelivered = api_failure(status, wait);
+            assert!(is_unavailable(&undelivered), "{status}: {undelivered:?}");
+            assert_eq!(undelivered.retry_after, wait, "{status}");
+        }
+    }
+
+    #[test]
+    fn a_game_the_api_does_not_know_is_the_messages_own_failure() {
+        for status in [StatusCode::NOT_FOUND, StatusCode::BAD_REQUEST] {
+            assert!(
+                matches!(api_failure(status, None).failure, Failure::Permanent(_)),
+                "{status}"
+            );
+        }
+    }
+
+    #[test]
+    fn discord_throttling_or_unavailable_is_waited_out_and_a_refusal_is_final() {
+        for status in [
+            StatusCode::TOO_MANY_REQUESTS,
+            StatusCode::BAD_GATEWAY,
+            StatusCode::SERVICE_UNAVAILABLE,
+            StatusCode::GATEWAY_TIMEOUT,
+        ] {
+            assert!(is_unavailable(&webhook_failure(status, None)), "{status}");
+        }
+        assert!(matches!(
+            webhook_failure(StatusCode::INTERNAL_SERVER_ERROR, None).failure,
+            Failure::Transient { .. }
+        ));
+        for status in [StatusCode::BAD_REQUEST, StatusCode::NOT_FOUND] {
+            assert!(
+                matches!(webhook_failure(status, None).failure, Failure::Permanent(_)),
+                "{status}"
+            );
+        }
+    }
+
+    #[test]
+    fn retry_after_is_read_in_seconds_and_capped() {
+        let headers = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(reqwest::header::RETRY_AFTER, value.parse().unwrap());
+            headers
+        };
+        assert_eq!(
+            retry_after(&headers("0.5")),
+            Some(Duration::from_millis(500))
+        );
+        assert_eq!(retry_after(&headers("3600")), Some(MAX_RETRY_AFTER));
+        assert_eq!(retry_after(&headers("-1")), None);
+        assert_eq!(retry_after(&HeaderMap::new()), None);
     }
 
     #[test]

@@ -5,6 +5,18 @@ use events::{Notification, NotificationKind};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+/// Where a game is in its life, as the api reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GameStatus {
+    /// Open for players.
+    Scheduled,
+    /// Called off: only the cancellation is still worth posting.
+    Cancelled,
+    /// Played.
+    Completed,
+}
+
 /// The part of the api's game the bot shows.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct GameView {
@@ -18,6 +30,8 @@ pub struct GameView {
     pub max_players: i32,
     /// Players holding a seat.
     pub players: Vec<String>,
+    /// Whether it still takes place.
+    pub status: GameStatus,
 }
 
 /// The webhook body: a line of content and an embed with title, time and
@@ -80,6 +94,7 @@ mod tests {
                 .to_utc(),
             max_players: 4,
             players: vec!["grace".into(), "linus".into()],
+            status: GameStatus::Scheduled,
         }
     }
 

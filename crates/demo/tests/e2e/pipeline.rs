@@ -200,3 +200,158 @@ async fn cancelling_drops_the_pending_reminder_and_announces_the_cancellation() 
     );
     running.stop().await;
 }
+
+/// A notification as the scheduler publishes it.
+fn notification_json(id: uuid::Uuid, game_id: uuid::Uuid, kind: &str) -> Vec<u8> {
+    serde_json::json!({
+        "notification_id": id,
+        "game_id": game_id,
+        "kind": kind,
+        "player": null,
+        "due_at": chrono::Utc::now(),
+    })
+    .to_string()
+    .into_bytes()
+}
+
+#[tokio::test]
+async fn a_redelivered_notification_is_posted_once() {
+    let running = Running::start(&[]).await;
+    let names = running.stack.names.clone();
+    let game = running.create_game(chrono::Duration::hours(3), 60).await;
+    let id = game["id"].as_str().unwrap();
+    let game_id = uuid::Uuid::parse_str(id).unwrap();
+    let first = running
+        .discord
+        .wait_for_requests(1, Duration::from_secs(60))
+        .await;
+
+    // The announcement again, twice, as after a bot killed between posting
+    // and acking, or a scheduler that published it twice.
+    let pool = sqlx::PgPool::connect(&names.database_url).await.unwrap();
+    let (announcement,): (uuid::Uuid,) =
+        sqlx::query_as("SELECT id FROM notifications WHERE game_id = $1 AND kind = 'announcement'")
+            .bind(game_id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    let amqp = Amqp::connect().await;
+    let body = notification_json(announcement, game_id, "announcement");
+    for _ in 0..2 {
+        amqp.publish(
+            &names.notifications_exchange,
+            "notification.announcement",
+            &announcement.to_string(),
+            &body,
+        )
+        .await;
+    }
+    // A join afterwards: once it is posted, the copies before it were handled.
+    let joined = running
+        .client
+        .post(format!("{}/games/{id}/participants", running.stack.api_url))
+        .json(&serde_json::json!({"player": "grace"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(joined.status().is_success(), "{}", joined.status());
+    let posts = running
+        .discord
+        .wait_for_requests(2, Duration::from_secs(60))
+        .await;
+    assert!(
+        posts[1].body["content"]
+            .as_str()
+            .unwrap()
+            .contains("grace joined"),
+        "the copies were posted again: {:?}",
+        posts[1].body
+    );
+
+    let (message_id,): (Option<String>,) =
+        sqlx::query_as("SELECT discord_message_id FROM deliveries WHERE notification_id = $1")
+            .bind(announcement)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(message_id, first[0].message_id, "Discord's id is recorded");
+    assert!(message_id.is_some());
+    let (_, discord) = running.stop().await;
+    assert_eq!(discord.received().len(), 2, "one post per notification");
+}
+
+#[tokio::test]
+async fn a_reminder_of_a_cancelled_game_is_not_posted() {
+    let running = Running::start(&[]).await;
+    let names = running.stack.names.clone();
+    let game = running.create_game(chrono::Duration::hours(3), 60).await;
+    let id = game["id"].as_str().unwrap();
+    running
+        .discord
+        .wait_for_requests(1, Duration::from_secs(60))
+        .await;
+    let cancelled = running
+        .client
+        .post(format!("{}/games/{id}/cancel", running.stack.api_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cancelled.status(), 200);
+    running
+        .discord
+        .wait_for_requests(2, Duration::from_secs(60))
+        .await;
+
+    // A reminder due after the cancellation, as when the game's creation
+    // reached the worker after its cancellation.
+    let reminder = uuid::Uuid::new_v4();
+    Amqp::connect()
+        .await
+        .publish(
+            &names.notifications_exchange,
+            "notification.reminder",
+            &reminder.to_string(),
+            &notification_json(reminder, uuid::Uuid::parse_str(id).unwrap(), "reminder"),
+        )
+        .await;
+    // Another game's announcement afterwards: once it is posted, the
+    // reminder before it was handled.
+    running.create_game(chrono::Duration::hours(5), 60).await;
+    let posts = running
+        .discord
+        .wait_for_requests(3, Duration::from_secs(60))
+        .await;
+    assert!(
+        posts[2].body["content"]
+            .as_str()
+            .unwrap()
+            .contains("New game night"),
+        "the cancelled game's reminder was posted: {:?}",
+        posts[2].body
+    );
+    let (_, discord) = running.stop().await;
+    assert_eq!(discord.received().len(), 3);
+}
+
+#[tokio::test]
+async fn without_a_webhook_or_dry_run_the_bot_refuses_to_start_naming_both() {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_demo"))
+        .args(["service", "bot"])
+        .env_clear()
+        .env("RABBITMQ_URL", test_support::rabbitmq_url())
+        .env("DATABASE_URL", test_support::database_url())
+        .env("API_BASE_URL", "http://127.0.0.1:8000")
+        .env("BOT_LISTEN_ADDR", "127.0.0.1:0")
+        .env("OTEL_SDK_DISABLED", "true")
+        // A bot that starts after all must not outlive the test.
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(30), output)
+        .await
+        .expect("the bot exits at once")
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("DISCORD_WEBHOOK_URL"), "{stderr}");
+    assert!(stderr.contains("BOT_DRY_RUN=true"), "{stderr}");
+}

@@ -103,7 +103,16 @@ async fn creating_a_game_is_one_trace_across_api_worker_and_bot() {
         s.kind() == SpanKind::Client && s.service_name() == "bot" && s.name() == "POST"
     });
     assert_child(&trace, webhook, notification_process);
-    assert_eq!(webhook.int_attr("http.response.status_code"), Some(204));
+    // `?wait=true`: Discord answers with the message it created.
+    assert_eq!(webhook.int_attr("http.response.status_code"), Some(200));
+    // The delivery is claimed before the post and recorded after it, in the
+    // notification's trace.
+    for statement in ["INSERT deliveries", "UPDATE deliveries"] {
+        let span = only(&trace, statement, |s| {
+            s.service_name() == "bot" && s.name() == statement
+        });
+        assert_child(&trace, span, notification_process);
+    }
     let url = webhook.str_attr("url.full").unwrap();
     assert!(
         url.ends_with("/api/webhooks/{id}/{token}") && !url.contains("fake-token"),

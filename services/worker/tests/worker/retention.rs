@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use opentelemetry::metrics::MeterProvider as _;
-use schema::retention::{OUTBOX, PROCESSED_MESSAGES, Retention, SENT_NOTIFICATIONS};
+use schema::retention::{DELIVERIES, OUTBOX, PROCESSED_MESSAGES, Retention, SENT_NOTIFICATIONS};
 use telemetry::db::DbClient;
 use telemetry::spans::Peer;
 
@@ -25,7 +25,9 @@ async fn a_sweep_deletes_only_done_rows_older_than_the_retention() {
            (gen_random_uuid(), 'game.created', '{}', now() - interval '1 day', now() - interval '1 day', NULL), \
            (gen_random_uuid(), 'game.created', '{}', now() - interval '1 day', now() - interval '1 minute', NULL), \
            (gen_random_uuid(), 'game.created', '{}', now() - interval '1 day', NULL, NULL), \
-           (gen_random_uuid(), 'game.created', '{}', now() - interval '1 day', NULL, now() - interval '1 day');",
+           (gen_random_uuid(), 'game.created', '{}', now() - interval '1 day', NULL, now() - interval '1 day'); \
+         INSERT INTO deliveries (notification_id, delivered_at) VALUES \
+           (gen_random_uuid(), now() - interval '1 day'), (gen_random_uuid(), now() - interval '1 minute');",
     )
     .execute(&pool)
     .await
@@ -35,20 +37,21 @@ async fn a_sweep_deletes_only_done_rows_older_than_the_retention() {
     let retention = Retention::new(
         pool.clone(),
         db,
-        &[OUTBOX, PROCESSED_MESSAGES, SENT_NOTIFICATIONS],
+        &[OUTBOX, PROCESSED_MESSAGES, SENT_NOTIFICATIONS, DELIVERIES],
         Duration::from_secs(3600),
     );
 
-    assert_eq!(retention.sweep().await.unwrap(), 3);
+    assert_eq!(retention.sweep().await.unwrap(), 4);
     assert_eq!(retention.sweep().await.unwrap(), 0, "nothing left to sweep");
-    let remaining: (i64, i64, i64) = sqlx::query_as(
-        "SELECT (SELECT count(*) FROM processed_messages), \
-         (SELECT count(*) FROM notifications), (SELECT count(*) FROM outbox)",
+    let remaining: (i64, i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM processed_messages), (SELECT count(*) FROM notifications), \
+         (SELECT count(*) FROM outbox), (SELECT count(*) FROM deliveries)",
     )
     .fetch_one(&pool)
     .await
     .unwrap();
     // The recent id; the recent sent, the dead and the pending notification;
-    // the recent published, the unpublished and the set-aside event.
-    assert_eq!(remaining, (1, 3, 3));
+    // the recent published, the unpublished and the set-aside event; the
+    // recent delivery record.
+    assert_eq!(remaining, (1, 3, 3, 1));
 }

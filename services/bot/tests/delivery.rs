@@ -1,0 +1,322 @@
+//! The bot against real RabbitMQ and PostgreSQL, posting to a Discord
+//! stand-in: what it waits out, and that a notification is posted once even
+//! when PostgreSQL fails after the post.
+//!
+//! The api here is a stand-in too: it plays the gateway in front of the api
+//! (a load balancer or rate limiter), which is what answers 408 and 429 in
+//! production; the real api never does.
+
+// A failed unwrap is a failed test, with the value in the message.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use bot::config::Destination;
+use bot::{Bot, Config};
+use broker::lapin::options::{BasicPublishOptions, QueueDeclareOptions};
+use broker::lapin::types::FieldTable;
+use broker::lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use opentelemetry::metrics::MeterProvider as _;
+use service_runtime::CancellationToken;
+use test_support::{FakeDiscord, Reply, TcpProxy};
+use uuid::Uuid;
+
+/// A bot running in this process, its queue, and what it talks to.
+struct Running {
+    discord: FakeDiscord,
+    database_url: String,
+    database: TcpProxy,
+    queue: String,
+    exchange: String,
+    channel: Channel,
+    connection: Connection,
+    shutdown: CancellationToken,
+    bot: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Starts a bot fetching games from `api_url`, its database behind a
+    /// proxy the test can cut.
+    async fn start(api_url: &str) -> Self {
+        let discord = FakeDiscord::start().await;
+        let database_url = test_support::fresh_database().await;
+        let pool = sqlx::PgPool::connect(&database_url).await.unwrap();
+        schema::MIGRATOR.run(&pool).await.unwrap();
+        let database = TcpProxy::for_url(&database_url).await;
+        let queue = test_support::unique_name("bot-test.");
+        let exchange = test_support::unique_name("bot-test.notifications.");
+        let config = Config {
+            listen_addr: "127.0.0.1:0".parse().unwrap(),
+            rabbitmq_url: test_support::rabbitmq_url().into(),
+            database_url: database.url(&database_url).into(),
+            api_base_url: api_url.parse().unwrap(),
+            destination: Destination::Discord(discord.webhook_url().into()),
+            notifications_exchange: exchange.clone(),
+            queue: queue.clone(),
+            prefetch: 8,
+            max_attempts: 3,
+            retry_backoff: Duration::from_millis(50),
+            retention: Duration::from_secs(3600),
+        };
+        let meter = opentelemetry::metrics::noop::NoopMeterProvider::new().meter("test");
+        let shutdown = CancellationToken::new();
+        let bot = Bot::new(&config, &meter).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let stop = shutdown.clone();
+        let bot = tokio::spawn(async move { bot.run(listener, &meter, stop).await.unwrap() });
+
+        let connection = Connection::connect(
+            &test_support::rabbitmq_url(),
+            ConnectionProperties::default(),
+        )
+        .await
+        .unwrap();
+        let channel = connection.create_channel().await.unwrap();
+        let running = Self {
+            discord,
+            database_url,
+            database,
+            queue,
+            exchange,
+            channel,
+            connection,
+            shutdown,
+            bot,
+        };
+        // Published before the bot declared and consumes its queue, a
+        // notification would be unroutable.
+        running
+            .poll("the bot consuming", || async {
+                running
+                    .queue_counts(&running.queue)
+                    .await
+                    .map(|(_, consumers)| consumers)
+                    == Some(1)
+            })
+            .await;
+        running
+    }
+
+    /// Messages and consumers on `queue`, if it exists.
+    async fn queue_counts(&self, queue: &str) -> Option<(u32, u32)> {
+        // A passive declare of a missing queue closes the channel: use a
+        // channel of its own.
+        let channel = self.connection.create_channel().await.unwrap();
+        let declared = channel
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .ok()?;
+        let _ = channel.close(200, "done".into()).await;
+        Some((declared.message_count(), declared.consumer_count()))
+    }
+
+    /// Publishes a notification as the worker's scheduler does.
+    async fn publish(&self, notification_id: Uuid, kind: &str, player: Option<&str>) {
+        let body = serde_json::json!({
+            "notification_id": notification_id,
+            "game_id": Uuid::new_v4(),
+            "kind": kind,
+            "player": player,
+            "due_at": chrono::Utc::now(),
+        })
+        .to_string();
+        self.channel
+            .basic_publish(
+                self.exchange.as_str().into(),
+                format!("notification.{kind}").as_str().into(),
+                BasicPublishOptions::default(),
+                body.as_bytes(),
+                BasicProperties::default()
+                    .with_message_id(notification_id.to_string().as_str().into())
+                    .with_delivery_mode(2),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+
+    /// Polls `condition` every 50 ms for up to 30 s.
+    async fn poll<F, Fut>(&self, what: &str, condition: F)
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = bool>,
+    {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !condition().await {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Discord's message id recorded for `notification_id`, if recorded.
+    async fn recorded(&self, notification_id: Uuid) -> Option<Option<String>> {
+        let pool = sqlx::PgPool::connect(&self.database_url).await.unwrap();
+        let row: Option<(Option<String>,)> =
+            sqlx::query_as("SELECT discord_message_id FROM deliveries WHERE notification_id = $1")
+                .bind(notification_id)
+                .fetch_optional(&pool)
+                .await
+                .unwrap();
+        pool.close().await;
+        row.map(|(id,)| id)
+    }
+
+    /// Stops the bot; it must finish cleanly.
+    async fn stop(self) -> FakeDiscord {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(30), self.bot)
+            .await
+            .expect("the bot stops within 30 s")
+            .unwrap();
+        self.discord
+    }
+}
+
+/// A status the gateway answers with, and its `Retry-After`.
+type Refusal = (StatusCode, Option<&'static str>);
+
+/// The gateway in front of the api: answers each `GET /games/{id}` with the
+/// next scripted status (with `Retry-After`), then with the game.
+#[derive(Clone, Default)]
+struct Gateway {
+    script: Arc<Mutex<VecDeque<Refusal>>>,
+    requests: Arc<Mutex<Vec<Instant>>>,
+}
+
+impl Gateway {
+    async fn start(script: impl IntoIterator<Item = Refusal>) -> (Self, String) {
+        let gateway = Self::default();
+        gateway.script.lock().unwrap().extend(script);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let app = axum::Router::new()
+            .route("/games/{id}", axum::routing::get(Self::game))
+            .with_state(gateway.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (gateway, url)
+    }
+
+    async fn game(axum::extract::State(gateway): axum::extract::State<Self>) -> Response {
+        gateway.requests.lock().unwrap().push(Instant::now());
+        let next = gateway.script.lock().unwrap().pop_front();
+        match next {
+            Some((status, Some(retry_after))) => {
+                (status, [("retry-after", retry_after)]).into_response()
+            }
+            Some((status, None)) => status.into_response(),
+            None => axum::Json(serde_json::json!({
+                "id": Uuid::new_v4(),
+                "title": "Catan night",
+                "host": "ada",
+                "scheduled_at": "2035-01-04T19:00:00Z",
+                "max_players": 4,
+                "reminder_minutes": 60,
+                "status": "scheduled",
+                "players": ["grace"],
+            }))
+            .into_response(),
+        }
+    }
+
+    fn requests(&self) -> Vec<Instant> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+#[tokio::test]
+async fn an_api_answering_429_or_503_is_waited_out_not_dead_lettered() {
+    let (gateway, api_url) = Gateway::start([
+        (StatusCode::TOO_MANY_REQUESTS, Some("1")),
+        (StatusCode::SERVICE_UNAVAILABLE, None),
+        (StatusCode::REQUEST_TIMEOUT, None),
+    ])
+    .await;
+    let running = Running::start(&api_url).await;
+    running.publish(Uuid::new_v4(), "announcement", None).await;
+
+    let posts = running
+        .discord
+        .wait_for_requests(1, Duration::from_secs(30))
+        .await;
+    assert_eq!(posts[0].reply, Reply::Delivered);
+    let requests = gateway.requests();
+    assert_eq!(
+        requests.len(),
+        4,
+        "three refusals waited out, then the game"
+    );
+    assert!(
+        requests[1].duration_since(requests[0]) >= Duration::from_secs(1),
+        "Retry-After honoured"
+    );
+    let dead = running
+        .queue_counts(&format!("{}.dlq", running.queue))
+        .await
+        .map(|(messages, _)| messages);
+    assert_eq!(dead, Some(0), "nothing dead-lettered");
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn a_post_whose_record_fails_is_recorded_later_and_never_posted_again() {
+    let (_gateway, api_url) = Gateway::start([]).await;
+    let running = Running::start(&api_url).await;
+    // Discord takes its time: PostgreSQL goes down after the claim, while
+    // the bot waits for the answer to a post Discord has accepted.
+    running
+        .discord
+        .reply_next([Reply::DeliveredAfter(Duration::from_millis(500))]);
+    let notification = Uuid::new_v4();
+    running.publish(notification, "announcement", None).await;
+    running
+        .discord
+        .wait_for_requests(1, Duration::from_secs(30))
+        .await;
+    running.database.cut();
+    // The outage outlasts Discord's answer, so the first record fails.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    running.database.restore();
+    running
+        .poll("the delivery recorded", || async {
+            running.recorded(notification).await.is_some()
+        })
+        .await;
+    let posts = running.discord.received();
+    assert_eq!(
+        running.recorded(notification).await,
+        Some(posts[0].message_id.clone()),
+        "recorded with Discord's message id"
+    );
+
+    // The same notification again, then another: the copy is not posted.
+    running.publish(notification, "announcement", None).await;
+    running
+        .publish(Uuid::new_v4(), "player_joined", Some("linus"))
+        .await;
+    let posts = running
+        .discord
+        .wait_for_requests(2, Duration::from_secs(30))
+        .await;
+    assert!(
+        posts[1].body["content"]
+            .as_str()
+            .unwrap()
+            .contains("linus joined"),
+        "the announcement was posted again: {:?}",
+        posts[1].body
+    );
+    let discord = running.stop().await;
+    assert_eq!(discord.received().len(), 2);
+}
