@@ -26,7 +26,7 @@ use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Histogram, Meter};
 use secrecy::ExposeSecret;
 use service_runtime::CancellationToken;
-use telemetry::spans::send_traced;
+use telemetry::spans::{send_traced, send_traced_to_third_party};
 
 pub use config::Config;
 use render::GameView;
@@ -219,7 +219,12 @@ impl Delivery {
                 // same shape with or without a webhook.
                 tracing::info_span!("discord webhook (dry run)", otel.kind = "internal").in_scope(
                     || {
-                        tracing::info!(message = %body, "dry run: would post to Discord");
+                        tracing::info!(
+                            kind = notification.kind.as_str(),
+                            notification_id = %notification.notification_id,
+                            game_id = %notification.game_id,
+                            "dry run: would post to Discord"
+                        );
                     },
                 );
                 Ok(())
@@ -274,7 +279,7 @@ impl Delivery {
             .map_err(|_| Failure::Permanent("cannot build the webhook request".into()))?;
         // Errors from reqwest name the URL, which holds the token: report
         // the kind of failure only.
-        let response = send_traced(&self.client, request, Some(WEBHOOK_TEMPLATE))
+        let response = send_traced_to_third_party(&self.client, request, Some(WEBHOOK_TEMPLATE))
             .await
             .map_err(|err| {
                 Failure::transient(if err.is_timeout() {
