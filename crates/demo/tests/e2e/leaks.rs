@@ -57,9 +57,22 @@ async fn wait_for_failed_call(receiver: &Receiver, service: &str, error_type: &s
 }
 
 #[tokio::test]
-async fn no_secret_or_player_name_is_exported_or_printed_when_dependencies_fail() {
+async fn no_secret_or_player_name_is_exported_or_printed_when_dependencies_fail_over_http() {
+    nothing_leaks_over("http/protobuf").await;
+}
+
+#[tokio::test]
+async fn no_secret_or_player_name_is_exported_or_printed_when_dependencies_fail_over_grpc() {
+    nothing_leaks_over("grpc").await;
+}
+
+async fn nothing_leaks_over(protocol: &str) {
     let receiver = Receiver::start().await.unwrap();
-    let collector = TcpProxy::for_url(&receiver.http_endpoint()).await;
+    let endpoint = match protocol {
+        "grpc" => receiver.grpc_endpoint(),
+        _ => receiver.http_endpoint(),
+    };
+    let collector = TcpProxy::for_url(&endpoint).await;
     let mut names = Names::unique("leaks").await;
     let database = TcpProxy::for_url(&names.database_url).await;
     // PostgreSQL trusts local connections: any password is accepted.
@@ -71,12 +84,18 @@ async fn no_secret_or_player_name_is_exported_or_printed_when_dependencies_fail(
         closed_port().await
     );
     let options = Options {
-        otlp_endpoint: collector.url(&receiver.http_endpoint()),
+        otlp_endpoint: collector.url(&endpoint),
         webhook_url: Some(discord),
-        extra_env: vec![(
-            "OTEL_EXPORTER_OTLP_HEADERS".to_owned(),
-            format!("authorization=Bearer%20{GRAFANA_TOKEN}"),
-        )],
+        extra_env: vec![
+            (
+                "OTEL_EXPORTER_OTLP_HEADERS".to_owned(),
+                format!("authorization=Bearer%20{GRAFANA_TOKEN}"),
+            ),
+            (
+                "OTEL_EXPORTER_OTLP_PROTOCOL".to_owned(),
+                protocol.to_owned(),
+            ),
+        ],
     };
     let mut stack = Stack::start(Path::new(env!("CARGO_BIN_EXE_demo")), names, &options)
         .await
