@@ -267,3 +267,71 @@ fn around(haystack: &str, marker: &str) -> String {
     let end = haystack.ceil_char_boundary((at + marker.len() + 300).min(haystack.len()));
     haystack[start..end].to_owned()
 }
+
+#[tokio::test]
+async fn the_dry_run_logs_what_it_would_post_without_the_message() {
+    let receiver = Receiver::start().await.unwrap();
+    let options = Options {
+        otlp_endpoint: receiver.http_endpoint(),
+        webhook_url: None,
+        extra_env: vec![],
+    };
+    let stack = Stack::start(
+        Path::new(env!("CARGO_BIN_EXE_demo")),
+        Names::unique("dryrun").await,
+        &options,
+    )
+    .await
+    .unwrap();
+    let printed = stack.printed();
+    let client = reqwest::Client::new();
+    let game: serde_json::Value = client
+        .post(format!("{}/games", stack.api_url))
+        .json(&serde_json::json!({
+            "title": "Dry night",
+            "host": "ada",
+            "scheduled_at": (chrono::Utc::now() + chrono::Duration::days(1)).to_rfc3339(),
+            "max_players": 4,
+            "reminder_minutes": 60,
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let joined = client
+        .post(format!(
+            "{}/games/{}/participants",
+            stack.api_url,
+            game["id"].as_str().unwrap()
+        ))
+        .json(&serde_json::json!({ "player": PLAYER }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(joined.status(), 201);
+    // The announcement and the join, both delivered dry.
+    receiver
+        .wait_for_condition("two dry runs", |spans, _, _| {
+            let dry = spans
+                .iter()
+                .filter(|span| span.name() == "discord webhook (dry run)")
+                .count();
+            (dry == 2).then_some(())
+        })
+        .await
+        .unwrap();
+    for (name, status) in stack.stop().await.unwrap() {
+        assert!(status.success(), "{name} exited with {status}");
+    }
+
+    let exported = format!("{:?}\n{:?}", receiver.spans(), receiver.logs());
+    assert!(!exported.contains(PLAYER), "{}", around(&exported, PLAYER));
+    let leaks: Vec<String> = printed
+        .lines()
+        .into_iter()
+        .filter(|line| line.contains(PLAYER))
+        .collect();
+    assert!(leaks.is_empty(), "{leaks:#?}");
+}
