@@ -8,7 +8,7 @@
 //! ))?;
 //! tracing::info!("serving");
 //! // ... run until shutdown ...
-//! telemetry.shutdown().await; // flush spans, metrics and logs last
+//! telemetry.shutdown().await; // flush spans, metrics and logs last (3 s at most)
 //! # Ok(()) }
 //! ```
 //!
