@@ -12,8 +12,9 @@
 
 pub mod render;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -109,6 +110,24 @@ pub struct Options {
     pub extra_env: Vec<(String, String)>,
 }
 
+/// Every line the services of a stack printed, stdout and stderr alike, for
+/// tests that check what a service shows.
+#[derive(Debug, Clone, Default)]
+pub struct Printed(Arc<Mutex<Vec<String>>>);
+
+impl Printed {
+    /// The lines so far, each prefixed with the service that printed it.
+    pub fn lines(&self) -> Vec<String> {
+        self.0.lock().map(|lines| lines.clone()).unwrap_or_default()
+    }
+
+    fn push(&self, service: &str, line: &str) {
+        if let Ok(mut lines) = self.0.lock() {
+            lines.push(format!("{service}: {line}"));
+        }
+    }
+}
+
 /// `api`, `worker` and `bot`, running.
 #[derive(Debug)]
 pub struct Stack {
@@ -117,6 +136,11 @@ pub struct Stack {
     /// What the stack uses on the servers.
     pub names: Names,
     services: Vec<Service>,
+    printed: Printed,
+    binary: PathBuf,
+    /// What every service of the stack is started with.
+    common_env: Vec<(&'static str, String)>,
+    extra_env: Vec<(String, String)>,
 }
 
 impl Stack {
@@ -140,12 +164,14 @@ impl Stack {
             ("OTEL_METRIC_EXPORT_INTERVAL", "1000".to_owned()),
             ("LOG_FORMAT", "json".to_owned()),
         ];
+        let printed = Printed::default();
         let spawn = |name: &'static str, env: Vec<(&'static str, String)>| {
             spawn_service(
                 binary,
                 name,
                 common.iter().cloned().chain(env),
                 &options.extra_env,
+                &printed,
             )
         };
 
@@ -206,7 +232,48 @@ impl Stack {
             api_url,
             names,
             services: vec![worker, api, bot],
+            printed,
+            binary: binary.to_owned(),
+            common_env: common.to_vec(),
+            extra_env: options.extra_env.clone(),
         })
+    }
+
+    /// Starts one more `name` (`api`, `worker` or `bot`) with the stack's
+    /// settings and `env` on top, and waits for its `ready_message` log
+    /// line. It is stopped with the others.
+    pub async fn start_another(
+        &mut self,
+        name: &'static str,
+        env: &[(&'static str, String)],
+        ready_message: &str,
+    ) -> anyhow::Result<serde_json::Value> {
+        let mut service = spawn_service(
+            &self.binary,
+            name,
+            self.common_env.iter().cloned().chain(env.iter().cloned()),
+            &self.extra_env,
+            &self.printed,
+        )?;
+        let ready = service.wait_for_log(ready_message).await?;
+        self.services.push(service);
+        Ok(ready)
+    }
+
+    /// Stops the first running `name` with SIGTERM and returns its exit
+    /// status, to take one service away from the others.
+    pub async fn terminate(&mut self, name: &str) -> anyhow::Result<ExitStatus> {
+        let index = self
+            .services
+            .iter()
+            .position(|service| service.name == name)
+            .with_context(|| format!("no {name} is running"))?;
+        self.services.remove(index).terminate().await
+    }
+
+    /// What the services printed so far (and go on printing).
+    pub fn printed(&self) -> Printed {
+        self.printed.clone()
     }
 
     /// Stops every service with SIGTERM (each drains and flushes its
@@ -227,6 +294,7 @@ fn spawn_service(
     name: &'static str,
     env: impl Iterator<Item = (&'static str, String)>,
     extra_env: &[(String, String)],
+    printed: &Printed,
 ) -> anyhow::Result<Service> {
     let mut child = Command::new(binary)
         .args(["service", name])
@@ -234,15 +302,27 @@ fn spawn_service(
         .envs(env)
         .envs(extra_env.iter().cloned())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("cannot start {name}"))?;
     let stdout = child.stdout.take().context("no stdout")?;
+    let stderr = child.stderr.take().context("no stderr")?;
     let (sender, lines) = mpsc::unbounded_channel();
+    let printed_err = printed.clone();
+    tokio::spawn(async move {
+        let mut reader = BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = reader.next_line().await {
+            // Still shown, as when stderr was the terminal's.
+            eprintln!("{name}: {line}");
+            printed_err.push(name, &line);
+        }
+    });
+    let printed = printed.clone();
     tokio::spawn(async move {
         let mut reader = BufReader::new(stdout).lines();
         while let Ok(Some(line)) = reader.next_line().await {
+            printed.push(name, &line);
             // Lines that are not JSON (none, normally) are not ours to parse.
             if let Ok(json) = serde_json::from_str(&line) {
                 // The receiver goes away once start-up is over; the log is

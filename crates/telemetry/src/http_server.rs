@@ -7,6 +7,15 @@
 //! (`/games/{id}`), never the raw path, which would give every game its own
 //! time series. Requests no route matched are named `{method}` alone.
 //!
+//! `url.path` is the path with each path parameter replaced by its name
+//! (`/games/{id}/participants/{player}`): a parameter's value can be
+//! personal data, a player's name here. Name the parameters whose values
+//! are safe to export, ids say, with [`HttpServerLayer::exporting_params`]
+//! (`/games/5f0c…/participants/{player}`). A request no route matched has no
+//! `url.path`: its path is whatever the client sent. The span's fields are
+//! also what the console log shows around each event, so the same holds
+//! there.
+//!
 //! Health probes are best left out: merge their routes into the router
 //! *after* this layer is added, and they are neither traced nor counted.
 
@@ -35,6 +44,7 @@ pub const DURATION_BUCKETS: &[f64] = &[
 #[derive(Debug, Clone)]
 pub struct HttpServerLayer {
     duration: Histogram<f64>,
+    exported_params: &'static [&'static str],
 }
 
 impl HttpServerLayer {
@@ -46,7 +56,20 @@ impl HttpServerLayer {
             .with_description("Duration of HTTP server requests.")
             .with_boundaries(DURATION_BUCKETS.to_vec())
             .build();
-        Self { duration }
+        Self {
+            duration,
+            exported_params: &[],
+        }
+    }
+
+    /// Lets the values of the path parameters named in `params` into
+    /// `url.path`; the others stay `{name}`. Name only parameters that can
+    /// never hold personal data or secrets (generated ids).
+    pub fn exporting_params(self, params: &'static [&'static str]) -> Self {
+        Self {
+            exported_params: params,
+            ..self
+        }
     }
 }
 
@@ -57,6 +80,7 @@ impl<S> tower::Layer<S> for HttpServerLayer {
         HttpServer {
             inner,
             duration: self.duration.clone(),
+            exported_params: self.exported_params,
         }
     }
 }
@@ -66,6 +90,7 @@ impl<S> tower::Layer<S> for HttpServerLayer {
 pub struct HttpServer<S> {
     inner: S,
     duration: Histogram<f64>,
+    exported_params: &'static [&'static str],
 }
 
 impl<S, ReqBody, ResBody> tower::Service<Request<ReqBody>> for HttpServer<S>
@@ -89,7 +114,10 @@ where
             .get::<MatchedPath>()
             .map(|path| path.as_str().to_owned());
         let protocol = protocol_version(request.version());
-        let span = server_span(&request, method, route.as_deref(), protocol);
+        let path = route
+            .as_deref()
+            .map(|route| redacted_path(request.uri().path(), route, self.exported_params));
+        let span = server_span(&request, method, route.as_deref(), path, protocol);
         let future = span.in_scope(|| self.inner.call(request));
         let duration = self.duration.clone();
 
@@ -149,6 +177,7 @@ fn server_span<B>(
     request: &Request<B>,
     method: &'static str,
     route: Option<&str>,
+    path: Option<String>,
     protocol: Option<&'static str>,
 ) -> Span {
     let name = match route {
@@ -167,7 +196,7 @@ fn server_span<B>(
         otel.status_code = Empty,
         { semconv::HTTP_REQUEST_METHOD } = method,
         { semconv::HTTP_ROUTE } = route,
-        { semconv::URL_PATH } = request.uri().path(),
+        { semconv::URL_PATH } = path,
         { semconv::URL_SCHEME } = "http",
         { semconv::NETWORK_PROTOCOL_VERSION } = protocol,
         { semconv::USER_AGENT_ORIGINAL } = user_agent,
@@ -177,6 +206,36 @@ fn server_span<B>(
     // Continue the caller's trace when it sent a `traceparent`.
     let _ = span.set_parent(crate::propagation::extract_http(request.headers()));
     span
+}
+
+/// `path` as matched by `route`, with the value of every parameter not in
+/// `exported` replaced by the parameter itself (`{player}`, `{*rest}`).
+fn redacted_path(path: &str, route: &str, exported: &[&str]) -> String {
+    let mut values = path.split('/');
+    let mut redacted = Vec::new();
+    for segment in route.split('/') {
+        let param = segment
+            .strip_prefix('{')
+            .and_then(|param| param.strip_suffix('}'));
+        match param {
+            // A wildcard takes the rest of the path, and is last.
+            Some(param) if param.starts_with('*') => {
+                let rest = values.by_ref().collect::<Vec<_>>().join("/");
+                let exported = exported.contains(&&param[1..]);
+                redacted.push(if exported { rest } else { segment.to_owned() });
+            }
+            Some(param) if exported.contains(&param) => {
+                redacted.push(values.next().unwrap_or_default().to_owned());
+            }
+            // A literal segment, a parameter to hide, or a segment mixing
+            // both (`{file}.json`), which is hidden whole.
+            _ => {
+                values.next();
+                redacted.push(segment.to_owned());
+            }
+        }
+    }
+    redacted.join("/")
 }
 
 /// The method as the conventions want it: one of the known methods, or
@@ -214,6 +273,30 @@ mod tests {
     fn unknown_methods_are_reported_as_other() {
         assert_eq!(method_name(&Method::GET), "GET");
         assert_eq!(method_name(&Method::from_bytes(b"BREW").unwrap()), "_OTHER");
+    }
+
+    #[test]
+    fn path_parameters_are_hidden_unless_exported() {
+        let route = "/games/{id}/participants/{player}";
+        let path = "/games/42/participants/ada";
+        assert_eq!(redacted_path(path, route, &[]), route);
+        assert_eq!(
+            redacted_path(path, route, &["id"]),
+            "/games/42/participants/{player}"
+        );
+        assert_eq!(redacted_path("/games", "/games", &["id"]), "/games");
+        assert_eq!(
+            redacted_path("/files/a/b.txt", "/files/{*rest}", &[]),
+            "/files/{*rest}"
+        );
+        assert_eq!(
+            redacted_path("/files/a/b.txt", "/files/{*rest}", &["rest"]),
+            "/files/a/b.txt"
+        );
+        assert_eq!(
+            redacted_path("/reports/ada.json", "/reports/{name}.json", &["name"]),
+            "/reports/{name}.json"
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! ))?;
 //! tracing::info!("serving");
 //! // ... run until shutdown ...
-//! telemetry.shutdown().await; // flush spans, metrics and logs last
+//! telemetry.shutdown().await; // flush spans, metrics and logs last (3 s at most)
 //! # Ok(()) }
 //! ```
 //!
@@ -35,7 +35,8 @@ pub mod propagation;
 mod resource;
 pub mod spans;
 
-use std::time::Duration;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use opentelemetry::metrics::noop::NoopMeterProvider;
 use opentelemetry::metrics::{Meter, MeterProvider as _};
@@ -44,6 +45,7 @@ use opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge;
 use opentelemetry_otlp::{
     LogExporter, MetricExporter, SpanExporter, WithExportConfig, WithHttpConfig, WithTonicConfig,
 };
+use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::logs::SdkLoggerProvider;
 use opentelemetry_sdk::metrics::{SdkMeterProvider, Temporality};
 use opentelemetry_sdk::trace::SdkTracerProvider;
@@ -58,6 +60,12 @@ pub use opentelemetry_otlp::RetryPolicy;
 /// How often the console shows the same OpenTelemetry SDK diagnostic (failed
 /// export, dropped spans) at most.
 const SDK_DIAGNOSTICS_INTERVAL: Duration = Duration::from_secs(60);
+
+/// The longest [`TelemetryGuard::shutdown`] waits for the last export of all
+/// three signals together. Exit must fit in an orchestrator's grace period
+/// (`docker stop`: 10 s) after the service has drained its own work, and a
+/// healthy collector next to the service takes the last batches in far less.
+pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(3);
 
 /// The service being instrumented: `service.name` and `service.version`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -243,31 +251,57 @@ impl Telemetry {
         })
     }
 
-    /// Exports everything still buffered and stops the exporters.
+    /// Exports everything still buffered and stops the exporters, giving up
+    /// after [`SHUTDOWN_DEADLINE`].
     ///
-    /// Order: traces first, then logs (log records may refer to the spans
-    /// just sent), then metrics (their last collection includes the work
-    /// above). Each provider waits at most its export timeout, so a dead
-    /// collector delays exit by seconds, not forever.
+    /// Call it once the service has stopped its work, so nothing new is
+    /// recorded meanwhile. The three providers are shut down side by side,
+    /// each on a thread of its own: one at a time, a collector that accepts
+    /// connections and never answers would cost each its full timeout (the
+    /// meter provider's is a fixed 5 s the SDK does not let us shorten). A
+    /// provider still busy at the deadline is left behind with what it holds,
+    /// and the process exits without it.
     pub fn shutdown_blocking(self) {
+        let deadline = Instant::now() + SHUTDOWN_DEADLINE;
+        let (done, finished) = mpsc::channel();
+        let mut pending = Vec::new();
+        let tracer_provider = self.tracer_provider;
+        pending.extend(shut_down_on_thread("traces", &done, move || {
+            tracer_provider.shutdown_with_timeout(SHUTDOWN_DEADLINE)
+        }));
+        if let Some(logger_provider) = self.logger_provider {
+            pending.extend(shut_down_on_thread("logs", &done, move || {
+                logger_provider.shutdown_with_timeout(SHUTDOWN_DEADLINE)
+            }));
+        }
+        if let Some(meter_provider) = self.meter_provider {
+            pending.extend(shut_down_on_thread("metrics", &done, move || {
+                meter_provider.shutdown_with_timeout(SHUTDOWN_DEADLINE)
+            }));
+        }
+
         // Errors here mean data could not be delivered; there is nowhere left
         // to report them but stderr, and the console log is already gone.
-        let report = |signal: &str, result: opentelemetry_sdk::error::OTelSdkResult| {
+        while !pending.is_empty() {
+            let Ok((signal, result)) =
+                finished.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            else {
+                eprintln!(
+                    "telemetry: flushing {} gave up after {SHUTDOWN_DEADLINE:?}",
+                    pending.join(", ")
+                );
+                return;
+            };
+            pending.retain(|pending| *pending != signal);
             if let Err(err) = result {
                 eprintln!("telemetry: flushing {signal} failed: {err}");
             }
-        };
-        report("traces", self.tracer_provider.shutdown());
-        if let Some(logger_provider) = &self.logger_provider {
-            report("logs", logger_provider.shutdown());
-        }
-        if let Some(meter_provider) = &self.meter_provider {
-            report("metrics", meter_provider.shutdown());
         }
     }
 
     /// [`Telemetry::shutdown_blocking`] on a blocking thread, so the Tokio
     /// runtime keeps running the gRPC exporter's connection meanwhile.
+    /// Returns within [`SHUTDOWN_DEADLINE`].
     pub async fn shutdown(self) {
         if let Err(err) = tokio::task::spawn_blocking(move || self.shutdown_blocking()).await {
             eprintln!("telemetry: shutdown task failed: {err}");
@@ -287,8 +321,8 @@ pub struct TelemetryGuard {
 }
 
 impl TelemetryGuard {
-    /// Flushes and stops all exporters (see [`Telemetry::shutdown_blocking`]
-    /// for the order).
+    /// Flushes and stops all exporters, within [`SHUTDOWN_DEADLINE`] (see
+    /// [`Telemetry::shutdown_blocking`]).
     pub async fn shutdown(mut self) {
         if let Some(telemetry) = self.telemetry.take() {
             telemetry.shutdown().await;
@@ -300,6 +334,29 @@ impl Drop for TelemetryGuard {
     fn drop(&mut self) {
         if let Some(telemetry) = self.telemetry.take() {
             telemetry.shutdown_blocking();
+        }
+    }
+}
+
+/// Runs one provider's `shutdown` on a thread of its own, which reports on
+/// `done` when it finishes; returns `signal` if the thread was started.
+fn shut_down_on_thread(
+    signal: &'static str,
+    done: &mpsc::Sender<(&'static str, OTelSdkResult)>,
+    shutdown: impl FnOnce() -> OTelSdkResult + Send + 'static,
+) -> Option<&'static str> {
+    let done = done.clone();
+    let spawned = std::thread::Builder::new()
+        .name(format!("telemetry-shutdown-{signal}"))
+        .spawn(move || {
+            // The receiver is gone once the deadline has passed.
+            let _ = done.send((signal, shutdown()));
+        });
+    match spawned {
+        Ok(_) => Some(signal),
+        Err(err) => {
+            eprintln!("telemetry: cannot flush {signal}: {err}");
+            None
         }
     }
 }

@@ -174,17 +174,50 @@ pub fn http_client_span(
 }
 
 /// Sends `request` with `client` inside an HTTP CLIENT span, with the span's
-/// context injected as `traceparent`. A 4xx or 5xx answer marks the span as
-/// an error, as the conventions ask of clients; the response is returned
-/// either way.
+/// context injected as `traceparent`: for calls to our own services. A 4xx or
+/// 5xx answer marks the span as an error, as the conventions ask of clients;
+/// the response is returned either way.
+///
+/// A failed call's error, on the span and returned, never holds the URL:
+/// reqwest's own message would show it whole, user info, path and query.
 pub async fn send_traced(
+    client: &reqwest::Client,
+    request: reqwest::Request,
+    url_template: Option<&'static str>,
+) -> reqwest::Result<reqwest::Response> {
+    send(client, request, url_template, Propagation::Inject).await
+}
+
+/// Like [`send_traced`], for a third party (a Discord webhook): the call is
+/// traced here but sends no trace context, so nothing about our traces
+/// leaves for a service that is not ours.
+pub async fn send_traced_to_third_party(
+    client: &reqwest::Client,
+    request: reqwest::Request,
+    url_template: Option<&'static str>,
+) -> reqwest::Result<reqwest::Response> {
+    send(client, request, url_template, Propagation::Withhold).await
+}
+
+/// Whether a request carries the trace context to whoever it goes to.
+enum Propagation {
+    Inject,
+    Withhold,
+}
+
+async fn send(
     client: &reqwest::Client,
     mut request: reqwest::Request,
     url_template: Option<&'static str>,
+    propagation: Propagation,
 ) -> reqwest::Result<reqwest::Response> {
     let span = http_client_span(request.method(), request.url(), url_template);
-    span.in_scope(|| crate::propagation::inject_http(request.headers_mut()));
-    let result = tracing::Instrument::instrument(client.execute(request), span.clone()).await;
+    if let Propagation::Inject = propagation {
+        span.in_scope(|| crate::propagation::inject_http(request.headers_mut()));
+    }
+    let result = tracing::Instrument::instrument(client.execute(request), span.clone())
+        .await
+        .map_err(reqwest::Error::without_url);
     match &result {
         Ok(response) => {
             let status = response.status();

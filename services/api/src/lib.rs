@@ -198,7 +198,8 @@ impl App {
         let games = games
             .fallback(error::not_found)
             .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-            .layer(HttpServerLayer::new(meter))
+            // Game ids are generated UUIDs; a player's name stays `{player}`.
+            .layer(HttpServerLayer::new(meter).exporting_params(&["id"]))
             .layer(TimeoutLayer::with_status_code(
                 StatusCode::REQUEST_TIMEOUT,
                 REQUEST_TIMEOUT,

@@ -214,7 +214,7 @@ impl Store {
     ///
     /// Joins beyond `max_players` are refused ([`GameError::Full`]): a game
     /// night has a table of fixed size, and there is no waitlist.
-    #[tracing::instrument(skip(self, player), fields(player = player.as_str()))]
+    #[tracing::instrument(skip(self, player))]
     pub async fn join(&self, id: Uuid, player: &PlayerName) -> Result<Game, GameError> {
         let mut tx = self.begin().await?;
         let max_players = self.lock_scheduled(&mut tx, id).await?;
@@ -259,7 +259,7 @@ impl Store {
     }
 
     /// Frees `player`'s seat at game `id`, writing `game.player_left`.
-    #[tracing::instrument(skip(self, player), fields(player = player.as_str()))]
+    #[tracing::instrument(skip(self, player))]
     pub async fn leave(&self, id: Uuid, player: &PlayerName) -> Result<(), GameError> {
         let mut tx = self.begin().await?;
         self.lock_scheduled(&mut tx, id).await?;

@@ -55,7 +55,7 @@ use reqwest::header::HeaderMap;
 use secrecy::ExposeSecret;
 use service_runtime::CancellationToken;
 use sqlx::PgPool;
-use telemetry::spans::send_traced;
+use telemetry::spans::{send_traced, send_traced_to_third_party};
 
 pub use config::Config;
 use config::Destination;
@@ -404,7 +404,12 @@ impl Delivery {
                 // same shape with or without a webhook.
                 tracing::info_span!("discord webhook (dry run)", otel.kind = "internal").in_scope(
                     || {
-                        tracing::info!(message = %body, "dry run: would post to Discord");
+                        tracing::info!(
+                            kind = notification.kind.as_str(),
+                            notification_id = %notification.notification_id,
+                            game_id = %notification.game_id,
+                            "dry run: would post to Discord"
+                        );
                     },
                 );
                 (Delivered::DryRun, None)
@@ -484,6 +489,8 @@ impl Delivery {
         let status = response.status();
         if status.is_success() {
             return response.json().await.map_err(|err| {
+                // Without the URL: the reason is logged and put on spans.
+                let err = err.without_url();
                 Failure::Unavailable(format!("unreadable game from the api: {err}")).into()
             });
         }
@@ -506,7 +513,7 @@ impl Delivery {
             .map_err(|_| Failure::Permanent("cannot build the webhook request".into()))?;
         // Errors from reqwest name the URL, which holds the token: report
         // the kind of failure only.
-        let response = send_traced(&self.client, request, Some(WEBHOOK_TEMPLATE))
+        let response = send_traced_to_third_party(&self.client, request, Some(WEBHOOK_TEMPLATE))
             .await
             .map_err(|err| {
                 Undelivered::unavailable(

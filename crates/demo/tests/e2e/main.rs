@@ -6,5 +6,6 @@
 #![allow(clippy::unwrap_used)]
 
 mod helpers;
+mod leaks;
 mod pipeline;
 mod trace;

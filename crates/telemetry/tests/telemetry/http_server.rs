@@ -19,13 +19,24 @@ over_both_protocols!(requests_get_server_spans_and_a_duration_histogram);
 fn app(layer: HttpServerLayer) -> Router {
     Router::new()
         .route("/games/{id}", get(|| async { "a game" }))
+        .route(
+            "/games/{id}/participants/{player}",
+            axum::routing::delete(|| async { StatusCode::NO_CONTENT }),
+        )
         .route("/boom", get(|| async { StatusCode::INTERNAL_SERVER_ERROR }))
         .layer(layer)
         .route("/healthz", get(|| async { "ok" }))
 }
 
 async fn call(app: &Router, uri: &str, traceparent: Option<&str>) -> StatusCode {
-    let mut request = Request::get(uri);
+    call_with(app, Request::get(uri), traceparent).await
+}
+
+async fn call_with(
+    app: &Router,
+    mut request: axum::http::request::Builder,
+    traceparent: Option<&str>,
+) -> StatusCode {
     if let Some(traceparent) = traceparent {
         request = request.header("traceparent", traceparent);
     }
@@ -39,7 +50,7 @@ async fn call(app: &Router, uri: &str, traceparent: Option<&str>) -> StatusCode 
 
 async fn requests_get_server_spans_and_a_duration_histogram(protocol: Protocol) {
     let (receiver, telemetry) = start(protocol, "api").await;
-    let app = app(HttpServerLayer::new(&telemetry.meter("api")));
+    let app = app(HttpServerLayer::new(&telemetry.meter("api")).exporting_params(&["id"]));
     let caller = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     async {
         assert_eq!(call(&app, "/games/42", Some(caller)).await, StatusCode::OK);
@@ -49,6 +60,8 @@ async fn requests_get_server_spans_and_a_duration_histogram(protocol: Protocol) 
             StatusCode::INTERNAL_SERVER_ERROR
         );
         assert_eq!(call(&app, "/nowhere", None).await, StatusCode::NOT_FOUND);
+        let leave = Request::delete("/games/44/participants/grace-hopper");
+        assert_eq!(call_with(&app, leave, None).await, StatusCode::NO_CONTENT);
         assert_eq!(call(&app, "/healthz", None).await, StatusCode::OK);
     }
     .with_subscriber(telemetry.dispatch().clone())
@@ -96,12 +109,21 @@ async fn requests_get_server_spans_and_a_duration_histogram(protocol: Protocol) 
         Some(404)
     );
     assert_eq!(unmatched[0].attr("http.route"), None);
+    assert_eq!(unmatched[0].attr("url.path"), None, "a path no route knows");
     assert!(!unmatched[0].is_error());
     assert!(
         spans
             .iter()
             .all(|s| s.str_attr("url.path") != Some("/healthz"))
     );
+
+    // Only the parameters named safe show their values in `url.path`.
+    let leave = named("DELETE /games/{id}/participants/{player}");
+    assert_eq!(
+        leave[0].str_attr("url.path"),
+        Some("/games/44/participants/{player}")
+    );
+    assert!(!format!("{spans:?}").contains("grace-hopper"), "{spans:?}");
 
     // The histogram: seconds, semconv buckets, cumulative (Mimir rejects delta).
     assert_eq!(metric.unit(), "s");
@@ -120,7 +142,7 @@ async fn requests_get_server_spans_and_a_duration_histogram(protocol: Protocol) 
     assert_eq!(games_point.explicit_bounds, DURATION_BUCKETS);
     let total: u64 = points.iter().map(|p| p.count).sum();
     assert_eq!(
-        total, 4,
+        total, 5,
         "every traced request counted once, the health probe not at all"
     );
     assert!(

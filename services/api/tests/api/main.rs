@@ -11,5 +11,6 @@ mod helpers;
 mod migrations;
 mod outbox;
 mod process;
+mod shutdown;
 mod telemetry_export;
 mod traces;
