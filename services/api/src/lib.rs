@@ -214,8 +214,9 @@ impl App {
     }
 }
 
-/// 200 when PostgreSQL, Redis and RabbitMQ all answer, else 503 naming the
-/// ones that do not.
+/// 200 while PostgreSQL answers, `degraded` when Redis or RabbitMQ does not:
+/// reads then skip the cache and events wait in the outbox. 503 naming
+/// PostgreSQL when it is down, as nothing can be served without it.
 async fn readyz(State(state): State<AppState>) -> impl axum::response::IntoResponse {
     use service_runtime::check;
     let (postgresql, redis, rabbitmq) = tokio::join!(
@@ -223,11 +224,10 @@ async fn readyz(State(state): State<AppState>) -> impl axum::response::IntoRespo
         check(state.cache.is_ready()),
         check(state.broker.is_ready()),
     );
-    service_runtime::readiness(&[
-        ("postgresql", postgresql),
-        ("redis", redis),
-        ("rabbitmq", rabbitmq),
-    ])
+    service_runtime::readiness(
+        &[("postgresql", postgresql)],
+        &[("redis", redis), ("rabbitmq", rabbitmq)],
+    )
 }
 
 /// Serves the api as configured by the environment until `shutdown`,

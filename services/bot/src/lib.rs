@@ -174,7 +174,7 @@ impl Bot {
                 let broker = broker.clone();
                 async move {
                     let rabbitmq = service_runtime::check(broker.is_ready()).await;
-                    service_runtime::readiness(&[("rabbitmq", rabbitmq)])
+                    service_runtime::readiness(&[("rabbitmq", rabbitmq)], &[])
                 }
             }),
         );
