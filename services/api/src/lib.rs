@@ -227,10 +227,14 @@ async fn readyz(State(state): State<AppState>) -> impl axum::response::IntoRespo
         check(state.cache.is_ready()),
         check(state.broker.is_ready()),
     );
-    service_runtime::readiness(
-        &[("postgresql", postgresql)],
-        &[("redis", redis), ("rabbitmq", rabbitmq)],
-    )
+    let optional = [("redis", redis), ("rabbitmq", rabbitmq)];
+    // A cache turned off on purpose is not a degradation.
+    let optional = if state.cache.is_enabled() {
+        &optional[..]
+    } else {
+        &optional[1..]
+    };
+    service_runtime::readiness(&[("postgresql", postgresql)], optional)
 }
 
 /// Serves the api as configured by the environment until `shutdown`,

@@ -261,7 +261,8 @@ async fn reading_a_game_shows_a_cache_miss_then_a_hit() {
         .await
         .unwrap();
     let join_trace = trace_of(&join);
-    child(&join_trace, &join, "DEL");
+    // The invalidation: a tombstone in place of the cached game.
+    child(&join_trace, &join, "SET");
 
     let cache = receiver
         .wait_for_metric("gamenight.cache.requests")
