@@ -409,6 +409,26 @@ async fn outages_of_postgresql_and_redis_are_logged_without_servers_or_credentia
         })
         .await
         .unwrap();
+    let skipped = receiver
+        .wait_for_condition("a read that skipped the cache", |spans, _, _| {
+            spans
+                .iter()
+                .find(|s| {
+                    s.name() == "GET /games/{id}"
+                        && s.attr("gamenight.cache.skipped").and_then(|v| v.as_bool()) == Some(true)
+                })
+                .cloned()
+        })
+        .await
+        .unwrap();
+    assert!(
+        receiver
+            .trace(&skipped.trace_id())
+            .children(&skipped)
+            .iter()
+            .all(|s| s.str_attr("db.system.name") != Some("redis")),
+        "a skipped read sends Redis nothing"
+    );
     let forbidden = [
         MARKER.to_owned(),
         format!(":{}", database.addr().port()),
