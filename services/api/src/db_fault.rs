@@ -14,7 +14,7 @@ const SHUTTING_DOWN: [&str; 3] = ["57P01", "57P02", "57P03"];
 
 /// The connection died, or could not be opened, before the work on it was
 /// committed: the server rolled the transaction back, so running it again
-/// on a fresh connection applies it exactly once.
+/// on another connection applies it exactly once.
 ///
 /// Only true of failures *before* COMMIT: when COMMIT itself fails the
 /// change may have been applied, and it must not be retried.

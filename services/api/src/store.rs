@@ -356,7 +356,7 @@ impl Store {
     /// Runs `work` in a transaction and commits the transaction it hands back.
     ///
     /// When the connection drops before COMMIT (PostgreSQL restarting under
-    /// the request), `work` runs once more on a fresh connection: the server
+    /// the request), `work` runs once more on another connection: the server
     /// rolled the first attempt back, so the change is applied once. A
     /// failure at COMMIT itself is not retried, since the change may have
     /// been committed; nor is a second drop, which is answered 503.
