@@ -118,24 +118,45 @@ pub async fn check(check: impl Future<Output = bool>) -> bool {
         .unwrap_or(false)
 }
 
-/// The `/readyz` answer: `{"<dependency>": "up" | "down", ...}`, with 200
-/// when all are up and 503 otherwise.
+/// The `/readyz` answer of a service that cannot serve without any of
+/// `required` and serves, degraded, without any of `optional`:
+///
+/// ```json
+/// {"status": "ready" | "degraded" | "unavailable",
+///  "checks": {"<dependency>": "up" | "down", ...}}
+/// ```
+///
+/// 503 only when a required dependency is down, so that an orchestrator
+/// takes a replica out of rotation only when it cannot answer; 200 otherwise,
+/// `degraded` telling that an optional one is down.
 pub fn readiness(
-    checks: &[(&'static str, bool)],
-) -> (
-    axum::http::StatusCode,
-    axum::Json<std::collections::BTreeMap<&'static str, &'static str>>,
-) {
-    let report = checks
+    required: &[(&'static str, bool)],
+    optional: &[(&'static str, bool)],
+) -> (axum::http::StatusCode, axum::Json<Readiness>) {
+    let up = |checks: &[(&'static str, bool)]| checks.iter().all(|(_, up)| *up);
+    let (code, status) = if !up(required) {
+        (axum::http::StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+    } else if !up(optional) {
+        (axum::http::StatusCode::OK, "degraded")
+    } else {
+        (axum::http::StatusCode::OK, "ready")
+    };
+    let checks = required
         .iter()
+        .chain(optional)
         .map(|(name, up)| (*name, if *up { "up" } else { "down" }))
         .collect();
-    let status = if checks.iter().all(|(_, up)| *up) {
-        axum::http::StatusCode::OK
-    } else {
-        axum::http::StatusCode::SERVICE_UNAVAILABLE
-    };
-    (status, axum::Json(report))
+    (code, axum::Json(Readiness { status, checks }))
+}
+
+/// The body of a `/readyz` answer; see [`readiness`].
+#[derive(Debug, serde::Serialize)]
+pub struct Readiness {
+    /// `ready`, `degraded` (an optional dependency is down) or `unavailable`
+    /// (a required one is).
+    pub status: &'static str,
+    /// Each dependency, `up` or `down`.
+    pub checks: std::collections::BTreeMap<&'static str, &'static str>,
 }
 
 /// Serves `router` on `listener` until `shutdown` is cancelled, then stops
@@ -158,6 +179,23 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn readiness_fails_only_for_a_required_dependency() {
+        let (code, body) = readiness(&[("postgresql", true)], &[("redis", false)]);
+        assert_eq!(code, 200);
+        assert_eq!(body.status, "degraded");
+        assert_eq!(body.checks["redis"], "down");
+        assert_eq!(body.checks["postgresql"], "up");
+
+        let (code, body) = readiness(&[("postgresql", false)], &[("redis", true)]);
+        assert_eq!(code, 503);
+        assert_eq!(body.status, "unavailable");
+
+        let (code, body) = readiness(&[("rabbitmq", true)], &[]);
+        assert_eq!(code, 200);
+        assert_eq!(body.status, "ready");
+    }
 
     #[tokio::test]
     async fn serve_answers_health_probes_and_stops_on_shutdown() {

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::io::copy_bidirectional;
 use tokio::net::{TcpListener, TcpStream};
@@ -17,6 +18,7 @@ use tokio::task::JoinHandle;
 pub struct TcpProxy {
     addr: SocketAddr,
     up: Arc<watch::Sender<bool>>,
+    accepted: Arc<AtomicUsize>,
     task: JoinHandle<()>,
 }
 
@@ -33,8 +35,11 @@ impl TcpProxy {
         let (up, _) = watch::channel(true);
         let up = Arc::new(up);
         let state = up.clone();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
         let task = tokio::spawn(async move {
             while let Ok((inbound, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::Relaxed);
                 if !*state.borrow() {
                     drop(inbound);
                     continue;
@@ -52,7 +57,12 @@ impl TcpProxy {
                 });
             }
         });
-        Self { addr, up, task }
+        Self {
+            addr,
+            up,
+            accepted,
+            task,
+        }
     }
 
     /// Starts a proxy to the host and port of `url` (`scheme://user@host:port/...`).
@@ -98,6 +108,12 @@ impl TcpProxy {
         result.push_str(&self.addr.to_string());
         result.push_str(&after_at[path_start..]);
         result
+    }
+
+    /// How many connections clients have opened so far, cut or not: how
+    /// often a client tried to (re)connect.
+    pub fn connections(&self) -> usize {
+        self.accepted.load(Ordering::Relaxed)
     }
 
     /// Closes every open connection and refuses new ones.

@@ -17,9 +17,9 @@ pub struct Config {
     pub redis_url: SecretString,
     /// RabbitMQ for domain events (`RABBITMQ_URL`, required). Holds a password.
     pub rabbitmq_url: SecretString,
-    /// How long a cached game stays fresh (`CACHE_TTL_SECONDS`, default 60).
-    /// Writes invalidate at once; the TTL bounds staleness should an
-    /// invalidation be lost while Redis is unreachable.
+    /// How long a cached game stays fresh (`CACHE_TTL_SECONDS`, default 60;
+    /// 0 turns the cache off). Writes invalidate at once; the TTL bounds
+    /// staleness should an invalidation be lost while Redis is unreachable.
     pub cache_ttl: Duration,
     /// Prefix of every Redis key (`REDIS_KEY_PREFIX`, default `gamenight:`),
     /// so several deployments or test runs can share one Redis.

@@ -7,7 +7,12 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::db_fault;
 use crate::domain::FieldError;
+
+/// `Retry-After` of a 503, in seconds: a restarting PostgreSQL usually takes
+/// connections again within a second or two.
+const RETRY_AFTER_SECONDS: &str = "1";
 
 /// Why a request failed.
 #[derive(Debug, thiserror::Error)]
@@ -35,9 +40,13 @@ pub(crate) enum ApiError {
     /// The request conflicts with the game's state (409).
     #[error("{0}")]
     Conflict(String),
+    /// PostgreSQL is restarting or unreachable (503 with `Retry-After`).
+    /// The cause is logged by kind, never sent.
+    #[error("the service is briefly unavailable; retry after the Retry-After delay")]
+    Unavailable(#[source] sqlx::Error),
     /// Something failed on our side (500). The cause is logged, never sent.
     #[error("internal error")]
-    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+    Internal(#[source] sqlx::Error),
 }
 
 impl ApiError {
@@ -57,6 +66,7 @@ impl ApiError {
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -64,7 +74,11 @@ impl ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(err: sqlx::Error) -> Self {
-        Self::Internal(Box::new(err))
+        if db_fault::is_transient(&err) {
+            Self::Unavailable(err)
+        } else {
+            Self::Internal(err)
+        }
     }
 }
 
@@ -92,10 +106,21 @@ pub(crate) struct Problem {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        if let Self::Internal(cause) = &self {
-            // The only place the cause is written down: the log line, in the
-            // request's trace. The client learns nothing of it.
-            tracing::error!(error = %cause, "request failed");
+        // The only place the cause is written down: the log line, in the
+        // request's trace. The client learns nothing of it, and the log only
+        // what cannot name a server or hold a credential.
+        match &self {
+            Self::Unavailable(cause) => tracing::warn!(
+                error.type = %db_fault::kind(cause),
+                error = %db_fault::describe(cause),
+                "database unavailable; answered 503"
+            ),
+            Self::Internal(cause) => tracing::error!(
+                error.type = %db_fault::kind(cause),
+                error = %db_fault::describe(cause),
+                "request failed"
+            ),
+            _ => {}
         }
         let errors = match &self {
             Self::Validation(errors) => errors.clone(),
@@ -116,12 +141,19 @@ impl IntoResponse for ApiError {
             errors,
         };
         let body = serde_json::to_vec(&problem).unwrap_or_default();
-        (
+        let mut response = (
             status,
             [(header::CONTENT_TYPE, "application/problem+json")],
             body,
         )
-            .into_response()
+            .into_response();
+        if let Self::Unavailable(_) = self {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                header::HeaderValue::from_static(RETRY_AFTER_SECONDS),
+            );
+        }
+        response
     }
 }
 

@@ -7,11 +7,14 @@
 //!   [`outbox`] in the same transaction.
 //! - [`outbox`]: the outbox and the relay that publishes it to RabbitMQ.
 //! - [`cache`]: cache-aside for single games in Redis.
+//! - `db_fault`: which database failures are PostgreSQL being away (503 or
+//!   retried), not bugs (500).
 //! - `routes`, `error`, `extract`: the HTTP surface and its problem+json errors.
 //! - [`App`]: everything wired together; [`App::router`] is what tests drive.
 
 pub mod cache;
 pub mod config;
+mod db_fault;
 pub mod domain;
 mod error;
 mod extract;
@@ -238,8 +241,9 @@ impl App {
     }
 }
 
-/// 200 when PostgreSQL, Redis and RabbitMQ all answer, else 503 naming the
-/// ones that do not.
+/// 200 while PostgreSQL answers, `degraded` when Redis or RabbitMQ does not:
+/// reads then skip the cache and events wait in the outbox. 503 naming
+/// PostgreSQL when it is down, as nothing can be served without it.
 async fn readyz(State(state): State<AppState>) -> impl axum::response::IntoResponse {
     use service_runtime::check;
     let (postgresql, redis, rabbitmq) = tokio::join!(
@@ -247,11 +251,14 @@ async fn readyz(State(state): State<AppState>) -> impl axum::response::IntoRespo
         check(state.cache.is_ready()),
         check(state.broker.is_ready()),
     );
-    service_runtime::readiness(&[
-        ("postgresql", postgresql),
-        ("redis", redis),
-        ("rabbitmq", rabbitmq),
-    ])
+    let optional = [("redis", redis), ("rabbitmq", rabbitmq)];
+    // A cache turned off on purpose is not a degradation.
+    let optional = if state.cache.is_enabled() {
+        &optional[..]
+    } else {
+        &optional[1..]
+    };
+    service_runtime::readiness(&[("postgresql", postgresql)], optional)
 }
 
 /// Serves the api as configured by the environment until `shutdown`,

@@ -75,7 +75,8 @@ impl From<GameError> for ApiError {
          headers(("location" = String, description = "URL of the new game"))),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),        (status = 503, description = "PostgreSQL is briefly unavailable (restarting, unreachable); retry after `Retry-After` seconds", body = Problem, content_type = "application/problem+json",
+         headers(("retry-after" = String, description = "Seconds to wait before retrying"))),
     )
 )]
 async fn create_game(
@@ -123,7 +124,8 @@ pub struct GamePage {
     params(ListQuery),
     responses(
         (status = 200, description = "A page of games", body = GamePage),
-        (status = 400, description = "Bad parameter", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Bad parameter", body = Problem, content_type = "application/problem+json"),        (status = 503, description = "PostgreSQL is briefly unavailable (restarting, unreachable); retry after `Retry-After` seconds", body = Problem, content_type = "application/problem+json",
+         headers(("retry-after" = String, description = "Seconds to wait before retrying"))),
     )
 )]
 async fn list_games(
@@ -190,7 +192,8 @@ fn decode_cursor(cursor: &str) -> Result<Position, ApiError> {
     responses(
         (status = 200, description = "The game", body = Game),
         (status = 400, description = "Malformed id", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such game", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such game", body = Problem, content_type = "application/problem+json"),        (status = 503, description = "PostgreSQL is briefly unavailable (restarting, unreachable); retry after `Retry-After` seconds", body = Problem, content_type = "application/problem+json",
+         headers(("retry-after" = String, description = "Seconds to wait before retrying"))),
     )
 )]
 async fn get_game(
@@ -223,7 +226,8 @@ async fn get_game(
         (status = 201, description = "Joined; the updated game", body = Game),
         (status = 404, description = "No such game", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Already joined, full, or not scheduled", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid player", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid player", body = Problem, content_type = "application/problem+json"),        (status = 503, description = "PostgreSQL is briefly unavailable (restarting, unreachable); retry after `Retry-After` seconds", body = Problem, content_type = "application/problem+json",
+         headers(("retry-after" = String, description = "Seconds to wait before retrying"))),
     )
 )]
 async fn join_game(
@@ -249,7 +253,8 @@ async fn join_game(
     responses(
         (status = 204, description = "Left"),
         (status = 404, description = "No such game or participant", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The game is not scheduled", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The game is not scheduled", body = Problem, content_type = "application/problem+json"),        (status = 503, description = "PostgreSQL is briefly unavailable (restarting, unreachable); retry after `Retry-After` seconds", body = Problem, content_type = "application/problem+json",
+         headers(("retry-after" = String, description = "Seconds to wait before retrying"))),
     )
 )]
 async fn leave_game(
@@ -273,7 +278,8 @@ async fn leave_game(
     responses(
         (status = 200, description = "Cancelled; the updated game", body = Game),
         (status = 404, description = "No such game", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Already cancelled or completed", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Already cancelled or completed", body = Problem, content_type = "application/problem+json"),        (status = 503, description = "PostgreSQL is briefly unavailable (restarting, unreachable); retry after `Retry-After` seconds", body = Problem, content_type = "application/problem+json",
+         headers(("retry-after" = String, description = "Seconds to wait before retrying"))),
     )
 )]
 async fn cancel_game(

@@ -8,6 +8,7 @@ use sqlx::{PgPool, Postgres, Transaction};
 use telemetry::db::DbClient;
 use uuid::Uuid;
 
+use crate::db_fault;
 use crate::domain::{Game, GameStatus, NewGame, PlayerName};
 use crate::outbox;
 
@@ -33,6 +34,9 @@ pub enum GameError {
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
+
+/// A transaction on a pooled connection.
+type Tx = Transaction<'static, Postgres>;
 
 /// Keyset position of a game in the list order `(scheduled_at, id)`.
 pub type Position = (DateTime<Utc>, Uuid);
@@ -123,36 +127,37 @@ impl Store {
     #[tracing::instrument(skip_all)]
     pub async fn create(&self, new: &NewGame) -> Result<Game, GameError> {
         let id = Uuid::new_v4();
-        let mut tx = self.begin().await?;
-        self.db
-            .run(
-                "INSERT",
-                Some("games"),
-                INSERT_GAME,
-                sqlx::query(INSERT_GAME)
-                    .bind(id)
-                    .bind(&new.title)
-                    .bind(new.host.as_str())
-                    .bind(new.scheduled_at)
-                    .bind(new.max_players)
-                    .bind(new.reminder_minutes)
-                    .execute(&mut *tx),
-            )
-            .await?;
-        let event = GameEvent::Created {
-            title: new.title.clone(),
-            host: new.host.as_str().to_owned(),
-            scheduled_at: new.scheduled_at,
-            max_players: new.max_players,
-            reminder_minutes: new.reminder_minutes,
-        };
-        outbox::enqueue(&self.db, &mut tx, &Envelope::new(id, event)).await?;
-        let game = self
-            .fetch(&mut *tx, id)
-            .await?
-            .ok_or(GameError::GameNotFound)?;
-        self.commit(tx).await?;
-        Ok(game)
+        self.transaction(|mut tx| async move {
+            self.db
+                .run(
+                    "INSERT",
+                    Some("games"),
+                    INSERT_GAME,
+                    sqlx::query(INSERT_GAME)
+                        .bind(id)
+                        .bind(&new.title)
+                        .bind(new.host.as_str())
+                        .bind(new.scheduled_at)
+                        .bind(new.max_players)
+                        .bind(new.reminder_minutes)
+                        .execute(&mut *tx),
+                )
+                .await?;
+            let event = GameEvent::Created {
+                title: new.title.clone(),
+                host: new.host.as_str().to_owned(),
+                scheduled_at: new.scheduled_at,
+                max_players: new.max_players,
+                reminder_minutes: new.reminder_minutes,
+            };
+            outbox::enqueue(&self.db, &mut tx, &Envelope::new(id, event)).await?;
+            let game = self
+                .fetch(&mut *tx, id)
+                .await?
+                .ok_or(GameError::GameNotFound)?;
+            Ok((game, tx))
+        })
+        .await
     }
 
     /// The game with `id`, if any.
@@ -216,111 +221,110 @@ impl Store {
     /// night has a table of fixed size, and there is no waitlist.
     #[tracing::instrument(skip(self, player))]
     pub async fn join(&self, id: Uuid, player: &PlayerName) -> Result<Game, GameError> {
-        let mut tx = self.begin().await?;
-        let max_players = self.lock_scheduled(&mut tx, id).await?;
-        let (seated,): (i64,) = self
-            .db
-            .run(
-                "SELECT",
-                Some("participants"),
-                COUNT_PLAYERS,
-                sqlx::query_as(COUNT_PLAYERS).bind(id).fetch_one(&mut *tx),
-            )
-            .await?;
-        if seated >= i64::from(max_players) {
-            return Err(GameError::Full);
-        }
-        let inserted = self
-            .db
-            .run(
-                "INSERT",
-                Some("participants"),
-                INSERT_PLAYER,
-                sqlx::query(INSERT_PLAYER)
-                    .bind(id)
-                    .bind(player.as_str())
-                    .execute(&mut *tx),
-            )
-            .await?;
-        if inserted.rows_affected() == 0 {
-            return Err(GameError::AlreadyJoined);
-        }
-        self.touch(&mut tx, id).await?;
-        let event = GameEvent::PlayerJoined {
-            player: player.as_str().to_owned(),
-        };
-        outbox::enqueue(&self.db, &mut tx, &Envelope::new(id, event)).await?;
-        let game = self
-            .fetch(&mut *tx, id)
-            .await?
-            .ok_or(GameError::GameNotFound)?;
-        self.commit(tx).await?;
-        Ok(game)
+        self.transaction(|mut tx| async move {
+            let max_players = self.lock_scheduled(&mut tx, id).await?;
+            let (seated,): (i64,) = self
+                .db
+                .run(
+                    "SELECT",
+                    Some("participants"),
+                    COUNT_PLAYERS,
+                    sqlx::query_as(COUNT_PLAYERS).bind(id).fetch_one(&mut *tx),
+                )
+                .await?;
+            if seated >= i64::from(max_players) {
+                return Err(GameError::Full);
+            }
+            let inserted = self
+                .db
+                .run(
+                    "INSERT",
+                    Some("participants"),
+                    INSERT_PLAYER,
+                    sqlx::query(INSERT_PLAYER)
+                        .bind(id)
+                        .bind(player.as_str())
+                        .execute(&mut *tx),
+                )
+                .await?;
+            if inserted.rows_affected() == 0 {
+                return Err(GameError::AlreadyJoined);
+            }
+            self.touch(&mut tx, id).await?;
+            let event = GameEvent::PlayerJoined {
+                player: player.as_str().to_owned(),
+            };
+            outbox::enqueue(&self.db, &mut tx, &Envelope::new(id, event)).await?;
+            let game = self
+                .fetch(&mut *tx, id)
+                .await?
+                .ok_or(GameError::GameNotFound)?;
+            Ok((game, tx))
+        })
+        .await
     }
 
     /// Frees `player`'s seat at game `id`, writing `game.player_left`.
     #[tracing::instrument(skip(self, player))]
     pub async fn leave(&self, id: Uuid, player: &PlayerName) -> Result<(), GameError> {
-        let mut tx = self.begin().await?;
-        self.lock_scheduled(&mut tx, id).await?;
-        let deleted = self
-            .db
-            .run(
-                "DELETE",
-                Some("participants"),
-                DELETE_PLAYER,
-                sqlx::query(DELETE_PLAYER)
-                    .bind(id)
-                    .bind(player.as_str())
-                    .execute(&mut *tx),
-            )
-            .await?;
-        if deleted.rows_affected() == 0 {
-            return Err(GameError::ParticipantNotFound);
-        }
-        self.touch(&mut tx, id).await?;
-        let event = GameEvent::PlayerLeft {
-            player: player.as_str().to_owned(),
-        };
-        outbox::enqueue(&self.db, &mut tx, &Envelope::new(id, event)).await?;
-        self.commit(tx).await?;
-        Ok(())
+        self.transaction(|mut tx| async move {
+            self.lock_scheduled(&mut tx, id).await?;
+            let deleted = self
+                .db
+                .run(
+                    "DELETE",
+                    Some("participants"),
+                    DELETE_PLAYER,
+                    sqlx::query(DELETE_PLAYER)
+                        .bind(id)
+                        .bind(player.as_str())
+                        .execute(&mut *tx),
+                )
+                .await?;
+            if deleted.rows_affected() == 0 {
+                return Err(GameError::ParticipantNotFound);
+            }
+            self.touch(&mut tx, id).await?;
+            let event = GameEvent::PlayerLeft {
+                player: player.as_str().to_owned(),
+            };
+            outbox::enqueue(&self.db, &mut tx, &Envelope::new(id, event)).await?;
+            Ok(((), tx))
+        })
+        .await
     }
 
     /// Cancels game `id`, writing `game.cancelled`.
     #[tracing::instrument(skip(self))]
     pub async fn cancel(&self, id: Uuid) -> Result<Game, GameError> {
-        let mut tx = self.begin().await?;
-        self.lock_scheduled(&mut tx, id).await?;
-        self.db
-            .run(
-                "UPDATE",
-                Some("games"),
-                CANCEL_GAME,
-                sqlx::query(CANCEL_GAME).bind(id).execute(&mut *tx),
+        self.transaction(|mut tx| async move {
+            self.lock_scheduled(&mut tx, id).await?;
+            self.db
+                .run(
+                    "UPDATE",
+                    Some("games"),
+                    CANCEL_GAME,
+                    sqlx::query(CANCEL_GAME).bind(id).execute(&mut *tx),
+                )
+                .await?;
+            outbox::enqueue(
+                &self.db,
+                &mut tx,
+                &Envelope::new(id, GameEvent::Cancelled {}),
             )
             .await?;
-        outbox::enqueue(
-            &self.db,
-            &mut tx,
-            &Envelope::new(id, GameEvent::Cancelled {}),
-        )
-        .await?;
-        let game = self
-            .fetch(&mut *tx, id)
-            .await?
-            .ok_or(GameError::GameNotFound)?;
-        self.commit(tx).await?;
-        Ok(game)
+            let game = self
+                .fetch(&mut *tx, id)
+                .await?
+                .ok_or(GameError::GameNotFound)?;
+            Ok((game, tx))
+        })
+        .await
     }
 
     /// Locks game `id` for the rest of `tx` and returns its `max_players`,
     /// provided it exists and is still scheduled.
-    async fn lock_scheduled(
-        &self,
-        tx: &mut Transaction<'static, Postgres>,
-        id: Uuid,
-    ) -> Result<i32, GameError> {
+    async fn lock_scheduled(&self, tx: &mut Tx, id: Uuid) -> Result<i32, GameError> {
         let row: Option<(GameStatus, i32)> = self
             .db
             .run(
@@ -337,11 +341,7 @@ impl Store {
         }
     }
 
-    async fn touch(
-        &self,
-        tx: &mut Transaction<'static, Postgres>,
-        id: Uuid,
-    ) -> Result<(), sqlx::Error> {
+    async fn touch(&self, tx: &mut Tx, id: Uuid) -> Result<(), sqlx::Error> {
         self.db
             .run(
                 "UPDATE",
@@ -353,11 +353,31 @@ impl Store {
         Ok(())
     }
 
-    async fn begin(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
-        self.pool.begin().await
-    }
-
-    async fn commit(&self, tx: Transaction<'static, Postgres>) -> Result<(), sqlx::Error> {
-        self.db.run("COMMIT", None, "COMMIT", tx.commit()).await
+    /// Runs `work` in a transaction and commits the transaction it hands back.
+    ///
+    /// When the connection drops before COMMIT (PostgreSQL restarting under
+    /// the request), `work` runs once more on another connection: the server
+    /// rolled the first attempt back, so the change is applied once. A
+    /// failure at COMMIT itself is not retried, since the change may have
+    /// been committed; nor is a second drop, which is answered 503.
+    async fn transaction<T, F, Fut>(&self, work: F) -> Result<T, GameError>
+    where
+        F: Fn(Tx) -> Fut,
+        Fut: Future<Output = Result<(T, Tx), GameError>>,
+    {
+        let attempt = async || work(self.pool.begin().await?).await;
+        let first = attempt().await;
+        let (value, tx) = match first {
+            Err(GameError::Database(err)) if db_fault::is_dropped_connection(&err) => {
+                tracing::warn!(
+                    error.type = %db_fault::kind(&err),
+                    "database connection dropped mid-transaction; retrying once"
+                );
+                attempt().await?
+            }
+            result => result?,
+        };
+        self.db.run("COMMIT", None, "COMMIT", tx.commit()).await?;
+        Ok(value)
     }
 }

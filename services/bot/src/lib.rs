@@ -294,10 +294,10 @@ impl Bot {
                         service_runtime::check(broker.is_ready()),
                         service_runtime::check(schema::is_ready(&pool)),
                     );
-                    service_runtime::readiness(&[
-                        ("rabbitmq", rabbitmq),
-                        ("postgresql", postgresql),
-                    ])
+                    service_runtime::readiness(
+                        &[("rabbitmq", rabbitmq), ("postgresql", postgresql)],
+                        &[],
+                    )
                 }
             }),
         );

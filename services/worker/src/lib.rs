@@ -177,7 +177,10 @@ impl Worker {
                 use service_runtime::check;
                 let (postgresql, rabbitmq) =
                     tokio::join!(check(schema::is_ready(&pool)), check(broker.is_ready()));
-                service_runtime::readiness(&[("postgresql", postgresql), ("rabbitmq", rabbitmq)])
+                service_runtime::readiness(
+                    &[("postgresql", postgresql), ("rabbitmq", rabbitmq)],
+                    &[],
+                )
             }),
         );
         let (served, (), scheduled, swept) = tokio::join!(

@@ -251,7 +251,10 @@ async fn probes_and_the_openapi_document_are_served() {
     let ready: Value = ready.json().await.unwrap();
     assert_eq!(
         ready,
-        json!({"postgresql": "up", "redis": "up", "rabbitmq": "up"})
+        json!({
+            "status": "ready",
+            "checks": {"postgresql": "up", "redis": "up", "rabbitmq": "up"},
+        })
     );
 
     let openapi: Value = app.get("/openapi.json").await.json().await.unwrap();

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod cache;
+mod database;
 mod docs;
 mod games;
 mod helpers;

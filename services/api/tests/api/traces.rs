@@ -261,7 +261,8 @@ async fn reading_a_game_shows_a_cache_miss_then_a_hit() {
         .await
         .unwrap();
     let join_trace = trace_of(&join);
-    child(&join_trace, &join, "DEL");
+    // The invalidation: a tombstone in place of the cached game.
+    child(&join_trace, &join, "SET");
 
     let cache = receiver
         .wait_for_metric("gamenight.cache.requests")
@@ -315,7 +316,7 @@ async fn client_errors_are_not_span_errors_but_server_errors_are() {
         .send()
         .await
         .unwrap();
-    assert_eq!(failed.status(), 500);
+    assert_eq!(failed.status(), 503, "PostgreSQL away is a 503, not a bug");
     let body = failed.text().await.unwrap();
     assert!(
         !body.contains("127.0.0.1") && !body.contains("postgres"),
@@ -341,11 +342,107 @@ async fn client_errors_are_not_span_errors_but_server_errors_are() {
             .unwrap()
     };
     assert!(!by_status(422).is_error(), "a 4xx is the client's mistake");
-    let server_error = by_status(500);
+    let server_error = by_status(503);
     assert!(server_error.is_error());
-    assert_eq!(server_error.str_attr("error.type"), Some("500"));
+    assert_eq!(server_error.str_attr("error.type"), Some("503"));
     receiver
-        .wait_for_log(&server_error.trace_id(), "request failed")
+        .wait_for_log(
+            &server_error.trace_id(),
+            "database unavailable; answered 503",
+        )
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn outages_of_postgresql_and_redis_are_logged_without_servers_or_credentials() {
+    const MARKER: &str = "pw-leak-marker-4c1e";
+    let receiver = Receiver::start().await.unwrap();
+    let mut servers = Servers::fresh().await;
+    let database = TcpProxy::for_url(&servers.database_url).await;
+    let redis = TcpProxy::for_url(&servers.redis_url).await;
+    // The test server trusts local connections: any password is accepted.
+    servers.database_url = database.url(&servers.database_url).replacen(
+        "postgres@",
+        &format!("postgres:{MARKER}@"),
+        1,
+    );
+    assert!(servers.database_url.contains(MARKER));
+    servers.redis_url = redis.url(&servers.redis_url);
+    let api = start(&receiver, &servers).await;
+    let game = api.create_game().await;
+    let client = reqwest::Client::new();
+    let get = || {
+        client
+            .get(format!("{}/games/{}", api.base_url, game.id))
+            .send()
+    };
+    assert_eq!(get().await.unwrap().status(), 200);
+
+    redis.cut();
+    assert_eq!(get().await.unwrap().status(), 200);
+    database.cut();
+    let mut bodies = Vec::new();
+    for response in [
+        get().await.unwrap(),
+        client
+            .post(format!("{}/games", api.base_url))
+            .json(&game_body(4))
+            .send()
+            .await
+            .unwrap(),
+        client
+            .get(format!("{}/readyz", api.base_url))
+            .send()
+            .await
+            .unwrap(),
+    ] {
+        assert_eq!(response.status(), 503);
+        bodies.push(response.text().await.unwrap());
+    }
+    assert!(api.terminate().await.success());
+
+    let logs = receiver
+        .wait_for_condition("the outage logged", |_, _, logs| {
+            let logged = |text: &str| logs.iter().any(|log| log.body_text().contains(text));
+            (logged("Redis unreachable") && logged("database unavailable")).then(|| logs.to_vec())
+        })
+        .await
+        .unwrap();
+    let skipped = receiver
+        .wait_for_condition("a read that skipped the cache", |spans, _, _| {
+            spans
+                .iter()
+                .find(|s| {
+                    s.name() == "GET /games/{id}"
+                        && s.attr("gamenight.cache.skipped").and_then(|v| v.as_bool()) == Some(true)
+                })
+                .cloned()
+        })
+        .await
+        .unwrap();
+    assert!(
+        receiver
+            .trace(&skipped.trace_id())
+            .children(&skipped)
+            .iter()
+            .all(|s| s.str_attr("db.system.name") != Some("redis")),
+        "a skipped read sends Redis nothing"
+    );
+    let forbidden = [
+        MARKER.to_owned(),
+        format!(":{}", database.addr().port()),
+        format!(":{}", redis.addr().port()),
+        "postgres://".to_owned(),
+        "redis://".to_owned(),
+    ];
+    for text in logs
+        .iter()
+        .map(|log| format!("{:?}", log.record))
+        .chain(bodies)
+    {
+        for secret in &forbidden {
+            assert!(!text.contains(secret.as_str()), "{secret:?} in {text}");
+        }
+    }
 }
