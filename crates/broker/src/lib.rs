@@ -232,6 +232,25 @@ impl Broker {
         }
     }
 
+    /// Messages ready in `queue`, which must exist (a passive declare, on a
+    /// channel of its own: RabbitMQ closes the channel if it does not).
+    pub async fn ready_messages(&self, queue: &str) -> Result<u32, BrokerError> {
+        let channel = self.consumer_channel().await?;
+        let declared = channel
+            .queue_declare(
+                queue.into(),
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..lapin::options::QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await;
+        // Best effort: a failed passive declare has closed it already.
+        let _ = channel.close(200, "counted".into()).await;
+        Ok(declared?.message_count())
+    }
+
     /// True when a connection is open or can be opened now.
     pub async fn is_ready(&self) -> bool {
         self.channel().await.is_ok()

@@ -14,12 +14,13 @@ pub mod config;
 pub mod scheduler;
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use axum::routing::get;
 use broker::consumer::{self, Failure, Settings};
 use broker::{Broker, QueueSpec, Topology};
+use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Meter, ObservableGauge};
 use service_runtime::CancellationToken;
 use sqlx::PgPool;
@@ -56,6 +57,9 @@ pub struct Worker {
     /// The bot's queue, declared here too so notifications are never
     /// unroutable, and re-driven from here.
     bot_queue: QueueSpec,
+    /// Ready messages per dead-letter queue, as of the last count.
+    dead_letter_depths: Arc<Vec<(String, AtomicI64)>>,
+    _dead_letters: ObservableGauge<i64>,
     _due: ObservableGauge<i64>,
     _dead: ObservableGauge<i64>,
 }
@@ -104,6 +108,13 @@ impl Worker {
             ],
             config.retention,
         );
+        // -1 until first counted: RabbitMQ may be down at start.
+        let dead_letter_depths: Arc<Vec<(String, AtomicI64)>> = Arc::new(
+            [&queue, &bot_queue]
+                .into_iter()
+                .map(|queue| (queue.dead_letter_queue(), AtomicI64::new(-1)))
+                .collect(),
+        );
         Ok(Self {
             retention,
             applier: apply::Applier::new(pool.clone(), db),
@@ -124,6 +135,28 @@ impl Worker {
                 .with_description("Notifications due and not yet handed to the bot.")
                 .with_callback(move |gauge| gauge.observe(due.load(Ordering::Relaxed), &[]))
                 .build(),
+            _dead_letters: {
+                let depths = dead_letter_depths.clone();
+                meter
+                    .i64_observable_gauge("gamenight.dead_letters.depth")
+                    .with_unit("{message}")
+                    .with_description(
+                        "Messages waiting in a dead-letter queue for an operator (worker redrive).",
+                    )
+                    .with_callback(move |gauge| {
+                        for (queue, depth) in depths.iter() {
+                            let depth = depth.load(Ordering::Relaxed);
+                            if depth >= 0 {
+                                gauge.observe(
+                                    depth,
+                                    &[KeyValue::new("messaging.destination.name", queue.clone())],
+                                );
+                            }
+                        }
+                    })
+                    .build()
+            },
+            dead_letter_depths,
             _dead: meter
                 .i64_observable_gauge("gamenight.notifications.dead")
                 .with_unit("{notification}")
@@ -151,6 +184,11 @@ impl Worker {
     ) -> Result<(), StartError> {
         let scheduler = tokio::spawn(self.scheduler.clone().run(shutdown.clone()));
         let retention = tokio::spawn(self.retention.clone().run(shutdown.clone()));
+        let dead_letters = tokio::spawn(count_dead_letters(
+            self.broker.clone(),
+            self.dead_letter_depths.clone(),
+            shutdown.clone(),
+        ));
         let applier = self.applier.clone();
         let wake = self.scheduler.clone();
         let consumer = consumer::run(
@@ -183,12 +221,16 @@ impl Worker {
                 )
             }),
         );
-        let (served, (), scheduled, swept) = tokio::join!(
+        let (served, (), scheduled, swept, counted) = tokio::join!(
             service_runtime::serve(listener, health, shutdown.clone()),
             consumer,
             scheduler,
             retention,
+            dead_letters,
         );
+        if let Err(err) = counted {
+            tracing::error!(error = %err, "dead-letter count task failed");
+        }
         if let Err(err) = scheduled {
             tracing::error!(error = %err, "scheduler task failed");
         }
@@ -207,6 +249,32 @@ pub async fn run_from_env(shutdown: CancellationToken) -> anyhow::Result<()> {
     let worker = Worker::new(&config, &meter)?;
     let listener = service_runtime::bind(config.listen_addr).await?;
     Ok(worker.run(listener, &meter, shutdown).await?)
+}
+
+/// How often the dead-letter queues are counted for their gauge.
+const DEAD_LETTER_COUNT_INTERVAL: Duration = Duration::from_secs(15);
+
+/// Counts the messages in each dead-letter queue every 15 s until
+/// `shutdown`, for the `gamenight.dead_letters.depth` gauge. While RabbitMQ
+/// is away the last counts stand.
+async fn count_dead_letters(
+    broker: Arc<Broker>,
+    depths: Arc<Vec<(String, AtomicI64)>>,
+    shutdown: CancellationToken,
+) {
+    let mut ticks = tokio::time::interval(DEAD_LETTER_COUNT_INTERVAL);
+    loop {
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        for (queue, depth) in depths.iter() {
+            if let Ok(count) = broker.ready_messages(queue).await {
+                depth.store(i64::from(count), Ordering::Relaxed);
+            }
+        }
+    }
 }
 
 /// What `worker redrive` moves back into the pipeline.

@@ -142,6 +142,10 @@ async fn creating_a_game_is_one_trace_across_api_worker_and_bot() {
         ("gamenight.messages.processed", "worker"),
         ("gamenight.notifications.published", "worker"),
         ("gamenight.notifications.due", "worker"),
+        ("gamenight.notifications.dead", "worker"),
+        ("gamenight.dead_letters.depth", "worker"),
+        ("gamenight.outbox.backlog", "api"),
+        ("gamenight.outbox.set_aside", "api"),
         ("gamenight.notifications.delivered", "bot"),
         ("gamenight.notification.delivery_lag", "bot"),
     ] {
