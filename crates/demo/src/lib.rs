@@ -7,12 +7,13 @@
 //!
 //! # Layout
 //! - [`Names`]: the database, key prefix, exchanges and queues one stack uses.
-//! - [`Stack`]: the three services running, and how to stop them.
+//! - [`Stack`]: the three services running, how to crash and restart one,
+//!   and how to stop them.
 //! - [`render`]: a trace and its logs as text for a terminal.
 
 pub mod render;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
@@ -24,11 +25,15 @@ use tokio::sync::mpsc;
 /// How long a service may take to become ready.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// What one stack owns on the shared servers.
+/// The servers one stack talks to, and what it owns on them.
 #[derive(Debug, Clone)]
 pub struct Names {
     /// A database of its own.
     pub database_url: String,
+    /// The Redis server.
+    pub redis_url: String,
+    /// The RabbitMQ server.
+    pub rabbitmq_url: String,
     /// Redis key prefix.
     pub redis_prefix: String,
     /// Exchange of game events.
@@ -42,13 +47,16 @@ pub struct Names {
 }
 
 impl Names {
-    /// A fresh database and names no one else uses, with `prefix` in each.
+    /// A fresh database on the local servers and names no one else uses,
+    /// with `prefix` in each.
     pub async fn unique(prefix: &str) -> Self {
         // Short enough to keep span names readable, random enough for tests
         // running side by side.
         let suffix: String = test_support::unique_name("").chars().take(8).collect();
         Self {
             database_url: test_support::fresh_database_named(&format!("gamenight_{prefix}_")).await,
+            redis_url: test_support::redis_url(),
+            rabbitmq_url: test_support::rabbitmq_url(),
             redis_prefix: format!("gamenight-{prefix}:{suffix}:"),
             events_exchange: format!("gamenight.{prefix}.{suffix}.events"),
             notifications_exchange: format!("gamenight.{prefix}.{suffix}.notifications"),
@@ -58,10 +66,56 @@ impl Names {
     }
 }
 
+/// How to start one service: kept, so it can be started again after a crash.
+#[derive(Debug, Clone)]
+struct Launch {
+    binary: PathBuf,
+    name: &'static str,
+    env: Vec<(String, String)>,
+    /// The log message that says it is ready.
+    ready: &'static str,
+}
+
+impl Launch {
+    /// Starts the service and waits until it logs that it is ready; returns
+    /// it with that log line.
+    async fn start(&self) -> anyhow::Result<(Service, serde_json::Value)> {
+        let mut child = Command::new(&self.binary)
+            .args(["service", self.name])
+            .env_clear()
+            .envs(self.env.iter().cloned())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("cannot start {}", self.name))?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let (sender, lines) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut reader = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                // Lines that are not JSON (none, normally) are not ours to parse.
+                if let Ok(json) = serde_json::from_str(&line) {
+                    // The receiver goes away once start-up is over; the log is
+                    // still drained so the child never blocks on a full pipe.
+                    let _ = sender.send(json);
+                }
+            }
+        });
+        let mut service = Service {
+            launch: self.clone(),
+            child,
+            lines,
+        };
+        let ready = service.wait_for_log(self.ready).await?;
+        Ok((service, ready))
+    }
+}
+
 /// A child service and its JSON log lines.
 #[derive(Debug)]
 struct Service {
-    name: &'static str,
+    launch: Launch,
     child: Child,
     lines: mpsc::UnboundedReceiver<serde_json::Value>,
 }
@@ -69,7 +123,7 @@ struct Service {
 impl Service {
     /// Waits for a log line whose `message` is `message` and returns it.
     async fn wait_for_log(&mut self, message: &str) -> anyhow::Result<serde_json::Value> {
-        let name = self.name;
+        let name = self.launch.name;
         tokio::time::timeout(START_TIMEOUT, async {
             while let Some(line) = self.lines.recv().await {
                 if line["message"] == message {
@@ -84,6 +138,7 @@ impl Service {
 
     /// Sends SIGTERM and waits for the exit.
     async fn terminate(mut self) -> anyhow::Result<ExitStatus> {
+        let name = self.launch.name;
         if let Some(pid) = self.child.id() {
             Command::new("kill")
                 .args(["-TERM", &pid.to_string()])
@@ -93,8 +148,8 @@ impl Service {
         }
         tokio::time::timeout(Duration::from_secs(30), self.child.wait())
             .await
-            .with_context(|| format!("{} did not exit within 30 s of SIGTERM", self.name))?
-            .with_context(|| format!("waiting for {}", self.name))
+            .with_context(|| format!("{name} did not exit within 30 s of SIGTERM"))?
+            .with_context(|| format!("waiting for {name}"))
     }
 }
 
@@ -125,7 +180,7 @@ impl Stack {
     /// the api, then the bot, each once it is ready.
     pub async fn start(binary: &Path, names: Names, options: &Options) -> anyhow::Result<Self> {
         let common = [
-            ("RABBITMQ_URL", test_support::rabbitmq_url()),
+            ("RABBITMQ_URL", names.rabbitmq_url.clone()),
             ("DATABASE_URL", names.database_url.clone()),
             ("EVENTS_EXCHANGE", names.events_exchange.clone()),
             (
@@ -140,13 +195,17 @@ impl Stack {
             ("OTEL_METRIC_EXPORT_INTERVAL", "1000".to_owned()),
             ("LOG_FORMAT", "json".to_owned()),
         ];
-        let spawn = |name: &'static str, env: Vec<(&'static str, String)>| {
-            spawn_service(
-                binary,
-                name,
-                common.iter().cloned().chain(env),
-                &options.extra_env,
-            )
+        let launch = |name: &'static str, ready: &'static str, env: Vec<(&str, String)>| Launch {
+            binary: binary.to_owned(),
+            name,
+            env: common
+                .iter()
+                .cloned()
+                .chain(env)
+                .map(|(key, value)| (key.to_owned(), value))
+                .chain(options.extra_env.iter().cloned())
+                .collect(),
+            ready,
         };
 
         // The api applies the migrations the worker's tables come from.
@@ -155,7 +214,7 @@ impl Stack {
             .args(["service", "api", "migrate"])
             .env_clear()
             .envs(common.iter().cloned())
-            .env("REDIS_URL", test_support::redis_url());
+            .env("REDIS_URL", names.redis_url.clone());
         let status = migrate
             .stdout(Stdio::null())
             .status()
@@ -165,26 +224,30 @@ impl Stack {
             bail!("migrations failed: {status}");
         }
 
-        let mut worker = spawn(
+        let (worker, _) = launch(
             "worker",
+            "consuming",
             vec![
                 ("WORKER_LISTEN_ADDR", "127.0.0.1:0".to_owned()),
                 ("WORKER_QUEUE", names.worker_queue.clone()),
                 ("SCHEDULER_INTERVAL_MS", "200".to_owned()),
                 ("WORKER_RETRY_BACKOFF_MS", "100".to_owned()),
             ],
-        )?;
-        worker.wait_for_log("consuming").await?;
-        let mut api = spawn(
+        )
+        .start()
+        .await?;
+        let (api, listening) = launch(
             "api",
+            "listening",
             vec![
                 ("API_LISTEN_ADDR", "127.0.0.1:0".to_owned()),
-                ("REDIS_URL", test_support::redis_url()),
+                ("REDIS_URL", names.redis_url.clone()),
                 ("REDIS_KEY_PREFIX", names.redis_prefix.clone()),
                 ("OUTBOX_POLL_INTERVAL_MS", "200".to_owned()),
             ],
-        )?;
-        let listening = api.wait_for_log("listening").await?;
+        )
+        .start()
+        .await?;
         let api_url = format!(
             "http://{}",
             listening["addr"]
@@ -199,13 +262,44 @@ impl Stack {
         if let Some(url) = &options.webhook_url {
             bot_env.push(("DISCORD_WEBHOOK_URL", url.clone()));
         }
-        let mut bot = spawn("bot", bot_env)?;
-        bot.wait_for_log("consuming").await?;
+        let (bot, _) = launch("bot", "consuming", bot_env).start().await?;
         Ok(Self {
             api_url,
             names,
             services: vec![worker, api, bot],
         })
+    }
+
+    /// Kills the `worker` or the `bot` with SIGKILL, as a crash would: no
+    /// draining, no telemetry flush.
+    pub async fn kill(&mut self, name: &str) -> anyhow::Result<()> {
+        let service = self.restartable(name)?;
+        service
+            .child
+            .kill()
+            .await
+            .with_context(|| format!("cannot kill {name}"))
+    }
+
+    /// Starts the `worker` or the `bot` again as it was first started, and
+    /// waits until it consumes. (Not the api: it would listen on a new
+    /// port the bot does not know.)
+    pub async fn restart(&mut self, name: &str) -> anyhow::Result<()> {
+        let service = self.restartable(name)?;
+        let (fresh, _) = service.launch.start().await?;
+        // The one replaced is dead already, or is killed as it is dropped.
+        *service = fresh;
+        Ok(())
+    }
+
+    fn restartable(&mut self, name: &str) -> anyhow::Result<&mut Service> {
+        if name == "api" {
+            bail!("the api is not restarted: its new port would not reach the bot");
+        }
+        self.services
+            .iter_mut()
+            .find(|service| service.launch.name == name)
+            .with_context(|| format!("no service named {name}"))
     }
 
     /// Stops every service with SIGTERM (each drains and flushes its
@@ -214,43 +308,11 @@ impl Stack {
         let mut statuses = Vec::new();
         // The bot first, so nothing consumes half-way; the worker last.
         for service in self.services.into_iter().rev() {
-            let name = service.name;
+            let name = service.launch.name;
             statuses.push((name, service.terminate().await?));
         }
         Ok(statuses)
     }
-}
-
-fn spawn_service(
-    binary: &Path,
-    name: &'static str,
-    env: impl Iterator<Item = (&'static str, String)>,
-    extra_env: &[(String, String)],
-) -> anyhow::Result<Service> {
-    let mut child = Command::new(binary)
-        .args(["service", name])
-        .env_clear()
-        .envs(env)
-        .envs(extra_env.iter().cloned())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("cannot start {name}"))?;
-    let stdout = child.stdout.take().context("no stdout")?;
-    let (sender, lines) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        let mut reader = BufReader::new(stdout).lines();
-        while let Ok(Some(line)) = reader.next_line().await {
-            // Lines that are not JSON (none, normally) are not ours to parse.
-            if let Ok(json) = serde_json::from_str(&line) {
-                // The receiver goes away once start-up is over; the log is
-                // still drained so the child never blocks on a full pipe.
-                let _ = sender.send(json);
-            }
-        }
-    });
-    Ok(Service { name, child, lines })
 }
 
 /// Runs one service in this process, as its own binary would: the body of
