@@ -12,6 +12,14 @@ use crate::report::{Outcome, Request};
 /// How long one request may take before it counts as unanswered.
 pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Game `n` is titled `chaos game n`: numbered in the order sent.
+const TITLE_PREFIX: &str = "chaos game ";
+
+/// The number of the game titled `title`.
+pub(crate) fn game_number(title: &str) -> Option<usize> {
+    title.strip_prefix(TITLE_PREFIX)?.parse().ok()
+}
+
 /// Counts for the progress line, updated as answers arrive.
 #[derive(Debug, Default)]
 pub(crate) struct Live {
@@ -57,7 +65,7 @@ pub(crate) async fn drive(
     let url = format!("{api_url}/games");
     let mut tick = tokio::time::interval(Duration::from_secs(1) / rate.max(1));
     let mut requests = JoinSet::new();
-    for number in 1.. {
+    for number in 1_usize.. {
         tokio::select! {
             _ = tick.tick() => {}
             () = stop.cancelled() => break,
@@ -65,7 +73,7 @@ pub(crate) async fn drive(
         live.sent.fetch_add(1, Ordering::Relaxed);
         let (client, url, live) = (client.clone(), url.clone(), live.clone());
         requests.spawn(async move {
-            let title = format!("chaos game {number}");
+            let title = format!("{TITLE_PREFIX}{number}");
             let sent_at = Instant::now();
             let outcome = create_game(&client, &url, &title).await;
             match outcome {
@@ -104,5 +112,16 @@ async fn create_game(client: &reqwest::Client, url: &str, title: &str) -> Outcom
         Ok(response) if response.status() == reqwest::StatusCode::CREATED => Outcome::Created,
         Ok(response) => Outcome::Status(response.status().as_u16()),
         Err(_) => Outcome::NoAnswer,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_game_is_found_again_by_the_number_in_its_title() {
+        assert_eq!(game_number(&format!("{TITLE_PREFIX}42")), Some(42));
+        assert_eq!(game_number("Catan night"), None);
     }
 }

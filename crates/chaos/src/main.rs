@@ -34,6 +34,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::report::{Consumed, Criteria, Post, Report};
 
+/// How long to wait, after a fault, for the pipeline to catch up before
+/// the next one.
+const CATCH_UP: Duration = Duration::from_secs(30);
+
+/// Steady load between the end of one fault's recovery and the next fault.
+const SETTLE: Duration = Duration::from_secs(1);
+
 /// A fault-injection run: steady load through api, worker and bot while
 /// the broker, the database, the cache and the consumers fail in turn.
 #[derive(Debug, Parser)]
@@ -196,10 +203,11 @@ async fn run(cli: &Cli) -> anyhow::Result<Report> {
         stop_progress.clone(),
     ));
 
-    // Faults spread evenly over the load, one after another, each in its
-    // slot or, when the one before ran long, a few seconds after it.
+    // Faults spread evenly over the load, one after another: each in its
+    // slot, but not before the pipeline has caught up with the one before
+    // (a game sent after it was over has been announced), so that each
+    // recovery is measured on its own.
     let slot = cli.duration / (faults.len() as u32 + 1);
-    let settle = Duration::from_secs(3);
     let mut injected = Vec::new();
     let mut not_before = load_start;
     for (i, &fault) in faults.iter().enumerate() {
@@ -209,7 +217,21 @@ async fn run(cli: &Cli) -> anyhow::Result<Report> {
         let done = faults::inject(fault, &servers, &mut stack, status)
             .await
             .with_context(|| format!("cannot inject {fault}"))?;
-        not_before = done.back + settle;
+        live.set_fault(format!(
+            "{fault}: over, waiting for the pipeline to catch up"
+        ));
+        let sent_when_back = live.counts().0;
+        let caught_up = Instant::now() + CATCH_UP;
+        while Instant::now() < caught_up
+            && !posts(&discord)
+                .iter()
+                .filter_map(|post| load::game_number(post.title.as_deref()?))
+                .any(|number| number > sent_when_back)
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        live.set_fault(String::new());
+        not_before = Instant::now() + SETTLE;
         injected.push(done);
     }
     tokio::time::sleep_until((load_start + cli.duration).max(not_before).into()).await;

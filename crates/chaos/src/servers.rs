@@ -15,9 +15,8 @@ use anyhow::{Context, bail};
 /// How long a server may take to start.
 const START_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// How long any one command may take (`rabbitmqctl await_startup` waits
-/// up to [`START_TIMEOUT`] itself).
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(150);
+/// How long any one command may take.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The three servers, running.
 #[derive(Debug)]
@@ -293,9 +292,11 @@ impl RabbitMq {
         Ok(())
     }
 
+    /// Waits until the node accepts AMQP connections: its listener is the
+    /// last thing it starts. (`rabbitmqctl await_startup` fails at once
+    /// while the node has not yet registered with epmd.)
     async fn wait_until_started(&self) -> anyhow::Result<()> {
-        let timeout = START_TIMEOUT.as_secs().to_string();
-        run(self.ctl(&["await_startup", "--timeout", &timeout]))
+        wait_for_port(self.port)
             .await
             .context("the private RabbitMQ node did not start")
             .map(drop)
