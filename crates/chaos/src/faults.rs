@@ -69,9 +69,12 @@ pub(crate) async fn inject(
 ) -> anyhow::Result<Injected> {
     let started = Instant::now();
     status(format!("{fault}: injecting"));
+    // When the fault has fully taken hold (a restart is one command).
+    let mut down = started;
     let back = match fault {
         Fault::RabbitMqOutage => {
             servers.stop_rabbitmq_app().await?;
+            down = Instant::now();
             status(format!("{fault}: down"));
             tokio::time::sleep(OUTAGE).await;
             status(format!("{fault}: starting"));
@@ -84,6 +87,7 @@ pub(crate) async fn inject(
                 "bot"
             };
             stack.kill(name).await?;
+            down = Instant::now();
             status(format!("{fault}: restarting"));
             stack.restart(name).await?;
             Instant::now()
@@ -94,6 +98,7 @@ pub(crate) async fn inject(
         }
         Fault::RedisOutage => {
             servers.stop_redis().await?;
+            down = Instant::now();
             status(format!("{fault}: down"));
             tokio::time::sleep(OUTAGE).await;
             servers.start_redis().await?;
@@ -106,6 +111,7 @@ pub(crate) async fn inject(
     Ok(Injected {
         fault,
         started,
+        down,
         back,
         back_wall,
     })

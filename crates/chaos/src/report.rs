@@ -41,6 +41,8 @@ pub(crate) struct Injected {
     pub(crate) fault: Fault,
     /// When it began.
     pub(crate) started: Instant,
+    /// When it had fully taken hold (the broker stopped, the process dead).
+    pub(crate) down: Instant,
     /// When the dependency was back (the server answering, the service
     /// consuming again).
     pub(crate) back: Instant,
@@ -88,8 +90,8 @@ pub(crate) struct Recovery {
     pub(crate) at: Duration,
     /// From its start until the dependency was back.
     pub(crate) down: Duration,
-    /// From back to the first webhook post of a game created since the
-    /// fault began: the whole pipeline moving again. `None`: never.
+    /// From back to the first webhook post of a game created once the
+    /// fault had taken hold: the whole pipeline moving again. `None`: never.
     pub(crate) webhook: Option<Duration>,
     /// From back to the first message the worker processed.
     pub(crate) worker: Option<Duration>,
@@ -164,16 +166,17 @@ impl Report {
             .iter()
             .map(|fault| {
                 let after_back = |at: Instant| at.checked_duration_since(fault.back);
-                // The first post after `back` for a game created since the
-                // fault began: one that had to go through the pipeline
-                // after the fault.
+                // The first post after `back` for a game created once the
+                // fault had taken hold: one that had to go through the
+                // pipeline after the fault, not one already past the
+                // worker before it.
                 let webhook = posts
                     .iter()
                     .filter(|post| {
                         post.title
                             .as_deref()
                             .and_then(|title| created_titles.get(title))
-                            .is_some_and(|r| r.sent_at >= fault.started)
+                            .is_some_and(|r| r.sent_at >= fault.down)
                     })
                     .filter_map(|post| after_back(post.at))
                     .min();
@@ -366,7 +369,7 @@ impl fmt::Display for Report {
         }
         writeln!(
             f,
-            "* of a game created since the fault began (includes the pipeline's own latency)"
+            "* of a game created while it was down (includes the pipeline's own latency)"
         )
     }
 }
@@ -454,18 +457,24 @@ mod tests {
     }
 
     #[test]
-    fn recovery_waits_for_a_game_created_since_the_fault_began() {
+    fn recovery_waits_for_a_game_created_while_the_dependency_was_down() {
         let t = Instant::now();
         let requests = [
             request(t, "before", 0, Outcome::Created),
+            request(t, "while stopping", 1_100, Outcome::Created),
             request(t, "during", 1_500, Outcome::Created),
         ];
-        // The game created before the fault is delivered after it is back:
-        // that says nothing about the pipeline after the fault.
-        let posts = [post(t, "before", 3_100), post(t, "during", 4_000)];
+        // Games created before the fault took hold and delivered after it
+        // was back say nothing about the pipeline after the fault.
+        let posts = [
+            post(t, "before", 3_100),
+            post(t, "while stopping", 3_200),
+            post(t, "during", 4_000),
+        ];
         let injected = [Injected {
             fault: Fault::WorkerCrash,
             started: t + 1_000 * MS,
+            down: t + 1_200 * MS,
             back: t + 3_000 * MS,
             back_wall: SystemTime::now(),
         }];
