@@ -283,7 +283,7 @@ async fn run(cli: &Cli) -> anyhow::Result<Report> {
         &consumed,
         Criteria::default(),
     );
-    println!("\n{report}");
+    print!("\n{report}");
     Ok(report)
 }
 
