@@ -6,7 +6,8 @@
 //! executable. [`Stack`] starts the three, [`render`] prints a trace.
 //!
 //! # Layout
-//! - [`Names`]: the database, key prefix, exchanges and queues one stack uses.
+//! - [`Names`]: the servers, database, key prefix, exchanges and queues one
+//!   stack uses.
 //! - [`Stack`]: the three services running, how to crash and restart one,
 //!   and how to stop them.
 //! - [`render`]: a trace and its logs as text for a terminal.
