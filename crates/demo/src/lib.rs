@@ -25,11 +25,15 @@ use tokio::sync::mpsc;
 /// How long a service may take to become ready.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// What one stack owns on the shared servers.
+/// The servers one stack talks to, and what it owns on them.
 #[derive(Debug, Clone)]
 pub struct Names {
     /// A database of its own.
     pub database_url: String,
+    /// The Redis server.
+    pub redis_url: String,
+    /// The RabbitMQ server.
+    pub rabbitmq_url: String,
     /// Redis key prefix.
     pub redis_prefix: String,
     /// Exchange of game events.
@@ -43,13 +47,16 @@ pub struct Names {
 }
 
 impl Names {
-    /// A fresh database and names no one else uses, with `prefix` in each.
+    /// A fresh database on the local servers and names no one else uses,
+    /// with `prefix` in each.
     pub async fn unique(prefix: &str) -> Self {
         // Short enough to keep span names readable, random enough for tests
         // running side by side.
         let suffix: String = test_support::unique_name("").chars().take(8).collect();
         Self {
             database_url: test_support::fresh_database_named(&format!("gamenight_{prefix}_")).await,
+            redis_url: test_support::redis_url(),
+            rabbitmq_url: test_support::rabbitmq_url(),
             redis_prefix: format!("gamenight-{prefix}:{suffix}:"),
             events_exchange: format!("gamenight.{prefix}.{suffix}.events"),
             notifications_exchange: format!("gamenight.{prefix}.{suffix}.notifications"),
@@ -59,10 +66,92 @@ impl Names {
     }
 }
 
+/// How to start one service: kept, so it can be started again after a crash.
+#[derive(Debug, Clone)]
+struct Launch {
+    binary: PathBuf,
+    name: &'static str,
+    env: Vec<(String, String)>,
+    /// The log message that says it is ready.
+    ready: String,
+}
+
+impl Launch {
+    /// `name` from `binary` with `common`, then `env`, then `extra` (each
+    /// overriding the one before), ready once it logs `ready`.
+    fn new(
+        binary: &Path,
+        name: &'static str,
+        ready: &str,
+        common: &[(&'static str, String)],
+        env: &[(&'static str, String)],
+        extra: &[(String, String)],
+    ) -> Self {
+        Self {
+            binary: binary.to_owned(),
+            name,
+            env: common
+                .iter()
+                .chain(env)
+                .map(|(key, value)| ((*key).to_owned(), value.clone()))
+                .chain(extra.iter().cloned())
+                .collect(),
+            ready: ready.to_owned(),
+        }
+    }
+
+    /// Starts the service, its output recorded in `printed`, and waits until
+    /// it logs that it is ready; returns it with that log line.
+    async fn start(&self, printed: &Printed) -> anyhow::Result<(Service, serde_json::Value)> {
+        let name = self.name;
+        let mut child = Command::new(&self.binary)
+            .args(["service", name])
+            .env_clear()
+            .envs(self.env.iter().cloned())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("cannot start {name}"))?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let stderr = child.stderr.take().context("no stderr")?;
+        let (sender, lines) = mpsc::unbounded_channel();
+        let printed_err = printed.clone();
+        tokio::spawn(async move {
+            let mut reader = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                // Still shown, as when stderr was the terminal's.
+                eprintln!("{name}: {line}");
+                printed_err.push(name, &line);
+            }
+        });
+        let printed = printed.clone();
+        tokio::spawn(async move {
+            let mut reader = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                printed.push(name, &line);
+                // Lines that are not JSON (none, normally) are not ours to parse.
+                if let Ok(json) = serde_json::from_str(&line) {
+                    // The receiver goes away once start-up is over; the log is
+                    // still drained so the child never blocks on a full pipe.
+                    let _ = sender.send(json);
+                }
+            }
+        });
+        let mut service = Service {
+            launch: self.clone(),
+            child,
+            lines,
+        };
+        let ready = service.wait_for_log(&self.ready).await?;
+        Ok((service, ready))
+    }
+}
+
 /// A child service and its JSON log lines.
 #[derive(Debug)]
 struct Service {
-    name: &'static str,
+    launch: Launch,
     child: Child,
     lines: mpsc::UnboundedReceiver<serde_json::Value>,
 }
@@ -70,7 +159,7 @@ struct Service {
 impl Service {
     /// Waits for a log line whose `message` is `message` and returns it.
     async fn wait_for_log(&mut self, message: &str) -> anyhow::Result<serde_json::Value> {
-        let name = self.name;
+        let name = self.launch.name;
         tokio::time::timeout(START_TIMEOUT, async {
             while let Some(line) = self.lines.recv().await {
                 if line["message"] == message {
@@ -85,6 +174,7 @@ impl Service {
 
     /// Sends SIGTERM and waits for the exit.
     async fn terminate(mut self) -> anyhow::Result<ExitStatus> {
+        let name = self.launch.name;
         if let Some(pid) = self.child.id() {
             Command::new("kill")
                 .args(["-TERM", &pid.to_string()])
@@ -94,8 +184,8 @@ impl Service {
         }
         tokio::time::timeout(Duration::from_secs(30), self.child.wait())
             .await
-            .with_context(|| format!("{} did not exit within 30 s of SIGTERM", self.name))?
-            .with_context(|| format!("waiting for {}", self.name))
+            .with_context(|| format!("{name} did not exit within 30 s of SIGTERM"))?
+            .with_context(|| format!("waiting for {name}"))
     }
 }
 
@@ -149,7 +239,7 @@ impl Stack {
     /// the api, then the bot, each once it is ready.
     pub async fn start(binary: &Path, names: Names, options: &Options) -> anyhow::Result<Self> {
         let common = [
-            ("RABBITMQ_URL", test_support::rabbitmq_url()),
+            ("RABBITMQ_URL", names.rabbitmq_url.clone()),
             ("DATABASE_URL", names.database_url.clone()),
             ("EVENTS_EXCHANGE", names.events_exchange.clone()),
             (
@@ -165,14 +255,8 @@ impl Stack {
             ("LOG_FORMAT", "json".to_owned()),
         ];
         let printed = Printed::default();
-        let spawn = |name: &'static str, env: Vec<(&'static str, String)>| {
-            spawn_service(
-                binary,
-                name,
-                common.iter().cloned().chain(env),
-                &options.extra_env,
-                &printed,
-            )
+        let launch = |name: &'static str, ready: &str, env: Vec<(&'static str, String)>| {
+            Launch::new(binary, name, ready, &common, &env, &options.extra_env)
         };
 
         // The api applies the migrations the worker's tables come from.
@@ -181,7 +265,7 @@ impl Stack {
             .args(["service", "api", "migrate"])
             .env_clear()
             .envs(common.iter().cloned())
-            .env("REDIS_URL", test_support::redis_url());
+            .env("REDIS_URL", names.redis_url.clone());
         let status = migrate
             .stdout(Stdio::null())
             .status()
@@ -191,26 +275,30 @@ impl Stack {
             bail!("migrations failed: {status}");
         }
 
-        let mut worker = spawn(
+        let (worker, _) = launch(
             "worker",
+            "consuming",
             vec![
                 ("WORKER_LISTEN_ADDR", "127.0.0.1:0".to_owned()),
                 ("WORKER_QUEUE", names.worker_queue.clone()),
                 ("SCHEDULER_INTERVAL_MS", "200".to_owned()),
                 ("WORKER_RETRY_BACKOFF_MS", "100".to_owned()),
             ],
-        )?;
-        worker.wait_for_log("consuming").await?;
-        let mut api = spawn(
+        )
+        .start(&printed)
+        .await?;
+        let (api, listening) = launch(
             "api",
+            "listening",
             vec![
                 ("API_LISTEN_ADDR", "127.0.0.1:0".to_owned()),
-                ("REDIS_URL", test_support::redis_url()),
+                ("REDIS_URL", names.redis_url.clone()),
                 ("REDIS_KEY_PREFIX", names.redis_prefix.clone()),
                 ("OUTBOX_POLL_INTERVAL_MS", "200".to_owned()),
             ],
-        )?;
-        let listening = api.wait_for_log("listening").await?;
+        )
+        .start(&printed)
+        .await?;
         let api_url = format!(
             "http://{}",
             listening["addr"]
@@ -226,8 +314,7 @@ impl Stack {
             Some(url) => bot_env.push(("DISCORD_WEBHOOK_URL", url.clone())),
             None => bot_env.push(("BOT_DRY_RUN", "true".to_owned())),
         }
-        let mut bot = spawn("bot", bot_env)?;
-        bot.wait_for_log("consuming").await?;
+        let (bot, _) = launch("bot", "consuming", bot_env).start(&printed).await?;
         Ok(Self {
             api_url,
             names,
@@ -248,14 +335,16 @@ impl Stack {
         env: &[(&'static str, String)],
         ready_message: &str,
     ) -> anyhow::Result<serde_json::Value> {
-        let mut service = spawn_service(
+        let (service, ready) = Launch::new(
             &self.binary,
             name,
-            self.common_env.iter().cloned().chain(env.iter().cloned()),
+            ready_message,
+            &self.common_env,
+            env,
             &self.extra_env,
-            &self.printed,
-        )?;
-        let ready = service.wait_for_log(ready_message).await?;
+        )
+        .start(&self.printed)
+        .await?;
         self.services.push(service);
         Ok(ready)
     }
@@ -266,9 +355,42 @@ impl Stack {
         let index = self
             .services
             .iter()
-            .position(|service| service.name == name)
+            .position(|service| service.launch.name == name)
             .with_context(|| format!("no {name} is running"))?;
         self.services.remove(index).terminate().await
+    }
+
+    /// Kills the `worker` or the `bot` with SIGKILL, as a crash would: no
+    /// draining, no telemetry flush.
+    pub async fn kill(&mut self, name: &str) -> anyhow::Result<()> {
+        let service = self.restartable(name)?;
+        service
+            .child
+            .kill()
+            .await
+            .with_context(|| format!("cannot kill {name}"))
+    }
+
+    /// Starts the `worker` or the `bot` again as it was first started, and
+    /// waits until it consumes. (Not the api: it would listen on a new
+    /// port the bot does not know.)
+    pub async fn restart(&mut self, name: &str) -> anyhow::Result<()> {
+        let printed = self.printed.clone();
+        let service = self.restartable(name)?;
+        let (fresh, _) = service.launch.start(&printed).await?;
+        // The one replaced is dead already, or is killed as it is dropped.
+        *service = fresh;
+        Ok(())
+    }
+
+    fn restartable(&mut self, name: &str) -> anyhow::Result<&mut Service> {
+        if name == "api" {
+            bail!("the api is not restarted: its new port would not reach the bot");
+        }
+        self.services
+            .iter_mut()
+            .find(|service| service.launch.name == name)
+            .with_context(|| format!("no service named {name}"))
     }
 
     /// What the services printed so far (and go on printing).
@@ -282,56 +404,11 @@ impl Stack {
         let mut statuses = Vec::new();
         // The bot first, so nothing consumes half-way; the worker last.
         for service in self.services.into_iter().rev() {
-            let name = service.name;
+            let name = service.launch.name;
             statuses.push((name, service.terminate().await?));
         }
         Ok(statuses)
     }
-}
-
-fn spawn_service(
-    binary: &Path,
-    name: &'static str,
-    env: impl Iterator<Item = (&'static str, String)>,
-    extra_env: &[(String, String)],
-    printed: &Printed,
-) -> anyhow::Result<Service> {
-    let mut child = Command::new(binary)
-        .args(["service", name])
-        .env_clear()
-        .envs(env)
-        .envs(extra_env.iter().cloned())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("cannot start {name}"))?;
-    let stdout = child.stdout.take().context("no stdout")?;
-    let stderr = child.stderr.take().context("no stderr")?;
-    let (sender, lines) = mpsc::unbounded_channel();
-    let printed_err = printed.clone();
-    tokio::spawn(async move {
-        let mut reader = BufReader::new(stderr).lines();
-        while let Ok(Some(line)) = reader.next_line().await {
-            // Still shown, as when stderr was the terminal's.
-            eprintln!("{name}: {line}");
-            printed_err.push(name, &line);
-        }
-    });
-    let printed = printed.clone();
-    tokio::spawn(async move {
-        let mut reader = BufReader::new(stdout).lines();
-        while let Ok(Some(line)) = reader.next_line().await {
-            printed.push(name, &line);
-            // Lines that are not JSON (none, normally) are not ours to parse.
-            if let Ok(json) = serde_json::from_str(&line) {
-                // The receiver goes away once start-up is over; the log is
-                // still drained so the child never blocks on a full pipe.
-                let _ = sender.send(json);
-            }
-        }
-    });
-    Ok(Service { name, child, lines })
 }
 
 /// Runs one service in this process, as its own binary would: the body of

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use broker::lapin::options::{BasicConsumeOptions, BasicPublishOptions};
+use broker::lapin::options::{BasicConsumeOptions, BasicPublishOptions, QueueDeclareOptions};
 use broker::lapin::types::{AMQPValue, FieldTable};
 use broker::lapin::{BasicProperties, Connection, ConnectionProperties};
 use demo::{Names, Options, Stack};
@@ -122,6 +122,22 @@ impl Amqp {
             .unwrap()
             .await
             .unwrap();
+    }
+
+    /// How many messages wait in `queue`, ready to be delivered.
+    pub(crate) async fn ready_messages(&self, queue: &str) -> u32 {
+        self.channel
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap()
+            .message_count()
     }
 
     /// The next message on `queue` (consumed), with its reason header, or a

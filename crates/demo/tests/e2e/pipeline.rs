@@ -98,6 +98,30 @@ async fn a_poison_message_is_dead_lettered_at_once_with_its_reason() {
 }
 
 #[tokio::test]
+async fn a_bot_killed_and_started_again_delivers_what_waited_in_its_queue() {
+    let mut running = Running::start(&[]).await;
+    let amqp = Amqp::connect().await;
+    running.stack.kill("bot").await.unwrap();
+    running.create_game(chrono::Duration::hours(3), 60).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while amqp.ready_messages(&running.stack.names.bot_queue).await == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the announcement never reached the bot's queue"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(running.discord.received().is_empty(), "no bot, no post");
+
+    running.stack.restart("bot").await.unwrap();
+    running
+        .discord
+        .wait_for_requests(1, Duration::from_secs(60))
+        .await;
+    running.stop().await;
+}
+
+#[tokio::test]
 async fn a_rate_limited_webhook_is_retried_after_retry_after() {
     let running = Running::start(&[]).await;
     running.discord.reply_next([Reply::RateLimited(0.5)]);
