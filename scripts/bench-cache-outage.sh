@@ -8,7 +8,7 @@
 # (acceptance in issue 9: down keeps p99 <= 10 ms, >= 50% of bypassed's
 # throughput, and /readyz 200).
 #
-# Needs wrk, psql, curl and a release build of the api (built if missing),
+# Needs wrk, psql and curl; builds the release api first (a no-op when fresh),
 # with PostgreSQL and RabbitMQ reachable at DATABASE_URL and RABBITMQ_URL
 # (default: the local servers the tests use) and Redis at REDIS_URL for "up".
 # Each run uses a fresh database and its own Redis key prefix; nothing shared
@@ -31,7 +31,8 @@ DEAD_REDIS=${BENCH_DEAD_REDIS_URL:-redis://127.0.0.1:1}
 for tool in wrk psql curl; do
   command -v "$tool" >/dev/null || { echo "error: $tool not found" >&2; exit 1; }
 done
-[[ -x target/release/api ]] || cargo build --release -p api
+# Always: a stale binary from an older checkout would measure old code.
+cargo build --release --locked -p api
 
 DB=gamenight_bench_$(date +%s)_$$
 psql -q "$SERVER" -c "CREATE DATABASE $DB"

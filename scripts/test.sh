@@ -96,3 +96,8 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "cargo test"
 cargo test --workspace --locked
+
+step "fault-injection run (short)"
+# Alone, after the suite: it starts private servers of its own and
+# restarts them, so it never disturbs the shared ones the tests use.
+scripts/chaos.sh --short

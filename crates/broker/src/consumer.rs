@@ -206,18 +206,29 @@ where
     H: Fn(Message) -> Fut,
     Fut: Future<Output = Result<(), Failure>>,
 {
-    let channel = broker.consumer_channel().await?;
-    channel
-        .basic_qos(settings.prefetch, BasicQosOptions::default())
-        .await?;
-    let mut deliveries = channel
-        .basic_consume(
-            settings.queue.name.as_str().into(),
-            "".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
+    let setup = async {
+        let channel = broker.consumer_channel().await?;
+        channel
+            .basic_qos(settings.prefetch, BasicQosOptions::default())
+            .await?;
+        let deliveries = channel
+            .basic_consume(
+                settings.queue.name.as_str().into(),
+                "".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        Ok::<_, BrokerError>((channel, deliveries))
+    };
+    let (channel, mut deliveries) = tokio::time::timeout(crate::SETUP_TIMEOUT, setup)
+        .await
+        .map_err(|_| {
+            BrokerError::Connect(format!(
+                "consumer not started within {:?}",
+                crate::SETUP_TIMEOUT
+            ))
+        })??;
     *consuming = true;
     tracing::info!(queue = %settings.queue.name, prefetch = settings.prefetch, "consuming");
     loop {

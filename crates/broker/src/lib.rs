@@ -42,8 +42,11 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 pub use lapin;
 
-/// How long opening a connection may take before the attempt counts as failed.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long opening a connection or a channel, declaring the topology or
+/// starting a consumer may take before the attempt counts as failed. A broker
+/// that is still starting can accept the connection and then sit on a
+/// declaration; without a bound the caller would wait with it.
+pub(crate) const SETUP_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a publish may wait for the broker's confirm.
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -176,12 +179,21 @@ impl Broker {
                     // Only the channel was closed (a failed call, a confirm
                     // that never came): the connection, and the consumers
                     // on it, stay.
-                    current.channel = confirm_channel(&current.connection).await?;
+                    current.channel =
+                        tokio::time::timeout(SETUP_TIMEOUT, confirm_channel(&current.connection))
+                            .await
+                            .map_err(|_| {
+                                BrokerError::Connect(format!("no channel within {SETUP_TIMEOUT:?}"))
+                            })??;
                 }
                 Ok(current.channel.clone())
             }
             _ => {
-                let fresh = self.connect().await?;
+                let fresh = tokio::time::timeout(SETUP_TIMEOUT, self.connect())
+                    .await
+                    .map_err(|_| {
+                        BrokerError::Connect(format!("not connected within {SETUP_TIMEOUT:?}"))
+                    })??;
                 let channel = fresh.channel.clone();
                 *connected = Some(fresh);
                 Ok(channel)
@@ -190,12 +202,10 @@ impl Broker {
     }
 
     async fn connect(&self) -> Result<Connected, BrokerError> {
-        let connect =
-            Connection::connect(self.url.expose_secret(), ConnectionProperties::default());
-        let connection = tokio::time::timeout(CONNECT_TIMEOUT, connect)
-            .await
-            .map_err(|_| BrokerError::Connect(format!("no answer within {CONNECT_TIMEOUT:?}")))?
-            .map_err(|err| BrokerError::Connect(err.to_string()))?;
+        let connection =
+            Connection::connect(self.url.expose_secret(), ConnectionProperties::default())
+                .await
+                .map_err(|err| BrokerError::Connect(err.to_string()))?;
         let channel = confirm_channel(&connection).await?;
         self.topology.declare(&channel).await?;
         if self.was_connected.swap(true, Ordering::Relaxed) {
