@@ -239,7 +239,7 @@ where
             () = shutdown.cancelled() => {
                 // Unacked prefetched messages go back to the queue when the
                 // channel closes.
-                let _ = channel.close(200, "shutting down".into()).await;
+                let _ = crate::bounded("a close", channel.close(200, "shutting down".into())).await;
                 return Ok(());
             }
             next = deliveries.next() => next,
@@ -294,7 +294,7 @@ where
         loop {
             let failure = match handler(message.clone()).await {
                 Ok(()) => {
-                    delivery.acker.ack(BasicAckOptions::default()).await?;
+                    ack(&delivery).await?;
                     return Ok(Outcome::Processed);
                 }
                 Err(failure) => failure,
@@ -386,16 +386,21 @@ where
     result
 }
 
+/// Acknowledges `delivery`. Fails (and the caller reconnects; RabbitMQ
+/// redelivers) when the channel is gone or does not answer.
+async fn ack(delivery: &Delivery) -> Result<(), BrokerError> {
+    crate::bounded("an ack", delivery.acker.ack(BasicAckOptions::default())).await?;
+    Ok(())
+}
+
 /// Puts `delivery` back on its queue for another attempt, by this or
 /// another consumer.
-async fn requeue(delivery: &Delivery) -> Result<(), lapin::Error> {
-    delivery
-        .acker
-        .nack(BasicNackOptions {
-            requeue: true,
-            ..BasicNackOptions::default()
-        })
-        .await?;
+async fn requeue(delivery: &Delivery) -> Result<(), BrokerError> {
+    let nack = delivery.acker.nack(BasicNackOptions {
+        requeue: true,
+        ..BasicNackOptions::default()
+    });
+    crate::bounded("a nack", nack).await?;
     Ok(())
 }
 
@@ -427,7 +432,7 @@ async fn dead_letter(
         .await;
     match published {
         Ok(()) => {
-            delivery.acker.ack(BasicAckOptions::default()).await?;
+            ack(delivery).await?;
             Ok(Outcome::DeadLettered)
         }
         Err(err) => {
@@ -504,9 +509,9 @@ pub async fn redrive(broker: &Broker, queue: &QueueSpec, limit: u64) -> Result<u
         }
         .instrument(span)
         .await?;
-        delivery.acker.ack(BasicAckOptions::default()).await?;
+        ack(&delivery).await?;
         moved += 1;
     }
-    let _ = channel.close(200, "redrive done".into()).await;
+    let _ = crate::bounded("a close", channel.close(200, "redrive done".into())).await;
     Ok(moved)
 }

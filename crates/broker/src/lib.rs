@@ -74,6 +74,10 @@ pub enum BrokerError {
     /// No confirm arrived in time; the message may or may not be stored.
     #[error("no publisher confirm within {0:?}")]
     ConfirmTimeout(Duration),
+    /// A call that RabbitMQ answers at once (ack, close, publish) got no
+    /// answer: the connection died without a word, or the broker is stuck.
+    #[error("RabbitMQ did not answer {0} within 5 s")]
+    Timeout(&'static str),
 }
 
 impl BrokerError {
@@ -94,6 +98,7 @@ impl BrokerError {
             Self::Nacked => "nack",
             Self::Unroutable(_) => "unroutable",
             Self::ConfirmTimeout(_) => "confirm_timeout",
+            Self::Timeout(_) => "timeout",
         }
     }
 }
@@ -226,7 +231,7 @@ impl Broker {
     async fn discard_channel(&self) {
         if let Some(current) = self.connected.lock().await.as_ref() {
             // Best effort: the channel may be closed already.
-            let _ = current.channel.close(200, "reopening".into()).await;
+            let _ = bounded("a close", current.channel.close(200, "reopening".into())).await;
         }
     }
 
@@ -257,7 +262,7 @@ impl Broker {
             )
             .await;
         // Best effort: a failed passive declare has closed it already.
-        let _ = channel.close(200, "counted".into()).await;
+        let _ = bounded("a close", channel.close(200, "counted".into())).await;
         Ok(declared?.message_count())
     }
 
@@ -352,8 +357,9 @@ impl Broker {
             .with_delivery_mode(2) // persistent: written to disk by the broker
             .with_message_id(message_id.into())
             .with_headers(headers);
-        let confirm = channel
-            .basic_publish(
+        let confirm = bounded(
+            "a publish",
+            channel.basic_publish(
                 exchange.into(),
                 routing_key.into(),
                 // Mandatory: a message no queue would take comes back
@@ -364,8 +370,9 @@ impl Broker {
                 },
                 payload,
                 properties,
-            )
-            .await?;
+            ),
+        )
+        .await?;
         match tokio::time::timeout(CONFIRM_TIMEOUT, confirm).await {
             Err(_) => Err(BrokerError::ConfirmTimeout(CONFIRM_TIMEOUT)),
             Ok(confirmation) => match confirmation? {
@@ -375,6 +382,19 @@ impl Broker {
             },
         }
     }
+}
+
+/// Runs a call RabbitMQ should answer at once, failing it after
+/// [`SETUP_TIMEOUT`]: a connection that died without a word would otherwise
+/// hold the caller (and a shutdown waiting for it) forever.
+pub(crate) async fn bounded<T>(
+    what: &'static str,
+    call: impl Future<Output = Result<T, lapin::Error>>,
+) -> Result<T, BrokerError> {
+    tokio::time::timeout(SETUP_TIMEOUT, call)
+        .await
+        .map_err(|_| BrokerError::Timeout(what))?
+        .map_err(BrokerError::from)
 }
 
 /// A new channel on `connection` in publisher-confirm mode.
