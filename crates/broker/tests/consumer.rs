@@ -382,3 +382,68 @@ async fn an_unroutable_publish_does_not_drop_the_consumers_on_its_connection() {
     shutdown.cancel();
     task.await.unwrap();
 }
+
+/// The connection dies while a message is in hand: settling it fails rather
+/// than hanging, the consumer comes back, the message is delivered again
+/// (nothing acknowledged it), and a shutdown afterwards is prompt.
+#[tokio::test]
+async fn a_connection_lost_with_a_message_in_hand_neither_hangs_nor_loses_it() {
+    let (direct, queue) = queue_with_messages(1).await;
+    let proxy = test_support::TcpProxy::for_url(&test_support::rabbitmq_url()).await;
+    let proxied = Arc::new(
+        Broker::new(
+            proxy.url(&test_support::rabbitmq_url()).into(),
+            Topology {
+                exchanges: vec![queue.bindings[0].0.clone()],
+                queues: vec![queue.clone()],
+            },
+            &meter(),
+        )
+        .unwrap(),
+    );
+    let (started_tx, mut started) = mpsc::unbounded_channel();
+    let release = Arc::new(tokio::sync::Notify::new());
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(consumer::run(
+        proxied,
+        settings(&queue, 1, Duration::from_millis(10)),
+        &meter(),
+        shutdown.clone(),
+        {
+            let release = release.clone();
+            move |message| {
+                let (started, release) = (started_tx.clone(), release.clone());
+                async move {
+                    let _ = started.send(message.redelivered);
+                    if !message.redelivered {
+                        release.notified().await;
+                    }
+                    Ok(())
+                }
+            }
+        },
+    ));
+    let first = tokio::time::timeout(Duration::from_secs(30), started.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!first);
+    // The outage lasts a second; the handler finishes in the middle of it,
+    // so its ack goes to a connection that is gone.
+    proxy.cut();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    release.notify_one();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    proxy.restore();
+    let again = tokio::time::timeout(Duration::from_secs(10), started.recv())
+        .await
+        .expect("the message in hand was not delivered again within 10 s")
+        .unwrap();
+    assert!(again, "delivered again, as redelivered");
+    wait_for_ready(&direct, &queue.name, 0).await;
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("the consumer did not stop")
+        .unwrap();
+}
