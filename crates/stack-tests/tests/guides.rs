@@ -103,8 +103,8 @@ fn every_docker_compose_command_in_the_docs_names_what_compose_defines() {
                 .collect();
             let services_named: &[&str] = match &found[2] {
                 "up" | "ps" | "logs" | "restart" | "stop" | "start" | "build" | "pull" => &args,
-                // exec SERVICE COMMAND...
-                "exec" => &args[..1],
+                // exec SERVICE COMMAND..., run SERVICE [ARGS...]
+                "exec" | "run" => &args[..1],
                 "down" | "config" | "version" => &[],
                 other => {
                     panic!("{doc}: docker compose {other}: a command these checks do not know")
