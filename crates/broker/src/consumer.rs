@@ -38,9 +38,15 @@ pub enum Failure {
         /// The wait a server asked for (HTTP `Retry-After`).
         retry_after: Option<Duration>,
     },
-    /// A dependency is down: retry with backoff, then put the message back
-    /// on the queue. Never dead-lettered: the message is fine.
-    Unavailable(String),
+    /// A dependency is down or asked us to wait: retry with backoff (or
+    /// after `retry_after`), then put the message back on the queue. Never
+    /// dead-lettered: the message is fine.
+    Unavailable {
+        /// What is down.
+        reason: String,
+        /// The wait a server asked for (HTTP `Retry-After`).
+        retry_after: Option<Duration>,
+    },
 }
 
 impl Failure {
@@ -52,10 +58,28 @@ impl Failure {
         }
     }
 
+    /// A dependency that is down, with no server-given wait.
+    pub fn unavailable(reason: impl Into<String>) -> Self {
+        Self::Unavailable {
+            reason: reason.into(),
+            retry_after: None,
+        }
+    }
+
     fn reason(&self) -> &str {
         match self {
-            Self::Permanent(reason) | Self::Unavailable(reason) => reason,
-            Self::Transient { reason, .. } => reason,
+            Self::Permanent(reason) => reason,
+            Self::Transient { reason, .. } | Self::Unavailable { reason, .. } => reason,
+        }
+    }
+
+    /// The wait a server asked for before the next attempt.
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Permanent(_) => None,
+            Self::Transient { retry_after, .. } | Self::Unavailable { retry_after, .. } => {
+                *retry_after
+            }
         }
     }
 }
@@ -308,31 +332,30 @@ where
                     let reason = format!("gave up after {attempt} attempts: {reason}");
                     return dead_letter(broker, settings, &delivery, &message, &reason).await;
                 }
-                Failure::Unavailable(reason) if exhausted => {
-                    tracing::warn!(reason, attempt, "dependency still down; message back on the queue");
-                    requeue(&delivery).await?;
-                    return Ok(Outcome::Requeued);
-                }
                 _ => {}
             }
             let backoff = settings.initial_backoff * 2u32.saturating_pow(attempt - 1);
-            let wait = match &failure {
-                Failure::Transient {
-                    retry_after: Some(wait),
-                    ..
-                } => *wait,
-                _ => backoff,
-            }
-            .min(settings.max_backoff);
-            tracing::warn!(reason = failure.reason(), attempt, retry_in = ?wait, "processing failed; retrying");
-            tokio::select! {
-                () = shutdown.cancelled() => {
-                    // Shutting down mid-retry: hand the message back rather
-                    // than hold the process open.
-                    requeue(&delivery).await?;
-                    return Ok(Outcome::Requeued);
+            let requeue_now = exhausted && failure.retry_after().is_none();
+            if !requeue_now {
+                // A server's Retry-After is honoured even before a requeue.
+                let wait = failure.retry_after().unwrap_or(backoff).min(settings.max_backoff);
+                tracing::warn!(reason = failure.reason(), attempt, retry_in = ?wait, "processing failed; retrying");
+                tokio::select! {
+                    () = shutdown.cancelled() => {
+                        // Shutting down mid-retry: hand the message back
+                        // rather than hold the process open.
+                        requeue(&delivery).await?;
+                        return Ok(Outcome::Requeued);
+                    }
+                    () = tokio::time::sleep(wait) => {}
                 }
-                () = tokio::time::sleep(wait) => {}
+            }
+            if exhausted {
+                // Only an Unavailable failure gets here: the dependency is
+                // still down, and the message goes back, not to the DLQ.
+                tracing::warn!(reason = failure.reason(), attempt, "dependency still down; message back on the queue");
+                requeue(&delivery).await?;
+                return Ok(Outcome::Requeued);
             }
             attempt += 1;
         }

@@ -59,7 +59,7 @@ async fn a_message_whose_dependency_is_down_goes_back_on_the_queue_not_to_the_dl
                 let call = calls.fetch_add(1, Ordering::SeqCst) + 1;
                 let _ = seen.send((call, message.redelivered));
                 if call <= 4 {
-                    Err(Failure::Unavailable("api unreachable".into()))
+                    Err(Failure::unavailable("api unreachable"))
                 } else {
                     Ok(())
                 }

@@ -149,34 +149,6 @@ impl Delivered {
     }
 }
 
-/// An attempt that did not deliver: the failure the consumer acts on, and
-/// the wait a server asked for before the next attempt.
-#[derive(Debug)]
-struct Undelivered {
-    failure: Failure,
-    retry_after: Option<Duration>,
-}
-
-impl From<Failure> for Undelivered {
-    fn from(failure: Failure) -> Self {
-        Self {
-            failure,
-            retry_after: None,
-        }
-    }
-}
-
-impl Undelivered {
-    /// A dependency that is down or asked us to wait: never the message's
-    /// fault, never dead-lettered.
-    fn unavailable(reason: impl Into<String>, retry_after: Option<Duration>) -> Self {
-        Self {
-            failure: Failure::Unavailable(reason.into()),
-            retry_after,
-        }
-    }
-}
-
 /// The bot, wired but not yet running.
 #[derive(Debug)]
 pub struct Bot {
@@ -314,7 +286,7 @@ impl Bot {
 impl Delivery {
     /// Handles one message: delivered (or acknowledged as a duplicate or
     /// skipped) is `Ok`; otherwise the failure for the consumer to act on,
-    /// after the wait a server asked for.
+    /// with the wait a server asked for.
     async fn deliver(&self, message: Message, shutdown: &CancellationToken) -> Result<(), Failure> {
         let notification: Notification = serde_json::from_slice(&message.body)
             .map_err(|err| Failure::Permanent(format!("malformed notification: {err}")))?;
@@ -322,10 +294,7 @@ impl Delivery {
         let result = self.deliver_notification(&notification, shutdown).await;
         let outcome = match &result {
             Ok(delivered) => delivered.as_str(),
-            Err(Undelivered {
-                failure: Failure::Permanent(_),
-                ..
-            }) => "rejected",
+            Err(Failure::Permanent(_)) => "rejected",
             Err(_) => "retried",
         };
         self.delivered.add(
@@ -335,37 +304,18 @@ impl Delivery {
                 KeyValue::new("outcome", outcome),
             ],
         );
-        match result {
-            Ok(Delivered::Sent | Delivered::DryRun) => {
-                let lag =
-                    (Utc::now() - notification.due_at).num_milliseconds().max(0) as f64 / 1000.0;
-                self.lag.record(lag, &[KeyValue::new("kind", kind)]);
-                Ok(())
-            }
-            Ok(Delivered::Duplicate | Delivered::Skipped) => Ok(()),
-            Err(Undelivered {
-                failure,
-                retry_after,
-            }) => {
-                // Waited here, not by the consumer: its retry_after only
-                // exists for failures that count against the message.
-                if let Some(wait) = retry_after {
-                    tracing::info!(retry_after = ?wait, "waiting as the server asked");
-                    tokio::select! {
-                        () = shutdown.cancelled() => {}
-                        () = tokio::time::sleep(wait.min(MAX_RETRY_AFTER)) => {}
-                    }
-                }
-                Err(failure)
-            }
+        if let Ok(Delivered::Sent | Delivered::DryRun) = result {
+            let lag = (Utc::now() - notification.due_at).num_milliseconds().max(0) as f64 / 1000.0;
+            self.lag.record(lag, &[KeyValue::new("kind", kind)]);
         }
+        result.map(|_| ())
     }
 
     async fn deliver_notification(
         &self,
         notification: &Notification,
         shutdown: &CancellationToken,
-    ) -> Result<Delivered, Undelivered> {
+    ) -> Result<Delivered, Failure> {
         let id = notification.notification_id;
         // Whether it was delivered before cannot be known without the
         // database: wait for it rather than risk a second post.
@@ -380,9 +330,8 @@ impl Delivery {
                 return Ok(Delivered::Duplicate);
             }
             Err(_) => {
-                return Err(Undelivered::unavailable(
+                return Err(Failure::unavailable(
                     "PostgreSQL unavailable: cannot tell whether the notification was delivered",
-                    None,
                 ));
             }
         };
@@ -473,7 +422,7 @@ impl Delivery {
     }
 
     /// `GET /games/{id}` on the api, as a traced client call.
-    async fn fetch_game(&self, notification: &Notification) -> Result<GameView, Undelivered> {
+    async fn fetch_game(&self, notification: &Notification) -> Result<GameView, Failure> {
         let url = self
             .api_base_url
             .join(&format!("games/{}", notification.game_id))
@@ -485,13 +434,13 @@ impl Delivery {
             .map_err(|err| Failure::Permanent(err.to_string()))?;
         let response = send_traced(&self.client, request, None)
             .await
-            .map_err(|err| Failure::Unavailable(format!("api unreachable: {err}")))?;
+            .map_err(|err| Failure::unavailable(format!("api unreachable: {err}")))?;
         let status = response.status();
         if status.is_success() {
             return response.json().await.map_err(|err| {
                 // Without the URL: the reason is logged and put on spans.
                 let err = err.without_url();
-                Failure::Unavailable(format!("unreadable game from the api: {err}")).into()
+                Failure::unavailable(format!("unreadable game from the api: {err}"))
             });
         }
         Err(api_failure(status, retry_after(response.headers())))
@@ -503,7 +452,7 @@ impl Delivery {
         &self,
         url: &reqwest::Url,
         body: &serde_json::Value,
-    ) -> Result<Option<String>, Undelivered> {
+    ) -> Result<Option<String>, Failure> {
         let request = self
             .client
             .post(url.clone())
@@ -516,14 +465,11 @@ impl Delivery {
         let response = send_traced_to_third_party(&self.client, request, Some(WEBHOOK_TEMPLATE))
             .await
             .map_err(|err| {
-                Undelivered::unavailable(
-                    if err.is_timeout() {
-                        "webhook timed out"
-                    } else {
-                        "webhook unreachable"
-                    },
-                    None,
-                )
+                Failure::unavailable(if err.is_timeout() {
+                    "webhook timed out"
+                } else {
+                    "webhook unreachable"
+                })
             })?;
         let status = response.status();
         if status.is_success() {
@@ -553,39 +499,40 @@ struct PostedMessage {
 }
 
 /// Whose failure an api answer other than 2xx is.
-fn api_failure(status: StatusCode, retry_after: Option<Duration>) -> Undelivered {
+fn api_failure(status: StatusCode, retry_after: Option<Duration>) -> Failure {
     match status {
         // The api (or a gateway in front of it) is overloaded, restarting or
         // asks us to slow down: wait.
-        StatusCode::REQUEST_TIMEOUT | StatusCode::TOO_MANY_REQUESTS => {
-            Undelivered::unavailable(format!("api answered {status}"), retry_after)
-        }
-        _ if status.is_server_error() => {
-            Undelivered::unavailable(format!("api answered {status}"), retry_after)
-        }
+        StatusCode::REQUEST_TIMEOUT | StatusCode::TOO_MANY_REQUESTS => Failure::Unavailable {
+            reason: format!("api answered {status}"),
+            retry_after,
+        },
+        _ if status.is_server_error() => Failure::Unavailable {
+            reason: format!("api answered {status}"),
+            retry_after,
+        },
         // 404: the game is gone; any other 4xx: a request that will never
         // succeed. Both belong to the message.
-        _ => Failure::Permanent(format!("api answered {status} for the game")).into(),
+        _ => Failure::Permanent(format!("api answered {status} for the game")),
     }
 }
 
 /// Whose failure a webhook answer other than 2xx is.
-fn webhook_failure(status: StatusCode, retry_after: Option<Duration>) -> Undelivered {
+fn webhook_failure(status: StatusCode, retry_after: Option<Duration>) -> Failure {
     match status {
         // Discord asks us to slow down, or is not there: wait.
         StatusCode::REQUEST_TIMEOUT
         | StatusCode::TOO_MANY_REQUESTS
         | StatusCode::BAD_GATEWAY
         | StatusCode::SERVICE_UNAVAILABLE
-        | StatusCode::GATEWAY_TIMEOUT => {
-            Undelivered::unavailable(format!("webhook answered {status}"), retry_after)
-        }
+        | StatusCode::GATEWAY_TIMEOUT => Failure::Unavailable {
+            reason: format!("webhook answered {status}"),
+            retry_after,
+        },
         // Discord failed on this message: retried, up to BOT_MAX_ATTEMPTS.
-        _ if status.is_server_error() => {
-            Failure::transient(format!("webhook answered {status}")).into()
-        }
+        _ if status.is_server_error() => Failure::transient(format!("webhook answered {status}")),
         // Any other 4xx: Discord will never take this message.
-        _ => Failure::Permanent(format!("webhook refused the message: {status}")).into(),
+        _ => Failure::Permanent(format!("webhook refused the message: {status}")),
     }
 }
 
@@ -640,8 +587,8 @@ mod tests {
         }
     }
 
-    fn is_unavailable(undelivered: &Undelivered) -> bool {
-        matches!(undelivered.failure, Failure::Unavailable(_))
+    fn is_unavailable(failure: &Failure) -> bool {
+        matches!(failure, Failure::Unavailable { .. })
     }
 
     #[tokio::test]
@@ -651,10 +598,7 @@ mod tests {
         let url = format!("http://{}/", closed.local_addr().unwrap());
         drop(closed);
         match delivery(&url).fetch_game(&notification()).await {
-            Err(Undelivered {
-                failure: Failure::Unavailable(reason),
-                ..
-            }) => {
+            Err(Failure::Unavailable { reason, .. }) => {
                 assert!(reason.starts_with("api unreachable"), "{reason}")
             }
             other => panic!("expected Unavailable, got {other:?}"),
@@ -670,9 +614,12 @@ mod tests {
             StatusCode::INTERNAL_SERVER_ERROR,
             StatusCode::SERVICE_UNAVAILABLE,
         ] {
-            let undelivered = api_failure(status, wait);
-            assert!(is_unavailable(&undelivered), "{status}: {undelivered:?}");
-            assert_eq!(undelivered.retry_after, wait, "{status}");
+            match api_failure(status, wait) {
+                Failure::Unavailable { retry_after, .. } => {
+                    assert_eq!(retry_after, wait, "{status}")
+                }
+                other => panic!("{status}: {other:?}"),
+            }
         }
     }
 
@@ -680,7 +627,7 @@ mod tests {
     fn a_game_the_api_does_not_know_is_the_messages_own_failure() {
         for status in [StatusCode::NOT_FOUND, StatusCode::BAD_REQUEST] {
             assert!(
-                matches!(api_failure(status, None).failure, Failure::Permanent(_)),
+                matches!(api_failure(status, None), Failure::Permanent(_)),
                 "{status}"
             );
         }
@@ -697,12 +644,12 @@ mod tests {
             assert!(is_unavailable(&webhook_failure(status, None)), "{status}");
         }
         assert!(matches!(
-            webhook_failure(StatusCode::INTERNAL_SERVER_ERROR, None).failure,
+            webhook_failure(StatusCode::INTERNAL_SERVER_ERROR, None),
             Failure::Transient { .. }
         ));
         for status in [StatusCode::BAD_REQUEST, StatusCode::NOT_FOUND] {
             assert!(
-                matches!(webhook_failure(status, None).failure, Failure::Permanent(_)),
+                matches!(webhook_failure(status, None), Failure::Permanent(_)),
                 "{status}"
             );
         }

@@ -47,7 +47,7 @@ impl Applier {
             .map_err(|err| Failure::Permanent(format!("malformed event: {err}")))?;
         self.apply(&envelope).await.map_err(|err| match err {
             sqlx::Error::Database(_) => Failure::transient(err.to_string()),
-            other => Failure::Unavailable(other.to_string()),
+            other => Failure::unavailable(other.to_string()),
         })
     }
 
