@@ -86,23 +86,24 @@ async fn a_message_whose_dependency_is_down_goes_back_on_the_queue_not_to_the_dl
     assert_eq!(ready(&broker, &queue.dead_letter_queue()).await, 0);
 }
 
-/// Messages ready on `queue` (a passive declare: the queue must exist).
+/// Messages ready on `queue` (which must exist).
 async fn ready(broker: &Broker, queue: &str) -> u32 {
-    broker
-        .channel()
-        .await
-        .unwrap()
-        .queue_declare(
-            queue.into(),
-            broker::lapin::options::QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
+    broker.ready_messages(queue).await.unwrap()
+}
+
+/// A broker for `queue`'s topology whose connections go through `proxy`.
+fn broker_through(proxy: &test_support::TcpProxy, queue: &QueueSpec) -> Arc<Broker> {
+    Arc::new(
+        Broker::new(
+            proxy.url(&test_support::rabbitmq_url()).into(),
+            Topology {
+                exchanges: vec![queue.bindings[0].0.clone()],
+                queues: vec![queue.clone()],
             },
-            Default::default(),
+            &meter(),
         )
-        .await
-        .unwrap()
-        .message_count()
+        .unwrap(),
+    )
 }
 
 /// Waits until `queue` holds `expected` ready messages (returned messages
@@ -255,17 +256,7 @@ async fn the_consumer_is_back_within_two_seconds_after_each_of_several_outages()
     let (direct, queue) = queue_with_messages(0).await;
     let exchange = queue.bindings[0].0.clone();
     let proxy = test_support::TcpProxy::for_url(&test_support::rabbitmq_url()).await;
-    let proxied = Arc::new(
-        Broker::new(
-            proxy.url(&test_support::rabbitmq_url()).into(),
-            Topology {
-                exchanges: vec![exchange.clone()],
-                queues: vec![queue.clone()],
-            },
-            &meter(),
-        )
-        .unwrap(),
-    );
+    let proxied = broker_through(&proxy, &queue);
     let (seen, mut handled) = mpsc::unbounded_channel();
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(consumer::run(
@@ -390,17 +381,7 @@ async fn an_unroutable_publish_does_not_drop_the_consumers_on_its_connection() {
 async fn a_connection_lost_with_a_message_in_hand_neither_hangs_nor_loses_it() {
     let (direct, queue) = queue_with_messages(1).await;
     let proxy = test_support::TcpProxy::for_url(&test_support::rabbitmq_url()).await;
-    let proxied = Arc::new(
-        Broker::new(
-            proxy.url(&test_support::rabbitmq_url()).into(),
-            Topology {
-                exchanges: vec![queue.bindings[0].0.clone()],
-                queues: vec![queue.clone()],
-            },
-            &meter(),
-        )
-        .unwrap(),
-    );
+    let proxied = broker_through(&proxy, &queue);
     let (started_tx, mut started) = mpsc::unbounded_channel();
     let release = Arc::new(tokio::sync::Notify::new());
     let shutdown = CancellationToken::new();

@@ -1,9 +1,9 @@
 //! `worker redrive`: what died goes back into the pipeline, and nothing is
 //! lost on the way.
 
-use broker::lapin::options::{BasicGetOptions, BasicPublishOptions, QueueDeclareOptions};
+use broker::lapin::BasicProperties;
+use broker::lapin::options::{BasicGetOptions, BasicPublishOptions};
 use broker::lapin::types::{AMQPValue, FieldTable};
-use broker::lapin::{BasicProperties, Channel};
 use opentelemetry::metrics::MeterProvider as _;
 use worker::{Redrive, Worker};
 
@@ -35,20 +35,15 @@ async fn dead_notifications_go_back_to_pending_and_are_published_again() {
     assert_eq!(state_of(&pool, id).await.0, "sent");
 }
 
-/// Ready messages in `queue`.
-async fn ready(channel: &Channel, queue: &str) -> u32 {
-    channel
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap()
-        .message_count()
+/// Ready messages in `queue` (which must exist).
+async fn ready(queue: &str) -> u32 {
+    let broker = broker::Broker::new(
+        test_support::rabbitmq_url().into(),
+        broker::Topology::default(),
+        &meter(),
+    )
+    .unwrap();
+    broker.ready_messages(queue).await.unwrap()
 }
 
 #[tokio::test]
@@ -91,7 +86,7 @@ async fn dead_letters_go_back_to_their_queue_without_the_reason_they_died() {
             .await
             .unwrap();
     }
-    assert_eq!(ready(&channel, &format!("{bot_queue}.dlq")).await, 3);
+    assert_eq!(ready(&format!("{bot_queue}.dlq")).await, 3);
 
     // A limit is a limit; the rest stays dead until the next run.
     assert_eq!(worker.redrive(Redrive::BotDeadLetters, 2).await.unwrap(), 2);
@@ -99,7 +94,7 @@ async fn dead_letters_go_back_to_their_queue_without_the_reason_they_died() {
         worker.redrive(Redrive::BotDeadLetters, 10).await.unwrap(),
         1
     );
-    assert_eq!(ready(&channel, &format!("{bot_queue}.dlq")).await, 0);
+    assert_eq!(ready(&format!("{bot_queue}.dlq")).await, 0);
 
     let mut ids = Vec::new();
     while let Some(message) = channel
