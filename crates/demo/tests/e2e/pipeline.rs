@@ -207,13 +207,24 @@ async fn cancelling_drops_the_pending_reminder_and_announces_the_cancellation() 
     );
 
     let pool = sqlx::PgPool::connect(&names.database_url).await.unwrap();
-    let kinds: Vec<(String, String)> = sqlx::query_as(
-        "SELECT kind, status FROM notifications WHERE game_id = $1 ORDER BY created_at",
-    )
-    .bind(uuid::Uuid::parse_str(id).unwrap())
-    .fetch_all(&pool)
-    .await
-    .unwrap();
+    // The scheduler marks a notification sent once RabbitMQ confirmed it,
+    // which can be a moment after the bot already posted it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let kinds = loop {
+        let kinds: Vec<(String, String)> = sqlx::query_as(
+            "SELECT kind, status FROM notifications WHERE game_id = $1 ORDER BY created_at",
+        )
+        .bind(uuid::Uuid::parse_str(id).unwrap())
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        if kinds.iter().all(|(_, status)| status != "pending")
+            || tokio::time::Instant::now() >= deadline
+        {
+            break kinds;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert_eq!(
         kinds,
         [
