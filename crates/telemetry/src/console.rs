@@ -1,6 +1,12 @@
 //! The console log: `tracing` events as human-readable lines or JSON objects,
 //! each with the `trace_id` and `span_id` of the span it happened in, so a
 //! line in `docker logs` can be looked up in Tempo.
+//!
+//! Spans are not shown: a line names its span by id, and the span's
+//! attributes are in the trace. Showing them would mean formatting every
+//! span's fields into a string when the span is created, on every request,
+//! although most spans never see an event (a cache hit prints nothing); that
+//! was a fifth of the api's CPU with telemetry off (docs/PERFORMANCE.md).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -36,7 +42,7 @@ impl ConsoleFormat {
                 format::format()
                     .json()
                     .flatten_event(true)
-                    .with_current_span(true)
+                    .with_current_span(false)
                     .with_span_list(false),
             ),
             LogFormat::Pretty => Self::Pretty {
@@ -139,19 +145,20 @@ impl<'writer> FormatFields<'writer> for ConsoleFields {
     }
 }
 
-/// Lets through at most one event per call site every `interval` from the
-/// OpenTelemetry SDK's own diagnostics, and everything else untouched.
+/// What the console shows: events, never spans (see the module docs), and of
+/// the OpenTelemetry SDK's own diagnostics at most one event per call site
+/// every `interval`.
 ///
 /// While the collector is down, every failed export produces a warning; at a
 /// few batches per second that would drown the service's own log. The first
 /// warning of each kind is shown at once, then one per interval.
 #[derive(Debug)]
-pub(crate) struct ThrottleSdkDiagnostics {
+pub(crate) struct ConsoleFilter {
     interval: Duration,
     last_shown: Mutex<HashMap<tracing::callsite::Identifier, Instant>>,
 }
 
-impl ThrottleSdkDiagnostics {
+impl ConsoleFilter {
     pub(crate) fn new(interval: Duration) -> Self {
         Self {
             interval,
@@ -176,21 +183,23 @@ impl ThrottleSdkDiagnostics {
     }
 }
 
-impl<S> Filter<S> for ThrottleSdkDiagnostics {
-    fn enabled(&self, _metadata: &Metadata<'_>, _cx: &Context<'_, S>) -> bool {
-        // The decision needs the time of the event, so it is made per event.
-        true
+impl<S> Filter<S> for ConsoleFilter {
+    fn enabled(&self, metadata: &Metadata<'_>, _cx: &Context<'_, S>) -> bool {
+        // Whether an event is shown needs its time, so that is decided per
+        // event, below.
+        metadata.is_event()
     }
 
     fn event_enabled(&self, event: &Event<'_>, _cx: &Context<'_, S>) -> bool {
         self.allow(event.metadata(), Instant::now())
     }
 
-    fn callsite_enabled(
-        &self,
-        _metadata: &'static Metadata<'static>,
-    ) -> tracing::subscriber::Interest {
-        tracing::subscriber::Interest::sometimes()
+    fn callsite_enabled(&self, metadata: &'static Metadata<'static>) -> tracing::subscriber::Interest {
+        if metadata.is_span() {
+            tracing::subscriber::Interest::never()
+        } else {
+            tracing::subscriber::Interest::sometimes()
+        }
     }
 }
 

@@ -12,9 +12,7 @@
 //! personal data, a player's name here. Name the parameters whose values
 //! are safe to export, ids say, with [`HttpServerLayer::exporting_params`]
 //! (`/games/5f0c…/participants/{player}`). A request no route matched has no
-//! `url.path`: its path is whatever the client sent. The span's fields are
-//! also what the console log shows around each event, so the same holds
-//! there.
+//! `url.path`: its path is whatever the client sent.
 //!
 //! Health probes are best left out: merge their routes into the router
 //! *after* this layer is added, and they are neither traced nor counted.

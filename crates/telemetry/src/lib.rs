@@ -189,12 +189,20 @@ impl Telemetry {
                 .event_format(console::ConsoleFormat::new(config.log_format))
                 .fmt_fields(console::fields(config.log_format))
                 .with_writer(writer)
-                .with_filter(console::ThrottleSdkDiagnostics::new(
-                    SDK_DIAGNOSTICS_INTERVAL,
-                ))
+                .with_filter(console::ConsoleFilter::new(SDK_DIAGNOSTICS_INTERVAL))
                 .boxed(),
+            // Only the attributes our spans set themselves. The layer's
+            // defaults add eight more to every span, each exported: code
+            // location (our span helpers are all created in one file, so it
+            // would name that file, not the caller), the thread (a request
+            // moves between a runtime's threads), the target, and busy/idle
+            // time (two clock reads each time a future is polled).
             tracing_opentelemetry::layer()
                 .with_tracer(tracer)
+                .with_location(false)
+                .with_threads(false)
+                .with_target(false)
+                .with_tracked_inactivity(false)
                 .with_filter(not_sdk())
                 .boxed(),
         ];
