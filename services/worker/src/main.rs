@@ -33,6 +33,12 @@ enum Command {
     },
 }
 
+/// mimalloc rather than the system allocator: spans and log records are built
+/// on the request threads and freed on the exporters' threads, a pattern
+/// glibc's malloc handles slowly (measured in docs/PERFORMANCE.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     match Cli::parse().command.unwrap_or(Command::Run) {
