@@ -202,6 +202,7 @@ impl Bot {
             settings: Settings {
                 queue,
                 prefetch: config.prefetch,
+                concurrency: 1,
                 max_attempts: config.max_attempts,
                 initial_backoff: config.retry_backoff,
                 max_backoff: MAX_RETRY_AFTER,

@@ -125,6 +125,7 @@ impl Worker {
             settings: Settings {
                 queue,
                 prefetch: config.prefetch,
+                concurrency: 1,
                 max_attempts: config.max_attempts,
                 initial_backoff: config.retry_backoff,
                 max_backoff: Duration::from_secs(30),
