@@ -1,13 +1,17 @@
-//! Consuming a queue: manual acks, bounded prefetch, one CONSUMER span per
-//! message continuing the publisher's trace, bounded retries with backoff,
-//! and dead-lettering with a reason. Nothing is dropped silently: a message
-//! is acked only once handled or copied to the dead-letter queue.
+//! Consuming a queue: manual acks, bounded prefetch, up to `concurrency`
+//! messages handled at once, one CONSUMER span per message continuing the
+//! publisher's trace, bounded retries with backoff, and dead-lettering with a
+//! reason. Nothing is dropped silently: a message is acked only once handled
+//! or copied to the dead-letter queue, and a handler once started is always
+//! run to its end (ack, requeue or dead letter), on shutdown and when the
+//! channel fails alike.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use backon::BackoffBuilder as _;
 use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString};
@@ -104,6 +108,12 @@ pub struct Settings {
     pub queue: QueueSpec,
     /// Unacked messages RabbitMQ may push at once.
     pub prefetch: u16,
+    /// Messages handled at once (0 counts as 1). Above 1, messages of the queue
+    /// are handled, and acknowledged, in no particular order: only for
+    /// handlers that do not rely on the order of the queue. Each message in
+    /// hand counts against `prefetch`, so more than `prefetch` has no effect;
+    /// a prefetch above it keeps the next messages ready.
+    pub concurrency: usize,
     /// Attempts per message before it is dead-lettered (or requeued).
     pub max_attempts: u32,
     /// First retry delay; doubles per attempt.
@@ -136,9 +146,11 @@ struct Instruments {
 }
 
 /// Consumes `settings.queue` until `shutdown` is cancelled, calling `handler`
-/// for each message. Reconnects (with backoff) whenever the connection or
-/// channel fails. On shutdown, the message in hand is finished (or, if it is
-/// waiting to be retried, put back on the queue) before this returns.
+/// for each message, for up to `settings.concurrency` messages at once.
+/// Reconnects (with backoff) whenever the connection or channel fails, once
+/// the messages in hand are finished. On shutdown, the messages in hand are
+/// finished (or, if waiting to be retried, put back on the queue) before
+/// this returns; prefetched ones not started go back to the queue.
 pub fn run<H, Fut>(
     broker: Arc<Broker>,
     settings: Settings,
@@ -254,30 +266,51 @@ where
             ))
         })??;
     *consuming = true;
-    tracing::info!(queue = %settings.queue.name, prefetch = settings.prefetch, "consuming");
-    loop {
-        let next = tokio::select! {
-            // Shutdown first: with prefetched deliveries ready too, an
-            // unbiased select would start one of them half the time.
+    let concurrency = settings.concurrency.max(1);
+    tracing::info!(queue = %settings.queue.name, prefetch = settings.prefetch, concurrency, "consuming");
+    // Handlers run on this task, each to its end: a handler dropped halfway
+    // could leave its work half done (a post sent, its record not written).
+    let mut in_hand = FuturesUnordered::new();
+    let mut failure = loop {
+        tokio::select! {
+            // Shutdown first, then finished handlers, then new deliveries:
+            // with prefetched deliveries ready too, an unbiased select would
+            // start one of them after shutdown half the time.
             biased;
-            () = shutdown.cancelled() => {
-                // Unacked prefetched messages go back to the queue when the
-                // channel closes.
-                let _ = crate::bounded("a close", channel.close(200, "shutting down".into())).await;
-                return Ok(());
+            () = shutdown.cancelled() => break None,
+            Some(handled) = in_hand.next() => {
+                if let Err(err) = handled {
+                    break Some(err);
+                }
             }
-            next = deliveries.next() => next,
-        };
-        match next {
-            Some(Ok(delivery)) => {
-                handle(broker, settings, instruments, shutdown, handler, delivery).await?
-            }
-            Some(Err(err)) => return Err(err.into()),
-            None => {
-                return Err(BrokerError::Connect(
-                    "the consumer was cancelled by the broker".into(),
-                ));
-            }
+            next = deliveries.next(), if in_hand.len() < concurrency => match next {
+                Some(Ok(delivery)) => {
+                    in_hand.push(handle(broker, settings, instruments, shutdown, handler, delivery));
+                }
+                Some(Err(err)) => break Some(err.into()),
+                None => {
+                    break Some(BrokerError::Connect(
+                        "the consumer was cancelled by the broker".into(),
+                    ));
+                }
+            },
+        }
+    };
+    // Finish what is in hand. After a channel failure their acks fail too
+    // (within 5 s) and RabbitMQ redelivers them; on shutdown a message
+    // waiting for its retry goes back to the queue at once.
+    while let Some(handled) = in_hand.next().await {
+        if let Err(err) = handled {
+            failure.get_or_insert(err);
+        }
+    }
+    match failure {
+        Some(err) => Err(err),
+        None => {
+            // Unacked prefetched messages go back to the queue when the
+            // channel closes.
+            let _ = crate::bounded("a close", channel.close(200, "shutting down".into())).await;
+            Ok(())
         }
     }
 }

@@ -11,9 +11,11 @@
 //! only when RabbitMQ refused the message for what it is; anything else is
 //! the broker being away, which callers wait out without charging the message.
 //!
-//! [`Broker::publish`] is the one way messages leave a service: persistent
-//! delivery, a PRODUCER span with the trace context in the message headers,
-//! and success only once the broker has confirmed the message.
+//! [`Broker::publish`] and [`Broker::publish_batch`] are the one way messages
+//! leave a service: persistent delivery, a PRODUCER span with the trace
+//! context in the message headers, and success only once the broker has
+//! confirmed the message. A batch is sent in order and its confirms are
+//! awaited together, each message getting its own answer.
 //! [`consumer::run`] is the one way they come in: manual acks, bounded
 //! prefetch, a CONSUMER span continuing the publisher's trace, bounded
 //! retries, and a dead-letter queue for what cannot be processed.
@@ -23,13 +25,15 @@ mod topology;
 
 pub use topology::{QueueSpec, Topology};
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use lapin::Confirmation;
+use futures_util::future::join_all;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use lapin::{Confirmation, PublisherConfirm};
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Histogram, Meter};
 use opentelemetry::trace::TraceContextExt;
@@ -47,12 +51,15 @@ pub use lapin;
 /// that is still starting can accept the connection and then sit on a
 /// declaration; without a bound the caller would wait with it.
 pub(crate) const SETUP_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a publish may wait for the broker's confirm.
+/// How long a publish (or a whole batch) may wait for the broker's confirms.
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What went wrong talking to RabbitMQ. Messages never contain the URL, which
 /// holds the password.
-#[derive(Debug, thiserror::Error)]
+///
+/// `Clone`: when a batch's channel fails, every message of it not yet
+/// confirmed gets the same error.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum BrokerError {
     /// `RABBITMQ_URL` is not an `amqp://` or `amqps://` URL with a host.
     #[error("RABBITMQ_URL is invalid: expected amqp://user:password@host:5672/vhost")]
@@ -117,6 +124,20 @@ pub enum Origin {
     LinkedTo(opentelemetry::Context),
 }
 
+/// One message to publish (see [`Broker::publish_batch`]).
+#[derive(Debug)]
+pub struct Outgoing {
+    /// Routing key on the exchange.
+    pub routing_key: String,
+    /// The AMQP `message_id`, which consumers dedupe on. Unique within a
+    /// batch: a message RabbitMQ returns as unroutable is recognised by it.
+    pub message_id: String,
+    /// The JSON body.
+    pub payload: Vec<u8>,
+    /// Where the PRODUCER span sits in the traces.
+    pub origin: Origin,
+}
+
 /// One open connection and its confirm-mode channel.
 #[derive(Debug)]
 struct Connected {
@@ -131,6 +152,12 @@ pub struct Broker {
     peer: Peer,
     topology: Topology,
     connected: Mutex<Option<Connected>>,
+    /// Held while a batch is sent and confirmed, so the confirm channel
+    /// carries one batch at a time: lapin hands a returned (unroutable)
+    /// message to whichever confirm completes next, and only among the
+    /// messages of one batch can it be traced back, by its id, to the
+    /// message it is.
+    publishing: Mutex<()>,
     /// Set once a connection has been opened: every later one is a reconnect.
     was_connected: AtomicBool,
     publish_duration: Histogram<f64>,
@@ -162,6 +189,7 @@ impl Broker {
             peer,
             topology,
             connected: Mutex::new(None),
+            publishing: Mutex::new(()),
             was_connected: AtomicBool::new(false),
             publish_duration,
             reconnects,
@@ -308,80 +336,195 @@ impl Broker {
         origin: Origin,
         headers: FieldTable,
     ) -> Result<(), BrokerError> {
-        let span = producer_span(exchange, routing_key, message_id);
-        match origin {
-            Origin::Current => {}
-            Origin::ChildOf(parent) => {
-                let _ = span.set_parent(parent);
-            }
-            Origin::LinkedTo(cause) => {
-                let _ = span.set_parent(opentelemetry::Context::new());
-                span.add_link(cause.span().span_context().clone());
-            }
-        }
+        let message = Outgoing {
+            routing_key: routing_key.to_owned(),
+            message_id: message_id.to_owned(),
+            payload: payload.to_vec(),
+            origin,
+        };
+        self.publish_confirmed(exchange, vec![(message, headers)])
+            .await
+            .pop()
+            .expect("publish_confirmed answers once per message")
+    }
+
+    /// Publishes `messages` to `exchange` in order as persistent messages,
+    /// then waits for their confirms together (at most 10 s in all), and
+    /// returns one result per message, in the same order.
+    ///
+    /// Each result is that message's own answer: `Ok` once the broker
+    /// confirmed it, whatever became of the others. A message refused for
+    /// what it is fails with an error that
+    /// [is the message's fault](BrokerError::is_message_fault); the others
+    /// fail with what happened to the broker. Once the channel fails, the
+    /// messages not yet sent are not tried and share its error. Each message
+    /// gets its own PRODUCER span, as with [`Broker::publish`].
+    pub async fn publish_batch(
+        &self,
+        exchange: &str,
+        messages: Vec<Outgoing>,
+    ) -> Vec<Result<(), BrokerError>> {
+        let messages = messages
+            .into_iter()
+            .map(|message| (message, FieldTable::default()))
+            .collect();
+        self.publish_confirmed(exchange, messages).await
+    }
+
+    async fn publish_confirmed(
+        &self,
+        exchange: &str,
+        messages: Vec<(Outgoing, FieldTable)>,
+    ) -> Vec<Result<(), BrokerError>> {
+        let _alone = self.publishing.lock().await;
         let start = Instant::now();
-        let result = self
-            .publish_confirmed(exchange, routing_key, message_id, payload, headers)
+        // Send in order, without waiting for confirms.
+        let mut channel = self.channel().await;
+        let mut sent = Vec::with_capacity(messages.len());
+        let mut confirms = Vec::with_capacity(messages.len());
+        for (message, headers) in messages {
+            let span = publish_span(exchange, &message);
+            let confirm = match &channel {
+                Ok(open) => {
+                    send(open, exchange, &message, headers)
+                        .instrument(span.clone())
+                        .await
+                }
+                Err(err) => Err(err.clone()),
+            };
+            if let Err(err) = &confirm {
+                // The channel is gone: the rest are not tried.
+                channel = Err(err.clone());
+            }
+            sent.push((message, span));
+            confirms.push(confirm);
+        }
+        // Then wait for every confirm, all against one deadline.
+        let deadline = tokio::time::Instant::now() + CONFIRM_TIMEOUT;
+        let mut answers = join_all(confirms.into_iter().zip(&sent).map(|(confirm, (_, span))| {
+            async move {
+                let answer = match confirm {
+                    Err(err) => Err(err),
+                    Ok(confirm) => match tokio::time::timeout_at(deadline, confirm).await {
+                        Err(_) => Err(BrokerError::ConfirmTimeout(CONFIRM_TIMEOUT)),
+                        Ok(answer) => answer.map_err(BrokerError::from),
+                    },
+                };
+                (answer, start.elapsed())
+            }
             .instrument(span.clone())
-            .await;
+        }))
+        .await;
+        // A returned message rides on whichever confirm lapin completed
+        // next, not necessarily its own: collect them all and match by id.
+        let returned: HashSet<String> = answers
+            .iter_mut()
+            .filter_map(|(answer, _)| match answer {
+                Ok(Confirmation::Ack(returned) | Confirmation::Nack(returned)) => returned.take(),
+                _ => None,
+            })
+            .filter_map(|message| {
+                message
+                    .delivery
+                    .properties
+                    .message_id()
+                    .as_ref()
+                    .map(|id| id.to_string())
+            })
+            .collect();
+        let mut discard_channel = false;
+        let results = sent
+            .into_iter()
+            .zip(answers)
+            .map(|((message, span), (answer, elapsed))| {
+                let result = match answer {
+                    Err(err) => Err(err),
+                    Ok(_) if returned.contains(&message.message_id) => {
+                        Err(BrokerError::Unroutable(message.routing_key))
+                    }
+                    Ok(Confirmation::Ack(_) | Confirmation::NotRequested) => Ok(()),
+                    Ok(Confirmation::Nack(_)) => Err(BrokerError::Nacked),
+                };
+                discard_channel |= matches!(result, Err(BrokerError::ConfirmTimeout(_)));
+                self.record_publish(exchange, &span, elapsed, &result);
+                result
+            })
+            .collect();
+        if discard_channel {
+            self.discard_channel().await;
+        }
+        results
+    }
+
+    /// Records one publish's outcome on its span and the duration histogram.
+    fn record_publish(
+        &self,
+        exchange: &str,
+        span: &tracing::Span,
+        elapsed: Duration,
+        result: &Result<(), BrokerError>,
+    ) {
         let mut attributes = vec![
             KeyValue::new(semconv::MESSAGING_SYSTEM, MESSAGING_SYSTEM_RABBITMQ),
             KeyValue::new(semconv::MESSAGING_OPERATION_NAME, "publish"),
             KeyValue::new(semconv::MESSAGING_OPERATION_TYPE, "send"),
             KeyValue::new(semconv::MESSAGING_DESTINATION_NAME, exchange.to_owned()),
         ];
-        if let Err(err) = &result {
-            record_error(&span, err.kind(), err);
+        if let Err(err) = result {
+            record_error(span, err.kind(), err);
             attributes.push(KeyValue::new(semconv::ERROR_TYPE, err.kind()));
-            if matches!(err, BrokerError::ConfirmTimeout(_)) {
-                self.discard_channel().await;
-            }
         }
         self.publish_duration
-            .record(start.elapsed().as_secs_f64(), &attributes);
-        result
+            .record(elapsed.as_secs_f64(), &attributes);
     }
+}
 
-    async fn publish_confirmed(
-        &self,
-        exchange: &str,
-        routing_key: &str,
-        message_id: &str,
-        payload: &[u8],
-        mut headers: FieldTable,
-    ) -> Result<(), BrokerError> {
-        let channel = self.channel().await?;
-        telemetry::propagation::inject_amqp(&mut headers);
-        let properties = BasicProperties::default()
-            .with_content_type("application/json".into())
-            .with_delivery_mode(2) // persistent: written to disk by the broker
-            .with_message_id(message_id.into())
-            .with_headers(headers);
-        let confirm = bounded(
-            "a publish",
-            channel.basic_publish(
-                exchange.into(),
-                routing_key.into(),
-                // Mandatory: a message no queue would take comes back
-                // instead of vanishing, and the caller keeps it for later.
-                BasicPublishOptions {
-                    mandatory: true,
-                    ..BasicPublishOptions::default()
-                },
-                payload,
-                properties,
-            ),
-        )
-        .await?;
-        match tokio::time::timeout(CONFIRM_TIMEOUT, confirm).await {
-            Err(_) => Err(BrokerError::ConfirmTimeout(CONFIRM_TIMEOUT)),
-            Ok(confirmation) => match confirmation? {
-                Confirmation::Ack(Some(_)) => Err(BrokerError::Unroutable(routing_key.to_owned())),
-                Confirmation::Ack(None) | Confirmation::NotRequested => Ok(()),
-                Confirmation::Nack(_) => Err(BrokerError::Nacked),
-            },
+/// The PRODUCER span of `message`, placed as its origin says.
+fn publish_span(exchange: &str, message: &Outgoing) -> tracing::Span {
+    let span = producer_span(exchange, &message.routing_key, &message.message_id);
+    match &message.origin {
+        Origin::Current => {}
+        Origin::ChildOf(parent) => {
+            let _ = span.set_parent(parent.clone());
+        }
+        Origin::LinkedTo(cause) => {
+            let _ = span.set_parent(opentelemetry::Context::new());
+            span.add_link(cause.span().span_context().clone());
         }
     }
+    span
+}
+
+/// Sends `message` on `channel` (inside its span, whose context goes into
+/// the headers) and returns the confirm to wait for.
+async fn send(
+    channel: &Channel,
+    exchange: &str,
+    message: &Outgoing,
+    mut headers: FieldTable,
+) -> Result<PublisherConfirm, BrokerError> {
+    telemetry::propagation::inject_amqp(&mut headers);
+    let properties = BasicProperties::default()
+        .with_content_type("application/json".into())
+        .with_delivery_mode(2) // persistent: written to disk by the broker
+        .with_message_id(message.message_id.as_str().into())
+        .with_headers(headers);
+    bounded(
+        "a publish",
+        channel.basic_publish(
+            exchange.into(),
+            message.routing_key.as_str().into(),
+            // Mandatory: a message no queue would take comes back
+            // instead of vanishing, and the caller keeps it for later.
+            BasicPublishOptions {
+                mandatory: true,
+                ..BasicPublishOptions::default()
+            },
+            &message.payload,
+            properties,
+        ),
+    )
+    .await
 }
 
 /// Runs a call RabbitMQ should answer at once, failing it after

@@ -42,6 +42,7 @@ async fn a_message_whose_dependency_is_down_goes_back_on_the_queue_not_to_the_dl
     let settings = Settings {
         queue: queue.clone(),
         prefetch: 1,
+        concurrency: 1,
         max_attempts: 2,
         initial_backoff: Duration::from_millis(10),
         max_backoff: Duration::from_millis(50),
@@ -151,6 +152,7 @@ fn settings(queue: &QueueSpec, prefetch: u16, initial_backoff: Duration) -> Sett
     Settings {
         queue: queue.clone(),
         prefetch,
+        concurrency: 1,
         max_attempts: 5,
         initial_backoff,
         max_backoff: initial_backoff,
@@ -427,4 +429,132 @@ async fn a_connection_lost_with_a_message_in_hand_neither_hangs_nor_loses_it() {
         .await
         .expect("the consumer did not stop")
         .unwrap();
+}
+
+/// With a concurrency of N, N handlers run at once: each waits at a barrier
+/// that opens only when all N have arrived, so a consumer handling fewer at
+/// a time would never get past it.
+#[tokio::test]
+async fn a_consumer_with_concurrency_n_handles_n_messages_at_once() {
+    const N: usize = 4;
+    let (broker, queue) = queue_with_messages(N).await;
+    let barrier = Arc::new(tokio::sync::Barrier::new(N));
+    let (done_tx, mut done) = mpsc::unbounded_channel();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(consumer::run(
+        broker.clone(),
+        Settings {
+            concurrency: N,
+            ..settings(&queue, 2 * N as u16, Duration::from_millis(10))
+        },
+        &meter(),
+        shutdown.clone(),
+        move |message| {
+            let (barrier, done) = (barrier.clone(), done_tx.clone());
+            async move {
+                barrier.wait().await;
+                let _ = done.send(message.message_id);
+                Ok(())
+            }
+        },
+    ));
+    let mut handled = Vec::new();
+    while handled.len() < N {
+        let id = tokio::time::timeout(Duration::from_secs(30), done.recv())
+            .await
+            .expect("the handlers never met at the barrier")
+            .unwrap();
+        handled.push(id.unwrap());
+    }
+    handled.sort();
+    assert_eq!(
+        handled,
+        (0..N).map(|i| format!("m-{i}")).collect::<Vec<_>>()
+    );
+    wait_for_ready(&broker, &queue.name, 0).await;
+    shutdown.cancel();
+    task.await.unwrap();
+}
+
+/// SIGTERM with N messages in hand: each is settled exactly once, the ones
+/// that finish acknowledged, the one waiting for a retry put back on the
+/// queue, and the prefetched ones not yet started returned unhandled.
+#[tokio::test]
+async fn shutdown_settles_each_message_in_hand_once_and_returns_the_rest() {
+    const N: usize = 3;
+    // N in hand and 2 more prefetched behind them.
+    let (broker, queue) = queue_with_messages(N + 2).await;
+    let started = Arc::new(tokio::sync::Barrier::new(N + 1));
+    // A gate, not a Notify: opening it reaches handlers that wait later too.
+    let release = CancellationToken::new();
+    let calls = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(consumer::run(
+        broker.clone(),
+        Settings {
+            concurrency: N,
+            // A retry far longer than the test: only shutdown ends it.
+            ..settings(&queue, (N + 2) as u16, Duration::from_secs(600))
+        },
+        &meter(),
+        shutdown.clone(),
+        {
+            let (started, release, calls) = (started.clone(), release.clone(), calls.clone());
+            move |message| {
+                let (started, release, calls) = (started.clone(), release.clone(), calls.clone());
+                async move {
+                    let id = message.message_id.unwrap();
+                    calls.lock().unwrap().push(id.clone());
+                    started.wait().await;
+                    if id == "m-0" {
+                        return Err(Failure::transient("webhook answered 503"));
+                    }
+                    release.cancelled().await;
+                    Ok(())
+                }
+            }
+        },
+    ));
+    // All N in hand; m-0 now waits for its retry.
+    tokio::time::timeout(Duration::from_secs(30), started.wait())
+        .await
+        .expect("N messages were not in hand at once");
+
+    shutdown.cancel();
+    // Shutdown waits for the handlers in hand, whatever the order they
+    // finish in.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!task.is_finished(), "returned with messages in hand");
+    release.cancel();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("the consumer did not stop after finishing its messages")
+        .unwrap();
+
+    let mut calls = calls.lock().unwrap().clone();
+    calls.sort();
+    assert_eq!(
+        calls,
+        ["m-0", "m-1", "m-2"],
+        "each handled once, nothing started after shutdown"
+    );
+    // m-1 and m-2 acknowledged; m-0 (requeued) and m-3, m-4 (never
+    // started) back on the queue, and nothing dead-lettered.
+    wait_for_ready(&broker, &queue.name, 3).await;
+    assert_eq!(ready(&broker, &queue.dead_letter_queue()).await, 0);
+    let channel = broker.consumer_channel().await.unwrap();
+    let mut back = Vec::new();
+    while let Some(message) = channel
+        .basic_get(
+            queue.name.as_str().into(),
+            broker::lapin::options::BasicGetOptions { no_ack: true },
+        )
+        .await
+        .unwrap()
+    {
+        let id = message.delivery.properties.message_id().clone().unwrap();
+        back.push(id.to_string());
+    }
+    back.sort();
+    assert_eq!(back, ["m-0", "m-3", "m-4"]);
 }

@@ -7,14 +7,20 @@
 //! - Claims are leases (`claimed_until`), taken in one short statement with
 //!   `FOR UPDATE SKIP LOCKED`: replicas never claim the same row, and the rows
 //!   of a process that died become claimable again when the lease ends.
-//! - Each row is marked the moment RabbitMQ confirms it, so a crash
-//!   re-publishes at most the message in flight (consumers dedupe).
-//! - A broker that is away costs the rows nothing: the pass stops, releases
-//!   its claims unchanged, and the caller retries soon after.
+//! - A pass publishes its batch in order on one channel (so RabbitMQ queues
+//!   the messages in that order), then awaits the confirms together and
+//!   marks each row by its own confirm: the rows RabbitMQ confirmed are
+//!   marked published in one statement, whatever became of the others. A
+//!   crash re-publishes at most the batch that was in flight (consumers
+//!   dedupe).
+//! - A broker that is away costs the rows nothing: the rows it did not
+//!   confirm are released unchanged, the pass stops, and the caller retries
+//!   soon after. Such a row then goes out after rows behind it that were
+//!   confirmed.
 //! - Only the message's own failures (no message can be made of the row, or
-//!   RabbitMQ refuses it as unroutable) spend an attempt; after
-//!   `max_attempts` the row is set aside, counted, and never blocks the rows
-//!   behind it.
+//!   RabbitMQ refuses it as unroutable) spend an attempt, of that row only;
+//!   after `max_attempts` the row is set aside, counted, and never blocks
+//!   the rows behind it.
 //!
 //! # Layout
 //! - [`Table`]: the SQL contract a table fulfils.
@@ -26,7 +32,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use broker::{Broker, BrokerError, Origin};
+pub use broker::Outgoing;
+use broker::{Broker, BrokerError};
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::Counter;
 use sqlx::postgres::{PgHasArrayType, PgRow};
@@ -46,7 +53,8 @@ pub struct Table {
     /// Claims up to `$1` claimable rows by setting `claimed_until` to now
     /// plus `$2` seconds, and returns them in publishing order.
     pub claim: &'static str,
-    /// Marks row `$1` published and clears its claim.
+    /// Marks the rows whose ids are in the array `$1` published and clears
+    /// their claims.
     pub published: &'static str,
     /// Counts a failed attempt of row `$1` with the reason `$2`. Sets the row
     /// aside when its attempts reach `$3` (0: at once), otherwise makes it
@@ -59,19 +67,6 @@ pub struct Table {
     /// Returns two counts: rows waiting to be published (due now), and rows
     /// set aside.
     pub counts: &'static str,
-}
-
-/// One message to publish.
-#[derive(Debug)]
-pub struct Outgoing {
-    /// Routing key on the relay's exchange.
-    pub routing_key: String,
-    /// The AMQP `message_id`, which consumers dedupe on.
-    pub message_id: String,
-    /// The JSON body.
-    pub payload: Vec<u8>,
-    /// Where the PRODUCER span sits in the traces.
-    pub origin: Origin,
 }
 
 /// A claimed row.
@@ -102,7 +97,8 @@ pub trait Row: for<'r> sqlx::FromRow<'r, PgRow> + Send + Unpin {
 /// How a relay claims and retries.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// Rows claimed per pass.
+    /// Rows claimed per pass: published together, and at most this many
+    /// re-published after a crash.
     pub batch: i64,
     /// How long a claim holds: longer than a pass takes, short enough that
     /// the rows of a dead process do not wait long.
@@ -227,15 +223,16 @@ impl<R: Row> Relay<R> {
         Ok(pending)
     }
 
-    /// Claims one batch and publishes it, in order.
+    /// Claims one batch, publishes it in order, and marks each row by its
+    /// own confirm.
     ///
-    /// Returns `Err` when PostgreSQL or RabbitMQ failed; rows not yet
-    /// published are then left unchanged (released, or claimed until the
-    /// lease ends if PostgreSQL is gone too).
+    /// Returns `Err` when PostgreSQL or RabbitMQ failed; the rows RabbitMQ
+    /// did not confirm are then left unchanged (released, or claimed until
+    /// the lease ends if PostgreSQL is gone too).
     #[tracing::instrument(skip(self), fields(table = self.table.name, published = tracing::field::Empty))]
     pub async fn pass(&self) -> Result<Pass, RelayError> {
         let table = self.table;
-        let rows: Vec<R> = self
+        let claimed: Vec<R> = self
             .db
             .run(
                 "UPDATE",
@@ -248,70 +245,74 @@ impl<R: Row> Relay<R> {
             )
             .await?;
         let mut pass = Pass {
-            claimed: rows.len(),
+            claimed: claimed.len(),
             ..Pass::default()
         };
-        for (index, row) in rows.iter().enumerate() {
-            let published = match row.message() {
-                Ok(message) => self.publish(message).await,
-                Err(reason) => {
-                    self.failed(row, &reason, 0, &mut pass).await?;
-                    continue;
+        let mut rows = Vec::with_capacity(claimed.len());
+        let mut messages = Vec::with_capacity(claimed.len());
+        for row in claimed {
+            match row.message() {
+                Ok(message) => {
+                    rows.push(row);
+                    messages.push(message);
                 }
-            };
-            match published {
-                Ok(()) => {
-                    self.db
-                        .run(
-                            "UPDATE",
-                            Some(table.name),
-                            table.published,
-                            sqlx::query(table.published)
-                                .bind(row.id())
-                                .execute(&self.pool),
-                        )
-                        .await?;
-                    self.count(row, "published");
-                    pass.published += 1;
-                }
-                Err(err) if err.is_message_fault() => {
-                    let max_attempts =
-                        i32::try_from(self.settings.max_attempts).unwrap_or(i32::MAX);
-                    self.failed(row, &err.to_string(), max_attempts, &mut pass)
-                        .await?;
-                }
+                Err(reason) => self.failed(&row, &reason, 0, &mut pass).await?,
+            }
+        }
+        let results = self.broker.publish_batch(&self.exchange, messages).await;
+
+        let mut confirmed = Vec::new();
+        let mut refused = Vec::new();
+        let mut unconfirmed = Vec::new();
+        let mut broker_away = None;
+        for (row, result) in rows.iter().zip(results) {
+            match result {
+                Ok(()) => confirmed.push(row),
+                Err(err) if err.is_message_fault() => refused.push((row, err)),
                 Err(err) => {
-                    // The broker is away, not the message at fault: hand
-                    // this row and the rest back as they were.
-                    let unpublished: Vec<R::Id> = rows[index..].iter().map(Row::id).collect();
-                    self.db
-                        .run(
-                            "UPDATE",
-                            Some(table.name),
-                            table.release,
-                            sqlx::query(table.release)
-                                .bind(unpublished)
-                                .execute(&self.pool),
-                        )
-                        .await?;
-                    return Err(err.into());
+                    unconfirmed.push(row.id());
+                    broker_away.get_or_insert(err);
                 }
             }
         }
+        // Marked first: these messages are in RabbitMQ whatever comes next.
+        if !confirmed.is_empty() {
+            let ids: Vec<R::Id> = confirmed.iter().map(|row| row.id()).collect();
+            self.db
+                .run(
+                    "UPDATE",
+                    Some(table.name),
+                    table.published,
+                    sqlx::query(table.published).bind(ids).execute(&self.pool),
+                )
+                .await?;
+            for row in &confirmed {
+                self.count(row, "published");
+            }
+            pass.published = confirmed.len();
+        }
+        let max_attempts = i32::try_from(self.settings.max_attempts).unwrap_or(i32::MAX);
+        for (row, err) in refused {
+            self.failed(row, &err.to_string(), max_attempts, &mut pass)
+                .await?;
+        }
         tracing::Span::current().record("published", pass.published);
+        if let Some(err) = broker_away {
+            // The broker is away, not the messages at fault: hand the rows
+            // it did not confirm back as they were.
+            self.db
+                .run(
+                    "UPDATE",
+                    Some(table.name),
+                    table.release,
+                    sqlx::query(table.release)
+                        .bind(unconfirmed)
+                        .execute(&self.pool),
+                )
+                .await?;
+            return Err(err.into());
+        }
         Ok(pass)
-    }
-
-    async fn publish(&self, message: Outgoing) -> Result<(), BrokerError> {
-        self.broker
-            .publish(
-                &self.exchange,
-                &message.routing_key,
-                &message.message_id,
-                &message.payload,
-                message.origin,
-            )
-            .await
     }
 
     /// Counts a failed attempt of `row`; `max_attempts` 0 sets it aside now.

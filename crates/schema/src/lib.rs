@@ -24,13 +24,15 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 #[error("DATABASE_URL is invalid: expected postgres://user:password@host:5432/database")]
 pub struct InvalidDatabaseUrl;
 
-/// A pool for `url` that connects on first use (PostgreSQL may still be
-/// starting), and the traced client its queries go through.
+/// A pool of at most `size` connections to `url` that connects on first use
+/// (PostgreSQL may still be starting), and the traced client its queries go
+/// through.
 ///
 /// A query waits at most 5 s for a connection, then fails, instead of
 /// queueing forever while PostgreSQL is down.
 pub fn connect_lazy(
     url: &SecretString,
+    size: u32,
     meter: &Meter,
 ) -> Result<(PgPool, DbClient), InvalidDatabaseUrl> {
     let options: PgConnectOptions = url
@@ -43,7 +45,7 @@ pub fn connect_lazy(
         meter,
     );
     let pool = PgPoolOptions::new()
-        .max_connections(10)
+        .max_connections(size)
         .acquire_timeout(Duration::from_secs(5))
         .connect_lazy_with(options);
     Ok((pool, db))

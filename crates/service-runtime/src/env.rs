@@ -116,19 +116,60 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
         Ok(SecretString::from(value))
     }
 
+    /// `var` parsed as a whole number of at least 1, or `default` when unset.
+    pub fn positive<T: FromStr + PartialEq + From<u8>>(
+        &self,
+        var: &'static str,
+        default: T,
+        expected: &'static str,
+    ) -> Result<T, EnvError> {
+        let value = self.parse_or(var, default, expected)?;
+        if value == T::from(0) {
+            return Err(EnvError::Invalid { var, expected });
+        }
+        Ok(value)
+    }
+
     /// How long done rows (published events, applied event ids, sent
     /// notifications) are kept before a sweep deletes them:
     /// `RETENTION_HOURS`, default a week, at least an hour.
     pub fn retention(&self) -> Result<std::time::Duration, EnvError> {
-        const VAR: &str = "RETENTION_HOURS";
-        const EXPECTED: &str = "a whole number of hours, at least 1";
-        match self.parse_or(VAR, 168u64, EXPECTED)? {
-            0 => Err(EnvError::Invalid {
-                var: VAR,
-                expected: EXPECTED,
-            }),
-            hours => Ok(std::time::Duration::from_secs(hours * 3600)),
+        let hours = self.positive(
+            "RETENTION_HOURS",
+            168u64,
+            "a whole number of hours, at least 1",
+        )?;
+        Ok(std::time::Duration::from_secs(hours * 3600))
+    }
+
+    /// `DATABASE_POOL_SIZE`: the most connections the service keeps open to
+    /// PostgreSQL, default 10, at least 1.
+    pub fn database_pool_size(&self) -> Result<u32, EnvError> {
+        self.positive(
+            "DATABASE_POOL_SIZE",
+            10,
+            "a whole number of connections, at least 1",
+        )
+    }
+
+    /// How many messages a consumer handles at once: `var`, `default` when
+    /// unset. At least 1, at most `prefetch` (RabbitMQ hands out no more),
+    /// and below `pool_size`: each message in hand may hold a database
+    /// connection, and the service's other work needs one too. `expected`
+    /// says so, naming the service's variables.
+    pub fn concurrency(
+        &self,
+        var: &'static str,
+        default: u16,
+        prefetch: u16,
+        pool_size: u32,
+        expected: &'static str,
+    ) -> Result<u16, EnvError> {
+        let concurrency = self.positive(var, default, expected)?;
+        if concurrency > prefetch || u32::from(concurrency) >= pool_size {
+            return Err(EnvError::Invalid { var, expected });
         }
+        Ok(concurrency)
     }
 
     /// `DATABASE_URL`: PostgreSQL.
@@ -193,6 +234,49 @@ mod tests {
             assert_eq!(
                 env.retention().unwrap_err().to_string(),
                 "RETENTION_HOURS is invalid: expected a whole number of hours, at least 1"
+            );
+        }
+    }
+
+    #[test]
+    fn the_pool_size_is_ten_by_default_and_never_zero_or_garbage() {
+        assert_eq!(env(&[]).database_pool_size(), Ok(10));
+        assert_eq!(
+            env(&[("DATABASE_POOL_SIZE", "32")]).database_pool_size(),
+            Ok(32)
+        );
+        for bad in ["0", "-1", "ten", "2.5"] {
+            let env = Env::from_lookup(|var| (var == "DATABASE_POOL_SIZE").then(|| bad.to_owned()));
+            assert_eq!(
+                env.database_pool_size().unwrap_err().to_string(),
+                "DATABASE_POOL_SIZE is invalid: expected a whole number of connections, at least 1"
+            );
+        }
+    }
+
+    #[test]
+    fn concurrency_is_at_most_the_prefetch_and_below_the_pool_size() {
+        const EXPECTED: &str = "1 to X_PREFETCH, below DATABASE_POOL_SIZE";
+        let concurrency = |value: &'static str, prefetch, pool_size| {
+            Env::from_lookup(move |var| (var == "X_CONCURRENCY").then(|| value.to_owned()))
+                .concurrency("X_CONCURRENCY", 8, prefetch, pool_size, EXPECTED)
+        };
+        assert_eq!(concurrency("", 16, 10), Ok(8), "the default");
+        assert_eq!(concurrency("16", 16, 17), Ok(16));
+        let invalid = Err(EnvError::Invalid {
+            var: "X_CONCURRENCY",
+            expected: EXPECTED,
+        });
+        for (value, prefetch, pool_size) in [
+            ("0", 16, 10),
+            ("many", 16, 10),
+            ("17", 16, 100),
+            ("10", 16, 10),
+        ] {
+            assert_eq!(
+                concurrency(value, prefetch, pool_size),
+                invalid,
+                "{value} with prefetch {prefetch} and pool {pool_size}"
             );
         }
     }

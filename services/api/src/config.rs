@@ -13,6 +13,9 @@ pub struct Config {
     pub listen_addr: SocketAddr,
     /// PostgreSQL (`DATABASE_URL`, required). Holds a password.
     pub database_url: SecretString,
+    /// Most connections kept open to PostgreSQL (`DATABASE_POOL_SIZE`,
+    /// default 10): requests wait for one at most 5 s, then fail with 503.
+    pub database_pool_size: u32,
     /// Redis for the game cache (`REDIS_URL`, required). May hold a password.
     pub redis_url: SecretString,
     /// RabbitMQ for domain events (`RABBITMQ_URL`, required). Holds a password.
@@ -45,6 +48,7 @@ impl Config {
     pub const ENV_VARS: &[&str] = &[
         "API_LISTEN_ADDR",
         "DATABASE_URL",
+        "DATABASE_POOL_SIZE",
         "REDIS_URL",
         "RABBITMQ_URL",
         "CACHE_TTL_SECONDS",
@@ -65,6 +69,7 @@ impl Config {
         Ok(Self {
             listen_addr: env.listen_addr("API_LISTEN_ADDR", 8000)?,
             database_url: env.database_url()?,
+            database_pool_size: env.database_pool_size()?,
             redis_url: env.redis_url()?,
             rabbitmq_url: env.rabbitmq_url()?,
             cache_ttl: Duration::from_secs(env.parse_or(
@@ -113,6 +118,7 @@ mod tests {
             config.database_url.expose_secret(),
             "postgres://u:pw@db/gamenight"
         );
+        assert_eq!(config.database_pool_size, 10);
         assert_eq!(config.cache_ttl, Duration::from_secs(60));
         assert_eq!(config.redis_key_prefix, "gamenight:");
         assert_eq!(config.events_exchange, "gamenight.events");

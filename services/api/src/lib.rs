@@ -113,7 +113,8 @@ impl App {
     /// Wires the app from `config`, registering metrics on `meter`.
     /// Connects lazily: no server needs to be up yet.
     pub fn new(config: &Config, meter: &Meter) -> Result<Self, StartError> {
-        let (pool, db) = schema::connect_lazy(&config.database_url, meter)?;
+        let (pool, db) =
+            schema::connect_lazy(&config.database_url, config.database_pool_size, meter)?;
         let store = store::Store::new(pool.clone(), db.clone());
         let cache = cache::Cache::new(
             &config.redis_url,
@@ -283,7 +284,8 @@ pub async fn migrate_from_env() -> anyhow::Result<()> {
         .database_url()
         .context("invalid configuration")?;
     let meter = opentelemetry::global::meter(SERVICE.name);
-    let (pool, _) = schema::connect_lazy(&url, &meter)?;
+    // Migrations run on one connection.
+    let (pool, _) = schema::connect_lazy(&url, 1, &meter)?;
     MIGRATOR.run(&pool).await?;
     tracing::info!("migrations applied");
     Ok(())

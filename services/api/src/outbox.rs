@@ -4,11 +4,11 @@
 //! Guarantees: an event is published only after its transaction committed
 //! (the relay reads committed rows), and it stays pending until RabbitMQ has
 //! confirmed it, so an outage delays events but loses none and spends none
-//! of their attempts. If the process dies between the confirm and marking
-//! the row, that one event is published again: delivery is at least once,
-//! and consumers dedupe on `message_id`. An event RabbitMQ keeps refusing
-//! is set aside after [`MAX_ATTEMPTS`] and blocks nothing behind it (see the
-//! `relay` crate for the loop itself).
+//! of their attempts. If the process dies between the confirms and marking
+//! the rows, the events of that pass (one batch, at most 100) are published
+//! again: delivery is at least once, and consumers dedupe on `message_id`.
+//! An event RabbitMQ keeps refusing is set aside after [`MAX_ATTEMPTS`] and
+//! blocks nothing behind it (see the `relay` crate for the loop itself).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,7 +32,7 @@ static TABLE: relay::Table = relay::Table {
          AND (claimed_until IS NULL OR claimed_until <= now()) ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) \
          RETURNING id, message_id, routing_key, payload, traceparent, tracestate) \
          SELECT * FROM claimed ORDER BY id",
-    published: "UPDATE outbox SET published_at = now(), claimed_until = NULL, last_error = NULL WHERE id = $1",
+    published: "UPDATE outbox SET published_at = now(), claimed_until = NULL, last_error = NULL WHERE id = ANY($1)",
     failed: "UPDATE outbox SET attempts = attempts + 1, last_error = $2, \
          set_aside_at = CASE WHEN attempts + 1 >= $3 THEN now() END, \
          claimed_until = now() + least(interval '1 second' * power(2, attempts + 1), interval '5 minutes') \
@@ -42,8 +42,10 @@ static TABLE: relay::Table = relay::Table {
          (SELECT count(*) FROM outbox WHERE set_aside_at IS NOT NULL)",
 };
 
-/// Rows claimed per pass; each is published and confirmed one after another,
-/// which keeps the events of one game in order.
+/// Rows claimed per pass, published in id order on one channel and confirmed
+/// together: RabbitMQ queues the events of one game in the order they were
+/// written (unless one is refused or the broker fails midway; consumers do
+/// not rely on it, see the worker).
 const BATCH: i64 = 100;
 /// How long a claim holds: a pass of 100 events takes well under a second
 /// unless RabbitMQ stalls, and then the pass gives up after one confirm

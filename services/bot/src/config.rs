@@ -17,6 +17,10 @@ pub struct Config {
     /// recorded so a redelivered notification is not posted twice. Holds a
     /// password.
     pub database_url: SecretString,
+    /// Most connections kept open to PostgreSQL (`DATABASE_POOL_SIZE`,
+    /// default 10): above `concurrency`, since each notification in hand
+    /// holds one for its delivery claim.
+    pub database_pool_size: u32,
     /// Base URL of the api, where games are fetched (`API_BASE_URL`,
     /// required), e.g. `http://api:8000`.
     pub api_base_url: reqwest::Url,
@@ -28,8 +32,18 @@ pub struct Config {
     /// The bot's durable queue (`BOT_QUEUE`).
     pub queue: String,
     /// Unacked notifications RabbitMQ may push at once (`BOT_PREFETCH`,
-    /// default 8).
+    /// default 16).
     pub prefetch: u16,
+    /// Notifications delivered at once (`BOT_CONCURRENCY`, default 8; at
+    /// most the prefetch, below the pool size).
+    ///
+    /// The order of the queue is not needed: each notification is posted
+    /// once whatever the order (its delivery claim in PostgreSQL), and one
+    /// about a game cancelled meanwhile is skipped by the game's status,
+    /// not by its place in the queue. What can differ is the order in which
+    /// two notifications of one game due at nearly the same moment reach
+    /// Discord, as it already could with several bots or a redelivery.
+    pub concurrency: u16,
     /// Attempts per notification before it is dead-lettered (or, when the
     /// api is down, put back on the queue) (`BOT_MAX_ATTEMPTS`, default 5).
     pub max_attempts: u32,
@@ -81,6 +95,8 @@ impl Config {
         "NOTIFICATIONS_EXCHANGE",
         "BOT_QUEUE",
         "BOT_PREFETCH",
+        "BOT_CONCURRENCY",
+        "DATABASE_POOL_SIZE",
         "BOT_MAX_ATTEMPTS",
         "BOT_RETRY_BACKOFF_MS",
         "RETENTION_HOURS",
@@ -104,6 +120,8 @@ impl Config {
                 expected: "an http(s) URL such as http://api:8000",
             })?;
         let dry_run = env.parse_or("BOT_DRY_RUN", false, "true or false")?;
+        let database_pool_size = env.database_pool_size()?;
+        let prefetch = env.positive("BOT_PREFETCH", 16, "a number from 1 to 65535")?;
         let destination = match (env.optional("DISCORD_WEBHOOK_URL"), dry_run) {
             (None, false) => return Err(ConfigError::NoDestination),
             (Some(_), true) => return Err(ConfigError::BothDestinations),
@@ -128,6 +146,7 @@ impl Config {
             listen_addr: env.listen_addr("BOT_LISTEN_ADDR", 8002)?,
             rabbitmq_url: env.rabbitmq_url()?,
             database_url: env.database_url()?,
+            database_pool_size,
             api_base_url,
             destination,
             notifications_exchange: text(
@@ -135,7 +154,14 @@ impl Config {
                 events::DEFAULT_NOTIFICATIONS_EXCHANGE,
             ),
             queue: text("BOT_QUEUE", events::DEFAULT_BOT_QUEUE),
-            prefetch: env.parse_or("BOT_PREFETCH", 8, "a number from 1 to 65535")?,
+            prefetch,
+            concurrency: env.concurrency(
+                "BOT_CONCURRENCY",
+                8,
+                prefetch,
+                database_pool_size,
+                "a number from 1 to BOT_PREFETCH, below DATABASE_POOL_SIZE",
+            )?,
             max_attempts: env.parse_or("BOT_MAX_ATTEMPTS", 5, "a whole number of attempts")?,
             retry_backoff: Duration::from_millis(env.parse_or(
                 "BOT_RETRY_BACKOFF_MS",

@@ -162,7 +162,8 @@ pub struct Bot {
 impl Bot {
     /// Wires the bot from `config`. Connects lazily.
     pub fn new(config: &Config, meter: &Meter) -> Result<Self, StartError> {
-        let (pool, db) = schema::connect_lazy(&config.database_url, meter)?;
+        let (pool, db) =
+            schema::connect_lazy(&config.database_url, config.database_pool_size, meter)?;
         let queue = QueueSpec::bound(
             &config.queue,
             &config.notifications_exchange,
@@ -202,6 +203,7 @@ impl Bot {
             settings: Settings {
                 queue,
                 prefetch: config.prefetch,
+                concurrency: config.concurrency.into(),
                 max_attempts: config.max_attempts,
                 initial_backoff: config.retry_backoff,
                 max_backoff: MAX_RETRY_AFTER,
@@ -565,7 +567,7 @@ mod tests {
         let meter = opentelemetry::metrics::noop::NoopMeterProvider::new().meter("test");
         // Never connected: these tests stop before the database.
         let (pool, db) =
-            schema::connect_lazy(&"postgres://nobody@127.0.0.1:1/none".into(), &meter).unwrap();
+            schema::connect_lazy(&"postgres://nobody@127.0.0.1:1/none".into(), 1, &meter).unwrap();
         Delivery {
             client: reqwest::Client::new(),
             api_base_url: api_base_url.parse().unwrap(),

@@ -1,4 +1,13 @@
-//! Turning game events into notifications, once per event.
+//! Turning game events into notifications, once per event, in whatever
+//! order the events arrive.
+//!
+//! The worker handles several events at once, and several workers share the
+//! queue, so the events of one game can be applied in any order, or at the
+//! same moment. Two rules make the outcome the same: the events of one game
+//! are applied one at a time (a transaction-scoped advisory lock on the
+//! game), and once a game's cancellation is applied nothing but the
+//! cancellation is scheduled for it. So a cancellation applied before (or
+//! beside) its game's creation still leaves no reminder behind.
 
 use chrono::{Duration, Utc};
 use events::{Envelope, GameEvent, NotificationKind};
@@ -10,8 +19,16 @@ use broker::consumer::Failure;
 
 const MARK_PROCESSED: &str =
     "INSERT INTO processed_messages (message_id) VALUES ($1) ON CONFLICT DO NOTHING";
+/// Applies the events of one game one at a time; the first key keeps these
+/// locks apart from any other advisory lock in the database.
+const LOCK_GAME: &str =
+    "SELECT pg_advisory_xact_lock(hashtext('gamenight.game'), hashtext($1::text))";
+/// Inserts a notification unless its game was cancelled (the cancellation
+/// itself is inserted before its row exists).
 const INSERT_NOTIFICATION: &str = "INSERT INTO notifications \
-     (id, game_id, kind, player, due_at, traceparent, tracestate) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+     (id, game_id, kind, player, due_at, traceparent, tracestate) \
+     SELECT $1, $2, $3, $4, $5, $6, $7 WHERE NOT EXISTS \
+     (SELECT 1 FROM notifications WHERE game_id = $2 AND kind = 'cancelled')";
 const DROP_REMINDERS: &str = "DELETE FROM notifications \
      WHERE game_id = $1 AND kind = 'reminder' AND status = 'pending'";
 
@@ -73,6 +90,16 @@ impl Applier {
             tracing::info!(message_id = %envelope.message_id, "duplicate event ignored");
             return Ok(Applied::Duplicate);
         }
+        self.db
+            .run(
+                "SELECT",
+                None,
+                LOCK_GAME,
+                sqlx::query(LOCK_GAME)
+                    .bind(envelope.game_id)
+                    .execute(&mut *tx),
+            )
+            .await?;
         let now = Utc::now();
         let mut written = 0;
         match &envelope.event {
@@ -81,35 +108,36 @@ impl Applier {
                 reminder_minutes,
                 ..
             } => {
-                self.insert(
-                    &mut tx,
-                    envelope.game_id,
-                    NotificationKind::Announcement,
-                    None,
-                    now,
-                )
-                .await?;
+                written += self
+                    .insert(
+                        &mut tx,
+                        envelope.game_id,
+                        NotificationKind::Announcement,
+                        None,
+                        now,
+                    )
+                    .await?;
                 let remind_at = *scheduled_at - Duration::minutes(i64::from(*reminder_minutes));
-                self.insert(
-                    &mut tx,
-                    envelope.game_id,
-                    NotificationKind::Reminder,
-                    None,
-                    remind_at.max(now),
-                )
-                .await?;
-                written = 2;
+                written += self
+                    .insert(
+                        &mut tx,
+                        envelope.game_id,
+                        NotificationKind::Reminder,
+                        None,
+                        remind_at.max(now),
+                    )
+                    .await?;
             }
             GameEvent::PlayerJoined { player } => {
-                self.insert(
-                    &mut tx,
-                    envelope.game_id,
-                    NotificationKind::PlayerJoined,
-                    Some(player),
-                    now,
-                )
-                .await?;
-                written = 1;
+                written += self
+                    .insert(
+                        &mut tx,
+                        envelope.game_id,
+                        NotificationKind::PlayerJoined,
+                        Some(player),
+                        now,
+                    )
+                    .await?;
             }
             GameEvent::PlayerLeft { .. } => {}
             GameEvent::Cancelled {} => {
@@ -123,15 +151,15 @@ impl Applier {
                             .execute(&mut *tx),
                     )
                     .await?;
-                self.insert(
-                    &mut tx,
-                    envelope.game_id,
-                    NotificationKind::Cancelled,
-                    None,
-                    now,
-                )
-                .await?;
-                written = 1;
+                written += self
+                    .insert(
+                        &mut tx,
+                        envelope.game_id,
+                        NotificationKind::Cancelled,
+                        None,
+                        now,
+                    )
+                    .await?;
             }
         }
         self.db.run("COMMIT", None, "COMMIT", tx.commit()).await?;
@@ -139,6 +167,8 @@ impl Applier {
         Ok(Applied::Notifications(written))
     }
 
+    /// Inserts one notification unless the game was cancelled; returns how
+    /// many were inserted (0 or 1).
     async fn insert(
         &self,
         tx: &mut Transaction<'static, Postgres>,
@@ -146,11 +176,12 @@ impl Applier {
         kind: NotificationKind,
         player: Option<&str>,
         due_at: chrono::DateTime<Utc>,
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<usize, sqlx::Error> {
         // The context of the event being processed: an immediate
         // notification continues its trace, a reminder links to it.
         let context = telemetry::propagation::current_context_pairs();
-        self.db
+        let inserted = self
+            .db
             .run(
                 "INSERT",
                 Some("notifications"),
@@ -165,7 +196,8 @@ impl Applier {
                     .bind(context.get("tracestate"))
                     .execute(&mut **tx),
             )
-            .await?;
-        Ok(())
+            .await?
+            .rows_affected();
+        Ok(usize::from(inserted == 1))
     }
 }

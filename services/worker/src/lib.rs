@@ -67,7 +67,8 @@ pub struct Worker {
 impl Worker {
     /// Wires the worker from `config`. Connects lazily.
     pub fn new(config: &Config, meter: &Meter) -> Result<Self, StartError> {
-        let (pool, db) = schema::connect_lazy(&config.database_url, meter)?;
+        let (pool, db) =
+            schema::connect_lazy(&config.database_url, config.database_pool_size, meter)?;
         let queue = QueueSpec::bound(
             &config.queue,
             &config.events_exchange,
@@ -125,6 +126,7 @@ impl Worker {
             settings: Settings {
                 queue,
                 prefetch: config.prefetch,
+                concurrency: config.concurrency.into(),
                 max_attempts: config.max_attempts,
                 initial_backoff: config.retry_backoff,
                 max_backoff: Duration::from_secs(30),

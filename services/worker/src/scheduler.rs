@@ -3,7 +3,8 @@
 //! The scheduler is a [`relay::Relay`] over the notifications table: due rows
 //! are claimed with a lease (`FOR UPDATE SKIP LOCKED`, so any number of
 //! workers can run side by side and each notification is published by one of
-//! them) and a row is marked `sent` as soon as RabbitMQ confirmed it. A
+//! them); a claimed batch is published at once and each row is marked `sent`
+//! by its own confirm. A
 //! broker that is away leaves the rows pending and spends none of their
 //! attempts; only a notification RabbitMQ refuses (or one of a kind this
 //! worker does not know) counts an attempt, and after `max_attempts` it is
@@ -31,7 +32,7 @@ static TABLE: relay::Table = relay::Table {
          RETURNING id, game_id, kind, player, due_at, traceparent, tracestate) \
          SELECT * FROM claimed ORDER BY due_at",
     published: "UPDATE notifications SET status = 'sent', sent_at = now(), claimed_until = NULL, \
-         last_error = NULL WHERE id = $1",
+         last_error = NULL WHERE id = ANY($1)",
     failed: "UPDATE notifications SET attempts = attempts + 1, last_error = $2, \
          status = CASE WHEN attempts + 1 >= $3 THEN 'dead' ELSE 'pending' END, \
          claimed_until = now() + least(interval '1 second' * power(2, attempts + 1), interval '5 minutes') \

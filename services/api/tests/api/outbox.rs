@@ -143,13 +143,26 @@ async fn a_refused_event_is_set_aside_without_blocking_the_events_behind_it() {
     assert_eq!(next.routing_key, "game.created");
     assert_eq!(next.body["game_id"], game.id.to_string());
 
-    let (attempts, set_aside, error): (i32, bool, String) = sqlx::query_as(
-        "SELECT attempts, set_aside_at IS NOT NULL, last_error FROM outbox WHERE message_id = $1",
-    )
-    .bind(poison)
-    .fetch_one(&pool)
-    .await
-    .unwrap();
+    // Published in one batch with the event, whose confirm may be marked
+    // before the refusal is recorded: wait for the record.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let (attempts, set_aside, error) = loop {
+        let row: (i32, bool, Option<String>) = sqlx::query_as(
+            "SELECT attempts, set_aside_at IS NOT NULL, last_error FROM outbox WHERE message_id = $1",
+        )
+        .bind(poison)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        if let (attempts, set_aside, Some(error)) = row {
+            break (attempts, set_aside, error);
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the refusal was never recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_eq!(attempts, api::outbox::MAX_ATTEMPTS as i32);
     assert!(set_aside);
     assert!(error.contains("no queue is bound"), "{error}");

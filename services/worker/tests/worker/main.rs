@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod apply;
 mod redrive;
 mod retention;
 mod scheduler;

@@ -1,0 +1,336 @@
+//! The relay loop against real PostgreSQL and RabbitMQ: a table of its own
+//! in a fresh database, an exchange and queue of its own.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use broker::lapin::options::{BasicGetOptions, QueueBindOptions, QueueDeclareOptions};
+use broker::lapin::types::{AMQPValue, FieldTable};
+use broker::{Broker, Origin, Topology};
+use opentelemetry::metrics::MeterProvider as _;
+use relay::{Outgoing, Relay, RelayError, Settings, Table};
+use sqlx::PgPool;
+use telemetry::db::DbClient;
+use telemetry::spans::Peer;
+
+const CREATE: &str = "CREATE TABLE items (
+    id bigint PRIMARY KEY,
+    routing_key text NOT NULL,
+    published_at timestamptz,
+    set_aside_at timestamptz,
+    claimed_until timestamptz,
+    attempts int NOT NULL DEFAULT 0,
+    last_error text
+)";
+
+/// A minimal table following the [`Table`] contract, as the outbox does.
+static TABLE: Table = Table {
+    name: "items",
+    claim: "WITH claimed AS (UPDATE items SET claimed_until = now() + make_interval(secs => $2) \
+         WHERE id IN (SELECT id FROM items WHERE published_at IS NULL AND set_aside_at IS NULL \
+         AND (claimed_until IS NULL OR claimed_until <= now()) ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) \
+         RETURNING id, routing_key) SELECT * FROM claimed ORDER BY id",
+    published: "UPDATE items SET published_at = now(), claimed_until = NULL WHERE id = ANY($1)",
+    failed: "UPDATE items SET attempts = attempts + 1, last_error = $2, \
+         set_aside_at = CASE WHEN attempts + 1 >= $3 THEN now() END, \
+         claimed_until = now() + interval '1 hour' WHERE id = $1 RETURNING set_aside_at IS NOT NULL",
+    release: "UPDATE items SET claimed_until = NULL WHERE id = ANY($1)",
+    counts: "SELECT (SELECT count(*) FROM items WHERE published_at IS NULL AND set_aside_at IS NULL), \
+         (SELECT count(*) FROM items WHERE set_aside_at IS NOT NULL)",
+};
+
+#[derive(Debug, sqlx::FromRow)]
+struct Item {
+    id: i64,
+    routing_key: String,
+}
+
+impl relay::Row for Item {
+    type Id = i64;
+
+    fn id(&self) -> i64 {
+        self.id
+    }
+
+    fn message(&self) -> Result<Outgoing, String> {
+        Ok(Outgoing {
+            routing_key: self.routing_key.clone(),
+            message_id: self.id.to_string(),
+            // Big enough that a batch takes a moment on the wire.
+            payload: vec![b' '; PAYLOAD],
+            origin: Origin::Current,
+        })
+    }
+}
+
+const PAYLOAD: usize = 16 * 1024;
+
+/// One test's servers: a fresh database with the `items` table, an exchange
+/// of its own, and a queue bound to `item.ok` on it.
+struct Fixture {
+    pool: PgPool,
+    exchange: String,
+    queue: String,
+    /// A direct connection, for counting and reading the queue.
+    direct: Broker,
+}
+
+impl Fixture {
+    /// `queue_arguments` go into the queue's declaration.
+    async fn new(queue_arguments: FieldTable) -> Self {
+        let pool = PgPool::connect(&test_support::fresh_database().await)
+            .await
+            .unwrap();
+        sqlx::query(CREATE).execute(&pool).await.unwrap();
+        let exchange = test_support::unique_name("gamenight.test.relay.");
+        let queue = test_support::unique_name("gamenight.test.relay.q.");
+        let direct = broker(&test_support::rabbitmq_url(), &exchange);
+        // Declares the exchange.
+        let channel = direct.consumer_channel().await.unwrap();
+        channel
+            .queue_declare(
+                queue.as_str().into(),
+                // Gone with the test's connection.
+                QueueDeclareOptions {
+                    exclusive: true,
+                    ..Default::default()
+                },
+                queue_arguments,
+            )
+            .await
+            .unwrap();
+        channel
+            .queue_bind(
+                queue.as_str().into(),
+                exchange.as_str().into(),
+                "item.ok".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        Self {
+            pool,
+            exchange,
+            queue,
+            direct,
+        }
+    }
+
+    /// Rows `1..=count`, routed to the queue except those in `unbound`.
+    async fn insert(&self, count: i64, unbound: &[i64]) {
+        sqlx::query(
+            "INSERT INTO items (id, routing_key) SELECT i, \
+             CASE WHEN i = ANY($2) THEN 'item.unbound' ELSE 'item.ok' END \
+             FROM generate_series(1, $1) AS i",
+        )
+        .bind(count)
+        .bind(unbound)
+        .execute(&self.pool)
+        .await
+        .unwrap();
+    }
+
+    /// A relay of the items to the exchange through `broker`.
+    fn relay(&self, broker: Broker, batch: i64) -> Relay<Item> {
+        let meter = opentelemetry::metrics::noop::NoopMeterProvider::new().meter("test");
+        Relay::new(
+            &TABLE,
+            self.pool.clone(),
+            DbClient::new("postgresql", Peer::new("localhost", 5432), &meter),
+            Arc::new(broker),
+            self.exchange.clone(),
+            Settings {
+                batch,
+                lease: Duration::from_secs(60),
+                max_attempts: 5,
+                interval: Duration::from_secs(1),
+            },
+            meter.u64_counter("test.items").build(),
+        )
+    }
+
+    /// Ids of the rows marked published.
+    async fn published(&self) -> HashSet<i64> {
+        sqlx::query_scalar("SELECT id FROM items WHERE published_at IS NOT NULL")
+            .fetch_all(&self.pool)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect()
+    }
+
+    /// Takes every message off the queue and returns their ids, in order.
+    async fn take_all(&self) -> Vec<i64> {
+        let channel = self.direct.consumer_channel().await.unwrap();
+        let mut ids = Vec::new();
+        while let Some(message) = channel
+            .basic_get(self.queue.as_str().into(), BasicGetOptions { no_ack: true })
+            .await
+            .unwrap()
+        {
+            let id = message.delivery.properties.message_id().clone().unwrap();
+            ids.push(id.as_str().parse().unwrap());
+        }
+        ids
+    }
+}
+
+/// A broker for `url` that declares only `exchange` (the tests declare their
+/// queues themselves, with arguments the topology does not know).
+fn broker(url: &str, exchange: &str) -> Broker {
+    let meter = opentelemetry::metrics::noop::NoopMeterProvider::new().meter("test");
+    Broker::new(
+        url.to_owned().into(),
+        Topology {
+            exchanges: vec![exchange.to_owned()],
+            queues: Vec::new(),
+        },
+        &meter,
+    )
+    .unwrap()
+}
+
+/// Attempts, claim and error of each row not published, by id.
+async fn unpublished(pool: &PgPool) -> Vec<(i64, i32, bool, Option<String>)> {
+    sqlx::query_as(
+        "SELECT id, attempts, claimed_until IS NOT NULL, last_error FROM items \
+         WHERE published_at IS NULL ORDER BY id",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn unroutable_rows_in_a_batch_spend_their_own_attempt_and_the_others_are_marked() {
+    let fixture = Fixture::new(FieldTable::default()).await;
+    fixture.insert(20, &[3, 17]).await;
+    let relay = fixture.relay(broker(&test_support::rabbitmq_url(), &fixture.exchange), 20);
+
+    let pass = relay.pass().await.unwrap();
+
+    assert_eq!(
+        (pass.claimed, pass.published, pass.retried, pass.set_aside),
+        (20, 18, 2, 0)
+    );
+    let expected: Vec<i64> = (1..=20).filter(|id| ![3, 17].contains(id)).collect();
+    assert_eq!(
+        fixture.published().await,
+        expected.iter().copied().collect::<HashSet<_>>()
+    );
+    let refused = unpublished(&fixture.pool).await;
+    assert_eq!(
+        refused
+            .iter()
+            .map(|row| (row.0, row.1, row.2))
+            .collect::<Vec<_>>(),
+        [(3, 1, true), (17, 1, true)],
+        "id, attempts, waiting for the retry"
+    );
+    for (_, _, _, error) in &refused {
+        assert!(error.as_deref().unwrap().contains("no queue is bound"));
+    }
+    assert_eq!(
+        fixture.take_all().await,
+        expected,
+        "queued once each, in order"
+    );
+}
+
+/// RabbitMQ refuses part of a batch for its own reasons (a full queue that
+/// rejects publishes nacks them): the confirmed rows are marked, the
+/// nacked ones are released with no attempt spent, and the pass reports the
+/// broker's failure.
+#[tokio::test]
+async fn a_batch_partly_nacked_marks_the_confirmed_rows_and_releases_the_rest_untouched() {
+    let mut full_after_five = FieldTable::default();
+    full_after_five.insert("x-max-length".into(), AMQPValue::LongLongInt(5));
+    full_after_five.insert(
+        "x-overflow".into(),
+        AMQPValue::LongString("reject-publish".into()),
+    );
+    let fixture = Fixture::new(full_after_five).await;
+    fixture.insert(12, &[]).await;
+    let relay = fixture.relay(broker(&test_support::rabbitmq_url(), &fixture.exchange), 12);
+
+    let err = relay.pass().await.unwrap_err();
+
+    assert!(
+        matches!(err, RelayError::Broker(broker::BrokerError::Nacked)),
+        "{err}"
+    );
+    assert_eq!(fixture.published().await, (1..=5).collect());
+    assert_eq!(
+        unpublished(&fixture.pool).await,
+        (6..=12).map(|id| (id, 0, false, None)).collect::<Vec<_>>(),
+        "released as they were"
+    );
+    assert_eq!(fixture.take_all().await, (1..=5).collect::<Vec<_>>());
+}
+
+/// The connection to RabbitMQ is cut while a batch is in flight: every row
+/// marked published is in the queue, every other row is released with no
+/// attempt spent, and once RabbitMQ is back each row goes out, the released
+/// ones at most once more.
+#[tokio::test]
+async fn a_connection_cut_mid_batch_marks_only_confirmed_rows_and_loses_none() {
+    let fixture = Fixture::new(FieldTable::default()).await;
+    const ROWS: i64 = 2000;
+    fixture.insert(ROWS, &[]).await;
+    let proxy = test_support::TcpProxy::for_url(&test_support::rabbitmq_url()).await;
+    let relay = fixture.relay(
+        broker(&proxy.url(&test_support::rabbitmq_url()), &fixture.exchange),
+        ROWS,
+    );
+
+    let pass = tokio::spawn({
+        let relay = relay.clone();
+        async move { relay.pass().await }
+    });
+    // Cut once the first messages have reached the queue, with the rest
+    // (32 MB in all) still on the way.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while fixture.direct.ready_messages(&fixture.queue).await.unwrap() == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "nothing arrived");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    proxy.cut();
+    let err = pass.await.unwrap().unwrap_err();
+    assert!(matches!(err, RelayError::Broker(_)), "{err}");
+
+    let marked = fixture.published().await;
+    assert!(
+        marked.len() < ROWS as usize,
+        "the cut came too late to test"
+    );
+    let first_round: HashSet<i64> = fixture.take_all().await.into_iter().collect();
+    assert!(
+        marked.is_subset(&first_round),
+        "a row was marked that RabbitMQ does not have"
+    );
+    for (id, attempts, claimed, _) in unpublished(&fixture.pool).await {
+        assert_eq!(
+            (attempts, claimed),
+            (0, false),
+            "row {id} not released as it was"
+        );
+    }
+
+    proxy.restore();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while relay.refresh_counts().await.unwrap() > 0 {
+        let _ = relay.pass().await;
+        assert!(tokio::time::Instant::now() < deadline, "never drained");
+    }
+    let second_round = fixture.take_all().await;
+    assert!(
+        second_round.iter().all(|id| !marked.contains(id)),
+        "a row marked before the cut went out again"
+    );
+    let all: HashSet<i64> = first_round.iter().chain(&second_round).copied().collect();
+    assert_eq!(all, (1..=ROWS).collect(), "every row reached the queue");
+}

@@ -1,0 +1,91 @@
+//! Events of one game applied out of order give the notifications they
+//! give in order.
+
+use chrono::{Duration, Utc};
+use events::{Envelope, GameEvent};
+use opentelemetry::metrics::MeterProvider as _;
+use telemetry::db::DbClient;
+use telemetry::spans::Peer;
+use worker::apply::{Applied, Applier};
+
+async fn applier() -> (Applier, sqlx::PgPool) {
+    let pool = sqlx::PgPool::connect(&test_support::fresh_database().await)
+        .await
+        .unwrap();
+    schema::MIGRATOR.run(&pool).await.unwrap();
+    let meter = opentelemetry::metrics::noop::NoopMeterProvider::new().meter("test");
+    let db = DbClient::new("postgresql", Peer::new("localhost", 5432), &meter);
+    (Applier::new(pool.clone(), db), pool)
+}
+
+fn created(game_id: uuid::Uuid) -> Envelope {
+    Envelope::new(
+        game_id,
+        GameEvent::Created {
+            title: "Catan".to_owned(),
+            host: "ada".to_owned(),
+            scheduled_at: Utc::now() + Duration::days(2),
+            max_players: 4,
+            reminder_minutes: 60,
+        },
+    )
+}
+
+/// Kinds of the pending notifications of `game_id`, sorted.
+async fn pending(pool: &sqlx::PgPool, game_id: uuid::Uuid) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT kind FROM notifications WHERE game_id = $1 AND status = 'pending' ORDER BY kind",
+    )
+    .bind(game_id)
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_cancellation_applied_before_its_games_creation_leaves_no_reminder() {
+    let (applier, pool) = applier().await;
+    let game = uuid::Uuid::new_v4();
+
+    let cancelled = applier
+        .apply(&Envelope::new(game, GameEvent::Cancelled {}))
+        .await
+        .unwrap();
+    let created = applier.apply(&created(game)).await.unwrap();
+    let joined = applier
+        .apply(&Envelope::new(
+            game,
+            GameEvent::PlayerJoined {
+                player: "grace".to_owned(),
+            },
+        ))
+        .await
+        .unwrap();
+
+    assert_eq!(
+        (cancelled, created, joined),
+        (
+            Applied::Notifications(1),
+            Applied::Notifications(0),
+            Applied::Notifications(0)
+        )
+    );
+    assert_eq!(pending(&pool, game).await, ["cancelled"]);
+}
+
+/// The same pair at the same moment, many times over: whichever commits
+/// first, no reminder survives the cancellation.
+#[tokio::test]
+async fn a_creation_and_cancellation_applied_at_once_leave_no_reminder() {
+    let (applier, pool) = applier().await;
+    for _ in 0..20 {
+        let game = uuid::Uuid::new_v4();
+        let (create, cancel) = (created(game), Envelope::new(game, GameEvent::Cancelled {}));
+        let (created, cancelled) = tokio::join!(applier.apply(&create), applier.apply(&cancel));
+        created.unwrap();
+        cancelled.unwrap();
+        let kinds = pending(&pool, game).await;
+        assert!(!kinds.contains(&"reminder".to_owned()), "{kinds:?}");
+        assert!(kinds.contains(&"cancelled".to_owned()), "{kinds:?}");
+    }
+}
