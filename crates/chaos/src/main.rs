@@ -9,30 +9,48 @@
 //! # Layout
 //! - [`servers`]: the private servers, and the faults made on them.
 //! - [`faults`]: which faults, in which order, and how each is made.
-//! - [`load`]: the games sent and what the api answered.
 //! - [`report`]: the figures, and the acceptance criteria.
+//!
+//! The load itself and what became of each game are `demo::load`'s.
 
 #![allow(clippy::print_stdout)]
 
 mod faults;
-mod load;
 mod report;
 mod servers;
 
 use std::collections::HashSet;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 use clap::Parser;
+use demo::load::{self, posts};
 use demo::{Names, Options, Stack};
 use otlp_testkit::Receiver;
 use otlp_testkit::proto::trace::v1::span::SpanKind;
 use test_support::FakeDiscord;
 use tokio_util::sync::CancellationToken;
 
-use crate::report::{Consumed, Criteria, Post, Report};
+use crate::report::{Consumed, Criteria, Report};
+
+/// Game `n` is titled `chaos game n`.
+const TITLE_PREFIX: &str = "chaos game ";
+
+/// What is being done to the system right now, for the progress line.
+#[derive(Debug, Default)]
+struct Doing(Mutex<String>);
+
+impl Doing {
+    fn get(&self) -> String {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    fn set(&self, text: String) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = text;
+    }
+}
 
 /// How long to wait, after a fault, for the pipeline to catch up before
 /// the next one.
@@ -182,6 +200,7 @@ async fn run(cli: &Cli) -> anyhow::Result<Report> {
     println!("  api              {}\n", stack.api_url);
 
     let live = Arc::new(load::Live::default());
+    let doing = Arc::new(Doing::default());
     let stop_load = CancellationToken::new();
     let load_start = Instant::now();
     let client = reqwest::Client::builder()
@@ -192,6 +211,7 @@ async fn run(cli: &Cli) -> anyhow::Result<Report> {
         client,
         stack.api_url.clone(),
         cli.rate,
+        TITLE_PREFIX.to_owned(),
         live.clone(),
         stop_load.clone(),
     ));
@@ -199,6 +219,7 @@ async fn run(cli: &Cli) -> anyhow::Result<Report> {
     let progress = tokio::spawn(progress(
         load_start,
         live.clone(),
+        doing.clone(),
         announced_count(discord.clone()),
         stop_progress.clone(),
     ));
@@ -213,11 +234,11 @@ async fn run(cli: &Cli) -> anyhow::Result<Report> {
     for (i, &fault) in faults.iter().enumerate() {
         let slot_start = load_start + slot * (i as u32 + 1);
         tokio::time::sleep_until(slot_start.max(not_before).into()).await;
-        let status = |text: String| live.set_fault(text);
+        let status = |text: String| doing.set(text);
         let done = faults::inject(fault, &servers, &mut stack, status)
             .await
             .with_context(|| format!("cannot inject {fault}"))?;
-        live.set_fault(format!(
+        doing.set(format!(
             "{fault}: over, waiting for the pipeline to catch up"
         ));
         let sent_when_back = live.counts().0;
@@ -225,12 +246,12 @@ async fn run(cli: &Cli) -> anyhow::Result<Report> {
         while Instant::now() < caught_up
             && !posts(&discord)
                 .iter()
-                .filter_map(|post| load::game_number(post.title.as_deref()?))
+                .filter_map(|post| load::game_number(TITLE_PREFIX, post.title.as_deref()?))
                 .any(|number| number > sent_when_back)
         {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        live.set_fault(String::new());
+        doing.set(String::new());
         not_before = Instant::now() + SETTLE;
         injected.push(done);
     }
@@ -240,10 +261,10 @@ async fn run(cli: &Cli) -> anyhow::Result<Report> {
     let load_time = load_start.elapsed();
 
     // Every created game announced, or the drain deadline.
-    live.set_fault("draining".to_owned());
+    doing.set("draining".to_owned());
     let created: HashSet<String> = requests
         .iter()
-        .filter(|r| r.outcome == report::Outcome::Created)
+        .filter(|r| r.outcome == load::Outcome::Created)
         .map(|r| r.title.clone())
         .collect();
     let deadline = Instant::now() + cli.drain;
@@ -287,20 +308,6 @@ async fn run(cli: &Cli) -> anyhow::Result<Report> {
     Ok(report)
 }
 
-/// The webhook's posts, each with the title of the game it announces.
-fn posts(discord: &FakeDiscord) -> Vec<Post> {
-    discord
-        .received()
-        .into_iter()
-        .map(|received| Post {
-            title: received.body["embeds"][0]["title"]
-                .as_str()
-                .map(str::to_owned),
-            at: received.at,
-        })
-        .collect()
-}
-
 /// A function counting the distinct games announced so far.
 fn announced_count(discord: Arc<FakeDiscord>) -> impl Fn() -> usize + Send + 'static {
     move || {
@@ -317,6 +324,7 @@ fn announced_count(discord: Arc<FakeDiscord>) -> impl Fn() -> usize + Send + 'st
 async fn progress(
     start: Instant,
     live: Arc<load::Live>,
+    doing: Arc<Doing>,
     announced: impl Fn() -> usize,
     stop: CancellationToken,
 ) {
@@ -331,7 +339,7 @@ async fn progress(
             "{:>4} s  sent {sent:>5}  created {created:>5}  announced {:>5}  5xx {server_errors:>3}  {}",
             start.elapsed().as_secs(),
             announced(),
-            live.fault()
+            doing.get()
         );
     }
 }
