@@ -44,7 +44,10 @@ struct Doing(Mutex<String>);
 
 impl Doing {
     fn get(&self) -> String {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     fn set(&self, text: String) {
