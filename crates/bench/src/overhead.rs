@@ -199,6 +199,9 @@ struct Run {
     spans_received: Option<usize>,
     spans_dropped: u64,
     shutdown: Duration,
+    /// Exited on SIGTERM in time (else killed, and `shutdown` is how long
+    /// it was given).
+    exited: bool,
 }
 
 /// The `wrk` script of `POST /games`: the same game each time (titles need
@@ -355,14 +358,19 @@ async fn measure(
     let rss_after = system::rss_mib(pid)?;
 
     let stopping = Instant::now();
-    let status = api.terminate().await?;
-    let shutdown = stopping.elapsed();
-    if !status.success() {
-        anyhow::bail!(
+    // Not exiting in time is a finding, not a failed run: it is killed.
+    let exited = match api.terminate().await {
+        Ok(status) if status.success() => true,
+        Ok(status) => anyhow::bail!(
             "the api exited with {status}; its last lines:\n{}",
             printed.last_lines("api", 20).join("\n")
-        );
-    }
+        ),
+        Err(err) => {
+            progress(format!("  ✗ {err:#}: killed"));
+            false
+        }
+    };
+    let shutdown = stopping.elapsed();
     Ok(Run {
         config,
         measured,
@@ -373,6 +381,7 @@ async fn measure(
         spans_received: collector.spans_received(),
         spans_dropped: system::dropped_spans(&printed.lines()),
         shutdown,
+        exited,
     })
 }
 
@@ -510,6 +519,14 @@ fn summarize(kind: Kind, settings: &Settings, runs: &[Run]) -> Table {
             spread(&these.iter().map(|r| value(r)).collect::<Vec<_>>())
                 .map_or_else(|| "–".to_owned(), |s| format!("{:.0}%", s * 100.0))
         };
+        let killed = these.iter().filter(|r| !r.exited).count();
+        if killed > 0 {
+            problems.push(format!(
+                "✗ {}: the api did not exit within 30 s of SIGTERM in {killed} run(s), and was \
+                 killed (its dropped spans unknown)",
+                config.name()
+            ));
+        }
         if errors > 0 {
             problems.push(format!(
                 "✗ {}: {errors} non-2xx answers or socket errors",
