@@ -49,10 +49,10 @@ struct Cli {
     #[arg(long)]
     rounds: Option<u32>,
     /// overhead: seconds measured per run [default: 15; quick: 3]
-    #[arg(long, value_parser = parse_seconds)]
+    #[arg(long, value_parser = demo::parse_seconds)]
     duration: Option<Duration>,
     /// overhead: seconds of warm-up per run [default: 3; quick: 1]
-    #[arg(long, value_parser = parse_seconds)]
+    #[arg(long, value_parser = demo::parse_seconds)]
     warmup: Option<Duration>,
     /// overhead: wrk connections
     #[arg(long, default_value_t = 16)]
@@ -70,11 +70,11 @@ struct Cli {
     #[arg(long, value_delimiter = ',')]
     rates: Option<Vec<u32>>,
     /// pipeline: seconds of load per step [default: 20; quick: 5]
-    #[arg(long, value_parser = parse_seconds)]
+    #[arg(long, value_parser = demo::parse_seconds)]
     step: Option<Duration>,
     /// pipeline: seconds a created game may take to be announced after the
     /// load, before it counts as lost [default: 15; quick: 5]
-    #[arg(long, value_parser = parse_seconds)]
+    #[arg(long, value_parser = demo::parse_seconds)]
     drain: Option<Duration>,
     /// Also write the tables, with the machine, date, commit and command,
     /// as Markdown to this file.
@@ -87,15 +87,6 @@ enum Mode {
     Overhead,
     Pipeline,
     All,
-}
-
-/// Seconds, written `20s` or `20`.
-fn parse_seconds(text: &str) -> Result<Duration, String> {
-    text.strip_suffix('s')
-        .unwrap_or(text)
-        .parse()
-        .map(Duration::from_secs)
-        .map_err(|_| format!("{text:?} is not a number of seconds such as 20s"))
 }
 
 impl Cli {
@@ -198,19 +189,23 @@ impl Cleanup {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if let [command, name, rest @ ..] = args.as_slice()
-        && command == "service"
-    {
-        return demo::service_main(name, rest).await;
+    if let Some(code) = demo::service_if_asked().await {
+        return code;
     }
     let cli = Cli::parse();
+    let interrupted = match service_runtime::shutdown::on_signal() {
+        Ok(token) => token,
+        Err(err) => {
+            eprintln!("bench: cannot listen for Ctrl-C: {err}");
+            return ExitCode::from(2);
+        }
+    };
     let cleanup = Cleanup::default();
     // On Ctrl-C the run is dropped (its services are killed with it), then
     // what it made on the servers is removed.
     let outcome = tokio::select! {
         outcome = run(&cli, &cleanup) => outcome,
-        () = interrupted() => {
+        () = interrupted.cancelled() => {
             eprintln!("bench: interrupted, cleaning up");
             cleanup.remove_all().await;
             return ExitCode::from(130);
@@ -222,20 +217,6 @@ async fn main() -> ExitCode {
         Err(err) => {
             eprintln!("bench: {err:#}");
             ExitCode::FAILURE
-        }
-    }
-}
-
-/// SIGINT or SIGTERM.
-async fn interrupted() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut terminate) => tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = terminate.recv() => {}
-        },
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
         }
     }
 }

@@ -121,12 +121,7 @@ async fn run_step(
     let prefix = format!("bench {rate}/s game ");
     let live = Arc::new(Live::default());
     let stop = CancellationToken::new();
-    let client = reqwest::Client::builder()
-        .timeout(load::REQUEST_TIMEOUT)
-        .build()
-        .context("cannot build the HTTP client")?;
     let load = tokio::spawn(load::drive(
-        client,
         stack.api_url.clone(),
         rate,
         prefix.clone(),
@@ -156,21 +151,15 @@ async fn run_step(
         }
     }
     stop.cancel();
-    let requests = load.await.context("the load task failed")?;
-
-    let created: HashSet<String> = requests
-        .iter()
-        .filter(|r| r.outcome == load::Outcome::Created)
-        .map(|r| r.title.clone())
-        .collect();
+    let requests = load
+        .await
+        .context("the load task failed")?
+        .context("cannot build the HTTP client")?;
     progress(format!(
         "  draining: up to {} s for the last announcements",
         settings.drain.as_secs()
     ));
-    let deadline = Instant::now() + settings.drain;
-    while Instant::now() < deadline && !created.is_subset(&announced()) {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    load::drain(&discord, &requests, settings.drain).await;
     for (name, status) in stack.stop().await? {
         if !status.success() {
             progress(format!("  {name} exited with {status}"));

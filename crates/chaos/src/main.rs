@@ -69,7 +69,7 @@ const SETTLE: Duration = Duration::from_secs(1);
 struct Cli {
     /// How long the load runs, at least (`40s`); it goes on until the last
     /// fault is over.
-    #[arg(long, default_value = "40s", value_parser = parse_seconds)]
+    #[arg(long, default_value = "40s", value_parser = demo::parse_seconds)]
     duration: Duration,
     /// Games created per second.
     #[arg(long, default_value_t = 50)]
@@ -79,7 +79,7 @@ struct Cli {
     rabbitmq_outages: usize,
     /// How long to wait after the load for the last announcements; a game
     /// not announced by then is lost.
-    #[arg(long, default_value = "30s", value_parser = parse_seconds)]
+    #[arg(long, default_value = "30s", value_parser = demo::parse_seconds)]
     drain: Duration,
     /// The CI run: 15 s of load, one fault of each kind, 15 s to drain.
     #[arg(long)]
@@ -89,24 +89,19 @@ struct Cli {
     report_only: bool,
 }
 
-/// Seconds, written `40s` or `40`.
-fn parse_seconds(text: &str) -> Result<Duration, String> {
-    text.strip_suffix('s')
-        .unwrap_or(text)
-        .parse()
-        .map(Duration::from_secs)
-        .map_err(|_| format!("{text:?} is not a number of seconds such as 40s"))
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if let [command, name, rest @ ..] = args.as_slice()
-        && command == "service"
-    {
-        return demo::service_main(name, rest).await;
+    if let Some(code) = demo::service_if_asked().await {
+        return code;
     }
     let mut cli = Cli::parse();
+    let interrupted = match service_runtime::shutdown::on_signal() {
+        Ok(token) => token,
+        Err(err) => {
+            eprintln!("chaos: cannot listen for Ctrl-C: {err}");
+            return ExitCode::from(2);
+        }
+    };
     if cli.short {
         cli.duration = Duration::from_secs(15);
         cli.rabbitmq_outages = 1;
@@ -116,7 +111,7 @@ async fn main() -> ExitCode {
     // their directory removed.
     let outcome = tokio::select! {
         outcome = run(&cli) => outcome,
-        () = interrupted() => {
+        () = interrupted.cancelled() => {
             eprintln!("chaos: interrupted, cleaning up");
             return ExitCode::from(130);
         }
@@ -141,20 +136,6 @@ async fn main() -> ExitCode {
         Err(err) => {
             eprintln!("chaos: the run failed: {err:#}");
             ExitCode::from(2)
-        }
-    }
-}
-
-/// SIGINT or SIGTERM.
-async fn interrupted() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut terminate) => tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = terminate.recv() => {}
-        },
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
         }
     }
 }
@@ -206,12 +187,7 @@ async fn run(cli: &Cli) -> anyhow::Result<Report> {
     let doing = Arc::new(Doing::default());
     let stop_load = CancellationToken::new();
     let load_start = Instant::now();
-    let client = reqwest::Client::builder()
-        .timeout(load::REQUEST_TIMEOUT)
-        .build()
-        .context("cannot build the HTTP client")?;
     let load = tokio::spawn(load::drive(
-        client,
         stack.api_url.clone(),
         cli.rate,
         TITLE_PREFIX.to_owned(),
@@ -260,27 +236,15 @@ async fn run(cli: &Cli) -> anyhow::Result<Report> {
     }
     tokio::time::sleep_until((load_start + cli.duration).max(not_before).into()).await;
     stop_load.cancel();
-    let requests = load.await.context("the load task failed")?;
+    let requests = load
+        .await
+        .context("the load task failed")?
+        .context("cannot build the HTTP client")?;
     let load_time = load_start.elapsed();
 
     // Every created game announced, or the drain deadline.
     doing.set("draining".to_owned());
-    let created: HashSet<String> = requests
-        .iter()
-        .filter(|r| r.outcome == load::Outcome::Created)
-        .map(|r| r.title.clone())
-        .collect();
-    let deadline = Instant::now() + cli.drain;
-    while Instant::now() < deadline {
-        let announced: HashSet<String> = posts(&discord)
-            .into_iter()
-            .filter_map(|p| p.title)
-            .collect();
-        if created.is_subset(&announced) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    load::drain(&discord, &requests, cli.drain).await;
     stop_progress.cancel();
     let _ = progress.await;
 

@@ -272,19 +272,26 @@ mod tests {
 
     const MS: Duration = Duration::from_millis(1);
 
-    fn request(start: Instant, title: &str, sent_ms: u64, outcome: Outcome) -> Request {
-        Request {
-            title: title.to_owned(),
-            sent_at: start + Duration::from_millis(sent_ms),
-            outcome,
-        }
+    /// `(title, ms after start, outcome)` as requests.
+    fn requests(start: Instant, sent: &[(&str, u64, Outcome)]) -> Vec<Request> {
+        sent.iter()
+            .map(|&(title, ms, outcome)| Request {
+                title: title.to_owned(),
+                sent_at: start + Duration::from_millis(ms),
+                outcome,
+            })
+            .collect()
     }
 
-    fn post(start: Instant, title: &str, at_ms: u64) -> Post {
-        Post {
-            title: Some(title.to_owned()),
-            at: start + Duration::from_millis(at_ms),
-        }
+    /// `(title, ms after start)` as webhook posts.
+    fn posts(start: Instant, posted: &[(&str, u64)]) -> Vec<Post> {
+        posted
+            .iter()
+            .map(|&(title, ms)| Post {
+                title: Some(title.to_owned()),
+                at: start + Duration::from_millis(ms),
+            })
+            .collect()
     }
 
     fn report(requests: &[Request], posts: &[Post], injected: &[Injected]) -> Report {
@@ -303,13 +310,16 @@ mod tests {
     #[test]
     fn a_lost_game_a_duplicate_post_and_a_500_each_break_a_criterion() {
         let t = Instant::now();
-        let requests = [
-            request(t, "a", 0, Outcome::Created),
-            request(t, "b", 10, Outcome::Created),
-            request(t, "c", 20, Outcome::Status(500)),
-            request(t, "d", 30, Outcome::Status(422)),
-        ];
-        let posts = [post(t, "a", 100), post(t, "a", 900)];
+        let requests = requests(
+            t,
+            &[
+                ("a", 0, Outcome::Created),
+                ("b", 10, Outcome::Created),
+                ("c", 20, Outcome::Status(500)),
+                ("d", 30, Outcome::Status(422)),
+            ],
+        );
+        let posts = posts(t, &[("a", 100), ("a", 900)]);
         let failures = report(&requests, &posts, &[]).failures();
         assert_eq!(
             failures,
@@ -324,18 +334,24 @@ mod tests {
     #[test]
     fn recovery_waits_for_a_game_created_while_the_dependency_was_down() {
         let t = Instant::now();
-        let requests = [
-            request(t, "before", 0, Outcome::Created),
-            request(t, "while stopping", 1_100, Outcome::Created),
-            request(t, "during", 1_500, Outcome::Created),
-        ];
+        let requests = requests(
+            t,
+            &[
+                ("before", 0, Outcome::Created),
+                ("while stopping", 1_100, Outcome::Created),
+                ("during", 1_500, Outcome::Created),
+            ],
+        );
         // Games created before the fault took hold and delivered after it
         // was back say nothing about the pipeline after the fault.
-        let posts = [
-            post(t, "before", 3_100),
-            post(t, "while stopping", 3_200),
-            post(t, "during", 4_000),
-        ];
+        let posts = posts(
+            t,
+            &[
+                ("before", 3_100),
+                ("while stopping", 3_200),
+                ("during", 4_000),
+            ],
+        );
         let injected = [Injected {
             fault: Fault::WorkerCrash,
             started: t + 1_000 * MS,

@@ -513,6 +513,29 @@ impl Stack {
     }
 }
 
+/// A command-line duration of the runs built on the stack: seconds, written
+/// `40s` or `40`.
+///
+/// Returns `Err`, saying what is expected, for anything else.
+pub fn parse_seconds(text: &str) -> Result<Duration, String> {
+    text.strip_suffix('s')
+        .unwrap_or(text)
+        .parse()
+        .map(Duration::from_secs)
+        .map_err(|_| format!("{text:?} is not a number of seconds such as 40s"))
+}
+
+/// For a multi-call binary's `main`: when this process was started as
+/// `<binary> service <name> [migrate]` (as [`Launch`] starts services),
+/// runs that service to its end and returns its exit code; otherwise `None`.
+pub async fn service_if_asked() -> Option<std::process::ExitCode> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.as_slice() {
+        [command, name, rest @ ..] if command == "service" => Some(service_main(name, rest).await),
+        _ => None,
+    }
+}
+
 /// Runs one service in this process, as its own binary would: the body of
 /// `demo service <name> [migrate]`.
 pub async fn service_main(name: &str, args: &[String]) -> std::process::ExitCode {

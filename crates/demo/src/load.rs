@@ -5,7 +5,7 @@
 //! Each game is titled `<prefix><n>`, numbered in the order sent, so that
 //! its announcement can be found among the webhook's posts.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -67,14 +67,18 @@ pub enum Outcome {
 /// until `stop`, each without waiting for the ones before (a slow api does
 /// not slow the load), and returns every request with its outcome in the
 /// order sent.
+///
+/// Returns `Err` when no HTTP client can be built.
 pub async fn drive(
-    client: reqwest::Client,
     api_url: String,
     rate: u32,
     title_prefix: String,
     live: Arc<Live>,
     stop: CancellationToken,
-) -> Vec<Request> {
+) -> Result<Vec<Request>, reqwest::Error> {
+    let client = reqwest::Client::builder()
+        .timeout(REQUEST_TIMEOUT)
+        .build()?;
     let url = format!("{api_url}/games");
     let mut tick = tokio::time::interval(Duration::from_secs(1) / rate.max(1));
     let mut requests = JoinSet::new();
@@ -103,7 +107,26 @@ pub async fn drive(
     }
     let mut done: Vec<Request> = requests.join_all().await;
     done.sort_by_key(|r| r.sent_at);
-    done
+    Ok(done)
+}
+
+/// Waits until every game `requests` created has been announced, or
+/// `within` has passed.
+pub async fn drain(discord: &FakeDiscord, requests: &[Request], within: Duration) {
+    let created: HashSet<&str> = requests
+        .iter()
+        .filter(|r| r.outcome == Outcome::Created)
+        .map(|r| r.title.as_str())
+        .collect();
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        let posts = posts(discord);
+        let announced: HashSet<&str> = posts.iter().filter_map(|p| p.title.as_deref()).collect();
+        if created.is_subset(&announced) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 async fn create_game(client: &reqwest::Client, url: &str, title: &str) -> Outcome {
