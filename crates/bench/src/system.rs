@@ -60,16 +60,21 @@ pub(crate) async fn affinity() -> anyhow::Result<String> {
 /// Pins every thread of this process, and whatever it starts from now on,
 /// to `cpus` (`taskset -c` syntax).
 pub(crate) async fn pin_self(cpus: &str) -> anyhow::Result<()> {
-    let status = Command::new("taskset")
-        .args(["-a", "-p", "-c", cpus, &std::process::id().to_string()])
-        .stdout(std::process::Stdio::null())
-        .status()
-        .await
-        .context("cannot run taskset")?;
-    if !status.success() {
-        bail!("taskset could not pin the bench to CPUs {cpus}");
+    // `taskset -a` walks the threads one by one and fails when one ends
+    // meanwhile (Tokio's blocking threads come and go): try again.
+    for _ in 0..5 {
+        let status = Command::new("taskset")
+            .args(["-a", "-p", "-c", cpus, &std::process::id().to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .await
+            .context("cannot run taskset")?;
+        if status.success() {
+            return Ok(());
+        }
     }
-    Ok(())
+    bail!("taskset could not pin the bench to CPUs {cpus}")
 }
 
 /// Resident memory of process `pid` (`VmRSS` in `/proc/<pid>/status`), in
