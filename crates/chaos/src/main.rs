@@ -9,30 +9,51 @@
 //! # Layout
 //! - [`servers`]: the private servers, and the faults made on them.
 //! - [`faults`]: which faults, in which order, and how each is made.
-//! - [`load`]: the games sent and what the api answered.
 //! - [`report`]: the figures, and the acceptance criteria.
+//!
+//! The load itself and what became of each game are `demo::load`'s.
 
 #![allow(clippy::print_stdout)]
 
 mod faults;
-mod load;
 mod report;
 mod servers;
 
 use std::collections::HashSet;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 use clap::Parser;
+use demo::load::{self, posts};
 use demo::{Names, Options, Stack};
 use otlp_testkit::Receiver;
 use otlp_testkit::proto::trace::v1::span::SpanKind;
 use test_support::FakeDiscord;
 use tokio_util::sync::CancellationToken;
 
-use crate::report::{Consumed, Criteria, Post, Report};
+use crate::report::{Consumed, Criteria, Report};
+
+/// Game `n` is titled `chaos game n`.
+const TITLE_PREFIX: &str = "chaos game ";
+
+/// What is being done to the system right now, for the progress line.
+#[derive(Debug, Default)]
+struct Doing(Mutex<String>);
+
+impl Doing {
+    fn get(&self) -> String {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set(&self, text: String) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = text;
+    }
+}
 
 /// How long to wait, after a fault, for the pipeline to catch up before
 /// the next one.
@@ -48,7 +69,7 @@ const SETTLE: Duration = Duration::from_secs(1);
 struct Cli {
     /// How long the load runs, at least (`40s`); it goes on until the last
     /// fault is over.
-    #[arg(long, default_value = "40s", value_parser = parse_seconds)]
+    #[arg(long, default_value = "40s", value_parser = demo::parse_seconds)]
     duration: Duration,
     /// Games created per second.
     #[arg(long, default_value_t = 50)]
@@ -58,7 +79,7 @@ struct Cli {
     rabbitmq_outages: usize,
     /// How long to wait after the load for the last announcements; a game
     /// not announced by then is lost.
-    #[arg(long, default_value = "30s", value_parser = parse_seconds)]
+    #[arg(long, default_value = "30s", value_parser = demo::parse_seconds)]
     drain: Duration,
     /// The CI run: 15 s of load, one fault of each kind, 15 s to drain.
     #[arg(long)]
@@ -68,24 +89,19 @@ struct Cli {
     report_only: bool,
 }
 
-/// Seconds, written `40s` or `40`.
-fn parse_seconds(text: &str) -> Result<Duration, String> {
-    text.strip_suffix('s')
-        .unwrap_or(text)
-        .parse()
-        .map(Duration::from_secs)
-        .map_err(|_| format!("{text:?} is not a number of seconds such as 40s"))
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if let [command, name, rest @ ..] = args.as_slice()
-        && command == "service"
-    {
-        return demo::service_main(name, rest).await;
+    if let Some(code) = demo::service_if_asked().await {
+        return code;
     }
     let mut cli = Cli::parse();
+    let interrupted = match service_runtime::shutdown::on_signal() {
+        Ok(token) => token,
+        Err(err) => {
+            eprintln!("chaos: cannot listen for Ctrl-C: {err}");
+            return ExitCode::from(2);
+        }
+    };
     if cli.short {
         cli.duration = Duration::from_secs(15);
         cli.rabbitmq_outages = 1;
@@ -95,7 +111,7 @@ async fn main() -> ExitCode {
     // their directory removed.
     let outcome = tokio::select! {
         outcome = run(&cli) => outcome,
-        () = interrupted() => {
+        () = interrupted.cancelled() => {
             eprintln!("chaos: interrupted, cleaning up");
             return ExitCode::from(130);
         }
@@ -120,20 +136,6 @@ async fn main() -> ExitCode {
         Err(err) => {
             eprintln!("chaos: the run failed: {err:#}");
             ExitCode::from(2)
-        }
-    }
-}
-
-/// SIGINT or SIGTERM.
-async fn interrupted() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut terminate) => tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = terminate.recv() => {}
-        },
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
         }
     }
 }
@@ -182,16 +184,13 @@ async fn run(cli: &Cli) -> anyhow::Result<Report> {
     println!("  api              {}\n", stack.api_url);
 
     let live = Arc::new(load::Live::default());
+    let doing = Arc::new(Doing::default());
     let stop_load = CancellationToken::new();
     let load_start = Instant::now();
-    let client = reqwest::Client::builder()
-        .timeout(load::REQUEST_TIMEOUT)
-        .build()
-        .context("cannot build the HTTP client")?;
     let load = tokio::spawn(load::drive(
-        client,
         stack.api_url.clone(),
         cli.rate,
+        TITLE_PREFIX.to_owned(),
         live.clone(),
         stop_load.clone(),
     ));
@@ -199,6 +198,7 @@ async fn run(cli: &Cli) -> anyhow::Result<Report> {
     let progress = tokio::spawn(progress(
         load_start,
         live.clone(),
+        doing.clone(),
         announced_count(discord.clone()),
         stop_progress.clone(),
     ));
@@ -213,11 +213,11 @@ async fn run(cli: &Cli) -> anyhow::Result<Report> {
     for (i, &fault) in faults.iter().enumerate() {
         let slot_start = load_start + slot * (i as u32 + 1);
         tokio::time::sleep_until(slot_start.max(not_before).into()).await;
-        let status = |text: String| live.set_fault(text);
+        let status = |text: String| doing.set(text);
         let done = faults::inject(fault, &servers, &mut stack, status)
             .await
             .with_context(|| format!("cannot inject {fault}"))?;
-        live.set_fault(format!(
+        doing.set(format!(
             "{fault}: over, waiting for the pipeline to catch up"
         ));
         let sent_when_back = live.counts().0;
@@ -225,38 +225,26 @@ async fn run(cli: &Cli) -> anyhow::Result<Report> {
         while Instant::now() < caught_up
             && !posts(&discord)
                 .iter()
-                .filter_map(|post| load::game_number(post.title.as_deref()?))
+                .filter_map(|post| load::game_number(TITLE_PREFIX, post.title.as_deref()?))
                 .any(|number| number > sent_when_back)
         {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        live.set_fault(String::new());
+        doing.set(String::new());
         not_before = Instant::now() + SETTLE;
         injected.push(done);
     }
     tokio::time::sleep_until((load_start + cli.duration).max(not_before).into()).await;
     stop_load.cancel();
-    let requests = load.await.context("the load task failed")?;
+    let requests = load
+        .await
+        .context("the load task failed")?
+        .context("cannot build the HTTP client")?;
     let load_time = load_start.elapsed();
 
     // Every created game announced, or the drain deadline.
-    live.set_fault("draining".to_owned());
-    let created: HashSet<String> = requests
-        .iter()
-        .filter(|r| r.outcome == report::Outcome::Created)
-        .map(|r| r.title.clone())
-        .collect();
-    let deadline = Instant::now() + cli.drain;
-    while Instant::now() < deadline {
-        let announced: HashSet<String> = posts(&discord)
-            .into_iter()
-            .filter_map(|p| p.title)
-            .collect();
-        if created.is_subset(&announced) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    doing.set("draining".to_owned());
+    load::drain(&discord, &requests, cli.drain).await;
     stop_progress.cancel();
     let _ = progress.await;
 
@@ -287,20 +275,6 @@ async fn run(cli: &Cli) -> anyhow::Result<Report> {
     Ok(report)
 }
 
-/// The webhook's posts, each with the title of the game it announces.
-fn posts(discord: &FakeDiscord) -> Vec<Post> {
-    discord
-        .received()
-        .into_iter()
-        .map(|received| Post {
-            title: received.body["embeds"][0]["title"]
-                .as_str()
-                .map(str::to_owned),
-            at: received.at,
-        })
-        .collect()
-}
-
 /// A function counting the distinct games announced so far.
 fn announced_count(discord: Arc<FakeDiscord>) -> impl Fn() -> usize + Send + 'static {
     move || {
@@ -317,6 +291,7 @@ fn announced_count(discord: Arc<FakeDiscord>) -> impl Fn() -> usize + Send + 'st
 async fn progress(
     start: Instant,
     live: Arc<load::Live>,
+    doing: Arc<Doing>,
     announced: impl Fn() -> usize,
     stop: CancellationToken,
 ) {
@@ -331,7 +306,7 @@ async fn progress(
             "{:>4} s  sent {sent:>5}  created {created:>5}  announced {:>5}  5xx {server_errors:>3}  {}",
             start.elapsed().as_secs(),
             announced(),
-            live.fault()
+            doing.get()
         );
     }
 }

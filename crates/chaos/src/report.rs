@@ -4,36 +4,9 @@ use std::collections::HashMap;
 use std::fmt;
 use std::time::{Duration, Instant, SystemTime};
 
+use demo::load::{Delivery, Outcome, Post, Request};
+
 use crate::faults::Fault;
-
-/// One `POST /games` of the load.
-#[derive(Debug, Clone)]
-pub(crate) struct Request {
-    /// The game's title, unique in the run: what finds its webhook posts.
-    pub(crate) title: String,
-    /// When it was sent.
-    pub(crate) sent_at: Instant,
-    pub(crate) outcome: Outcome,
-}
-
-/// How the api answered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Outcome {
-    /// 201: the game exists and must be announced.
-    Created,
-    /// Any other status.
-    Status(u16),
-    /// No answer: refused, reset or timed out.
-    NoAnswer,
-}
-
-/// One post the webhook received.
-#[derive(Debug, Clone)]
-pub(crate) struct Post {
-    /// The title of the game it announces, if it names one.
-    pub(crate) title: Option<String>,
-    pub(crate) at: Instant,
-}
 
 /// One fault as it happened.
 #[derive(Debug, Clone)]
@@ -73,15 +46,6 @@ impl Default for Criteria {
     }
 }
 
-/// Percentiles of create→webhook.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct Latency {
-    pub(crate) p50: Duration,
-    pub(crate) p90: Duration,
-    pub(crate) p99: Duration,
-    pub(crate) max: Duration,
-}
-
 /// How long after one fault the pipeline was moving again.
 #[derive(Debug, Clone)]
 pub(crate) struct Recovery {
@@ -103,20 +67,7 @@ pub(crate) struct Recovery {
 #[derive(Debug, Clone)]
 pub(crate) struct Report {
     pub(crate) load: Duration,
-    pub(crate) sent: usize,
-    pub(crate) created: usize,
-    pub(crate) announced: usize,
-    /// Created, never announced.
-    pub(crate) lost: usize,
-    /// Posts beyond the first for the same game.
-    pub(crate) duplicates: usize,
-    /// Posts for a game the load never got a 201 for.
-    pub(crate) unexpected: usize,
-    pub(crate) status_500: usize,
-    pub(crate) status_5xx: usize,
-    pub(crate) other_non_2xx: usize,
-    pub(crate) no_answer: usize,
-    pub(crate) latency: Option<Latency>,
+    pub(crate) delivery: Delivery,
     pub(crate) recoveries: Vec<Recovery>,
     criteria: Criteria,
 }
@@ -133,34 +84,11 @@ impl Report {
         consumed: &[Consumed],
         criteria: Criteria,
     ) -> Self {
-        let mut posts_by_title: HashMap<&str, Vec<Instant>> = HashMap::new();
-        for post in posts {
-            if let Some(title) = &post.title {
-                posts_by_title.entry(title).or_default().push(post.at);
-            }
-        }
-        let created: Vec<&Request> = requests
+        let created_titles: HashMap<&str, &Request> = requests
             .iter()
             .filter(|r| r.outcome == Outcome::Created)
+            .map(|r| (r.title.as_str(), r))
             .collect();
-        let first_post = |title: &str| {
-            posts_by_title
-                .get(title)
-                .and_then(|at| at.iter().min().copied())
-        };
-        let mut latencies: Vec<Duration> = created
-            .iter()
-            .filter_map(|r| Some(first_post(&r.title)?.saturating_duration_since(r.sent_at)))
-            .collect();
-        latencies.sort();
-        let status = |keep: fn(u16) -> bool| {
-            requests
-                .iter()
-                .filter(|r| matches!(r.outcome, Outcome::Status(code) if keep(code)))
-                .count()
-        };
-        let created_titles: HashMap<&str, &Request> =
-            created.iter().map(|r| (r.title.as_str(), *r)).collect();
 
         let recoveries = injected
             .iter()
@@ -198,32 +126,9 @@ impl Report {
             })
             .collect();
 
-        let announced = created
-            .iter()
-            .filter(|r| posts_by_title.contains_key(r.title.as_str()))
-            .count();
         Self {
             load,
-            sent: requests.len(),
-            created: created.len(),
-            announced,
-            lost: created.len() - announced,
-            duplicates: posts_by_title.values().map(|at| at.len() - 1).sum(),
-            unexpected: posts_by_title
-                .iter()
-                .filter(|(title, _)| !created_titles.contains_key(*title))
-                .map(|(_, at)| at.len())
-                .sum(),
-            status_500: status(|code| code == 500),
-            status_5xx: status(|code| (500..600).contains(&code)),
-            other_non_2xx: status(|code| {
-                !(200..300).contains(&code) && !(500..600).contains(&code)
-            }),
-            no_answer: requests
-                .iter()
-                .filter(|r| r.outcome == Outcome::NoAnswer)
-                .count(),
-            latency: percentiles(&latencies),
+            delivery: Delivery::new(requests, posts),
             recoveries,
             criteria,
         }
@@ -237,19 +142,20 @@ impl Report {
             max_recovery,
         } = self.criteria;
         let mut failures = Vec::new();
-        if self.created == 0 {
+        let delivery = &self.delivery;
+        if delivery.created == 0 {
             failures.push("no game was created".to_owned());
         }
         for (count, what) in [
-            (self.lost, "lost notifications"),
-            (self.duplicates, "duplicate webhook posts"),
-            (self.status_500, "HTTP 500 answers"),
+            (delivery.lost, "lost notifications"),
+            (delivery.duplicates, "duplicate webhook posts"),
+            (delivery.status_500, "HTTP 500 answers"),
         ] {
             if count > 0 {
                 failures.push(format!("{count} {what} (must be 0)"));
             }
         }
-        if let Some(latency) = self.latency
+        if let Some(latency) = delivery.latency
             && latency.max > max_latency
         {
             failures.push(format!(
@@ -279,21 +185,6 @@ impl Report {
     }
 }
 
-/// Nearest-rank percentiles of `sorted`.
-fn percentiles(sorted: &[Duration]) -> Option<Latency> {
-    let max = *sorted.last()?;
-    let rank = |p: f64| {
-        let index = ((p * sorted.len() as f64).ceil() as usize).saturating_sub(1);
-        sorted[index]
-    };
-    Some(Latency {
-        p50: rank(0.50),
-        p90: rank(0.90),
-        p99: rank(0.99),
-        max,
-    })
-}
-
 fn seconds(duration: Duration) -> String {
     format!("{:.2} s", duration.as_secs_f64())
 }
@@ -304,34 +195,35 @@ impl fmt::Display for Report {
             max_latency,
             max_recovery,
         } = self.criteria;
+        let d = &self.delivery;
         let mark = |bad: bool| if bad { "  ✗" } else { "" };
         writeln!(f, "load                         {}", seconds(self.load))?;
-        writeln!(f, "games sent                   {}", self.sent)?;
-        writeln!(f, "games created (201)          {}", self.created)?;
-        writeln!(f, "announced                    {}", self.announced)?;
+        writeln!(f, "games sent                   {}", d.sent)?;
+        writeln!(f, "games created (201)          {}", d.created)?;
+        writeln!(f, "announced                    {}", d.announced)?;
         writeln!(
             f,
             "lost                         {}{}",
-            self.lost,
-            mark(self.lost > 0)
+            d.lost,
+            mark(d.lost > 0)
         )?;
         writeln!(
             f,
             "duplicate webhook posts      {}{}",
-            self.duplicates,
-            mark(self.duplicates > 0)
+            d.duplicates,
+            mark(d.duplicates > 0)
         )?;
-        writeln!(f, "posts for no created game    {}", self.unexpected)?;
+        writeln!(f, "posts for no created game    {}", d.unexpected)?;
         writeln!(
             f,
             "HTTP 5xx                     {} (500: {}){}",
-            self.status_5xx,
-            self.status_500,
-            mark(self.status_500 > 0)
+            d.status_5xx,
+            d.status_500,
+            mark(d.status_500 > 0)
         )?;
-        writeln!(f, "HTTP other non-2xx           {}", self.other_non_2xx)?;
-        writeln!(f, "no answer (refused/timeout)  {}", self.no_answer)?;
-        match self.latency {
+        writeln!(f, "HTTP other non-2xx           {}", d.other_non_2xx)?;
+        writeln!(f, "no answer (refused/timeout)  {}", d.no_answer)?;
+        match d.latency {
             Some(l) => writeln!(
                 f,
                 "create→webhook               p50 {}  p90 {}  p99 {}  max {}{}",
@@ -380,19 +272,26 @@ mod tests {
 
     const MS: Duration = Duration::from_millis(1);
 
-    fn request(start: Instant, title: &str, sent_ms: u64, outcome: Outcome) -> Request {
-        Request {
-            title: title.to_owned(),
-            sent_at: start + Duration::from_millis(sent_ms),
-            outcome,
-        }
+    /// `(title, ms after start, outcome)` as requests.
+    fn requests(start: Instant, sent: &[(&str, u64, Outcome)]) -> Vec<Request> {
+        sent.iter()
+            .map(|&(title, ms, outcome)| Request {
+                title: title.to_owned(),
+                sent_at: start + Duration::from_millis(ms),
+                outcome,
+            })
+            .collect()
     }
 
-    fn post(start: Instant, title: &str, at_ms: u64) -> Post {
-        Post {
-            title: Some(title.to_owned()),
-            at: start + Duration::from_millis(at_ms),
-        }
+    /// `(title, ms after start)` as webhook posts.
+    fn posts(start: Instant, posted: &[(&str, u64)]) -> Vec<Post> {
+        posted
+            .iter()
+            .map(|&(title, ms)| Post {
+                title: Some(title.to_owned()),
+                at: start + Duration::from_millis(ms),
+            })
+            .collect()
     }
 
     fn report(requests: &[Request], posts: &[Post], injected: &[Injected]) -> Report {
@@ -409,68 +308,50 @@ mod tests {
     }
 
     #[test]
-    fn a_created_game_without_a_post_is_lost_and_a_second_post_is_a_duplicate() {
+    fn a_lost_game_a_duplicate_post_and_a_500_each_break_a_criterion() {
         let t = Instant::now();
-        let requests = [
-            request(t, "a", 0, Outcome::Created),
-            request(t, "b", 10, Outcome::Created),
-            request(t, "c", 20, Outcome::Status(500)),
-            request(t, "d", 30, Outcome::Status(503)),
-            request(t, "e", 40, Outcome::Status(422)),
-            request(t, "f", 50, Outcome::NoAnswer),
-        ];
-        let posts = [post(t, "a", 100), post(t, "a", 900), post(t, "f", 300)];
-        let report = report(&requests, &posts, &[]);
-        assert_eq!(
-            (report.sent, report.created, report.announced, report.lost),
-            (6, 2, 1, 1)
+        let requests = requests(
+            t,
+            &[
+                ("a", 0, Outcome::Created),
+                ("b", 10, Outcome::Created),
+                ("c", 20, Outcome::Status(500)),
+                ("d", 30, Outcome::Status(422)),
+            ],
         );
-        assert_eq!((report.duplicates, report.unexpected), (1, 1));
+        let posts = posts(t, &[("a", 100), ("a", 900)]);
+        let failures = report(&requests, &posts, &[]).failures();
         assert_eq!(
-            (
-                report.status_500,
-                report.status_5xx,
-                report.other_non_2xx,
-                report.no_answer
-            ),
-            (1, 2, 1, 1)
+            failures,
+            [
+                "1 lost notifications (must be 0)",
+                "1 duplicate webhook posts (must be 0)",
+                "1 HTTP 500 answers (must be 0)",
+            ]
         );
-        // The first post counts for the latency, not the duplicate.
-        assert_eq!(report.latency.map(|l| l.max), Some(100 * MS));
-        assert_eq!(report.failures().len(), 3);
-    }
-
-    #[test]
-    fn percentiles_take_the_nearest_rank() {
-        let sorted: Vec<Duration> = (1..=100).map(|i| i * MS).collect();
-        assert_eq!(
-            percentiles(&sorted),
-            Some(Latency {
-                p50: 50 * MS,
-                p90: 90 * MS,
-                p99: 99 * MS,
-                max: 100 * MS
-            })
-        );
-        assert_eq!(percentiles(&[7 * MS]).map(|l| l.p50), Some(7 * MS));
-        assert_eq!(percentiles(&[]), None);
     }
 
     #[test]
     fn recovery_waits_for_a_game_created_while_the_dependency_was_down() {
         let t = Instant::now();
-        let requests = [
-            request(t, "before", 0, Outcome::Created),
-            request(t, "while stopping", 1_100, Outcome::Created),
-            request(t, "during", 1_500, Outcome::Created),
-        ];
+        let requests = requests(
+            t,
+            &[
+                ("before", 0, Outcome::Created),
+                ("while stopping", 1_100, Outcome::Created),
+                ("during", 1_500, Outcome::Created),
+            ],
+        );
         // Games created before the fault took hold and delivered after it
         // was back say nothing about the pipeline after the fault.
-        let posts = [
-            post(t, "before", 3_100),
-            post(t, "while stopping", 3_200),
-            post(t, "during", 4_000),
-        ];
+        let posts = posts(
+            t,
+            &[
+                ("before", 3_100),
+                ("while stopping", 3_200),
+                ("during", 4_000),
+            ],
+        );
         let injected = [Injected {
             fault: Fault::WorkerCrash,
             started: t + 1_000 * MS,

@@ -7,9 +7,12 @@
 //!
 //! # Layout
 //! - [`Names`]: the database, key prefix, exchanges and queues one stack uses.
+//! - [`Launch`], [`Service`]: one service process, started and stopped.
 //! - [`Stack`]: the three services running, and how to stop them.
+//! - [`load`]: games created at a fixed rate, and what became of them.
 //! - [`render`]: a trace and its logs as text for a terminal.
 
+pub mod load;
 pub mod render;
 
 use std::path::{Path, PathBuf};
@@ -20,7 +23,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
-use tokio::sync::mpsc;
+use tokio::sync::oneshot;
 
 /// How long a service may take to become ready.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -64,22 +67,91 @@ impl Names {
             bot_queue: format!("gamenight.{prefix}.{suffix}.bot"),
         }
     }
+
+    /// Drops the database and deletes the queues (with their dead-letter
+    /// queues and exchanges) and exchanges these names stand for: for runs
+    /// that leave nothing behind. Tests keep theirs for inspection.
+    ///
+    /// Returns `Err` when a server cannot be reached or refuses.
+    pub async fn remove(&self) -> anyhow::Result<()> {
+        test_support::drop_database(&self.database_url)
+            .await
+            .context("cannot drop the database")?;
+        let connection = broker::lapin::Connection::connect(
+            &self.rabbitmq_url,
+            broker::lapin::ConnectionProperties::default(),
+        )
+        .await
+        .context("cannot connect to RabbitMQ")?;
+        let channel = connection.create_channel().await?;
+        for queue in [&self.worker_queue, &self.bot_queue] {
+            let spec = broker::QueueSpec::bound(queue, "", "");
+            for queue in [queue.clone(), spec.dead_letter_queue()] {
+                channel
+                    .queue_delete(queue.as_str().into(), Default::default())
+                    .await
+                    .with_context(|| format!("cannot delete queue {queue}"))?;
+            }
+            let exchange = spec.dead_letter_exchange();
+            channel
+                .exchange_delete(exchange.as_str().into(), Default::default())
+                .await
+                .with_context(|| format!("cannot delete exchange {exchange}"))?;
+        }
+        for exchange in [&self.events_exchange, &self.notifications_exchange] {
+            channel
+                .exchange_delete(exchange.as_str().into(), Default::default())
+                .await
+                .with_context(|| format!("cannot delete exchange {exchange}"))?;
+        }
+        connection.close(200, "removed".into()).await?;
+        Ok(())
+    }
 }
 
-/// How to start one service: kept, so it can be started again after a crash.
+/// How to start one service from a multi-call binary (`<binary> service
+/// <name>`, as `demo` and `chaos` are): kept, so it can be started again
+/// after a crash.
 #[derive(Debug, Clone)]
-struct Launch {
+pub struct Launch {
     binary: PathBuf,
     name: &'static str,
     env: Vec<(String, String)>,
     /// The log message that says it is ready.
     ready: String,
+    /// `taskset -c` CPU list to pin it to.
+    cpus: Option<String>,
 }
 
 impl Launch {
+    /// `<binary> service <name>` with `env` and nothing else in its
+    /// environment, ready once it logs `ready` as the `message` of a JSON
+    /// log line (`LOG_FORMAT=json`).
+    pub fn new(
+        binary: &Path,
+        name: &'static str,
+        ready: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Self {
+        Self {
+            binary: binary.to_owned(),
+            name,
+            env: env.into_iter().collect(),
+            ready: ready.to_owned(),
+            cpus: None,
+        }
+    }
+
+    /// Runs it on the CPUs in `cpus` only (`taskset -c <cpus>`, which
+    /// replaces itself with the service: the pid is the service's).
+    pub fn pinned_to(mut self, cpus: &str) -> Self {
+        self.cpus = Some(cpus.to_owned());
+        self
+    }
+
     /// `name` from `binary` with `common`, then `env`, then `extra` (each
-    /// overriding the one before), ready once it logs `ready`.
-    fn new(
+    /// overriding the one before).
+    fn layered(
         binary: &Path,
         name: &'static str,
         ready: &str,
@@ -87,24 +159,30 @@ impl Launch {
         env: &[(&'static str, String)],
         extra: &[(String, String)],
     ) -> Self {
-        Self {
-            binary: binary.to_owned(),
-            name,
-            env: common
-                .iter()
-                .chain(env)
-                .map(|(key, value)| ((*key).to_owned(), value.clone()))
-                .chain(extra.iter().cloned())
-                .collect(),
-            ready: ready.to_owned(),
-        }
+        let env = common
+            .iter()
+            .chain(env)
+            .map(|(key, value)| ((*key).to_owned(), value.clone()))
+            .chain(extra.iter().cloned());
+        Self::new(binary, name, ready, env)
     }
 
     /// Starts the service, its output recorded in `printed`, and waits until
     /// it logs that it is ready; returns it with that log line.
-    async fn start(&self, printed: &Printed) -> anyhow::Result<(Service, serde_json::Value)> {
+    ///
+    /// Returns `Err`, with the last lines it printed, when it cannot be
+    /// started, exits first, or is not ready within a minute.
+    pub async fn start(&self, printed: &Printed) -> anyhow::Result<(Service, serde_json::Value)> {
         let name = self.name;
-        let mut child = Command::new(&self.binary)
+        let mut command = match &self.cpus {
+            Some(cpus) => {
+                let mut taskset = Command::new("taskset");
+                taskset.args(["-c", cpus]).arg(&self.binary);
+                taskset
+            }
+            None => Command::new(&self.binary),
+        };
+        let mut child = command
             .args(["service", name])
             .env_clear()
             .envs(self.env.iter().cloned())
@@ -115,7 +193,6 @@ impl Launch {
             .with_context(|| format!("cannot start {name}"))?;
         let stdout = child.stdout.take().context("no stdout")?;
         let stderr = child.stderr.take().context("no stderr")?;
-        let (sender, lines) = mpsc::unbounded_channel();
         let printed_err = printed.clone();
         tokio::spawn(async move {
             let mut reader = BufReader::new(stderr).lines();
@@ -125,55 +202,63 @@ impl Launch {
                 printed_err.push(name, &line);
             }
         });
-        let printed = printed.clone();
+        let (ready_sender, ready) = oneshot::channel();
+        let printed_out = printed.clone();
+        let ready_message = self.ready.clone();
         tokio::spawn(async move {
+            let mut ready_sender = Some(ready_sender);
             let mut reader = BufReader::new(stdout).lines();
+            // Drained to the end, so the child never blocks on a full pipe.
             while let Ok(Some(line)) = reader.next_line().await {
-                printed.push(name, &line);
-                // Lines that are not JSON (none, normally) are not ours to parse.
-                if let Ok(json) = serde_json::from_str(&line) {
-                    // The receiver goes away once start-up is over; the log is
-                    // still drained so the child never blocks on a full pipe.
+                if ready_sender.is_some()
+                    && let Ok(json) = serde_json::from_str::<serde_json::Value>(&line)
+                    && json["message"] == ready_message.as_str()
+                    && let Some(sender) = ready_sender.take()
+                {
                     let _ = sender.send(json);
                 }
+                printed_out.push(name, &line);
             }
         });
-        let mut service = Service {
+        let service = Service {
             launch: self.clone(),
             child,
-            lines,
         };
-        let ready = service.wait_for_log(&self.ready).await?;
-        Ok((service, ready))
+        let failed = |what: String| {
+            let last = printed.last_lines(name, 20);
+            anyhow::anyhow!("{what}; its last lines:\n{}", last.join("\n"))
+        };
+        match tokio::time::timeout(START_TIMEOUT, ready).await {
+            Ok(Ok(line)) => Ok((service, line)),
+            Ok(Err(_)) => Err(failed(format!(
+                "{name} exited before logging {:?}",
+                self.ready
+            ))),
+            Err(_) => Err(failed(format!(
+                "{name} did not log {:?} within {START_TIMEOUT:?}",
+                self.ready
+            ))),
+        }
     }
 }
 
-/// A child service and its JSON log lines.
+/// A running service process.
 #[derive(Debug)]
-struct Service {
+pub struct Service {
     launch: Launch,
     child: Child,
-    lines: mpsc::UnboundedReceiver<serde_json::Value>,
 }
 
 impl Service {
-    /// Waits for a log line whose `message` is `message` and returns it.
-    async fn wait_for_log(&mut self, message: &str) -> anyhow::Result<serde_json::Value> {
-        let name = self.launch.name;
-        tokio::time::timeout(START_TIMEOUT, async {
-            while let Some(line) = self.lines.recv().await {
-                if line["message"] == message {
-                    return Ok(line);
-                }
-            }
-            bail!("{name} exited before logging {message:?}")
-        })
-        .await
-        .with_context(|| format!("{name} did not log {message:?} within {START_TIMEOUT:?}"))?
+    /// Its process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
     }
 
     /// Sends SIGTERM and waits for the exit.
-    async fn terminate(mut self) -> anyhow::Result<ExitStatus> {
+    ///
+    /// Returns `Err` when it has not exited 30 s later (it is killed then).
+    pub async fn terminate(mut self) -> anyhow::Result<ExitStatus> {
         let name = self.launch.name;
         if let Some(pid) = self.child.id() {
             Command::new("kill")
@@ -209,6 +294,23 @@ impl Printed {
     /// The lines so far, each prefixed with the service that printed it.
     pub fn lines(&self) -> Vec<String> {
         self.0.lock().map(|lines| lines.clone()).unwrap_or_default()
+    }
+
+    /// The last `count` lines `service` printed, without the prefix.
+    pub fn last_lines(&self, service: &str, count: usize) -> Vec<String> {
+        let prefix = format!("{service}: ");
+        let Ok(lines) = self.0.lock() else {
+            return Vec::new();
+        };
+        let mut last: Vec<String> = lines
+            .iter()
+            .rev()
+            .filter_map(|line| line.strip_prefix(&prefix))
+            .take(count)
+            .map(str::to_owned)
+            .collect();
+        last.reverse();
+        last
     }
 
     fn push(&self, service: &str, line: &str) {
@@ -256,7 +358,7 @@ impl Stack {
         ];
         let printed = Printed::default();
         let launch = |name: &'static str, ready: &str, env: Vec<(&'static str, String)>| {
-            Launch::new(binary, name, ready, &common, &env, &options.extra_env)
+            Launch::layered(binary, name, ready, &common, &env, &options.extra_env)
         };
 
         // The api applies the migrations the worker's tables come from.
@@ -335,7 +437,7 @@ impl Stack {
         env: &[(&'static str, String)],
         ready_message: &str,
     ) -> anyhow::Result<serde_json::Value> {
-        let (service, ready) = Launch::new(
+        let (service, ready) = Launch::layered(
             &self.binary,
             name,
             ready_message,
@@ -408,6 +510,29 @@ impl Stack {
             statuses.push((name, service.terminate().await?));
         }
         Ok(statuses)
+    }
+}
+
+/// A command-line duration of the runs built on the stack: seconds, written
+/// `40s` or `40`.
+///
+/// Returns `Err`, saying what is expected, for anything else.
+pub fn parse_seconds(text: &str) -> Result<Duration, String> {
+    text.strip_suffix('s')
+        .unwrap_or(text)
+        .parse()
+        .map(Duration::from_secs)
+        .map_err(|_| format!("{text:?} is not a number of seconds such as 40s"))
+}
+
+/// For a multi-call binary's `main`: when this process was started as
+/// `<binary> service <name> [migrate]` (as [`Launch`] starts services),
+/// runs that service to its end and returns its exit code; otherwise `None`.
+pub async fn service_if_asked() -> Option<std::process::ExitCode> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.as_slice() {
+        [command, name, rest @ ..] if command == "service" => Some(service_main(name, rest).await),
+        _ => None,
     }
 }
 

@@ -16,11 +16,8 @@ use test_support::FakeDiscord;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if let [command, name, rest @ ..] = args.as_slice()
-        && command == "service"
-    {
-        return demo::service_main(name, rest).await;
+    if let Some(code) = demo::service_if_asked().await {
+        return code;
     }
     match run().await {
         Ok(()) => ExitCode::SUCCESS,

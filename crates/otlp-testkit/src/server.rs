@@ -117,7 +117,9 @@ enum Transport {
 /// Counts an export request and decides whether to refuse it (see
 /// [`crate::Receiver::fail_next`]). Returns true when it may be recorded.
 fn admit(recorded: &mut Recorded, transport: Transport, headers: HeaderMap) -> bool {
-    recorded.request_headers.push(headers);
+    if recorded.keep {
+        recorded.request_headers.push(headers);
+    }
     match transport {
         Transport::Grpc => recorded.grpc_requests += 1,
         Transport::Http => recorded.http_requests += 1,
@@ -136,6 +138,10 @@ fn record_traces(recorded: &mut Recorded, request: ExportTraceServiceRequest) {
             .map(|r| r.attributes)
             .unwrap_or_default();
         for scope_spans in resource_spans.scope_spans {
+            recorded.counts.spans += scope_spans.spans.len();
+            if !recorded.keep {
+                continue;
+            }
             let scope = scope_spans.scope.map(|s| s.name).unwrap_or_default();
             recorded
                 .spans
@@ -155,6 +161,10 @@ fn record_metrics(recorded: &mut Recorded, request: ExportMetricsServiceRequest)
             .map(|r| r.attributes)
             .unwrap_or_default();
         for scope_metrics in resource_metrics.scope_metrics {
+            recorded.counts.metrics += scope_metrics.metrics.len();
+            if !recorded.keep {
+                continue;
+            }
             recorded
                 .metrics
                 .extend(scope_metrics.metrics.into_iter().map(|metric| Metric {
@@ -172,6 +182,10 @@ fn record_logs(recorded: &mut Recorded, request: ExportLogsServiceRequest) {
             .map(|r| r.attributes)
             .unwrap_or_default();
         for scope_logs in resource_logs.scope_logs {
+            recorded.counts.logs += scope_logs.log_records.len();
+            if !recorded.keep {
+                continue;
+            }
             let scope = scope_logs.scope.map(|s| s.name).unwrap_or_default();
             recorded
                 .logs

@@ -96,3 +96,15 @@ async fn a_refusal_is_a_503_with_retry_after() {
     assert_eq!(receiver.spans().len(), 1);
     assert_eq!(receiver.request_counts(), (0, 2));
 }
+
+#[tokio::test]
+async fn a_counting_receiver_counts_what_it_accepts_and_keeps_nothing() {
+    let receiver = Receiver::start_counting().await.unwrap();
+    let accepted = post(&receiver, "application/x-protobuf", None, one_span("a")).await;
+    assert_eq!(accepted.status(), 200);
+    receiver.fail_next(1);
+    let refused = post(&receiver, "application/x-protobuf", None, one_span("b")).await;
+    assert_eq!(refused.status(), 503);
+    assert_eq!(receiver.counts().spans, 1);
+    assert!(receiver.spans().is_empty());
+}

@@ -64,6 +64,27 @@ pub async fn fresh_database_named(prefix: &str) -> String {
     with_database(&server, &name)
 }
 
+/// Drops the database `url` names, even with connections still open
+/// (`WITH (FORCE)`): for runs that clean up after themselves, unlike tests.
+///
+/// Returns `Err` when the server cannot be reached or refuses.
+pub async fn drop_database(url: &str) -> Result<(), sqlx::Error> {
+    let (base, _) = url.split_once('?').unwrap_or((url, ""));
+    let name = base.rsplit_once('/').map_or("", |(_, name)| name);
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(sqlx::Error::Configuration(
+            format!("not a database name this helper created: {name:?}").into(),
+        ));
+    }
+    let mut admin = sqlx::PgConnection::connect(&with_database(url, "postgres")).await?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&mut admin)
+    .await?;
+    Ok(())
+}
+
 /// `url` with its database path replaced by `name`.
 fn with_database(url: &str, name: &str) -> String {
     let (base, query) = match url.split_once('?') {

@@ -1,0 +1,588 @@
+//! Mode `overhead`: what telemetry costs the api. Four configurations side
+//! by side, for a read (`GET /games/{id}`, a Redis cache hit: the cheapest
+//! request, so the one telemetry weighs most on) and a write
+//! (`POST /games`):
+//!
+//! - `off`: `OTEL_SDK_DISABLED=true`;
+//! - `on`: every trace sampled, OTLP/HTTP to a healthy collector (the
+//!   in-process receiver, counting what arrives);
+//! - `down`: the collector's port is closed;
+//! - `stuck`: the collector accepts connections and never answers.
+//!
+//! Each run is a fresh api (its own database and Redis key prefix) pinned
+//! to one CPU, a warm-up, a measured `wrk` window on another CPU and, for
+//! `down` and `stuck`, more load until the run has seen enough requests to
+//! show whether memory stays bounded; then SIGTERM, timed. Rounds rotate
+//! the order of the configurations so that drift on the machine does not
+//! favour one of them.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use broker::lapin;
+use demo::{Launch, Printed};
+use otlp_testkit::Receiver;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::table::{Table, latency, median, ratio, spread};
+use crate::wrk::{Measured, Wrk};
+use crate::{Cleanup, progress, system};
+
+/// Memory growth over a `down` or `stuck` run beyond which telemetry is not
+/// bounded (issue 10).
+const MAX_RSS_GROWTH_MIB: f64 = 50.0;
+
+/// How a run is set up.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub(crate) rounds: u32,
+    pub(crate) warmup: Duration,
+    /// The measured window of each run.
+    pub(crate) duration: Duration,
+    pub(crate) connections: u32,
+    /// Requests each `down` and `stuck` run must see at least.
+    pub(crate) min_requests: u64,
+    /// CPU of the api.
+    pub(crate) api_cpu: String,
+    /// CPU of wrk and this process (with its receiver).
+    pub(crate) load_cpu: String,
+}
+
+impl Settings {
+    /// A rough length of the whole mode, for the progress lines.
+    pub(crate) fn estimate(&self) -> Duration {
+        let per_run = self.warmup + self.duration + Duration::from_secs(5);
+        per_run * self.rounds * (CONFIGS.len() * KINDS.len()) as u32
+    }
+}
+
+/// The request under load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Read,
+    Create,
+}
+
+const KINDS: [Kind; 2] = [Kind::Read, Kind::Create];
+
+impl Kind {
+    fn title(self) -> &'static str {
+        match self {
+            Self::Read => "GET /games/{id}, Redis cache hit",
+            Self::Create => "POST /games",
+        }
+    }
+}
+
+/// Where telemetry goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Config {
+    Off,
+    On,
+    Down,
+    Stuck,
+}
+
+const CONFIGS: [Config; 4] = [Config::Off, Config::On, Config::Down, Config::Stuck];
+
+impl Config {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::On => "on",
+            Self::Down => "down",
+            Self::Stuck => "stuck",
+        }
+    }
+
+    /// Whether the collector is unusable, and the run must show that the
+    /// api's memory stays bounded regardless.
+    fn collector_broken(self) -> bool {
+        matches!(self, Self::Down | Self::Stuck)
+    }
+}
+
+/// The collector of one run, kept alive for it.
+#[derive(Debug)]
+enum Collector {
+    None,
+    Healthy(Receiver),
+    /// A port nothing listens on.
+    Closed(u16),
+    Stuck(Stuck),
+}
+
+impl Collector {
+    async fn start(config: Config) -> anyhow::Result<Self> {
+        Ok(match config {
+            Config::Off => Self::None,
+            Config::On => Self::Healthy(
+                Receiver::start_counting()
+                    .await
+                    .context("cannot start the OTLP receiver")?,
+            ),
+            Config::Down => {
+                // Bound then released: closed, as a stopped collector's is.
+                let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+                Self::Closed(listener.local_addr()?.port())
+            }
+            Config::Stuck => Self::Stuck(Stuck::start().await?),
+        })
+    }
+
+    /// The telemetry variables of the api.
+    fn env(&self) -> Vec<(String, String)> {
+        let endpoint = match self {
+            Self::None => return vec![("OTEL_SDK_DISABLED".into(), "true".into())],
+            Self::Healthy(receiver) => receiver.http_endpoint(),
+            Self::Closed(port) => format!("http://127.0.0.1:{port}"),
+            Self::Stuck(stuck) => format!("http://{}", stuck.addr),
+        };
+        vec![
+            ("OTEL_EXPORTER_OTLP_ENDPOINT".into(), endpoint),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL".into(), "http/protobuf".into()),
+            ("OTEL_TRACES_SAMPLER".into(), "always_on".into()),
+        ]
+    }
+
+    fn spans_received(&self) -> Option<usize> {
+        match self {
+            Self::Healthy(receiver) => Some(receiver.counts().spans),
+            _ => None,
+        }
+    }
+}
+
+/// A collector that accepts connections and never answers: the exporter's
+/// requests hang until its timeout.
+#[derive(Debug)]
+struct Stuck {
+    addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl Stuck {
+    async fn start() -> std::io::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let task = tokio::spawn(async move {
+            // Held open, never read: a peer that is there and says nothing.
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        Ok(Self { addr, task })
+    }
+}
+
+impl Drop for Stuck {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// What one run measured.
+#[derive(Debug, Clone)]
+struct Run {
+    config: Config,
+    /// The measured window.
+    measured: Measured,
+    /// Over the whole run after the warm-up, with any extra load.
+    requests: u64,
+    errors: u64,
+    rss_before: f64,
+    rss_after: f64,
+    spans_received: Option<usize>,
+    spans_dropped: u64,
+    shutdown: Duration,
+    /// Exited on SIGTERM in time (else killed, and `shutdown` is how long
+    /// it was given).
+    exited: bool,
+}
+
+/// The `wrk` script of `POST /games`: the same game each time (titles need
+/// not be unique).
+const CREATE_SCRIPT: &str = r#"wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '{"title":"Bench night","host":"bench","scheduled_at":"2035-01-04T19:00:00Z","max_players":4,"reminder_minutes":60}'
+"#;
+
+/// A file removed when dropped.
+#[derive(Debug)]
+struct TempFile(PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Runs every round of both kinds and returns a table per kind.
+pub(crate) async fn run(
+    settings: &Settings,
+    binary: &Path,
+    cleanup: &Cleanup,
+) -> anyhow::Result<Vec<Table>> {
+    let script = TempFile(
+        std::env::temp_dir().join(format!("gamenight-bench-create-{}.lua", std::process::id())),
+    );
+    std::fs::write(&script.0, CREATE_SCRIPT).context("cannot write the wrk script")?;
+    let total = settings.rounds as usize * CONFIGS.len() * KINDS.len();
+    let started = Instant::now();
+    let mut tables = Vec::new();
+    let mut done = 0;
+    for kind in KINDS {
+        let mut runs = Vec::new();
+        for round in 0..settings.rounds as usize {
+            for i in 0..CONFIGS.len() {
+                let config = CONFIGS[(i + round) % CONFIGS.len()];
+                done += 1;
+                let left = settings
+                    .estimate()
+                    .saturating_sub(started.elapsed())
+                    .as_secs()
+                    / 60;
+                progress(format!(
+                    "[overhead {done}/{total}, about {left} min left] {} · {} · round {}/{}",
+                    kind.title(),
+                    config.name(),
+                    round + 1,
+                    settings.rounds
+                ));
+                let run = run_one(settings, binary, cleanup, kind, config, &script.0)
+                    .await
+                    .with_context(|| {
+                        format!("{} with telemetry {}", kind.title(), config.name())
+                    })?;
+                progress(format!(
+                    "  {:.0} req/s, p99 {}, {} requests, RSS {:.1} → {:.1} MiB, shutdown {}",
+                    run.measured.requests_per_second,
+                    latency(run.measured.p99),
+                    run.requests,
+                    run.rss_before,
+                    run.rss_after,
+                    latency(run.shutdown)
+                ));
+                runs.push(run);
+            }
+        }
+        tables.push(summarize(kind, settings, &runs));
+    }
+    Ok(tables)
+}
+
+async fn run_one(
+    settings: &Settings,
+    binary: &Path,
+    cleanup: &Cleanup,
+    kind: Kind,
+    config: Config,
+    script: &Path,
+) -> anyhow::Result<Run> {
+    let names = cleanup.names().await;
+    let result = measure(settings, binary, &names, kind, config, script).await;
+    cleanup.remove(&names).await?;
+    result
+}
+
+async fn measure(
+    settings: &Settings,
+    binary: &Path,
+    names: &demo::Names,
+    kind: Kind,
+    config: Config,
+    script: &Path,
+) -> anyhow::Result<Run> {
+    if kind == Kind::Create {
+        bind_capped_queue(names).await?;
+    }
+    let collector = Collector::start(config).await?;
+    let env = [
+        ("DATABASE_URL", names.database_url.clone()),
+        ("REDIS_URL", names.redis_url.clone()),
+        ("RABBITMQ_URL", names.rabbitmq_url.clone()),
+        ("REDIS_KEY_PREFIX", names.redis_prefix.clone()),
+        ("EVENTS_EXCHANGE", names.events_exchange.clone()),
+        ("API_LISTEN_ADDR", "127.0.0.1:0".to_owned()),
+        ("LOG_FORMAT", "json".to_owned()),
+    ]
+    .map(|(key, value)| (key.to_owned(), value))
+    .into_iter()
+    .chain(collector.env());
+    let printed = Printed::default();
+    let (api, listening) = Launch::new(binary, "api", "listening", env)
+        .pinned_to(&settings.api_cpu)
+        .start(&printed)
+        .await?;
+    let pid = api.pid().context("the api exited")?;
+    let base = format!(
+        "http://{}",
+        listening["addr"]
+            .as_str()
+            .context("the api logged no address")?
+    );
+    let (url, script) = match kind {
+        Kind::Read => (format!("{base}/games/{}", create_game(&base).await?), None),
+        Kind::Create => (format!("{base}/games"), Some(script)),
+    };
+    let wrk = Wrk {
+        url: &url,
+        script,
+        connections: settings.connections,
+        cpus: &settings.load_cpu,
+    };
+
+    // Pools filled, cache warm, the exporter's connection open.
+    wrk.run(settings.warmup).await?;
+    let rss_before = system::rss_mib(pid)?;
+    let measured =
+        crate::countdown("measuring", settings.duration, wrk.run(settings.duration)).await?;
+    let (mut requests, mut errors) = (measured.requests, measured.non_2xx + measured.socket_errors);
+    while config.collector_broken() && requests < settings.min_requests {
+        let rate = measured.requests_per_second.max(1.0);
+        let more = Duration::from_secs_f64((settings.min_requests - requests) as f64 / rate * 1.05)
+            .max(Duration::from_secs(1));
+        let extra = crate::countdown(
+            &format!("{} more requests", settings.min_requests - requests),
+            more,
+            wrk.run(more),
+        )
+        .await?;
+        requests += extra.requests;
+        errors += extra.non_2xx + extra.socket_errors;
+    }
+    let rss_after = system::rss_mib(pid)?;
+
+    let stopping = Instant::now();
+    // Not exiting in time is a finding, not a failed run: it is killed.
+    let exited = match api.terminate().await {
+        Ok(status) if status.success() => true,
+        Ok(status) => anyhow::bail!(
+            "the api exited with {status}; its last lines:\n{}",
+            printed.last_lines("api", 20).join("\n")
+        ),
+        Err(err) => {
+            progress(format!("  ✗ {err:#}: killed"));
+            false
+        }
+    };
+    let shutdown = stopping.elapsed();
+    Ok(Run {
+        config,
+        measured,
+        requests,
+        errors,
+        rss_before,
+        rss_after,
+        spans_received: collector.spans_received(),
+        spans_dropped: system::dropped_spans(&printed.lines()),
+        shutdown,
+        exited,
+    })
+}
+
+/// Binds a queue to the events exchange, as the worker's would be, so the
+/// api's outbox relay publishes as it does in production (an unroutable
+/// event is retried, which is other work). The queue keeps only its last
+/// 1000 messages: nothing consumes it, and the shared broker must not fill
+/// up. [`demo::Names::remove`] deletes it.
+async fn bind_capped_queue(names: &demo::Names) -> anyhow::Result<()> {
+    use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+    use lapin::types::{AMQPValue, FieldTable};
+
+    let connection =
+        lapin::Connection::connect(&names.rabbitmq_url, lapin::ConnectionProperties::default())
+            .await
+            .context("cannot connect to RabbitMQ")?;
+    let channel = connection.create_channel().await?;
+    channel
+        .exchange_declare(
+            names.events_exchange.as_str().into(),
+            lapin::ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..ExchangeDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    let mut arguments = FieldTable::default();
+    arguments.insert("x-max-length".into(), AMQPValue::LongInt(1000));
+    channel
+        .queue_declare(
+            names.worker_queue.as_str().into(),
+            QueueDeclareOptions::default(),
+            arguments,
+        )
+        .await?;
+    channel
+        .queue_bind(
+            names.worker_queue.as_str().into(),
+            names.events_exchange.as_str().into(),
+            "#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    connection.close(200, "declared".into()).await?;
+    Ok(())
+}
+
+/// Creates the game the reads fetch and returns its id.
+async fn create_game(base: &str) -> anyhow::Result<String> {
+    let game: serde_json::Value = reqwest::Client::new()
+        .post(format!("{base}/games"))
+        .json(&serde_json::json!({
+            "title": "Bench night",
+            "host": "bench",
+            "scheduled_at": "2035-01-04T19:00:00Z",
+            "max_players": 4,
+            "reminder_minutes": 60,
+        }))
+        .send()
+        .await
+        .context("cannot reach the api")?
+        .error_for_status()
+        .context("the api refused the game")?
+        .json()
+        .await?;
+    game["id"]
+        .as_str()
+        .map(str::to_owned)
+        .context("the api answered no game id")
+}
+
+/// One row per configuration: medians over the rounds, each with its ratio
+/// to `off`.
+fn summarize(kind: Kind, settings: &Settings, runs: &[Run]) -> Table {
+    let mut table = Table::new(
+        format!(
+            "Telemetry overhead: {} (wrk, {} connections, {} s measured per run)",
+            kind.title(),
+            settings.connections,
+            settings.duration.as_secs()
+        ),
+        vec![
+            "telemetry",
+            "req/s",
+            "×off",
+            "p50",
+            "×off",
+            "p99",
+            "×off",
+            "requests (least)",
+            "non-2xx+errors",
+            "RSS MiB before→after",
+            "×off",
+            "spans received",
+            "created",
+            "dropped",
+            "shutdown",
+            "×off",
+            "rounds differ (req/s, p99)",
+        ],
+    );
+    let of = |config: Config| -> Vec<&Run> { runs.iter().filter(|r| r.config == config).collect() };
+    let med = |runs: &[&Run], value: fn(&Run) -> f64| {
+        median(&runs.iter().map(|r| value(r)).collect::<Vec<_>>()).unwrap_or(f64::NAN)
+    };
+    let rps = |r: &Run| r.measured.requests_per_second;
+    let p50 = |r: &Run| r.measured.p50.as_secs_f64();
+    let p99 = |r: &Run| r.measured.p99.as_secs_f64();
+    let rss_after = |r: &Run| r.rss_after;
+    let shutdown = |r: &Run| r.shutdown.as_secs_f64();
+    let off = of(Config::Off);
+    let mut problems = Vec::new();
+    for config in CONFIGS {
+        let these = of(config);
+        let received: Vec<f64> = these
+            .iter()
+            .filter_map(|r| r.spans_received.map(|n| n as f64))
+            .collect();
+        let dropped = med(&these, |r| r.spans_dropped as f64);
+        let created = (config == Config::On).then(|| {
+            med(&these, |r| {
+                (r.spans_received.unwrap_or(0) as u64 + r.spans_dropped) as f64
+            })
+        });
+        let least = these.iter().map(|r| r.requests).min().unwrap_or(0);
+        let errors: u64 = these.iter().map(|r| r.errors).sum();
+        let growth = these
+            .iter()
+            .map(|r| r.rss_after - r.rss_before)
+            .fold(f64::MIN, f64::max);
+        let disagree = |value: fn(&Run) -> f64| {
+            spread(&these.iter().map(|r| value(r)).collect::<Vec<_>>())
+                .map_or_else(|| "–".to_owned(), |s| format!("{:.0}%", s * 100.0))
+        };
+        let killed = these.iter().filter(|r| !r.exited).count();
+        if killed > 0 {
+            problems.push(format!(
+                "✗ {}: the api did not exit within 30 s of SIGTERM in {killed} run(s), and was \
+                 killed (its dropped spans unknown)",
+                config.name()
+            ));
+        }
+        if errors > 0 {
+            problems.push(format!(
+                "✗ {}: {errors} non-2xx answers or socket errors",
+                config.name()
+            ));
+        }
+        if config.collector_broken() {
+            if least < settings.min_requests {
+                problems.push(format!(
+                    "✗ {}: a run saw {least} requests (at least {} asked for)",
+                    config.name(),
+                    settings.min_requests
+                ));
+            }
+            if growth > MAX_RSS_GROWTH_MIB {
+                problems.push(format!(
+                    "✗ {}: RSS grew {growth:.1} MiB in a run (at most {MAX_RSS_GROWTH_MIB} MiB)",
+                    config.name()
+                ));
+            }
+        }
+        let seconds = |s: f64| latency(Duration::from_secs_f64(s.max(0.0)));
+        table.rows.push(vec![
+            config.name().to_owned(),
+            format!("{:.0}", med(&these, rps)),
+            ratio(med(&these, rps), med(&off, rps)),
+            seconds(med(&these, p50)),
+            ratio(med(&these, p50), med(&off, p50)),
+            seconds(med(&these, p99)),
+            ratio(med(&these, p99), med(&off, p99)),
+            least.to_string(),
+            errors.to_string(),
+            format!(
+                "{:.1}→{:.1}",
+                med(&these, |r| r.rss_before),
+                med(&these, rss_after)
+            ),
+            ratio(med(&these, rss_after), med(&off, rss_after)),
+            median(&received).map_or_else(|| "–".to_owned(), |n| format!("{n:.0}")),
+            created.map_or_else(|| "–".to_owned(), |n| format!("{n:.0}")),
+            format!("{dropped:.0}"),
+            seconds(med(&these, shutdown)),
+            ratio(med(&these, shutdown), med(&off, shutdown)),
+            format!("{}, {}", disagree(rps), disagree(p99)),
+        ]);
+    }
+    table.notes.push(format!(
+        "Medians of {} rounds, configurations in rotated order; ×off: ratio to off. \
+         RSS before: after the {} s warm-up. down and stuck: load continued until \
+         each run saw {} requests (req/s and latency from the measured window). \
+         Spans created = received + dropped (on only: with no collector, spans in \
+         failed exports are lost uncounted). Rounds differ: (max − min) / median.",
+        settings.rounds,
+        settings.warmup.as_secs(),
+        settings.min_requests
+    ));
+    table.notes.extend(problems);
+    table
+}

@@ -1,0 +1,186 @@
+//! What the runs need from the machine: tools and servers checked up front,
+//! CPU pinning, a process's memory, and the facts a result is published
+//! with (machine, commit).
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use tokio::net::TcpStream;
+use tokio::process::Command;
+
+/// Fails, saying how to get it, when a program the run needs is missing.
+pub(crate) async fn require_tool(name: &str, install: &str) -> anyhow::Result<()> {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {name}")])
+        .output()
+        .await
+        .is_ok_and(|output| output.status.success());
+    if !found {
+        bail!("{name} not found: {install} (scripts/bench.sh installs it)");
+    }
+    Ok(())
+}
+
+/// Fails, naming the variable, when a server the run needs does not accept
+/// connections.
+pub(crate) async fn require_server(
+    what: &str,
+    variable: &str,
+    url: &str,
+    default_port: u16,
+) -> anyhow::Result<()> {
+    let parsed = url::Url::parse(url).with_context(|| format!("{variable} is not a URL"))?;
+    let host = parsed.host_str().unwrap_or("localhost").to_owned();
+    let port = parsed.port().unwrap_or(default_port);
+    let connect = tokio::time::timeout(Duration::from_secs(3), TcpStream::connect((&*host, port)));
+    match connect.await {
+        Ok(Ok(_)) => Ok(()),
+        _ => bail!(
+            "{what} is not reachable at {host}:{port} ({variable}, or the local default): \
+             start it, or point {variable} at one"
+        ),
+    }
+}
+
+/// The CPUs this process may run on (`taskset -c` syntax).
+pub(crate) async fn affinity() -> anyhow::Result<String> {
+    let output = Command::new("taskset")
+        .args(["-c", "-p", &std::process::id().to_string()])
+        .output()
+        .await
+        .context("cannot run taskset")?;
+    // pid 123's current affinity list: 0,1
+    String::from_utf8_lossy(&output.stdout)
+        .rsplit_once(':')
+        .map(|(_, list)| list.trim().to_owned())
+        .filter(|list| output.status.success() && !list.is_empty())
+        .context("taskset could not say which CPUs the bench runs on")
+}
+
+/// Pins every thread of this process, and whatever it starts from now on,
+/// to `cpus` (`taskset -c` syntax).
+pub(crate) async fn pin_self(cpus: &str) -> anyhow::Result<()> {
+    // `taskset -a` walks the threads one by one and fails when one ends
+    // meanwhile (Tokio's blocking threads come and go): try again.
+    for _ in 0..5 {
+        let status = Command::new("taskset")
+            .args(["-a", "-p", "-c", cpus, &std::process::id().to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .await
+            .context("cannot run taskset")?;
+        if status.success() {
+            return Ok(());
+        }
+    }
+    bail!("taskset could not pin the bench to CPUs {cpus}")
+}
+
+/// Resident memory of process `pid` (`VmRSS` in `/proc/<pid>/status`), in
+/// MiB.
+pub(crate) fn rss_mib(pid: u32) -> anyhow::Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("cannot read /proc/{pid}/status"))?;
+    vm_rss_kib(&status)
+        .map(|kib| kib as f64 / 1024.0)
+        .context("no VmRSS in /proc/<pid>/status")
+}
+
+fn vm_rss_kib(status: &str) -> Option<u64> {
+    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// `Intel(R) Xeon(R) … , 2 cores` from `/proc/cpuinfo`.
+pub(crate) fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let (model, cores) = cpu_model_and_cores(&cpuinfo);
+    format!("{}, {cores} cores", model.unwrap_or("unknown CPU"))
+}
+
+fn cpu_model_and_cores(cpuinfo: &str) -> (Option<&str>, usize) {
+    let model = cpuinfo
+        .lines()
+        .find(|line| line.starts_with("model name"))
+        .and_then(|line| line.split_once(':'))
+        .map(|(_, model)| model.trim());
+    let cores = cpuinfo
+        .lines()
+        .filter(|line| line.starts_with("processor"))
+        .count();
+    (model, cores)
+}
+
+/// The checked-out commit, `-dirty` when the work tree has changes.
+pub(crate) async fn commit() -> String {
+    let git = |args: &'static [&'static str]| async move {
+        Command::new("git")
+            .args(args)
+            .output()
+            .await
+            .ok()
+            .filter(|output| output.status.success())
+            .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+    };
+    let Some(head) = git(&["rev-parse", "--short", "HEAD"]).await else {
+        return "unknown".to_owned();
+    };
+    match git(&["status", "--porcelain", "--untracked-files=no"]).await {
+        Some(changes) if !changes.is_empty() => format!("{head}-dirty"),
+        _ => head,
+    }
+}
+
+/// Spans the services' batch span processors dropped because their queue
+/// was full, from the lines they printed (`service: {json}`).
+///
+/// `opentelemetry_sdk` 0.33 counts them and reports the total only when
+/// the processor shuts down: a warning `BatchSpanProcessor.SpansDropped`
+/// with the field `dropped_span_count`, which the telemetry crate prints on
+/// the console (target `opentelemetry_sdk`, level warn). No such line: none
+/// dropped.
+pub(crate) fn dropped_spans(lines: &[String]) -> u64 {
+    lines
+        .iter()
+        .filter(|line| line.contains("BatchSpanProcessor.SpansDropped"))
+        .filter_map(|line| {
+            let json = &line[line.find('{')?..];
+            serde_json::from_str::<serde_json::Value>(json).ok()?["dropped_span_count"].as_u64()
+        })
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resident_memory_is_read_from_proc_status() {
+        let status = "Name:\tapi\nVmPeak:\t  90000 kB\nVmRSS:\t   12288 kB\nThreads:\t4\n";
+        assert_eq!(vm_rss_kib(status), Some(12_288));
+        assert!(rss_mib(std::process::id()).is_ok_and(|mib| mib > 0.0));
+    }
+
+    #[test]
+    fn the_cpu_model_and_core_count_come_from_cpuinfo() {
+        let cpuinfo = "processor\t: 0\nmodel name\t: Example CPU @ 3.00GHz\n\n\
+                       processor\t: 1\nmodel name\t: Example CPU @ 3.00GHz\n";
+        assert_eq!(
+            cpu_model_and_cores(cpuinfo),
+            (Some("Example CPU @ 3.00GHz"), 2)
+        );
+    }
+
+    #[test]
+    fn dropped_spans_are_summed_over_the_services_shutdown_warnings() {
+        let lines = [
+            r#"api: {"level":"INFO","message":"listening"}"#,
+            r#"api: {"level":"WARN","name":"BatchSpanProcessor.SpansDropped","dropped_span_count":1200,"max_queue_size":2048,"target":"opentelemetry_sdk"}"#,
+            r#"worker: {"level":"WARN","name":"BatchSpanProcessor.SpansDropped","dropped_span_count":3,"target":"opentelemetry_sdk"}"#,
+        ]
+        .map(str::to_owned);
+        assert_eq!(dropped_spans(&lines), 1203);
+        assert_eq!(dropped_spans(&lines[..1]), 0);
+    }
+}
