@@ -366,7 +366,7 @@ impl<R: Row> Relay<R> {
             &self.wake,
             self.settings.interval,
             &shutdown,
-            || self.drain(),
+            || self.drain(&shutdown),
         )
         .await;
         if let Err(err) = self.pass().await {
@@ -374,9 +374,11 @@ impl<R: Row> Relay<R> {
         }
     }
 
-    /// Passes until nothing claimable is left.
-    pub async fn drain(&self) -> Result<(), RelayError> {
-        while self.refresh_counts().await? > 0 {
+    /// Passes until nothing claimable is left, or until `shutdown`: a
+    /// backlog must not hold the process past its grace period (the rows
+    /// stay pending for the next start or another replica).
+    pub async fn drain(&self, shutdown: &CancellationToken) -> Result<(), RelayError> {
+        while !shutdown.is_cancelled() && self.refresh_counts().await? > 0 {
             if self.pass().await?.claimed == 0 {
                 // Everything waiting is claimed by another replica, or
                 // waits for its retry.

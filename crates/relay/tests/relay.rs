@@ -334,3 +334,25 @@ async fn a_connection_cut_mid_batch_marks_only_confirmed_rows_and_loses_none() {
     let all: HashSet<i64> = first_round.iter().chain(&second_round).copied().collect();
     assert_eq!(all, (1..=ROWS).collect(), "every row reached the queue");
 }
+
+/// A service told to stop while a backlog waits makes one last pass and
+/// leaves the rest for the next start: draining all of it would hold the
+/// process past its grace period (a POST load left 30 s of it).
+#[tokio::test]
+async fn on_shutdown_the_relay_publishes_one_last_batch_and_leaves_the_backlog() {
+    let fixture = Fixture::new(FieldTable::default()).await;
+    fixture.insert(50, &[]).await;
+    let relay = fixture.relay(broker(&test_support::rabbitmq_url(), &fixture.exchange), 10);
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    shutdown.cancel();
+
+    relay.drain(&shutdown).await.unwrap();
+    assert!(
+        fixture.published().await.is_empty(),
+        "a stopped drain publishes nothing"
+    );
+
+    relay.run(shutdown).await;
+    assert_eq!(fixture.published().await, (1..=10).collect());
+    assert_eq!(fixture.take_all().await, (1..=10).collect::<Vec<_>>());
+}
