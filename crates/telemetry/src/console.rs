@@ -194,7 +194,10 @@ impl<S> Filter<S> for ConsoleFilter {
         self.allow(event.metadata(), Instant::now())
     }
 
-    fn callsite_enabled(&self, metadata: &'static Metadata<'static>) -> tracing::subscriber::Interest {
+    fn callsite_enabled(
+        &self,
+        metadata: &'static Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
         if metadata.is_span() {
             tracing::subscriber::Interest::never()
         } else {
