@@ -196,6 +196,11 @@ struct Run {
     errors: u64,
     rss_before: f64,
     rss_after: f64,
+    /// The api's CPU time (all threads) per request of the measured window.
+    cpu_per_request: f64,
+    /// Every request the api answered, warm-up included: what its spans
+    /// come from.
+    all_requests: u64,
     spans_received: Option<usize>,
     spans_dropped: u64,
     shutdown: Duration,
@@ -337,10 +342,12 @@ async fn measure(
     };
 
     // Pools filled, cache warm, the exporter's connection open.
-    wrk.run(settings.warmup).await?;
+    let warmup = wrk.run(settings.warmup).await?;
     let rss_before = system::rss_mib(pid)?;
+    let cpu_before = system::cpu_time(pid)?;
     let measured =
         crate::countdown("measuring", settings.duration, wrk.run(settings.duration)).await?;
+    let cpu = system::cpu_time(pid)?.saturating_sub(cpu_before);
     let (mut requests, mut errors) = (measured.requests, measured.non_2xx + measured.socket_errors);
     while config.collector_broken() && requests < settings.min_requests {
         let rate = measured.requests_per_second.max(1.0);
@@ -378,6 +385,9 @@ async fn measure(
         errors,
         rss_before,
         rss_after,
+        cpu_per_request: cpu.as_secs_f64() / measured.requests.max(1) as f64,
+        // The game the reads fetch was one more.
+        all_requests: warmup.requests + requests + 1,
         spans_received: collector.spans_received(),
         spans_dropped: system::dropped_spans(&printed.lines()),
         shutdown,
@@ -474,6 +484,8 @@ fn summarize(kind: Kind, settings: &Settings, runs: &[Run]) -> Table {
             "×off",
             "p99",
             "×off",
+            "api CPU/req",
+            "×off",
             "requests (least)",
             "non-2xx+errors",
             "RSS MiB before→after",
@@ -494,8 +506,12 @@ fn summarize(kind: Kind, settings: &Settings, runs: &[Run]) -> Table {
     let p50 = |r: &Run| r.measured.p50.as_secs_f64();
     let p99 = |r: &Run| r.measured.p99.as_secs_f64();
     let rss_after = |r: &Run| r.rss_after;
+    let cpu = |r: &Run| r.cpu_per_request;
     let shutdown = |r: &Run| r.shutdown.as_secs_f64();
     let off = of(Config::Off);
+    let seconds = |s: f64| latency(Duration::from_secs_f64(s.max(0.0)));
+    // CPU a request: tens of microseconds, where a tenth tells.
+    let micros = |s: f64| format!("{:.1} µs", s * 1e6);
     let mut problems = Vec::new();
     for config in CONFIGS {
         let these = of(config);
@@ -548,7 +564,6 @@ fn summarize(kind: Kind, settings: &Settings, runs: &[Run]) -> Table {
                 ));
             }
         }
-        let seconds = |s: f64| latency(Duration::from_secs_f64(s.max(0.0)));
         table.rows.push(vec![
             config.name().to_owned(),
             format!("{:.0}", med(&these, rps)),
@@ -557,6 +572,8 @@ fn summarize(kind: Kind, settings: &Settings, runs: &[Run]) -> Table {
             ratio(med(&these, p50), med(&off, p50)),
             seconds(med(&these, p99)),
             ratio(med(&these, p99), med(&off, p99)),
+            micros(med(&these, cpu)),
+            ratio(med(&these, cpu), med(&off, cpu)),
             least.to_string(),
             errors.to_string(),
             format!(
@@ -582,6 +599,17 @@ fn summarize(kind: Kind, settings: &Settings, runs: &[Run]) -> Table {
         settings.rounds,
         settings.warmup.as_secs(),
         settings.min_requests
+    ));
+    let on = of(Config::On);
+    let spans_per_request = med(&on, |r| {
+        (r.spans_received.unwrap_or(0) as u64 + r.spans_dropped) as f64 / r.all_requests as f64
+    });
+    table.notes.push(format!(
+        "CPU per exported span, creating and exporting it: (api CPU/req on − off) ÷ spans a \
+         request = ({} − {}) ÷ {spans_per_request:.2} = {:.2} µs.",
+        micros(med(&on, cpu)),
+        micros(med(&off, cpu)),
+        (med(&on, cpu) - med(&off, cpu)) / spans_per_request * 1e6
     ));
     table.notes.extend(problems);
     table
