@@ -8,7 +8,7 @@
 #             collector stuck, for GET /games/{id} and POST /games
 #   pipeline  POST /games at stepped rates through api, worker and bot to a
 #             local webhook: create→webhook latency, lost, duplicates
-#   all       both (the default, about 15 minutes; --quick: 1-2 minutes)
+#   all       both (the default, about 20 minutes; --quick: 1-2 minutes)
 #
 # Uses the PostgreSQL, Redis and RabbitMQ at DATABASE_URL, REDIS_URL and
 # RABBITMQ_URL (default: the local servers the tests use), on a database,
