@@ -187,11 +187,6 @@ impl Cleanup {
     }
 }
 
-/// The services run inside this binary: with the allocator their own
-/// binaries ship with (services/api/src/main.rs says why).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> ExitCode {
     if let Some(code) = demo::service_if_asked().await {

@@ -12,6 +12,12 @@
 //! - [`load`]: games created at a fixed rate, and what became of them.
 //! - [`render`]: a trace and its logs as text for a terminal.
 
+/// Every binary that runs the services in-process (`demo`, `chaos`,
+/// `bench`) links this crate, and so runs them with the allocator their own
+/// binaries ship with (services/api/src/main.rs says why).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 pub mod load;
 pub mod render;
 

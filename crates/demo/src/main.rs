@@ -14,11 +14,6 @@ use demo::{Names, Options, Stack, render};
 use otlp_testkit::{Receiver, Trace};
 use test_support::FakeDiscord;
 
-/// The services run inside this binary: with the allocator their own
-/// binaries ship with (services/api/src/main.rs says why).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> ExitCode {
     if let Some(code) = demo::service_if_asked().await {
