@@ -21,6 +21,12 @@
 //!   RabbitMQ refuses it as unroutable) spend an attempt, of that row only;
 //!   after `max_attempts` the row is set aside, counted, and never blocks
 //!   the rows behind it.
+//! - Every statement is planned with its parameters each time it runs
+//!   (unprepared), never from a plan PostgreSQL cached: a queue table swings
+//!   from empty to a backlog and back, and a plan cached while it was empty
+//!   scans it whole on every pass once it is not (the `= ANY($1)` marks and
+//!   the counts did, until the next ANALYZE). A pass runs a handful of
+//!   statements for up to a batch of rows, so planning costs little.
 //!
 //! # Layout
 //! - [`Table`]: the SQL contract a table fulfils.
@@ -28,9 +34,9 @@
 //! - [`Relay`]: one pass ([`Relay::pass`]) and the loop around it ([`Relay::run`]).
 
 use std::marker::PhantomData;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 pub use broker::Outgoing;
 use broker::{Broker, BrokerError};
@@ -145,6 +151,7 @@ pub struct Relay<R> {
     wake: Arc<Notify>,
     pending: Arc<AtomicI64>,
     set_aside: Arc<AtomicI64>,
+    last_count: Arc<Mutex<Option<Instant>>>,
     outcomes: Counter<u64>,
     _rows: PhantomData<fn() -> R>,
 }
@@ -161,6 +168,7 @@ impl<R> Clone for Relay<R> {
             wake: self.wake.clone(),
             pending: self.pending.clone(),
             set_aside: self.set_aside.clone(),
+            last_count: self.last_count.clone(),
             outcomes: self.outcomes.clone(),
             _rows: PhantomData,
         }
@@ -189,6 +197,7 @@ impl<R: Row> Relay<R> {
             wake: Arc::new(Notify::new()),
             pending: Arc::new(AtomicI64::new(0)),
             set_aside: Arc::new(AtomicI64::new(0)),
+            last_count: Arc::new(Mutex::new(None)),
             outcomes,
             _rows: PhantomData,
         }
@@ -216,6 +225,7 @@ impl<R: Row> Relay<R> {
     /// would bury the traces that matter under thousands of empty ones.
     pub async fn refresh_counts(&self) -> Result<i64, sqlx::Error> {
         let (pending, set_aside): (i64, i64) = sqlx::query_as(self.table.counts)
+            .persistent(false)
             .fetch_one(&self.pool)
             .await?;
         self.pending.store(pending, Ordering::Relaxed);
@@ -239,6 +249,7 @@ impl<R: Row> Relay<R> {
                 Some(table.name),
                 table.claim,
                 sqlx::query_as(table.claim)
+                    .persistent(false)
                     .bind(self.settings.batch)
                     .bind(self.settings.lease.as_secs_f64())
                     .fetch_all(&self.pool),
@@ -283,7 +294,10 @@ impl<R: Row> Relay<R> {
                     "UPDATE",
                     Some(table.name),
                     table.published,
-                    sqlx::query(table.published).bind(ids).execute(&self.pool),
+                    sqlx::query(table.published)
+                        .persistent(false)
+                        .bind(ids)
+                        .execute(&self.pool),
                 )
                 .await?;
             for row in &confirmed {
@@ -306,6 +320,7 @@ impl<R: Row> Relay<R> {
                     Some(table.name),
                     table.release,
                     sqlx::query(table.release)
+                        .persistent(false)
                         .bind(unconfirmed)
                         .execute(&self.pool),
                 )
@@ -331,6 +346,7 @@ impl<R: Row> Relay<R> {
                 Some(table.name),
                 table.failed,
                 sqlx::query_as(table.failed)
+                    .persistent(false)
                     .bind(row.id())
                     .bind(reason)
                     .bind(max_attempts)
@@ -374,17 +390,39 @@ impl<R: Row> Relay<R> {
         }
     }
 
-    /// Passes until nothing claimable is left, or until `shutdown`: a
-    /// backlog must not hold the process past its grace period (the rows
+    /// Passes until nothing claimable is left, or until `shutdown` (a
+    /// backlog must not hold the process past its grace period: the rows
     /// stay pending for the next start or another replica).
+    ///
+    /// The waiting rows are counted (for the gauges) at most once an
+    /// interval, and a count of none ends the call there: an idle poll is
+    /// that count alone, untraced. Between counts it passes at once, as a
+    /// wake-up means rows were written; a batch that comes back short took
+    /// everything claimable, and rows written since have woken it again.
     pub async fn drain(&self, shutdown: &CancellationToken) -> Result<(), RelayError> {
-        while !shutdown.is_cancelled() && self.refresh_counts().await? > 0 {
-            if self.pass().await?.claimed == 0 {
-                // Everything waiting is claimed by another replica, or
-                // waits for its retry.
+        if self.count_due() && self.refresh_counts().await? == 0 {
+            return Ok(());
+        }
+        let batch = usize::try_from(self.settings.batch).unwrap_or(usize::MAX);
+        while !shutdown.is_cancelled() {
+            if self.pass().await?.claimed < batch {
                 break;
             }
         }
         Ok(())
+    }
+
+    /// Whether an interval has passed since the last count; if so, the
+    /// count about to be made is noted as the last.
+    fn count_due(&self) -> bool {
+        let mut last = self
+            .last_count
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let due = last.is_none_or(|at| at.elapsed() >= self.settings.interval);
+        if due {
+            *last = Some(Instant::now());
+        }
+        due
     }
 }

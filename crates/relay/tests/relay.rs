@@ -5,6 +5,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use broker::lapin::options::{BasicGetOptions, QueueBindOptions, QueueDeclareOptions};
@@ -355,4 +356,59 @@ async fn on_shutdown_the_relay_publishes_one_last_batch_and_leaves_the_backlog()
     relay.run(shutdown).await;
     assert_eq!(fixture.published().await, (1..=10).collect());
     assert_eq!(fixture.take_all().await, (1..=10).collect::<Vec<_>>());
+}
+
+/// A drain passes until a batch comes back short, so a backlog of several
+/// batches goes out in one wake-up, in order.
+#[tokio::test]
+async fn a_drain_publishes_a_backlog_of_several_batches() {
+    let fixture = Fixture::new(FieldTable::default()).await;
+    fixture.insert(25, &[]).await;
+    let relay = fixture.relay(broker(&test_support::rabbitmq_url(), &fixture.exchange), 10);
+
+    relay
+        .drain(&tokio_util::sync::CancellationToken::new())
+        .await
+        .unwrap();
+
+    assert_eq!(fixture.published().await, (1..=25).collect());
+    assert_eq!(fixture.take_all().await, (1..=25).collect::<Vec<_>>());
+}
+
+/// Under load the relay is woken for every write: it counts the waiting rows
+/// for its gauges at most once an interval (1 s here), not on every wake-up,
+/// and the rows written between counts are published all the same.
+#[tokio::test]
+async fn the_gauges_are_counted_at_most_once_an_interval() {
+    let fixture = Fixture::new(FieldTable::default()).await;
+    let relay = fixture.relay(broker(&test_support::rabbitmq_url(), &fixture.exchange), 10);
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let pending = relay.pending();
+    fixture.insert(5, &[]).await;
+
+    relay.drain(&shutdown).await.unwrap();
+    assert_eq!(
+        pending.load(Ordering::Relaxed),
+        5,
+        "counted before the pass"
+    );
+    sqlx::query("INSERT INTO items (id, routing_key) VALUES (6, 'item.ok'), (7, 'item.ok')")
+        .execute(&fixture.pool)
+        .await
+        .unwrap();
+    relay.drain(&shutdown).await.unwrap();
+    assert_eq!(fixture.published().await, (1..=7).collect());
+    assert_eq!(
+        pending.load(Ordering::Relaxed),
+        5,
+        "not counted again within the interval"
+    );
+
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    relay.drain(&shutdown).await.unwrap();
+    assert_eq!(
+        pending.load(Ordering::Relaxed),
+        0,
+        "counted after the interval"
+    );
 }
