@@ -76,6 +76,10 @@ struct Cli {
     /// load, before it counts as lost [default: 15; quick: 5]
     #[arg(long, value_parser = demo::parse_seconds)]
     drain: Option<Duration>,
+    /// pipeline: run the services with telemetry off
+    /// (`OTEL_SDK_DISABLED=true`), to see what it costs end to end
+    #[arg(long)]
+    telemetry_off: bool,
     /// Also write the tables, with the machine, date, commit and command,
     /// as Markdown to this file.
     #[arg(long)]
@@ -117,6 +121,7 @@ impl Cli {
             }),
             step: self.step.unwrap_or(secs(if quick { 5 } else { 20 })),
             drain: self.drain.unwrap_or(secs(if quick { 5 } else { 15 })),
+            telemetry: !self.telemetry_off,
         }
     }
 }
