@@ -203,7 +203,9 @@ impl Telemetry {
                 .with_threads(false)
                 .with_target(false)
                 .with_tracked_inactivity(false)
-                .with_filter(not_sdk())
+                .with_filter(filter::filter_fn(|metadata| {
+                    !console::is_sdk_target(metadata.target()) && !is_connection_span(metadata)
+                }))
                 .boxed(),
         ];
         if let Some(logger_provider) = &logger_provider {
@@ -443,3 +445,11 @@ fn log_exporter(protocol: Protocol, config: &TelemetryConfig) -> Result<LogExpor
 
 #[cfg(test)]
 mod test_support;
+
+/// A span a client library keeps open for as long as a connection lives:
+/// lapin runs each AMQP connection's I/O inside one (`io_loop`, a root span
+/// on a thread of its own). Exported, each would be a trace of its own as
+/// long as the process; its events still reach the logs.
+fn is_connection_span(metadata: &tracing::Metadata<'_>) -> bool {
+    metadata.is_span() && metadata.target().starts_with("lapin")
+}
