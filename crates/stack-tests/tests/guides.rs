@@ -69,6 +69,46 @@ fn every_scraped_metric_the_guides_query_is_on_a_keep_list() {
     }
 }
 
+/// Alloy's self-metrics label each exporter `<collector type>/<component
+/// id>`; a guide that names another value (the type before the collector
+/// renamed it, a component that does not exist) shows the reader nothing.
+#[test]
+fn every_exporter_label_in_the_guides_names_an_exporter_of_config_alloy() {
+    let exporters: Vec<String> = alloy::parse(&read("grafana-alloy/config.alloy"))
+        .unwrap()
+        .iter()
+        .filter_map(|block| {
+            let (_, kind) = alloy::schema::EXPORTER_TYPES
+                .iter()
+                .find(|(component, _)| *component == block.name)?;
+            Some(format!("{kind}/{}", block.id()))
+        })
+        .collect();
+    assert!(
+        !exporters.is_empty(),
+        "config.alloy defines no otelcol exporter"
+    );
+    let label = Regex::new(r#"exporter="([^"]*)""#).unwrap();
+    let value = Regex::new(r"`((?:otlp|otlphttp|otlp_http)[a-z_]*/otelcol\.[a-z_.]+)`").unwrap();
+    let mut checked = 0;
+    for guide in GUIDES {
+        let text = read(guide);
+        for found in label.captures_iter(&text).chain(value.captures_iter(&text)) {
+            assert!(
+                exporters.contains(&found[1].to_owned()),
+                "{guide}: {:?} is not an exporter label Alloy {} reports; config.alloy's: {exporters:?}",
+                &found[1],
+                alloy::schema::ALLOY_VERSION
+            );
+            checked += 1;
+        }
+    }
+    assert!(
+        checked >= 2,
+        "only {checked} exporter labels found in the guides"
+    );
+}
+
 /// `docker compose` lines in the docs name services and profiles that
 /// docker-compose.yml defines: a typo there is the first thing a reader
 /// would hit ("no such service").

@@ -487,6 +487,45 @@ fn images_are_pinned_to_a_version() {
     }
 }
 
+/// Grafana's port opens long before Tempo, Loki and Prometheus answer; the
+/// image marks the moment they all do with /tmp/ready (run-all.sh), which a
+/// restarted container must not inherit.
+#[test]
+fn lgtm_is_healthy_only_once_all_its_backends_are_ready() {
+    let base = compose("docker-compose.base.yml");
+    let lgtm = service(&base, "lgtm");
+    let words = |value: &Value| -> Vec<String> {
+        value
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|word| word.as_str().unwrap().to_owned())
+            .collect()
+    };
+    let check = words(&lgtm["healthcheck"]["test"]).join(" ");
+    assert!(check.contains("test -f /tmp/ready"), "{check}");
+    let command = words(&lgtm["command"]).join(" ");
+    assert!(
+        command.contains("rm -f /tmp/ready && exec /otel-lgtm/run-all.sh"),
+        "{command}"
+    );
+}
+
+/// The table of Alloy's arguments was read from one release; a pin moved
+/// without reading the new release's sources again would check config.alloy
+/// against the wrong one.
+#[test]
+fn compose_pins_the_alloy_release_stack_tests_read() {
+    let base = compose("docker-compose.base.yml");
+    let image = service(&base, "alloy")["image"].as_str().unwrap();
+    assert_eq!(
+        image,
+        format!("grafana/alloy:{}", alloy::schema::ALLOY_VERSION),
+        "moving the pin: read the components' Arguments at the new tag and update \
+         crates/stack-tests/src/alloy/schema.rs (and its ALLOY_VERSION)"
+    );
+}
+
 #[test]
 fn the_dockerfile_builds_packages_and_binaries_that_exist_from_paths_that_exist() {
     let dockerfile = read("Dockerfile");

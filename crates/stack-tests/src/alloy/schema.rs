@@ -3,12 +3,31 @@
 //! rejects fails a test here rather than `docker compose up`.
 //!
 //! The names come from the components' `Arguments` structs in
-//! grafana/alloy (`alloy:"name,attr"` / `alloy:"name,block"` tags) as of
-//! v1.15, the version compose pins; the rules from their `Validate()`
-//! methods. A component or nested block missing here is reported, so the
-//! table grows with the configuration instead of silently passing it.
+//! grafana/alloy (`alloy:"name,attr"` / `alloy:"name,block"` tags) at
+//! [`ALLOY_VERSION`], the version compose pins (a test keeps the two equal,
+//! so moving the pin means reading the sources again); the rules from their
+//! `Validate()` methods. A component or nested block missing here is
+//! reported, so the table grows with the configuration instead of silently
+//! passing it. Arguments Alloy still accepts but has deprecated are
+//! reported too: a table of names alone would let them through.
 
 use super::{Block, Value};
+
+/// The grafana/alloy release this table was read from.
+pub const ALLOY_VERSION: &str = "v1.18.1";
+
+/// The type of the collector component inside each Alloy `otelcol.*`
+/// exporter, in the collector Alloy bundles at [`ALLOY_VERSION`] (v0.153):
+/// Alloy's self-metrics label the exporter `<type>/<component id>`, e.g.
+/// `exporter="otlp_http/otelcol.exporter.otlphttp.default"` (the collector
+/// renamed `otlphttp` to `otlp_http` in v0.144).
+pub const EXPORTER_TYPES: &[(&str, &str)] = &[("otelcol.exporter.otlphttp", "otlp_http")];
+
+/// Deprecated arguments: `(path, name, what to use instead)`.
+const DEPRECATED: &[(&str, &str, &str)] = &[
+    ("otelcol.auth.basic", "username", "client_auth { username }"),
+    ("otelcol.auth.basic", "password", "client_auth { password }"),
+];
 
 /// `(path, attributes, blocks)`: a component, or a block nested in one as
 /// `component/block`.
@@ -68,6 +87,9 @@ const SCHEMAS: &[Schema] = &[
             "traces_url_path",
             "metrics_url_path",
             "logs_url_path",
+            "idle_timeout",
+            "read_header_timeout",
+            "write_timeout",
         ],
         &["tls", "cors"],
     ),
@@ -156,6 +178,11 @@ const SCHEMAS: &[Schema] = &[
         "otelcol.auth.basic",
         &["username", "password"],
         &["client_auth", "htpasswd", "debug_metrics"],
+    ),
+    (
+        "otelcol.auth.basic/client_auth",
+        &["username", "username_file", "password", "password_file"],
+        &[],
     ),
     (
         "otelcol.exporter.otlphttp",
@@ -424,7 +451,16 @@ fn check_block(block: &Block, path: &str, problems: &mut Vec<String>) {
         let name = attribute.name.as_str();
         let known =
             attributes.contains(&name) || http_client && PROMETHEUS_HTTP_CLIENT.contains(&name);
-        if !known {
+        if let Some((_, _, instead)) = DEPRECATED
+            .iter()
+            .find(|(at, deprecated, _)| *at == path && *deprecated == name)
+        {
+            problems.push(format!(
+                "line {}: {name} of {} is deprecated: use {instead}",
+                attribute.line,
+                where_()
+            ));
+        } else if !known {
             problems.push(format!(
                 "line {}: {} is not an argument of {}{}",
                 attribute.line,
@@ -495,21 +531,38 @@ pub fn check_values(blocks: &[Block], env: &dyn Fn(&str) -> String) -> Vec<Strin
         let id = block.id();
         let line = block.line;
         match block.name.as_str() {
-            // Alloy ≥ 1.13 refuses a basic-auth extension without credentials.
-            "otelcol.auth.basic"
-                if block.block("client_auth").is_none() && block.block("htpasswd").is_none() =>
-            {
-                let (username, password) = (string(block, "username"), string(block, "password"));
-                if username.is_empty() && password.is_empty() {
-                    problems.push(format!(
-                        "line {line}: {id}: username and password are both empty: \"no credential source provided\""
-                    ));
-                } else if !username.is_empty() && password.is_empty() {
-                    problems.push(format!(
-                        "line {line}: {id}: a username without a password: \"no password provided\""
-                    ));
+            "otelcol.auth.basic" => match block.block("client_auth") {
+                // Alloy does not refuse an empty client_auth, but then sends
+                // no credentials at all: every export to Grafana Cloud is a
+                // 401.
+                Some(client_auth) => {
+                    for name in ["username", "password"] {
+                        if string(client_auth, name).is_empty()
+                            && string(client_auth, &format!("{name}_file")).is_empty()
+                        {
+                            problems.push(format!(
+                                "line {}: {id}: client_auth {name} is empty: no credentials are sent",
+                                client_auth.line
+                            ));
+                        }
+                    }
                 }
-            }
+                // Alloy ≥ 1.13 refuses the deprecated form without credentials.
+                None if block.block("htpasswd").is_none() => {
+                    let (username, password) =
+                        (string(block, "username"), string(block, "password"));
+                    if username.is_empty() && password.is_empty() {
+                        problems.push(format!(
+                            "line {line}: {id}: username and password are both empty: \"no credential source provided\""
+                        ));
+                    } else if !username.is_empty() && password.is_empty() {
+                        problems.push(format!(
+                            "line {line}: {id}: a username without a password: \"no password provided\""
+                        ));
+                    }
+                }
+                None => {}
+            },
             // Defaults since Alloy 1.11: 2000 and 3000.
             "otelcol.processor.batch" => {
                 let size = number(block, "send_batch_size", 2000);
@@ -605,6 +658,46 @@ mod tests {
         assert_eq!(problems.len(), 2, "{problems:?}");
         assert!(problems[0].contains("otelcol.processor.batch needs output"));
         assert!(problems[1].contains("not in stack-tests' table"));
+    }
+
+    #[test]
+    fn deprecated_arguments_are_reported_with_what_replaces_them() {
+        let problems =
+            names("otelcol.auth.basic \"x\" {\n  username = \"u\"\n  password = \"p\"\n}\n");
+        assert_eq!(
+            problems,
+            [
+                "line 2: username of otelcol.auth.basic is deprecated: use client_auth { username }",
+                "line 3: password of otelcol.auth.basic is deprecated: use client_auth { password }",
+            ]
+        );
+        let current = names(
+            "otelcol.auth.basic \"x\" {\n  client_auth {\n    username = \"u\"\n    password = \"p\"\n  }\n}\n",
+        );
+        assert!(current.is_empty(), "{current:?}");
+    }
+
+    #[test]
+    fn an_empty_client_auth_is_reported_as_sending_no_credentials() {
+        let blocks = parse(
+            "otelcol.auth.basic \"a\" {\n  client_auth {\n    username = sys.env(\"USER\")\n    password = sys.env(\"TOKEN\")\n  }\n}\n",
+        )
+        .unwrap();
+        let only_user = |name: &str| {
+            if name == "USER" {
+                "123".into()
+            } else {
+                String::new()
+            }
+        };
+        assert_eq!(
+            check_values(&blocks, &only_user),
+            [
+                "line 2: otelcol.auth.basic.a: client_auth password is empty: no credentials are sent"
+            ]
+        );
+        let both = |_: &str| "x".to_owned();
+        assert!(check_values(&blocks, &both).is_empty());
     }
 
     #[test]
