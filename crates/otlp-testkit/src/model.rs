@@ -292,6 +292,39 @@ impl Metric {
             _ => &[],
         }
     }
+
+    /// The series names Prometheus makes of this metric when it arrives over
+    /// OTLP with unit and type suffixes (Prometheus' OTLP receiver, as in
+    /// grafana/otel-lgtm, and Grafana Cloud): dots become underscores, the
+    /// unit is appended in words (`s` → `_seconds`; annotations such as
+    /// `{request}` are dropped), a counter gets `_total`, a histogram its
+    /// `_bucket`, `_sum` and `_count`.
+    pub fn prometheus_names(&self) -> Vec<String> {
+        let mut name: String = self
+            .name()
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        let unit = match self.unit() {
+            "s" => "seconds",
+            "ms" => "milliseconds",
+            "By" => "bytes",
+            "1" | "" => "",
+            annotation if annotation.starts_with('{') => "",
+            other => other,
+        };
+        if !unit.is_empty() && !name.ends_with(&format!("_{unit}")) {
+            name = format!("{name}_{unit}");
+        }
+        match &self.metric.data {
+            Some(metric::Data::Sum(sum)) if sum.is_monotonic => vec![format!("{name}_total")],
+            Some(metric::Data::Histogram(_)) => ["bucket", "sum", "count"]
+                .iter()
+                .map(|suffix| format!("{name}_{suffix}"))
+                .collect(),
+            _ => vec![name],
+        }
+    }
 }
 
 /// One received log record with the sender's resource.
@@ -337,5 +370,60 @@ impl LogRecord {
         find(&self.resource, "service.name")
             .and_then(AnyValueExt::as_str)
             .unwrap_or("unknown_service")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::metrics::v1::{Gauge, Histogram, Sum};
+
+    fn metric(name: &str, unit: &str, data: metric::Data) -> Metric {
+        Metric {
+            resource: Vec::new(),
+            metric: ProtoMetric {
+                name: name.to_owned(),
+                unit: unit.to_owned(),
+                data: Some(data),
+                ..ProtoMetric::default()
+            },
+        }
+    }
+
+    #[test]
+    fn prometheus_names_carry_the_unit_and_the_type() {
+        let counter = metric(
+            "gamenight.games.created",
+            "{game}",
+            metric::Data::Sum(Sum {
+                is_monotonic: true,
+                ..Sum::default()
+            }),
+        );
+        assert_eq!(
+            counter.prometheus_names(),
+            ["gamenight_games_created_total"]
+        );
+        let histogram = metric(
+            "http.server.request.duration",
+            "s",
+            metric::Data::Histogram(Histogram::default()),
+        );
+        assert_eq!(
+            histogram.prometheus_names(),
+            [
+                "http_server_request_duration_seconds_bucket",
+                "http_server_request_duration_seconds_sum",
+                "http_server_request_duration_seconds_count"
+            ]
+        );
+        let gauge = metric(
+            "gamenight.outbox.backlog",
+            "{event}",
+            metric::Data::Gauge(Gauge::default()),
+        );
+        assert_eq!(gauge.prometheus_names(), ["gamenight_outbox_backlog"]);
+        let up_down = metric("queue.size", "By", metric::Data::Sum(Sum::default()));
+        assert_eq!(up_down.prometheus_names(), ["queue_size_bytes"]);
     }
 }

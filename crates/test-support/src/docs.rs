@@ -15,6 +15,36 @@ pub const GUIDES: [&str; 8] = [
     "grafana-alloy/TESTING_PHASE6.md",
 ];
 
+/// The Grafana dashboards compose provisions (and users import into
+/// Grafana Cloud).
+pub const DASHBOARDS: [&str; 1] = ["grafana/dashboards/gamenight-overview.json"];
+
+/// The PromQL of every panel target in `dashboard` (a dashboard's JSON),
+/// with Grafana's interval variables replaced by a duration so that a
+/// PromQL parser reads it as Grafana would send it. Other variables are left
+/// as they are: a parser then refuses them, as Prometheus would.
+pub fn dashboard_promql(dashboard: &serde_json::Value) -> Vec<String> {
+    fn walk(value: &serde_json::Value, found: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                if let Some(serde_json::Value::String(expr)) = map.get("expr") {
+                    found.push(
+                        expr.replace("$__rate_interval", "1m")
+                            .replace("$__interval", "1m")
+                            .replace("$__range", "1h"),
+                    );
+                }
+                map.values().for_each(|value| walk(value, found));
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|value| walk(value, found)),
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    walk(dashboard, &mut found);
+    found
+}
+
 /// A path relative to the repository root.
 pub fn repo_path(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -51,6 +81,17 @@ pub fn code_blocks(markdown: &str, language: &str) -> Vec<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dashboard_promql_is_found_in_nested_panels_with_intervals_replaced() {
+        let dashboard = serde_json::json!({
+            "panels": [
+                {"targets": [{"expr": "rate(x_total[$__rate_interval])"}]},
+                {"type": "row", "panels": [{"targets": [{"expr": "y"}]}]}
+            ]
+        });
+        assert_eq!(dashboard_promql(&dashboard), ["rate(x_total[1m])", "y"]);
+    }
 
     #[test]
     fn only_blocks_of_the_language_are_returned_trimmed() {

@@ -7,5 +7,6 @@
 
 mod helpers;
 mod leaks;
+mod metrics;
 mod pipeline;
 mod trace;
