@@ -75,6 +75,21 @@ if [ ! -x "$venv/bin/check-jsonschema" ]; then
 fi
 "$venv/bin/check-jsonschema" --builtin-schema vendor.compose-spec docker-compose.yml docker-compose.base.yml
 
+step "the alerting rules, with promtool"
+# promtool from Debian's prometheus package, unpacked into target/ rather
+# than installed: installing the package would start a Prometheus server.
+promtool=target/tools/prometheus/usr/bin/promtool
+if [ ! -x "$promtool" ]; then
+  command -v apt-get >/dev/null || die "apt-get not found: it fetches promtool (Debian's prometheus package) to check grafana/alerts"
+  mkdir -p target/tools/prometheus
+  (cd target/tools && apt-get download prometheus >/dev/null 2>&1) \
+    || { apt-get update >/dev/null && (cd target/tools && apt-get download prometheus >/dev/null 2>&1); } \
+    || die "cannot download Debian's prometheus package (for promtool)"
+  dpkg-deb -x target/tools/prometheus_*.deb target/tools/prometheus
+  rm -f target/tools/prometheus_*.deb
+fi
+"$promtool" check rules grafana/alerts/*.yml
+
 step "the guides' TraceQL and LogQL"
 # Parsed with the grammars of Grafana's own query editors, installed once
 # into target/ (the PromQL is checked by cargo test).

@@ -6,9 +6,10 @@
 
 use std::collections::BTreeSet;
 
-use regex::Regex;
-use stack_tests::alloy;
+use common::mounted_in_lgtm;
 use test_support::docs::{DASHBOARDS, dashboard_promql, repo_file as read, repo_path};
+
+mod common;
 
 /// The data-source UIDs grafana/otel-lgtm provisions (its
 /// grafana-datasources.yaml at the version compose pins).
@@ -38,29 +39,10 @@ fn compose_provisions_every_dashboard_and_opens_on_the_overview() {
     let base: serde_yaml_ng::Value =
         serde_yaml_ng::from_str(&read("docker-compose.base.yml")).unwrap();
     let lgtm = &base["services"]["lgtm"];
-    let mounts: Vec<(String, String)> = lgtm["volumes"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .map(|mount| {
-            let parts: Vec<&str> = mount.as_str().unwrap().split(':').collect();
-            (
-                parts[0].trim_start_matches("./").to_owned(),
-                parts[1].to_owned(),
-            )
-        })
-        .collect();
-    let mounted = |host: &str| {
-        mounts
-            .iter()
-            .find(|(from, _)| from == host)
-            .map(|(_, to)| to.clone())
-            .unwrap_or_else(|| panic!("compose does not mount {host} into lgtm"))
-    };
     let provider: serde_yaml_ng::Value =
         serde_yaml_ng::from_str(&read("grafana/provisioning/dashboards.yaml")).unwrap();
     assert!(
-        mounted("grafana/provisioning/dashboards.yaml")
+        mounted_in_lgtm("grafana/provisioning/dashboards.yaml")
             .starts_with("/otel-lgtm/grafana/conf/provisioning/dashboards/"),
         "the provider file must sit in lgtm's dashboards provisioning directory"
     );
@@ -68,7 +50,7 @@ fn compose_provisions_every_dashboard_and_opens_on_the_overview() {
         .as_str()
         .unwrap();
     assert_eq!(
-        mounted("grafana/dashboards"),
+        mounted_in_lgtm("grafana/dashboards"),
         path,
         "the provider loads another directory than compose mounts"
     );
@@ -162,24 +144,13 @@ fn every_promql_expression_in_the_dashboards_parses() {
 
 #[test]
 fn every_scraped_metric_a_dashboard_queries_is_on_a_keep_list() {
-    let keep_lists: Vec<Regex> = alloy::parse(&read("grafana-alloy/config.alloy"))
-        .unwrap()
-        .into_iter()
-        .filter(|block| block.name == "prometheus.relabel")
-        .flat_map(|block| block.strings("regex"))
-        .map(|regex| Regex::new(&format!("^(?:{regex})$")).unwrap())
-        .collect();
-    let scraped =
-        Regex::new(r"\b(?:pg|redis|rabbitmq|otelcol|prometheus_remote_storage|alloy)_[a-z_]+")
-            .unwrap();
     for file in DASHBOARDS {
         for expr in dashboard_promql(&dashboard(file)) {
-            for name in scraped.find_iter(&expr).map(|m| m.as_str()) {
-                assert!(
-                    keep_lists.iter().any(|keep| keep.is_match(name)),
-                    "{file} queries {name}, which config.alloy's keep-lists drop"
-                );
-            }
+            let dropped = common::dropped_by_keep_lists(&expr);
+            assert!(
+                dropped.is_empty(),
+                "{file} queries {dropped:?}, which config.alloy's keep-lists drop"
+            );
         }
     }
 }

@@ -5,7 +5,9 @@
 
 use regex::Regex;
 use stack_tests::alloy;
-use test_support::docs::{GUIDES, code_blocks, repo_file as read};
+use test_support::docs::{GUIDES, code_blocks, promql_block_expressions, repo_file as read};
+
+mod common;
 
 /// The ```promql blocks of a markdown file.
 fn promql_blocks(markdown: &str) -> Vec<String> {
@@ -15,28 +17,12 @@ fn promql_blocks(markdown: &str) -> Vec<String> {
         .collect()
 }
 
-/// One block is one expression, or one expression per line.
-fn expressions(block: &str) -> Result<Vec<String>, String> {
-    if promql_parser::parser::parse(block).is_ok() {
-        return Ok(vec![block.to_owned()]);
-    }
-    block
-        .lines()
-        .filter(|line| !line.trim().is_empty())
-        .map(|line| {
-            promql_parser::parser::parse(line)
-                .map(|_| line.to_owned())
-                .map_err(|err| format!("{line:?}: {err}"))
-        })
-        .collect()
-}
-
 #[test]
 fn every_promql_query_in_the_guides_parses() {
     let mut checked = 0;
     for guide in GUIDES {
         for block in promql_blocks(&read(guide)) {
-            let parsed = expressions(&block);
+            let parsed = promql_block_expressions(&block);
             assert!(parsed.is_ok(), "{guide}: {}", parsed.unwrap_err());
             checked += 1;
         }
@@ -46,25 +32,13 @@ fn every_promql_query_in_the_guides_parses() {
 
 #[test]
 fn every_scraped_metric_the_guides_query_is_on_a_keep_list() {
-    let keep_lists: Vec<Regex> = alloy::parse(&read("grafana-alloy/config.alloy"))
-        .unwrap()
-        .into_iter()
-        .filter(|block| block.name == "prometheus.relabel")
-        .flat_map(|block| block.strings("regex"))
-        .map(|regex| Regex::new(&format!("^(?:{regex})$")).unwrap())
-        .collect();
-    assert!(keep_lists.len() >= 4);
-    let scraped =
-        Regex::new(r"\b(?:pg|redis|rabbitmq|otelcol|prometheus_remote_storage|alloy)_[a-z_]+")
-            .unwrap();
     for guide in GUIDES {
         for block in promql_blocks(&read(guide)) {
-            for name in scraped.find_iter(&block).map(|m| m.as_str()) {
-                assert!(
-                    keep_lists.iter().any(|keep| keep.is_match(name)),
-                    "{guide} queries {name}, which config.alloy's keep-lists drop: readers would see no data"
-                );
-            }
+            let dropped = common::dropped_by_keep_lists(&block);
+            assert!(
+                dropped.is_empty(),
+                "{guide} queries {dropped:?}, which config.alloy's keep-lists drop: readers would see no data"
+            );
         }
     }
 }

@@ -2,10 +2,11 @@
 
 use std::path::PathBuf;
 
-/// The documents a reader follows: the README, the Grafana Cloud setup and
-/// the six testing phases.
-pub const GUIDES: [&str; 8] = [
+/// The documents a reader follows: the README, the Grafana Cloud setup,
+/// the six testing phases and the dashboards' and alerts' guide.
+pub const GUIDES: [&str; 9] = [
     "README.md",
+    "grafana/README.md",
     "grafana-alloy/SETUP_GRAFANA_CLOUD.md",
     "grafana-alloy/TESTING_PHASE1.md",
     "grafana-alloy/TESTING_PHASE2.md",
@@ -43,6 +44,80 @@ pub fn dashboard_promql(dashboard: &serde_json::Value) -> Vec<String> {
     let mut found = Vec::new();
     walk(dashboard, &mut found);
     found
+}
+
+/// The Prometheus alerting-rule files compose loads into the local
+/// Prometheus (and users load into Grafana Cloud).
+pub const ALERT_RULES: [&str; 1] = ["grafana/alerts/gamenight.rules.yml"];
+
+/// `(alert, expr)` of every rule in a Prometheus rule file's text.
+///
+/// # Panics
+/// When the text is not a rule file: the test cannot check what it cannot
+/// read.
+pub fn alert_rules(yaml: &str) -> Vec<(String, String)> {
+    let file: serde_yaml_ng::Value = serde_yaml_ng::from_str(yaml).expect("a YAML rule file");
+    let groups = file["groups"]
+        .as_sequence()
+        .expect("a rule file has groups");
+    groups
+        .iter()
+        .flat_map(|group| group["rules"].as_sequence().expect("a group has rules"))
+        .map(|rule| {
+            let field = |name: &str| rule[name].as_str().unwrap_or_default().trim().to_owned();
+            (field("alert"), field("expr"))
+        })
+        .collect()
+}
+
+/// The metric names a PromQL expression selects (`rate(x_total[5m])` → `x_total`),
+/// or the parser's error.
+pub fn promql_metric_names(query: &str) -> Result<Vec<String>, String> {
+    use promql_parser::parser::Expr;
+    fn walk(expr: &Expr, names: &mut Vec<String>) {
+        match expr {
+            Expr::Aggregate(aggregate) => {
+                walk(&aggregate.expr, names);
+                if let Some(param) = &aggregate.param {
+                    walk(param, names);
+                }
+            }
+            Expr::Unary(unary) => walk(&unary.expr, names),
+            Expr::Binary(binary) => {
+                walk(&binary.lhs, names);
+                walk(&binary.rhs, names);
+            }
+            Expr::Paren(paren) => walk(&paren.expr, names),
+            Expr::Subquery(subquery) => walk(&subquery.expr, names),
+            Expr::VectorSelector(selector) => names.extend(selector.name.clone()),
+            Expr::MatrixSelector(matrix) => names.extend(matrix.vs.name.clone()),
+            Expr::Call(call) => call.args.args.iter().for_each(|arg| walk(arg, names)),
+            Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
+        }
+    }
+    let expr = promql_parser::parser::parse(query)?;
+    let mut names = Vec::new();
+    walk(&expr, &mut names);
+    Ok(names)
+}
+
+/// The PromQL of a guide's ```promql block: one expression, or one per line.
+///
+/// # Errors
+/// The line that does not parse, with the parser's error.
+pub fn promql_block_expressions(block: &str) -> Result<Vec<String>, String> {
+    if promql_parser::parser::parse(block).is_ok() {
+        return Ok(vec![block.to_owned()]);
+    }
+    block
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| {
+            promql_parser::parser::parse(line)
+                .map(|_| line.to_owned())
+                .map_err(|err| format!("{line:?}: {err}"))
+        })
+        .collect()
 }
 
 /// A path relative to the repository root.
@@ -91,6 +166,17 @@ mod tests {
             ]
         });
         assert_eq!(dashboard_promql(&dashboard), ["rate(x_total[1m])", "y"]);
+    }
+
+    #[test]
+    fn metric_names_are_the_selectors_not_the_labels() {
+        let names = promql_metric_names(
+            "sum by (job) (rate(a_total{job=\"x\"}[5m])) / histogram_quantile(0.9, b_bucket) > 0 \
+             and deriv(sum(c)[10m:1m]) > 0 or absent_over_time(d[2m])",
+        )
+        .unwrap();
+        assert_eq!(names, ["a_total", "b_bucket", "c", "d"]);
+        assert!(promql_metric_names("sum(").is_err());
     }
 
     #[test]

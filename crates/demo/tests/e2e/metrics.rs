@@ -1,27 +1,31 @@
-//! The dashboards and guides ask Prometheus for the services' metrics by
-//! the names Prometheus gives them; a name nobody sends is an empty panel.
+//! The dashboards, alerts and guides ask Prometheus for the services'
+//! metrics by the names Prometheus gives them; a name nobody sends is an
+//! empty panel, or an alert that never fires.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use test_support::docs::{DASHBOARDS, GUIDES, code_blocks, dashboard_promql, repo_file as read};
+use test_support::docs::{
+    ALERT_RULES, DASHBOARDS, GUIDES, alert_rules, code_blocks, dashboard_promql,
+    promql_block_expressions, promql_metric_names, repo_file as read,
+};
 
 use crate::helpers::Running;
 
-/// The names of the services' own metrics in a PromQL expression: the
-/// semantic-convention families they export and everything `gamenight_`.
-fn service_metrics(expr: &str) -> Vec<String> {
+/// The services' own metrics among the names an expression selects: the
+/// semantic-convention families they export and everything `gamenight_`
+/// (the others are scraped, or made by Prometheus, like `target_info`).
+fn service_metrics(query: &str) -> Vec<String> {
     const FAMILIES: [&str; 4] = ["gamenight_", "http_server_", "db_client_", "messaging_"];
-    expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-        .filter(|word| FAMILIES.iter().any(|family| word.starts_with(family)))
-        // A label of those families, not a series.
-        .filter(|word| !word.starts_with("messaging_rabbitmq_"))
-        .map(str::to_owned)
+    promql_metric_names(query)
+        .unwrap_or_else(|err| panic!("{query:?}: {err}"))
+        .into_iter()
+        .filter(|name| FAMILIES.iter().any(|family| name.starts_with(family)))
         .collect()
 }
 
 #[tokio::test]
-async fn every_service_metric_the_dashboards_and_guides_query_is_exported() {
+async fn every_service_metric_the_dashboards_alerts_and_guides_query_is_exported() {
     let running = Running::start(&[]).await;
     running.create_game(chrono::Duration::hours(3), 60).await;
     running
@@ -47,9 +51,18 @@ async fn every_service_metric_the_dashboards_and_guides_query_is_exported() {
                 .map(|q| (file.to_owned(), q)),
         );
     }
+    for file in ALERT_RULES {
+        queries.extend(
+            alert_rules(&read(file))
+                .into_iter()
+                .map(|(_, expr)| (file.to_owned(), expr)),
+        );
+    }
     for guide in GUIDES {
         for block in code_blocks(&read(guide), "promql") {
-            queries.push((guide.to_owned(), block.join("\n")));
+            let expressions = promql_block_expressions(&block.join("\n"))
+                .unwrap_or_else(|err| panic!("{guide}: {err}"));
+            queries.extend(expressions.into_iter().map(|q| (guide.to_owned(), q)));
         }
     }
     let mut checked = 0;
