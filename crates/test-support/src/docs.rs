@@ -18,7 +18,10 @@ pub const GUIDES: [&str; 9] = [
 
 /// The Grafana dashboards compose provisions (and users import into
 /// Grafana Cloud).
-pub const DASHBOARDS: [&str; 1] = ["grafana/dashboards/gamenight-overview.json"];
+pub const DASHBOARDS: [&str; 2] = [
+    "grafana/dashboards/gamenight-overview.json",
+    "grafana/dashboards/gamenight-infrastructure.json",
+];
 
 /// The PromQL of every panel target in `dashboard` (a dashboard's JSON),
 /// with Grafana's interval variables replaced by a duration so that a
