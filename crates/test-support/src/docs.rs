@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 
 /// The documents a reader follows: the README, the Grafana Cloud setup,
-/// the six testing phases and the dashboards' and alerts' guide.
-pub const GUIDES: [&str; 9] = [
+/// the seven testing phases and the dashboards' and alerts' guide.
+pub const GUIDES: [&str; 10] = [
     "README.md",
     "grafana/README.md",
     "grafana-alloy/SETUP_GRAFANA_CLOUD.md",
@@ -14,6 +14,7 @@ pub const GUIDES: [&str; 9] = [
     "grafana-alloy/TESTING_PHASE4.md",
     "grafana-alloy/TESTING_PHASE5.md",
     "grafana-alloy/TESTING_PHASE6.md",
+    "grafana-alloy/TESTING_PHASE7.md",
 ];
 
 /// The Grafana dashboards compose provisions (and users import into
