@@ -466,6 +466,79 @@ fn long_running_services_have_healthchecks_and_dependencies_wait_for_them() {
     }
 }
 
+/// What a deployment copied from these files must not lack: logs that
+/// cannot fill the disk, a memory limit per container, no privilege gained
+/// after start, and no capability at all where the image needs none (ours
+/// run as an unprivileged user on ports above 1024).
+#[test]
+fn every_service_rotates_its_log_has_a_memory_limit_and_gains_no_privileges() {
+    let mut checked = 0;
+    for file in ["docker-compose.base.yml", "docker-compose.yml"] {
+        let value = compose(file);
+        for (name, service) in value["services"].as_mapping().unwrap() {
+            // A service the local file extends is checked in the base.
+            if service.get("extends").is_some() {
+                continue;
+            }
+            let name = name.as_str().unwrap();
+            let logging = &service["logging"];
+            assert_eq!(logging["driver"], "json-file", "{file}: {name}: log driver");
+            assert!(
+                logging["options"].get("max-size").is_some()
+                    && logging["options"].get("max-file").is_some(),
+                "{file}: {name}: its log is not rotated"
+            );
+            assert!(
+                service["deploy"]["resources"]["limits"]
+                    .get("memory")
+                    .is_some(),
+                "{file}: {name}: no memory limit"
+            );
+            let security: Vec<&str> = service["security_opt"]
+                .as_sequence()
+                .map(|options| options.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            assert!(
+                security.contains(&"no-new-privileges:true"),
+                "{file}: {name}: may gain privileges"
+            );
+            let ours = service.get("build").is_some()
+                || service["image"]
+                    .as_str()
+                    .is_some_and(|i| i.starts_with("gamenight-"))
+                || service["image"]
+                    .as_str()
+                    .is_some_and(|i| i.starts_with("curlimages/"));
+            if ours {
+                assert_eq!(
+                    service["cap_drop"].as_sequence().map(Vec::as_slice),
+                    Some(&[Value::from("ALL")][..]),
+                    "{file}: {name}: keeps capabilities it does not need"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 10, "only {checked} services checked");
+}
+
+/// The SDKs cope with a missing collector (they retry, then drop), so the
+/// services start without waiting for Alloy: an Alloy that fails to start
+/// must not keep the application down.
+#[test]
+fn no_service_waits_for_alloy() {
+    for file in ["docker-compose.base.yml", "docker-compose.yml"] {
+        let value = compose(file);
+        for service in ["api", "worker", "bot", "migrate"] {
+            let depends_on = &value["services"][service]["depends_on"];
+            assert!(
+                depends_on.get("alloy").is_none(),
+                "{file}: {service} waits for alloy"
+            );
+        }
+    }
+}
+
 #[test]
 fn images_are_pinned_to_a_version() {
     for file in ["docker-compose.yml", "docker-compose.base.yml"] {
