@@ -52,29 +52,51 @@ fn environment(compose: &Value, name: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// `${VAR:-default}` → `default`; plain values unchanged.
+/// What compose makes of `value` with the .env a user starts from: a copy of
+/// .env.example.
 fn default_of(value: &str) -> String {
-    substitute(value, &BTreeMap::new())
+    substitute(value, &env_example())
+}
+
+/// The variables .env.example sets (its uncommented lines).
+fn env_example() -> BTreeMap<String, String> {
+    read(".env.example")
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| line.split_once('='))
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .collect()
 }
 
 /// What compose makes of `value` with `dotenv` as the .env file:
-/// `${VAR:-default}` and `${VAR}` → the .env value, else the default.
-fn substitute(value: &str, dotenv: &BTreeMap<String, String>) -> String {
+/// `${VAR:-default}` and `${VAR}` → the .env value, else the default;
+/// `${VAR:?message}` → the .env value, else compose refuses to start
+/// (`Err` with the message).
+fn try_substitute(value: &str, dotenv: &BTreeMap<String, String>) -> Result<String, String> {
     let mut out = String::new();
     let mut rest = value;
     while let Some(start) = rest.find("${") {
         out.push_str(&rest[..start]);
         let end = rest[start..].find('}').map(|i| start + i).unwrap();
         let inner = &rest[start + 2..end];
-        let (name, default) = inner.split_once(":-").unwrap_or((inner, ""));
-        match dotenv.get(name).filter(|value| !value.is_empty()) {
-            Some(value) => out.push_str(value),
-            None => out.push_str(default),
+        let value = dotenv.get(inner.split([':', '-', '?']).next().unwrap());
+        match (
+            value.filter(|value| !value.is_empty()),
+            inner.split_once(":?"),
+        ) {
+            (Some(value), _) => out.push_str(value),
+            (None, Some((_, message))) => return Err(message.to_owned()),
+            (None, None) => out.push_str(inner.split_once(":-").map_or("", |(_, d)| d)),
         }
         rest = &rest[end + 1..];
     }
     out.push_str(rest);
-    out
+    Ok(out)
+}
+
+/// [`try_substitute`] for a value compose must be able to start with.
+fn substitute(value: &str, dotenv: &BTreeMap<String, String>) -> String {
+    try_substitute(value, dotenv).unwrap_or_else(|message| panic!("{value}: {message}"))
 }
 
 fn port_of(host_port: &str) -> u16 {
@@ -249,7 +271,12 @@ fn config_alloy_passes_alloys_validation_locally_and_with_grafana_cloud() {
         5,
         "the five Grafana Cloud lines of .env.example"
     );
-    for (setup, dotenv) in [("no .env", BTreeMap::new()), ("Grafana Cloud", filled)] {
+    let mut cloud = env_example();
+    cloud.extend(filled);
+    for (setup, dotenv) in [
+        (".env.example as it is", env_example()),
+        ("Grafana Cloud", cloud),
+    ] {
         let env = |name: &str| {
             alloy_env
                 .get(name)
@@ -520,6 +547,36 @@ fn every_service_rotates_its_log_has_a_memory_limit_and_gains_no_privileges() {
         }
     }
     assert!(checked >= 10, "only {checked} services checked");
+}
+
+/// A password written in a compose file ends up in production: the base
+/// file has none, and compose refuses to start until .env sets them.
+#[test]
+fn the_base_file_defaults_no_password() {
+    let base = read("docker-compose.base.yml");
+    let mut required = 0;
+    for reference in base.split("${").skip(1) {
+        let inner = reference.split('}').next().unwrap();
+        let name = inner.split([':', '-', '?']).next().unwrap();
+        if name.contains("PASSWORD")
+            || name.contains("TOKEN") && !name.starts_with("GRAFANA_CLOUD_")
+        {
+            assert!(
+                inner.contains(":?"),
+                "docker-compose.base.yml defaults ${{{inner}}}: make it required (:?)"
+            );
+            let err = try_substitute(&format!("${{{inner}}}"), &BTreeMap::new()).unwrap_err();
+            assert!(err.contains(".env"), "{name}: say where to set it: {err}");
+            required += 1;
+        }
+    }
+    assert!(required >= 8, "only {required} password references found");
+    for name in ["POSTGRES_PASSWORD", "RABBITMQ_PASSWORD"] {
+        assert!(
+            env_example().get(name).is_some_and(|v| !v.is_empty()),
+            ".env.example must set {name}: the quick start copies it"
+        );
+    }
 }
 
 /// The SDKs cope with a missing collector (they retry, then drop), so the
