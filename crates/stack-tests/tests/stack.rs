@@ -386,19 +386,54 @@ fn ports_and_host_names_agree_across_services_alloy_and_compose() {
         default_of(&alloy["GRAFANA_CLOUD_PROMETHEUS_URL"]),
         "http://lgtm:9090/api/v1/write"
     );
-    // The database the services use is the one postgres creates.
+    // The database the services use is the one postgres creates; the
+    // migrations run as its owner, the services as the role roles.sql
+    // creates for them, with the password postgres hands roles.sql.
     let postgres = environment(&base, "postgres");
-    for name in ["api", "worker", "migrate"] {
+    let roles_sql = read("postgres/roles.sql");
+    let role = |variable: &str| {
+        let set = format!("\\set {variable} ");
+        roles_sql
+            .lines()
+            .find_map(|line| line.trim().strip_prefix(&set))
+            .unwrap_or_else(|| panic!("roles.sql sets no default {variable}"))
+            .to_owned()
+    };
+    let app_password = default_of(&postgres["POSTGRES_APP_PASSWORD"]);
+    for (name, user, password) in [
+        (
+            "migrate",
+            postgres["POSTGRES_USER"].clone(),
+            default_of(&postgres["POSTGRES_PASSWORD"]),
+        ),
+        ("api", role("app_role"), app_password.clone()),
+        ("worker", role("app_role"), app_password.clone()),
+        ("bot", role("app_role"), app_password),
+    ] {
         let url = default_of(&environment(&base, name)["DATABASE_URL"]);
         assert!(
             url.ends_with(&format!("@postgres:5432/{}", postgres["POSTGRES_DB"])),
             "{name}: {url}"
         );
         assert!(
-            url.contains(&format!("://{}:", postgres["POSTGRES_USER"])),
+            url.contains(&format!("://{user}:{password}@")),
             "{name}: {url}"
         );
     }
+    let dsn = default_of(&environment(&base, "alloy")["ALLOY_POSTGRES_DSN"]);
+    let monitor_password = default_of(&postgres["POSTGRES_MONITOR_PASSWORD"]);
+    assert!(
+        dsn.contains(&format!("://{}:{monitor_password}@", role("monitor_role"))),
+        "alloy: {dsn}"
+    );
+    let mounts = service(&base, "postgres")["volumes"].as_sequence().unwrap();
+    assert!(
+        mounts.iter().any(|mount| mount
+            .as_str()
+            .unwrap()
+            .starts_with("./postgres/roles.sql:/docker-entrypoint-initdb.d/")),
+        "postgres does not run roles.sql"
+    );
 }
 
 #[test]
