@@ -75,20 +75,23 @@ if [ ! -x "$venv/bin/check-jsonschema" ]; then
 fi
 "$venv/bin/check-jsonschema" --builtin-schema vendor.compose-spec docker-compose.yml docker-compose.base.yml
 
-step "the alerting rules, with promtool"
-# promtool from Debian's prometheus package, unpacked into target/ rather
-# than installed: installing the package would start a Prometheus server.
-promtool=target/tools/prometheus/usr/bin/promtool
-if [ ! -x "$promtool" ]; then
-  command -v apt-get >/dev/null || die "apt-get not found: it fetches promtool (Debian's prometheus package) to check grafana/alerts"
+# Debian's Prometheus tools, unpacked into target/ rather than installed:
+# installing the packages would start their servers.
+prometheus_tools=target/tools/prometheus/usr/bin
+debian_tool() { # debian_tool PACKAGE BINARY WHAT-FOR
+  [ -x "$prometheus_tools/$2" ] && return
+  command -v apt-get >/dev/null || die "apt-get not found: it fetches $2 (Debian's $1) to $3"
   mkdir -p target/tools/prometheus
-  (cd target/tools && apt-get download prometheus >/dev/null 2>&1) \
-    || { apt-get update >/dev/null && (cd target/tools && apt-get download prometheus >/dev/null 2>&1); } \
-    || die "cannot download Debian's prometheus package (for promtool)"
-  dpkg-deb -x target/tools/prometheus_*.deb target/tools/prometheus
-  rm -f target/tools/prometheus_*.deb
-fi
-"$promtool" check rules grafana/alerts/*.yml
+  (cd target/tools && apt-get download "$1" >/dev/null 2>&1) \
+    || { apt-get update >/dev/null && (cd target/tools && apt-get download "$1" >/dev/null 2>&1); } \
+    || die "cannot download Debian's $1 (for $2, to $3)"
+  dpkg-deb -x target/tools/"$1"_*.deb target/tools/prometheus
+  rm -f target/tools/"$1"_*.deb
+}
+
+step "the alerting rules, with promtool"
+debian_tool prometheus promtool "check grafana/alerts"
+"$prometheus_tools/promtool" check rules grafana/alerts/*.yml
 
 step "the guides' TraceQL and LogQL"
 # Parsed with the grammars of Grafana's own query editors, installed once
@@ -111,6 +114,20 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "cargo test"
 cargo test --workspace --locked
+
+step "scraped series against the real exporters"
+# The exporters Alloy embeds, as Debian packages them, run against the local
+# PostgreSQL and Redis, and RabbitMQ's own endpoint (its rabbitmq_prometheus
+# plugin, enabled here when the server is local): every series a keep-list,
+# dashboard, alert or guide names must be one they export.
+debian_tool prometheus-postgres-exporter prometheus-postgres-exporter "read PostgreSQL's series"
+debian_tool prometheus-redis-exporter prometheus-redis-exporter "read Redis' series"
+if command -v rabbitmq-plugins >/dev/null; then
+  rabbitmq-plugins enable --quiet rabbitmq_prometheus >/dev/null \
+    || die "cannot enable RabbitMQ's rabbitmq_prometheus plugin"
+fi
+GAMENIGHT_EXPORTERS="$PWD/$prometheus_tools" \
+  cargo test --locked -p stack-tests --test exporters -- --ignored
 
 step "fault-injection run (short)"
 # Alone, after the suite: it starts private servers of its own and
