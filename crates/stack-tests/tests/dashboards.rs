@@ -141,16 +141,3 @@ fn every_promql_expression_in_the_dashboards_parses() {
     }
     assert!(checked >= 15, "only {checked} expressions found");
 }
-
-#[test]
-fn every_scraped_metric_a_dashboard_queries_is_on_a_keep_list() {
-    for file in DASHBOARDS {
-        for expr in dashboard_promql(&dashboard(file)) {
-            let dropped = common::dropped_by_keep_lists(&expr);
-            assert!(
-                dropped.is_empty(),
-                "{file} queries {dropped:?}, which config.alloy's keep-lists drop"
-            );
-        }
-    }
-}

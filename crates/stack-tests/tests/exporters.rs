@@ -19,10 +19,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use stack_tests::alloy;
-use test_support::docs::{
-    ALERT_RULES, DASHBOARDS, GUIDES, alert_rules, code_blocks, dashboard_promql,
-    promql_block_expressions, promql_metric_names, repo_file as read,
-};
+use test_support::docs::{every_promql_query, promql_metric_names, repo_file as read};
 
 /// An exporter process, killed when dropped.
 struct Exporter(Child);
@@ -181,28 +178,7 @@ fn every_scraped_series_the_keep_lists_and_queries_name_is_exported() {
 
     // Every scraped series a dashboard, alert or guide asks for.
     let all: BTreeSet<&String> = exported.iter().flat_map(|(_, names)| names).collect();
-    let mut queries: Vec<(String, String)> = Vec::new();
-    for file in DASHBOARDS {
-        let dashboard = serde_json::from_str(&read(file)).unwrap();
-        queries.extend(
-            dashboard_promql(&dashboard)
-                .into_iter()
-                .map(|q| (file.to_owned(), q)),
-        );
-    }
-    for file in ALERT_RULES {
-        queries.extend(
-            alert_rules(&read(file))
-                .into_iter()
-                .map(|(_, q)| (file.to_owned(), q)),
-        );
-    }
-    for guide in GUIDES {
-        for block in code_blocks(&read(guide), "promql") {
-            let expressions = promql_block_expressions(&block.join("\n")).unwrap();
-            queries.extend(expressions.into_iter().map(|q| (guide.to_owned(), q)));
-        }
-    }
+    let queries = every_promql_query();
     let mut checked = 0;
     for (file, query) in &queries {
         for name in promql_metric_names(query).unwrap() {

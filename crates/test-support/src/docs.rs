@@ -124,6 +124,36 @@ pub fn promql_block_expressions(block: &str) -> Result<Vec<String>, String> {
         .collect()
 }
 
+/// Every PromQL expression a reader or Grafana runs: the dashboards'
+/// targets, the alerting rules' expressions and the guides' ```promql
+/// blocks, each with the file it comes from.
+///
+/// # Panics
+/// When a file cannot be read, or a guide's block does not parse.
+pub fn every_promql_query() -> Vec<(&'static str, String)> {
+    let mut queries = Vec::new();
+    for file in DASHBOARDS {
+        let dashboard =
+            serde_json::from_str(&repo_file(file)).unwrap_or_else(|err| panic!("{file}: {err}"));
+        queries.extend(dashboard_promql(&dashboard).into_iter().map(|q| (file, q)));
+    }
+    for file in ALERT_RULES {
+        queries.extend(
+            alert_rules(&repo_file(file))
+                .into_iter()
+                .map(|(_, q)| (file, q)),
+        );
+    }
+    for guide in GUIDES {
+        for block in code_blocks(&repo_file(guide), "promql") {
+            let expressions = promql_block_expressions(&block.join("\n"))
+                .unwrap_or_else(|err| panic!("{guide}: {err}"));
+            queries.extend(expressions.into_iter().map(|q| (guide, q)));
+        }
+    }
+    queries
+}
+
 /// A path relative to the repository root.
 pub fn repo_path(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

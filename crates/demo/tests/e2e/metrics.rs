@@ -5,10 +5,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use test_support::docs::{
-    ALERT_RULES, DASHBOARDS, GUIDES, alert_rules, code_blocks, dashboard_promql,
-    promql_block_expressions, promql_metric_names, repo_file as read,
-};
+use test_support::docs::{every_promql_query, promql_metric_names};
 
 use crate::helpers::Running;
 
@@ -42,29 +39,7 @@ async fn every_service_metric_the_dashboards_alerts_and_guides_query_is_exported
         .flat_map(otlp_testkit::Metric::prometheus_names)
         .collect();
 
-    let mut queries: Vec<(String, String)> = Vec::new();
-    for file in DASHBOARDS {
-        let dashboard = serde_json::from_str(&read(file)).unwrap();
-        queries.extend(
-            dashboard_promql(&dashboard)
-                .into_iter()
-                .map(|q| (file.to_owned(), q)),
-        );
-    }
-    for file in ALERT_RULES {
-        queries.extend(
-            alert_rules(&read(file))
-                .into_iter()
-                .map(|(_, expr)| (file.to_owned(), expr)),
-        );
-    }
-    for guide in GUIDES {
-        for block in code_blocks(&read(guide), "promql") {
-            let expressions = promql_block_expressions(&block.join("\n"))
-                .unwrap_or_else(|err| panic!("{guide}: {err}"));
-            queries.extend(expressions.into_iter().map(|q| (guide.to_owned(), q)));
-        }
-    }
+    let queries = every_promql_query();
     let mut checked = 0;
     for (file, query) in &queries {
         for name in service_metrics(query) {
