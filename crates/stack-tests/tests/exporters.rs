@@ -178,10 +178,9 @@ fn every_scraped_series_the_keep_lists_and_queries_name_is_exported() {
 
     // Every scraped series a dashboard, alert or guide asks for.
     let all: BTreeSet<&String> = exported.iter().flat_map(|(_, names)| names).collect();
-    let queries = every_promql_query();
     let mut checked = 0;
-    for (file, query) in &queries {
-        for name in promql_metric_names(query).unwrap() {
+    for (file, query) in every_promql_query() {
+        for name in promql_metric_names(&query).unwrap() {
             if ["pg_", "redis_", "rabbitmq_"]
                 .iter()
                 .any(|p| name.starts_with(p))

@@ -17,42 +17,70 @@ pub const GUIDES: [&str; 10] = [
     "grafana-alloy/TESTING_PHASE7.md",
 ];
 
+/// The files of `directory` (relative to the repository root) whose names
+/// end in `extension`, as `directory/name`, sorted: what Grafana's
+/// dashboard provider and Prometheus' `rule_files` glob load.
+///
+/// # Panics
+/// When the directory cannot be read.
+pub fn files_in(directory: &str, extension: &str) -> Vec<String> {
+    let path = repo_path(directory);
+    let mut files: Vec<String> = std::fs::read_dir(&path)
+        .unwrap_or_else(|err| panic!("{}: {err}", path.display()))
+        .map(|entry| entry.expect("a directory entry").file_name())
+        .map(|name| name.to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(extension))
+        .map(|name| format!("{directory}/{name}"))
+        .collect();
+    files.sort();
+    files
+}
+
 /// The Grafana dashboards compose provisions (and users import into
-/// Grafana Cloud).
-pub const DASHBOARDS: [&str; 2] = [
-    "grafana/dashboards/gamenight-overview.json",
-    "grafana/dashboards/gamenight-infrastructure.json",
-];
+/// Grafana Cloud): every JSON file of grafana/dashboards.
+pub fn dashboards() -> Vec<String> {
+    files_in("grafana/dashboards", ".json")
+}
+
+/// Every JSON object in `value`, itself included, depth first.
+pub fn json_objects(value: &serde_json::Value) -> Vec<&serde_json::Map<String, serde_json::Value>> {
+    let mut found = Vec::new();
+    let mut pending = vec![value];
+    while let Some(value) = pending.pop() {
+        match value {
+            serde_json::Value::Object(map) => {
+                found.push(map);
+                pending.extend(map.values().rev());
+            }
+            serde_json::Value::Array(items) => pending.extend(items.iter().rev()),
+            _ => {}
+        }
+    }
+    found
+}
 
 /// The PromQL of every panel target in `dashboard` (a dashboard's JSON),
 /// with Grafana's interval variables replaced by a duration so that a
 /// PromQL parser reads it as Grafana would send it. Other variables are left
 /// as they are: a parser then refuses them, as Prometheus would.
 pub fn dashboard_promql(dashboard: &serde_json::Value) -> Vec<String> {
-    fn walk(value: &serde_json::Value, found: &mut Vec<String>) {
-        match value {
-            serde_json::Value::Object(map) => {
-                if let Some(serde_json::Value::String(expr)) = map.get("expr") {
-                    found.push(
-                        expr.replace("$__rate_interval", "1m")
-                            .replace("$__interval", "1m")
-                            .replace("$__range", "1h"),
-                    );
-                }
-                map.values().for_each(|value| walk(value, found));
-            }
-            serde_json::Value::Array(items) => items.iter().for_each(|value| walk(value, found)),
-            _ => {}
-        }
-    }
-    let mut found = Vec::new();
-    walk(dashboard, &mut found);
-    found
+    json_objects(dashboard)
+        .into_iter()
+        .filter_map(|object| object.get("expr")?.as_str())
+        .map(|expr| {
+            expr.replace("$__rate_interval", "1m")
+                .replace("$__interval", "1m")
+                .replace("$__range", "1h")
+        })
+        .collect()
 }
 
 /// The Prometheus alerting-rule files compose loads into the local
-/// Prometheus (and users load into Grafana Cloud).
-pub const ALERT_RULES: [&str; 1] = ["grafana/alerts/gamenight.rules.yml"];
+/// Prometheus (and users load into Grafana Cloud): every `.yml` file of
+/// grafana/alerts, as the `rule_files` glob reads them.
+pub fn alert_rule_files() -> Vec<String> {
+    files_in("grafana/alerts", ".yml")
+}
 
 /// `(alert, expr)` of every rule in a Prometheus rule file's text.
 ///
@@ -130,25 +158,26 @@ pub fn promql_block_expressions(block: &str) -> Result<Vec<String>, String> {
 ///
 /// # Panics
 /// When a file cannot be read, or a guide's block does not parse.
-pub fn every_promql_query() -> Vec<(&'static str, String)> {
+pub fn every_promql_query() -> Vec<(String, String)> {
     let mut queries = Vec::new();
-    for file in DASHBOARDS {
+    for file in dashboards() {
         let dashboard =
-            serde_json::from_str(&repo_file(file)).unwrap_or_else(|err| panic!("{file}: {err}"));
-        queries.extend(dashboard_promql(&dashboard).into_iter().map(|q| (file, q)));
-    }
-    for file in ALERT_RULES {
+            serde_json::from_str(&repo_file(&file)).unwrap_or_else(|err| panic!("{file}: {err}"));
         queries.extend(
-            alert_rules(&repo_file(file))
+            dashboard_promql(&dashboard)
                 .into_iter()
-                .map(|(_, q)| (file, q)),
+                .map(|q| (file.clone(), q)),
         );
+    }
+    for file in alert_rule_files() {
+        let rules = alert_rules(&repo_file(&file));
+        queries.extend(rules.into_iter().map(|(_, q)| (file.clone(), q)));
     }
     for guide in GUIDES {
         for block in code_blocks(&repo_file(guide), "promql") {
             let expressions = promql_block_expressions(&block.join("\n"))
                 .unwrap_or_else(|err| panic!("{guide}: {err}"));
-            queries.extend(expressions.into_iter().map(|q| (guide, q)));
+            queries.extend(expressions.into_iter().map(|q| (guide.to_owned(), q)));
         }
     }
     queries

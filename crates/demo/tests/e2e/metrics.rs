@@ -39,10 +39,9 @@ async fn every_service_metric_the_dashboards_alerts_and_guides_query_is_exported
         .flat_map(otlp_testkit::Metric::prometheus_names)
         .collect();
 
-    let queries = every_promql_query();
     let mut checked = 0;
-    for (file, query) in &queries {
-        for name in service_metrics(query) {
+    for (file, query) in every_promql_query() {
+        for name in service_metrics(&query) {
             assert!(
                 exported.contains(&name),
                 "{file} asks for {name}, which no service exports; exported: {exported:#?}"
