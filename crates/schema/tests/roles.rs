@@ -17,6 +17,17 @@ struct Names {
     database: String,
 }
 
+impl Names {
+    fn with_suffix(suffix: &str) -> Self {
+        Self {
+            owner: format!("gamenight_test_owner_{suffix}"),
+            app: format!("gamenight_test_app_{suffix}"),
+            monitor: format!("gamenight_test_monitor_{suffix}"),
+            database: format!("gamenight_test_roles_{suffix}"),
+        }
+    }
+}
+
 fn server() -> PgConnectOptions {
     PgConnectOptions::from_str(&test_support::database_url()).unwrap()
 }
@@ -52,10 +63,6 @@ async fn pool_as(names: &Names, role: &str) -> PgPool {
         .unwrap()
 }
 
-async fn admin() -> PgConnection {
-    PgConnection::connect_with(&server()).await.unwrap()
-}
-
 async fn checks(names: &Names) {
     let missing = run_roles_sql(names, &[("POSTGRES_APP_PASSWORD", "app-secret")]);
     assert_eq!(missing.status.code(), Some(3), "{missing:?}");
@@ -76,14 +83,12 @@ async fn checks(names: &Names) {
 
     // The services' role: rows, in every table the migrations made.
     let app = pool_as(names, &names.app).await;
-    let id = uuid::Uuid::new_v4();
-    app.execute(
-        sqlx::query(
-            "INSERT INTO games (id, title, host, scheduled_at, max_players, reminder_minutes) \
-             VALUES ($1, 'Catan night', 'ada', now() + interval '1 day', 4, 60)",
-        )
-        .bind(id),
+    sqlx::query(
+        "INSERT INTO games (id, title, host, scheduled_at, max_players, reminder_minutes) \
+         VALUES ($1, 'Catan night', 'ada', now() + interval '1 day', 4, 60)",
     )
+    .bind(uuid::Uuid::new_v4())
+    .execute(&app)
     .await
     .unwrap();
     sqlx::query(
@@ -138,22 +143,11 @@ async fn checks(names: &Names) {
     }
 }
 
-impl Names {
-    fn with_suffix(suffix: &str) -> Self {
-        Self {
-            owner: format!("gamenight_test_owner_{suffix}"),
-            app: format!("gamenight_test_app_{suffix}"),
-            monitor: format!("gamenight_test_monitor_{suffix}"),
-            database: format!("gamenight_test_roles_{suffix}"),
-        }
-    }
-}
-
 #[tokio::test]
 async fn the_app_role_writes_rows_and_nothing_else_and_the_monitor_role_reads_statistics() {
     let suffix = test_support::unique_name("");
     let names = Names::with_suffix(&suffix);
-    let mut admin = admin().await;
+    let mut admin = PgConnection::connect_with(&server()).await.unwrap();
     for statement in [
         format!("CREATE ROLE {} LOGIN CREATEROLE", names.owner),
         format!("CREATE DATABASE {} OWNER {}", names.database, names.owner),
