@@ -104,7 +104,7 @@ if [ ! -d "$lezer/node_modules/@grafana/lezer-logql" ]; then
     || die "cannot install the TraceQL and LogQL grammars from npm"
 fi
 command -v node >/dev/null || die "node not found: install Node.js to check the guides' TraceQL and LogQL"
-NODE_PATH="$lezer/node_modules" node scripts/check-queries.cjs README.md grafana-alloy/*.md grafana/dashboards/*.json
+NODE_PATH="$lezer/node_modules" node scripts/check-queries.cjs README.md grafana-alloy/*.md grafana/*.md grafana/dashboards/*.json
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
