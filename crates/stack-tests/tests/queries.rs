@@ -44,18 +44,10 @@ fn every_scraped_metric_a_guide_dashboard_or_alert_queries_is_on_a_keep_list() {
         .map(|regex| Regex::new(&format!("^(?:{regex})$")).unwrap())
         .collect();
     assert!(keep_lists.len() >= 4, "config.alloy's keep-lists are gone");
-    const SCRAPED: [&str; 6] = [
-        "pg_",
-        "redis_",
-        "rabbitmq_",
-        "otelcol_",
-        "prometheus_remote_storage_",
-        "alloy_",
-    ];
     let mut checked = 0;
     for (file, query) in every_promql_query() {
         for name in promql_metric_names(&query).unwrap() {
-            if SCRAPED.iter().any(|prefix| name.starts_with(prefix)) {
+            if scraped_source(&name).is_some() {
                 assert!(
                     keep_lists.iter().any(|keep| keep.is_match(&name)),
                     "{file} queries {name}, which config.alloy's keep-lists drop: readers would see no data"
@@ -67,5 +59,91 @@ fn every_scraped_metric_a_guide_dashboard_or_alert_queries_is_on_a_keep_list() {
     assert!(
         checked >= 30,
         "only {checked} scraped series found in the queries"
+    );
+}
+
+/// The scraped source a metric name comes from, by its prefix.
+fn scraped_source(name: &str) -> Option<&'static telemetry_check::Scraped> {
+    telemetry_check::SCRAPED.iter().find(|scraped| {
+        scraped
+            .prefixes
+            .iter()
+            .any(|prefix| name.starts_with(prefix))
+    })
+}
+
+/// `check-telemetry` looks for exactly the scraped series that something
+/// queries: one it did not look for could be missing unnoticed, one nobody
+/// queries would be reported missing for nothing.
+#[test]
+fn the_telemetry_check_looks_for_every_scraped_series_something_queries() {
+    use std::collections::BTreeSet;
+    let mut queried: BTreeSet<(&str, String)> = BTreeSet::new();
+    for (_, query) in every_promql_query() {
+        for name in promql_metric_names(&query).unwrap() {
+            if let Some(scraped) = scraped_source(&name) {
+                queried.insert((scraped.source, name));
+            }
+        }
+    }
+    let looked_for: BTreeSet<(&str, String)> = telemetry_check::SCRAPED
+        .iter()
+        .flat_map(|scraped| {
+            scraped
+                .series
+                .iter()
+                .map(|name| (scraped.source, (*name).to_owned()))
+        })
+        .collect();
+    assert_eq!(
+        looked_for.difference(&queried).collect::<Vec<_>>(),
+        Vec::<&(&str, String)>::new(),
+        "the check looks for series nothing queries"
+    );
+    assert_eq!(
+        queried.difference(&looked_for).collect::<Vec<_>>(),
+        Vec::<&(&str, String)>::new(),
+        "queried series the check does not look for (add them to telemetry_check::SCRAPED)"
+    );
+}
+
+/// Each source's keep-list, as the check names it, is a `prometheus.relabel`
+/// of config.alloy, and its scrape a `prometheus.scrape` of the source's
+/// name.
+#[test]
+fn the_keep_lists_and_scrapes_the_telemetry_check_names_exist() {
+    let blocks = alloy::parse(&read("grafana-alloy/config.alloy")).unwrap();
+    for scraped in telemetry_check::SCRAPED {
+        let has = |name: &str, label: &str| {
+            blocks
+                .iter()
+                .any(|block| block.name == name && block.label.as_deref() == Some(label))
+        };
+        assert!(has("prometheus.relabel", scraped.keep_list), "{scraped:?}");
+        assert!(has("prometheus.scrape", scraped.source), "{scraped:?}");
+    }
+}
+
+/// The README shows the questions `check-telemetry` asks, for readers to
+/// paste into Explore: they are the ones it asks (and the TraceQL and LogQL
+/// are parsed with the other guides' by scripts/check-queries.cjs).
+#[test]
+fn the_readme_shows_the_queries_the_telemetry_check_asks() {
+    let readme = read("README.md");
+    let blocks = |language| test_support::docs::code_blocks(&readme, language);
+    assert!(
+        blocks("traceql").contains(&vec![telemetry_check::traceql("api")]),
+        "README lacks {}",
+        telemetry_check::traceql("api")
+    );
+    assert!(
+        blocks("promql").contains(&vec![telemetry_check::services_selector()]),
+        "README lacks {}",
+        telemetry_check::services_selector()
+    );
+    assert!(
+        blocks("logql").contains(&vec![telemetry_check::logql(10)]),
+        "README lacks {}",
+        telemetry_check::logql(10)
     );
 }

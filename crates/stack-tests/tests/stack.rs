@@ -263,13 +263,13 @@ fn config_alloy_passes_alloys_validation_locally_and_with_grafana_cloud() {
     let filled: BTreeMap<String, String> = read(".env.example")
         .lines()
         .filter_map(|line| line.trim_start_matches("# ").split_once('='))
-        .filter(|(name, _)| name.starts_with("GRAFANA_CLOUD_"))
+        .filter(|(name, _)| name.starts_with("GRAFANA_CLOUD_") && alloy_env.contains_key(*name))
         .map(|(name, value)| (name.to_owned(), value.to_owned()))
         .collect();
     assert_eq!(
         filled.len(),
         5,
-        "the five Grafana Cloud lines of .env.example"
+        "the five Grafana Cloud lines of .env.example Alloy reads"
     );
     let mut cloud = env_example();
     cloud.extend(filled);
@@ -437,7 +437,7 @@ fn ports_and_host_names_agree_across_services_alloy_and_compose() {
 }
 
 #[test]
-fn only_the_api_grafana_and_alloys_ui_are_published_and_only_on_loopback() {
+fn only_the_api_grafana_alloys_ui_and_the_query_apis_are_published_and_only_on_loopback() {
     let local = compose("docker-compose.yml");
     let base = compose("docker-compose.base.yml");
     let mut published = BTreeSet::new();
@@ -463,10 +463,18 @@ fn only_the_api_grafana_and_alloys_ui_are_published_and_only_on_loopback() {
             }
         }
     }
-    let expected: BTreeSet<(String, u16)> = [("api", 8000), ("lgtm", 3000), ("alloy", 12345)]
-        .into_iter()
-        .map(|(name, port)| (name.to_owned(), port))
-        .collect();
+    let expected: BTreeSet<(String, u16)> = [
+        ("api", 8000),
+        ("lgtm", 3000),
+        ("alloy", 12345),
+        // Tempo, Prometheus and Loki, for check-telemetry run natively.
+        ("lgtm", 3200),
+        ("lgtm", 9090),
+        ("lgtm", 3100),
+    ]
+    .into_iter()
+    .map(|(name, port)| (name.to_owned(), port))
+    .collect();
     assert_eq!(published, expected);
 }
 
@@ -509,7 +517,8 @@ fn long_running_services_have_healthchecks_and_dependencies_wait_for_them() {
         .collect();
     for (name, service) in services {
         let name = name.as_str().unwrap();
-        if name != "migrate" {
+        // One-shots (migrate, check-telemetry) have nothing to probe.
+        if service["restart"] != "no" {
             assert!(healthy.contains(name), "{name} has no healthcheck");
         }
         let Some(depends_on) = service.get("depends_on") else {
@@ -791,4 +800,60 @@ fn every_variable_the_compose_files_read_is_documented() {
             rest = &inner[end..];
         }
     }
+}
+
+/// `check-telemetry` asks the backends where compose puts them: as a
+/// compose service, the lgtm container's ports (and the remote-write URL
+/// Alloy is given); run natively, the ports docker-compose.yml publishes.
+/// It reads what compose passes it, and nothing is left out.
+#[test]
+fn the_telemetry_check_asks_the_backends_where_compose_puts_them() {
+    let base = compose("docker-compose.base.yml");
+    let local = compose("docker-compose.yml");
+    let env = environment(&base, "check-telemetry");
+    assert_eq!(
+        env.keys().map(String::as_str).collect::<BTreeSet<_>>(),
+        telemetry_check::config::ENV_VARS.iter().copied().collect(),
+    );
+    assert_eq!(
+        default_of(&env["GRAFANA_CLOUD_PROMETHEUS_URL"]),
+        default_of(&environment(&base, "alloy")["GRAFANA_CLOUD_PROMETHEUS_URL"]),
+        "the check and Alloy must mean the same Prometheus"
+    );
+    let native =
+        telemetry_check::Config::from(&service_runtime::env::Env::from_pairs(&[])).unwrap();
+    let lgtm_ports: BTreeSet<u16> = service(&local, "lgtm")["ports"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|p| port_of(p.as_str().unwrap()))
+        .collect();
+    for (var, backend) in [
+        ("GRAFANA_CLOUD_TEMPO_URL", &native.tempo),
+        ("GRAFANA_CLOUD_PROMETHEUS_URL", &native.prometheus),
+        ("GRAFANA_CLOUD_LOKI_URL", &native.loki),
+    ] {
+        let in_compose: url::Url = default_of(&env[var]).parse().unwrap();
+        assert_eq!(in_compose.host_str(), Some("lgtm"), "{var}");
+        assert_eq!(backend.url.host_str(), Some("localhost"), "{var}");
+        assert_eq!(
+            backend.url.port(),
+            in_compose.port(),
+            "{var}: native and compose ports differ"
+        );
+        assert!(
+            lgtm_ports.contains(&in_compose.port().unwrap()),
+            "{var}: docker-compose.yml does not publish lgtm's port {:?}",
+            in_compose.port()
+        );
+    }
+    // A one-shot `up` leaves alone, in both files (extends may not copy
+    // profiles on every Compose version).
+    for file in [&base, &local] {
+        assert_eq!(service(file, "check-telemetry")["profiles"][0], "check");
+    }
+    assert_eq!(
+        service(&base, "check-telemetry")["command"][0],
+        "check-telemetry"
+    );
 }

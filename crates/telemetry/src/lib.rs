@@ -56,6 +56,7 @@ use tracing_subscriber::{EnvFilter, Layer, Registry, filter};
 
 pub use config::{ConfigError, LogFormat, Protocol, TelemetryConfig};
 pub use opentelemetry_otlp::RetryPolicy;
+pub use resource::SERVICE_NAMESPACE;
 
 /// How often the console shows the same OpenTelemetry SDK diagnostic (failed
 /// export, dropped spans) at most.

@@ -12,8 +12,9 @@ use opentelemetry_semantic_conventions::attribute as semconv;
 
 use crate::{Service, TelemetryConfig};
 
-/// `service.namespace` of every gamenight service.
-pub(crate) const SERVICE_NAMESPACE: &str = "gamenight";
+/// `service.namespace` of every gamenight service: Prometheus names their
+/// jobs `gamenight/<service>`.
+pub const SERVICE_NAMESPACE: &str = "gamenight";
 
 /// Builds the resource. Later sources win:
 /// 1. our defaults (service name and version from Cargo, namespace,

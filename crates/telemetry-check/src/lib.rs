@@ -1,0 +1,191 @@
+//! "Is my telemetry arriving?", answered by the backends themselves.
+//!
+//! [`check`] asks Tempo's search, Prometheus' (or Mimir's) series API and
+//! Loki's query API — the local stack's or Grafana Cloud's, with the
+//! credentials Alloy uses — whether traces, metrics and logs of api, worker
+//! and bot, and the metrics Alloy scrapes from PostgreSQL, Redis, RabbitMQ
+//! and itself, arrived in the last minutes. The [`Report`] says, per signal
+//! and source, what is there and what is missing, with the likely cause.
+//!
+//! `api check-telemetry` runs it (natively, or as the `check-telemetry`
+//! compose service).
+
+mod backends;
+pub mod config;
+mod report;
+
+use std::time::Duration;
+
+pub use backends::{Failure, FoundTrace};
+pub use config::{Config, ConfigError};
+pub use report::{Answer, Finding, Report};
+
+use backends::{Api, Window};
+
+/// The services whose telemetry is looked for, by `service.name`.
+pub const SERVICES: [&str; 3] = ["api", "worker", "bot"];
+
+/// A source of scraped metrics: Alloy scrapes it and forwards what its
+/// keep-list keeps by remote write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scraped {
+    /// What the report calls it.
+    pub source: &'static str,
+    /// The label of its `prometheus.relabel` block in config.alloy.
+    pub keep_list: &'static str,
+    /// The prefixes of its metric names.
+    pub prefixes: &'static [&'static str],
+    /// The series the dashboards, alerting rules and guides query: each
+    /// must arrive, or a panel is empty. (A test holds this list to exactly
+    /// what they query.)
+    pub series: &'static [&'static str],
+}
+
+/// What Alloy scrapes, and which of its series are looked for.
+pub const SCRAPED: [Scraped; 4] = [
+    Scraped {
+        source: "postgres",
+        keep_list: "postgres",
+        prefixes: &["pg_"],
+        series: &[
+            "pg_up",
+            "pg_database_size_bytes",
+            "pg_stat_activity_count",
+            "pg_stat_database_blks_hit",
+            "pg_stat_database_blks_read",
+            "pg_stat_database_deadlocks",
+            "pg_stat_database_xact_commit",
+            "pg_stat_database_xact_rollback",
+        ],
+    },
+    Scraped {
+        source: "redis",
+        keep_list: "redis",
+        prefixes: &["redis_"],
+        series: &[
+            "redis_up",
+            "redis_commands_processed_total",
+            "redis_connected_clients",
+            "redis_db_keys",
+            "redis_evicted_keys_total",
+            "redis_keyspace_hits_total",
+            "redis_keyspace_misses_total",
+            "redis_memory_used_bytes",
+        ],
+    },
+    Scraped {
+        source: "rabbitmq",
+        keep_list: "rabbitmq",
+        prefixes: &["rabbitmq_"],
+        series: &[
+            "rabbitmq_alarms_free_disk_space_watermark",
+            "rabbitmq_alarms_memory_used_watermark",
+            "rabbitmq_build_info",
+            "rabbitmq_channels",
+            "rabbitmq_connections",
+            "rabbitmq_consumers",
+            "rabbitmq_global_messages_acknowledged_total",
+            "rabbitmq_global_messages_dead_lettered_delivery_limit_total",
+            "rabbitmq_global_messages_dead_lettered_rejected_total",
+            "rabbitmq_global_messages_delivered_total",
+            "rabbitmq_global_messages_received_total",
+            "rabbitmq_queue_messages_ready",
+            "rabbitmq_queue_messages_unacked",
+        ],
+    },
+    Scraped {
+        source: "alloy",
+        keep_list: "alloy",
+        prefixes: &["otelcol_", "prometheus_remote_storage_", "alloy_"],
+        series: &[
+            "otelcol_exporter_queue_capacity",
+            "otelcol_exporter_queue_size",
+            "otelcol_exporter_send_failed_log_records_total",
+            "otelcol_exporter_send_failed_metric_points_total",
+            "otelcol_exporter_send_failed_spans_total",
+            "otelcol_exporter_sent_log_records_total",
+            "otelcol_exporter_sent_metric_points_total",
+            "otelcol_exporter_sent_spans_total",
+            "otelcol_receiver_accepted_log_records_total",
+            "otelcol_receiver_accepted_metric_points_total",
+            "otelcol_receiver_accepted_spans_total",
+            "otelcol_receiver_refused_spans_total",
+            "prometheus_remote_storage_samples_failed_total",
+            "prometheus_remote_storage_samples_total",
+        ],
+    },
+];
+
+/// The TraceQL search for traces with a span of `service`.
+pub fn traceql(service: &str) -> String {
+    format!("{{ resource.service.name = \"{service}\" }}")
+}
+
+/// The LogQL query counting each service's log lines over `minutes`.
+pub fn logql(minutes: u32) -> String {
+    format!(
+        "sum by (service_name) (count_over_time({{service_name=~\"{}\"}}[{minutes}m]))",
+        SERVICES.join("|")
+    )
+}
+
+/// The series that say a service's OTLP metrics arrive: `target_info`,
+/// which Prometheus and Grafana Cloud make of every OTLP resource, its job
+/// being `<service.namespace>/<service.name>`.
+pub fn services_selector() -> String {
+    format!(
+        "target_info{{job=~\"{}/({})\"}}",
+        telemetry::SERVICE_NAMESPACE,
+        SERVICES.join("|")
+    )
+}
+
+/// The series of every [`SCRAPED`] source that are looked for.
+pub fn scraped_selector() -> String {
+    let names: Vec<&str> = SCRAPED
+        .iter()
+        .flat_map(|s| s.series.iter().copied())
+        .collect();
+    format!("{{__name__=~\"{}\"}}", names.join("|"))
+}
+
+/// Asks the three backends about the last `minutes`, all at once.
+pub async fn check(config: &Config, minutes: u32) -> Report {
+    let client = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap_or_default();
+    let api =
+        |backend: &config::Backend| Api::new(client.clone(), backend.clone(), config.token.clone());
+    let (tempo, prometheus, loki) = (
+        api(&config.tempo),
+        api(&config.prometheus),
+        api(&config.loki),
+    );
+    let window = Window::last(minutes);
+
+    let traces = futures_util::future::join_all(
+        SERVICES.map(|service| backends::trace_of(&tempo, service, window)),
+    );
+    let (services_selector, scraped_selector) = (services_selector(), scraped_selector());
+    let services = backends::series(&prometheus, &services_selector, window);
+    let scraped = backends::series(&prometheus, &scraped_selector, window);
+    let logs = backends::log_lines(&loki, window);
+    let (traces, services, scraped, logs) = tokio::join!(traces, services, scraped, logs);
+
+    let traces: Result<Vec<_>, _> = traces.into_iter().collect();
+    let metrics = services.and_then(|services| Ok((services, scraped?)));
+    Report::new(
+        config,
+        minutes,
+        traces.map(|found| SERVICES.iter().map(|s| s.to_string()).zip(found).collect()),
+        metrics.map(|(services, scraped)| {
+            let jobs = services
+                .iter()
+                .filter_map(|labels| labels.get("job").cloned())
+                .collect();
+            (jobs, backends::names(&scraped))
+        }),
+        logs,
+    )
+}

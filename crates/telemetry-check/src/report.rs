@@ -1,0 +1,507 @@
+//! What arrived, what did not, and the likely cause, from the three
+//! answers read together: a service with metrics but no traces is idle, not
+//! down; scraped series missing while the services' metrics arrive mean no
+//! remote write.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use crate::backends::{Failure, FoundTrace};
+use crate::config::{Backend, Config};
+use crate::{SCRAPED, SERVICES, Scraped};
+
+/// The answers of the three backends, diagnosed.
+#[derive(Debug, Clone)]
+pub struct Report {
+    minutes: u32,
+    sections: [Section; 3],
+    /// Causes that span signals (nothing at all from the services).
+    overall: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+struct Section {
+    signal: &'static str,
+    backend: &'static str,
+    url: String,
+    answer: Answer,
+}
+
+/// One backend's answer.
+#[derive(Debug, Clone)]
+pub enum Answer {
+    /// It answered: a finding per source, and notes on the whole signal.
+    Found {
+        /// Per service or scraped source.
+        findings: Vec<Finding>,
+        /// Causes that concern every source of the signal.
+        notes: Vec<String>,
+    },
+    /// It could not be asked.
+    Failed {
+        /// What happened.
+        failure: Failure,
+        /// Why, most likely.
+        cause: String,
+    },
+}
+
+/// Whether one source's telemetry arrived.
+#[derive(Debug, Clone)]
+pub struct Finding {
+    /// A service or a scraped source.
+    pub source: String,
+    /// Everything looked for arrived.
+    pub arrived: bool,
+    /// What was found, or what is missing.
+    pub detail: String,
+    /// The likely cause of what is missing.
+    pub cause: Option<String>,
+}
+
+/// Which services sent a signal; `None` when its backend gave no answer.
+type Presence = Option<BTreeSet<String>>;
+
+impl Report {
+    pub(crate) fn new(
+        config: &Config,
+        minutes: u32,
+        traces: Result<Vec<(String, Option<FoundTrace>)>, Failure>,
+        metrics: Result<(BTreeSet<String>, BTreeSet<String>), Failure>,
+        logs: Result<BTreeMap<String, u64>, Failure>,
+    ) -> Self {
+        let services_with = |found: &dyn Fn(&str) -> bool| -> BTreeSet<String> {
+            SERVICES
+                .iter()
+                .filter(|s| found(s))
+                .map(|s| (*s).to_owned())
+                .collect()
+        };
+        let presence = Presences {
+            traces: traces.as_ref().ok().map(|found| {
+                services_with(&|s| found.iter().any(|(service, t)| service == s && t.is_some()))
+            }),
+            metrics: metrics
+                .as_ref()
+                .ok()
+                .map(|(jobs, _)| services_with(&|s| jobs.contains(&job(s)))),
+            logs: logs
+                .as_ref()
+                .ok()
+                .map(|lines| services_with(&|s| lines.get(s).is_some_and(|n| *n > 0))),
+        };
+        let scraped_arrive = metrics.as_ref().ok().map(|(_, names)| !names.is_empty());
+        let nothing_from_services = presence.nothing_anywhere();
+        let mut overall = Vec::new();
+        if nothing_from_services {
+            overall.push(match scraped_arrive {
+                Some(true) => format!(
+                    "Nothing from {} in any signal, while Alloy's own scrapes arrive: Alloy runs and its remote write works, so its OTLP export fails (GRAFANA_CLOUD_OTLP_ENDPOINT and GRAFANA_CLOUD_OTLP_INSTANCE_ID: the OTLP instance ID, not the Prometheus one; otelcol.exporter.otlphttp.default in Alloy's UI), or the services are not running or cannot reach Alloy (docker compose ps).",
+                    services_list()
+                ),
+                _ => format!(
+                    "Nothing from {} in any signal: the services or Alloy are not running (docker compose ps), or Alloy sends to other backends than the ones asked here (GRAFANA_CLOUD_* in .env must name one stack).",
+                    services_list()
+                ),
+            });
+        }
+        let per_service =
+            |signal: Signal, present: &BTreeSet<String>, found: &dyn Fn(&str) -> String| {
+                SERVICES
+                    .iter()
+                    .map(|service| {
+                        let arrived = present.contains(*service);
+                        Finding {
+                            source: (*service).to_owned(),
+                            arrived,
+                            detail: if arrived {
+                                found(service)
+                            } else {
+                                signal.none().to_owned()
+                            },
+                            cause: (!arrived && !nothing_from_services)
+                                .then(|| presence.cause(signal, service, minutes)),
+                        }
+                    })
+                    .collect::<Vec<_>>()
+            };
+
+        let none = BTreeSet::new();
+        let traces = match traces {
+            Ok(found) => Answer::Found {
+                findings: per_service(
+                    Signal::Traces,
+                    presence.traces.as_ref().unwrap_or(&none),
+                    &|s| {
+                        found
+                            .iter()
+                            .find_map(|(service, t)| (service == s).then_some(t.as_ref()).flatten())
+                            .map(|t| {
+                                format!(
+                                    "e.g. trace {} ({}: {})",
+                                    t.trace_id, t.root_service_name, t.root_trace_name
+                                )
+                            })
+                            .unwrap_or_default()
+                    },
+                ),
+                notes: Vec::new(),
+            },
+            Err(failure) => failed(Signal::Traces, &config.tempo, failure),
+        };
+        let metrics = match metrics {
+            Ok((_, names)) => {
+                let present = presence.metrics.as_ref().unwrap_or(&none);
+                let mut findings = per_service(Signal::Metrics, present, &|_| {
+                    "OTLP metrics (target_info)".to_owned()
+                });
+                findings.extend(
+                    SCRAPED
+                        .iter()
+                        .map(|scraped| scraped_finding(scraped, &names)),
+                );
+                let notes = match (scraped_arrive, present.is_empty()) {
+                    (Some(false), false) => vec![
+                        "No scraped series at all, while the services' OTLP metrics arrive: Alloy's remote write does not reach this Prometheus. Check GRAFANA_CLOUD_PROMETHEUS_URL and GRAFANA_CLOUD_PROMETHEUS_INSTANCE_ID in Alloy's environment, and prometheus.remote_write.default in Alloy's UI (http://localhost:12345).".to_owned(),
+                    ],
+                    (Some(false), true) => vec![
+                        "No scraped series either: Alloy is not running, or its remote write goes elsewhere (GRAFANA_CLOUD_PROMETHEUS_URL in Alloy's environment).".to_owned(),
+                    ],
+                    _ => Vec::new(),
+                };
+                Answer::Found { findings, notes }
+            }
+            Err(failure) => failed(Signal::Metrics, &config.prometheus, failure),
+        };
+        let logs = match logs {
+            Ok(lines) => Answer::Found {
+                findings: per_service(
+                    Signal::Logs,
+                    presence.logs.as_ref().unwrap_or(&none),
+                    &|s| format!("{} log lines", lines.get(s).copied().unwrap_or_default()),
+                ),
+                notes: Vec::new(),
+            },
+            Err(failure) => failed(Signal::Logs, &config.loki, failure),
+        };
+        Self {
+            minutes,
+            sections: [
+                Section::new(Signal::Traces, &config.tempo, traces),
+                Section::new(Signal::Metrics, &config.prometheus, metrics),
+                Section::new(Signal::Logs, &config.loki, logs),
+            ],
+            overall,
+        }
+    }
+
+    /// Every backend answered, and everything looked for arrived.
+    pub fn all_arrived(&self) -> bool {
+        self.sections.iter().all(|section| match &section.answer {
+            Answer::Found { findings, .. } => findings.iter().all(|f| f.arrived),
+            Answer::Failed { .. } => false,
+        })
+    }
+
+    /// The answer about `signal` (`traces`, `metrics` or `logs`).
+    pub fn answer(&self, signal: &str) -> Option<&Answer> {
+        self.sections
+            .iter()
+            .find(|section| section.signal == signal)
+            .map(|section| &section.answer)
+    }
+}
+
+/// The job Prometheus gives a service's OTLP metrics.
+fn job(service: &str) -> String {
+    format!("{}/{service}", telemetry::SERVICE_NAMESPACE)
+}
+
+fn services_list() -> String {
+    let (last, rest) = SERVICES.split_last().unwrap_or((&"", &[]));
+    format!("{} or {last}", rest.join(", "))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Signal {
+    Traces,
+    Metrics,
+    Logs,
+}
+
+impl Signal {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Traces => "traces",
+            Self::Metrics => "metrics",
+            Self::Logs => "logs",
+        }
+    }
+
+    fn backend(self) -> &'static str {
+        match self {
+            Self::Traces => "Tempo",
+            Self::Metrics => "Prometheus",
+            Self::Logs => "Loki",
+        }
+    }
+
+    fn url_var(self) -> &'static str {
+        match self {
+            Self::Traces => "GRAFANA_CLOUD_TEMPO_URL",
+            Self::Metrics => "GRAFANA_CLOUD_PROMETHEUS_URL",
+            Self::Logs => "GRAFANA_CLOUD_LOKI_URL",
+        }
+    }
+
+    fn scope(self) -> &'static str {
+        match self {
+            Self::Traces => "traces:read",
+            Self::Metrics => "metrics:read",
+            Self::Logs => "logs:read",
+        }
+    }
+
+    fn none(self) -> &'static str {
+        match self {
+            Self::Traces => "no traces",
+            Self::Metrics => "no OTLP metrics",
+            Self::Logs => "no log lines",
+        }
+    }
+}
+
+impl Section {
+    fn new(signal: Signal, backend: &Backend, answer: Answer) -> Self {
+        Self {
+            signal: signal.name(),
+            backend: signal.backend(),
+            url: backend.display_url(),
+            answer,
+        }
+    }
+}
+
+struct Presences {
+    traces: Presence,
+    metrics: Presence,
+    logs: Presence,
+}
+
+impl Presences {
+    fn signals(&self) -> [(Signal, &Presence); 3] {
+        [
+            (Signal::Traces, &self.traces),
+            (Signal::Metrics, &self.metrics),
+            (Signal::Logs, &self.logs),
+        ]
+    }
+
+    /// Every backend that answered found nothing of any service (and at
+    /// least one answered).
+    fn nothing_anywhere(&self) -> bool {
+        let answered: Vec<&BTreeSet<String>> = self
+            .signals()
+            .into_iter()
+            .filter_map(|(_, p)| p.as_ref())
+            .collect();
+        !answered.is_empty() && answered.iter().all(|p| p.is_empty())
+    }
+
+    /// Why `service` sent no `signal`, read from what else it sent.
+    fn cause(&self, signal: Signal, service: &str, minutes: u32) -> String {
+        let sent = |p: &Presence| p.as_ref().is_some_and(|p| p.contains(service));
+        let elsewhere: Vec<&str> = self
+            .signals()
+            .into_iter()
+            .filter(|(other, p)| *other != signal && sent(p))
+            .map(|(other, _)| other.name())
+            .collect();
+        if elsewhere.is_empty() {
+            return format!(
+                "{service} sent nothing that arrived: it is not running, or cannot reach Alloy (docker compose ps {service}; its log says why an export fails)."
+            );
+        }
+        let runs = format!("{service} runs (its {} arrive)", elsewhere.join(" and "));
+        match signal {
+            Signal::Traces => format!(
+                "{runs}, but no trace has a span of it: nothing reached it in {minutes} minutes (create a game, as the README's quick start does), or OTEL_TRACES_EXPORTER or OTEL_TRACES_SAMPLER drop its spans."
+            ),
+            Signal::Logs => format!(
+                "{runs}, but logged nothing that arrived in {minutes} minutes: it was idle, or RUST_LOG or OTEL_LOGS_EXPORTER keep its records back."
+            ),
+            Signal::Metrics => format!(
+                "{runs}, but not its metrics: OTEL_METRICS_EXPORTER is off, or OTEL_METRIC_EXPORT_INTERVAL is longer than {minutes} minutes."
+            ),
+        }
+    }
+}
+
+/// Which of a scraped source's series arrived, and why the others did not.
+fn scraped_finding(scraped: &Scraped, names: &BTreeSet<String>) -> Finding {
+    let missing: Vec<&str> = scraped
+        .series
+        .iter()
+        .copied()
+        .filter(|name| !names.contains(*name))
+        .collect();
+    let total = scraped.series.len();
+    let others_arrive = names.iter().any(|name| {
+        !scraped
+            .prefixes
+            .iter()
+            .any(|prefix| name.starts_with(prefix))
+    });
+    let (detail, cause) = if missing.is_empty() {
+        (
+            format!("{total} of {total} series the dashboards use"),
+            None,
+        )
+    } else if missing.len() == total {
+        (
+            format!("none of the {total} series the dashboards use"),
+            others_arrive.then(|| format!(
+                "Alloy forwards its other scrapes but nothing of {source}: prometheus.scrape \"{source}\" fails (Alloy's UI, http://localhost:12345, shows why), or config.alloy's keep-list, prometheus.relabel \"{keep}\", drops everything.",
+                source = scraped.source,
+                keep = scraped.keep_list,
+            )),
+        )
+    } else {
+        (
+            format!(
+                "{} of {total} series: missing {}",
+                total - missing.len(),
+                missing.join(", ")
+            ),
+            Some(format!(
+                "config.alloy's keep-list, prometheus.relabel \"{}\", does not keep {}, or the exporter has not reported {} yet: add {} to the rule's regex.",
+                scraped.keep_list,
+                if missing.len() == 1 { "it" } else { "them" },
+                if missing.len() == 1 { "it" } else { "them" },
+                if missing.len() == 1 { "it" } else { "them" },
+            )),
+        )
+    };
+    Finding {
+        source: scraped.source.to_owned(),
+        arrived: missing.is_empty(),
+        detail,
+        cause,
+    }
+}
+
+/// The answer of a backend that could not be asked, with the likely cause.
+fn failed(signal: Signal, backend: &Backend, failure: Failure) -> Answer {
+    let name = signal.backend();
+    let url_var = signal.url_var();
+    let cause = match &failure {
+        Failure::Unreachable(_) => format!(
+            "The stack is not up, or {url_var} is wrong. Run natively, the check asks the local stack on the ports docker-compose.yml publishes on localhost; as the check-telemetry compose service, on the lgtm container."
+        ),
+        Failure::Status {
+            status: 401 | 403, ..
+        } => match &backend.instance_id {
+            None => format!(
+                "{name} wants credentials: set {} and GRAFANA_CLOUD_READ_TOKEN (grafana-alloy/SETUP_GRAFANA_CLOUD.md).",
+                backend.instance_id_var
+            ),
+            Some(id) => format!(
+                "{name} refused user {id} ({}): it is not this {name} instance's ID (each backend of a stack has its own, on its tile's Details page), or the token (GRAFANA_CLOUD_READ_TOKEN, else GRAFANA_CLOUD_API_TOKEN) is wrong, expired or lacks the {} scope.",
+                backend.instance_id_var,
+                signal.scope()
+            ),
+        },
+        Failure::Status { status: 404, .. } => format!(
+            "No {name} API at {}: {url_var} is wrong (Grafana Cloud: Tempo's URL ends in /tempo, Loki's is its host alone, and Prometheus' is the remote-write URL ending in /api/prom/push).",
+            backend.display_url()
+        ),
+        Failure::Status {
+            status: 400 | 422, ..
+        } => format!(
+            "{name} rejected the question (its message above): a {name} too old for this check's query, or a bug in the check."
+        ),
+        Failure::Status { status: 429, .. } => {
+            format!("{name} is throttling requests: try again in a minute.")
+        }
+        Failure::Status { .. } => format!(
+            "{name} is failing, or still starting: the local one needs a minute or two after docker compose up (docker compose ps lgtm)."
+        ),
+        Failure::Unexpected(_) => {
+            format!("The answer is not {name}'s: does {url_var} point at {name}?")
+        }
+    };
+    Answer::Failed { failure, cause }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Unreachable(text) => write!(f, "unreachable: {text}"),
+            Self::Status { status, message } => {
+                let reason = reqwest::StatusCode::from_u16(*status)
+                    .ok()
+                    .and_then(|s| s.canonical_reason())
+                    .unwrap_or("");
+                write!(f, "{status} {reason}")?;
+                if message.is_empty() {
+                    Ok(())
+                } else {
+                    write!(f, ": {message}")
+                }
+            }
+            Self::Unexpected(text) => write!(f, "an unexpected answer: {text}"),
+        }
+    }
+}
+
+const WIDTH: usize = 10;
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "Telemetry that arrived in the last {} minutes\n",
+            self.minutes
+        )?;
+        let mut problems = 0;
+        for section in &self.sections {
+            writeln!(
+                f,
+                "{} ({} at {})",
+                section.signal, section.backend, section.url
+            )?;
+            match &section.answer {
+                Answer::Failed { failure, cause } => {
+                    problems += 1;
+                    writeln!(f, "  ✗ {failure}")?;
+                    writeln!(f, "    → {cause}")?;
+                }
+                Answer::Found { findings, notes } => {
+                    for finding in findings {
+                        let mark = if finding.arrived { '✓' } else { '✗' };
+                        problems += usize::from(!finding.arrived);
+                        writeln!(f, "  {mark} {:<WIDTH$}{}", finding.source, finding.detail)?;
+                        if let Some(cause) = &finding.cause {
+                            writeln!(f, "    {:<WIDTH$}→ {cause}", "")?;
+                        }
+                    }
+                    for note in notes {
+                        writeln!(f, "    → {note}")?;
+                    }
+                }
+            }
+            writeln!(f)?;
+        }
+        for cause in &self.overall {
+            writeln!(f, "→ {cause}\n")?;
+        }
+        if problems == 0 {
+            writeln!(f, "Everything arrived.")
+        } else {
+            writeln!(
+                f,
+                "{problems} missing or unanswered; the → lines give the likely cause."
+            )
+        }
+    }
+}

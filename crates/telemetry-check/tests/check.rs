@@ -1,0 +1,292 @@
+//! The check against stand-ins of the local backends and of Grafana
+//! Cloud's: what it reports for a healthy stack, and the cause it gives for
+//! each way telemetry goes missing.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use support::{Data, StandIns, TOKEN};
+use telemetry_check::{Answer, Failure};
+
+/// The report's line for `source` in the section of `signal`.
+fn line<'a>(text: &'a str, signal: &str, source: &str) -> &'a str {
+    let section = text
+        .split("\n\n")
+        .find(|section| section.starts_with(&format!("{signal} (")))
+        .unwrap_or_else(|| panic!("no {signal} section in\n{text}"));
+    section
+        .lines()
+        .find(|line| line.split_whitespace().nth(1) == Some(source))
+        .unwrap_or_else(|| panic!("no {source} line in\n{section}"))
+}
+
+#[tokio::test]
+async fn a_healthy_local_stack_has_everything_arrived() {
+    let (report, text) = StandIns::local(Data::healthy()).await.check().await;
+    assert!(report.all_arrived(), "{text}");
+    for service in telemetry_check::SERVICES {
+        for signal in ["traces", "metrics", "logs"] {
+            assert!(line(&text, signal, service).starts_with("  ✓"), "{text}");
+        }
+    }
+    assert_eq!(
+        line(&text, "traces", "bot"),
+        "  ✓ bot       e.g. trace 4bf92f3577b34da6a3ce929d0e0e4736 (api: POST /games)"
+    );
+    assert_eq!(line(&text, "logs", "worker"), "  ✓ worker    12 log lines");
+    assert_eq!(
+        line(&text, "metrics", "postgres"),
+        "  ✓ postgres  8 of 8 series the dashboards use"
+    );
+    assert!(text.ends_with("Everything arrived.\n"), "{text}");
+}
+
+#[tokio::test]
+async fn a_healthy_grafana_cloud_stack_is_asked_with_each_backends_instance_id() {
+    let (report, text) = StandIns::cloud(Data::healthy()).await.check().await;
+    assert!(report.all_arrived(), "{text}");
+    assert!(!text.contains(TOKEN));
+}
+
+#[tokio::test]
+async fn a_wrong_instance_id_is_named_with_its_variable() {
+    let stand_ins = StandIns::cloud(Data::healthy())
+        .await
+        // The OTLP instance ID where Tempo's belongs: the classic mix-up.
+        .set("GRAFANA_CLOUD_TEMPO_INSTANCE_ID", "123456");
+    let (report, text) = stand_ins.check().await;
+    assert!(!report.all_arrived());
+    match report.answer("traces").unwrap() {
+        Answer::Failed { failure, cause } => {
+            assert_eq!(
+                failure,
+                &Failure::Status {
+                    status: 401,
+                    message: "invalid authentication credentials".to_owned()
+                }
+            );
+            assert!(
+                cause.contains("refused user 123456 (GRAFANA_CLOUD_TEMPO_INSTANCE_ID)"),
+                "{cause}"
+            );
+            assert!(cause.contains("traces:read"), "{cause}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // The other backends still answer, and all is well there.
+    assert!(line(&text, "metrics", "bot").starts_with("  ✓"), "{text}");
+    assert!(line(&text, "logs", "bot").starts_with("  ✓"), "{text}");
+    assert!(!text.contains(TOKEN), "{text}");
+}
+
+#[tokio::test]
+async fn a_wrong_token_is_refused_by_every_backend() {
+    let (_, text) = StandIns::cloud(Data::healthy())
+        .await
+        .set("GRAFANA_CLOUD_API_TOKEN", "glc_an_expired_token")
+        .check()
+        .await;
+    assert_eq!(
+        text.matches("✗ 401 Unauthorized: invalid authentication credentials")
+            .count(),
+        3,
+        "{text}"
+    );
+    for scope in ["traces:read", "metrics:read", "logs:read"] {
+        assert!(text.contains(scope), "{text}");
+    }
+    assert!(!text.contains("glc_an_expired_token"), "{text}");
+}
+
+#[tokio::test]
+async fn credentials_missing_for_a_backend_that_wants_them_are_asked_for() {
+    let (_, text) = StandIns::cloud(Data::healthy())
+        .await
+        .set("GRAFANA_CLOUD_LOKI_INSTANCE_ID", "")
+        .check()
+        .await;
+    assert!(
+        text.contains("Loki wants credentials: set GRAFANA_CLOUD_LOKI_INSTANCE_ID"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_series_the_keep_list_drops_is_named_with_its_keep_list() {
+    let data = Data::healthy().without_series("pg_stat_database_deadlocks");
+    let (report, text) = StandIns::local(data).await.check().await;
+    assert!(!report.all_arrived());
+    let postgres = line(&text, "metrics", "postgres");
+    assert_eq!(
+        postgres,
+        "  ✗ postgres  7 of 8 series: missing pg_stat_database_deadlocks"
+    );
+    assert!(
+        text.contains(
+            "→ config.alloy's keep-list, prometheus.relabel \"postgres\", does not keep it"
+        ),
+        "{text}"
+    );
+    // Nothing else is blamed.
+    assert_eq!(text.matches('✗').count(), 1, "{text}");
+}
+
+#[tokio::test]
+async fn a_scraped_source_missing_alone_points_at_its_scrape() {
+    let mut data = Data::healthy();
+    data.series
+        .retain(|labels| !labels["__name__"].starts_with("redis_"));
+    let (_, text) = StandIns::local(data).await.check().await;
+    assert_eq!(
+        line(&text, "metrics", "redis"),
+        "  ✗ redis     none of the 8 series the dashboards use"
+    );
+    assert!(text.contains("prometheus.scrape \"redis\" fails"), "{text}");
+}
+
+#[tokio::test]
+async fn no_scraped_series_while_otlp_metrics_arrive_means_no_remote_write() {
+    let mut data = Data::healthy();
+    data.series.retain(|labels| {
+        labels
+            .get("job")
+            .is_some_and(|job| job.starts_with("gamenight/"))
+    });
+    let (_, text) = StandIns::local(data).await.check().await;
+    assert!(
+        text.contains("Alloy's remote write does not reach this Prometheus"),
+        "{text}"
+    );
+    assert!(line(&text, "metrics", "api").starts_with("  ✓"), "{text}");
+    assert_eq!(
+        text.matches('✗').count(),
+        4,
+        "one per scraped source\n{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_service_that_sent_nothing_is_not_running() {
+    let (_, text) = StandIns::local(Data::healthy().without_service("bot"))
+        .await
+        .check()
+        .await;
+    for signal in ["traces", "metrics", "logs"] {
+        assert!(line(&text, signal, "bot").starts_with("  ✗"), "{text}");
+    }
+    assert!(
+        text.contains("bot sent nothing that arrived: it is not running"),
+        "{text}"
+    );
+    assert!(line(&text, "traces", "worker").starts_with("  ✓"), "{text}");
+}
+
+#[tokio::test]
+async fn a_service_with_metrics_but_no_traces_is_idle_not_down() {
+    let mut data = Data::healthy();
+    data.without_traces_of("worker");
+    data.log_lines.remove("worker");
+    let (_, text) = StandIns::local(data).await.check().await;
+    assert_eq!(line(&text, "traces", "worker"), "  ✗ worker    no traces");
+    assert!(
+        text.contains("worker runs (its metrics arrive), but no trace has a span of it"),
+        "{text}"
+    );
+    assert!(
+        text.contains("worker runs (its metrics arrive), but logged nothing"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn nothing_from_the_services_while_scrapes_arrive_points_at_alloys_otlp_export() {
+    // What a wrong GRAFANA_CLOUD_OTLP_INSTANCE_ID looks like from the
+    // backends: Alloy's remote write works, its OTLP export does not.
+    let mut data = Data::healthy();
+    for service in telemetry_check::SERVICES {
+        data = data.without_service(service);
+    }
+    let (_, text) = StandIns::cloud(data).await.check().await;
+    assert!(
+        text.contains("so its OTLP export fails (GRAFANA_CLOUD_OTLP_ENDPOINT and GRAFANA_CLOUD_OTLP_INSTANCE_ID"),
+        "{text}"
+    );
+    // Said once, not once per service and signal.
+    assert!(!text.contains("sent nothing that arrived"), "{text}");
+    assert!(line(&text, "metrics", "alloy").starts_with("  ✓"), "{text}");
+}
+
+#[tokio::test]
+async fn a_wrong_url_and_a_stopped_backend_are_told_apart() {
+    // A port that was just free: nothing listens there.
+    let stopped = format!(
+        "http://{}",
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+    );
+    let stand_ins = StandIns::cloud(Data::healthy()).await;
+    // Tempo's URL without the /tempo Grafana Cloud puts it under.
+    let tempo = stand_ins.env["GRAFANA_CLOUD_TEMPO_URL"]
+        .trim_end_matches("/tempo")
+        .to_owned();
+    let (_, text) = stand_ins
+        .set("GRAFANA_CLOUD_TEMPO_URL", &tempo)
+        .set("GRAFANA_CLOUD_LOKI_URL", &stopped)
+        .check()
+        .await;
+    assert!(text.contains("✗ 404 Not Found"), "{text}");
+    assert!(
+        text.contains(
+            "GRAFANA_CLOUD_TEMPO_URL is wrong (Grafana Cloud: Tempo's URL ends in /tempo"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("✗ unreachable: Connection refused"), "{text}");
+    assert!(
+        text.contains("The stack is not up, or GRAFANA_CLOUD_LOKI_URL is wrong"),
+        "{text}"
+    );
+}
+
+/// The stand-ins are only worth their answers if they refuse what the real
+/// APIs refuse.
+#[tokio::test]
+async fn the_stand_ins_reject_malformed_queries_with_the_backends_error_bodies() {
+    let stand_ins = StandIns::local(Data::healthy()).await;
+    let get = |url: String| async move {
+        let response = reqwest::get(url).await.unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    };
+    let tempo = &stand_ins.env["GRAFANA_CLOUD_TEMPO_URL"];
+    let (status, body) = get(format!(
+        "{tempo}/api/search?q=%7B%20resource.service.name%20%3D%20%7D"
+    ))
+    .await;
+    assert_eq!(status, 400);
+    assert!(
+        body.starts_with("invalid TraceQL query: parse error"),
+        "{body}"
+    );
+
+    let prometheus = stand_ins.env["GRAFANA_CLOUD_PROMETHEUS_URL"]
+        .trim_end_matches("/api/v1/write")
+        .to_owned();
+    let (status, body) = get(format!(
+        "{prometheus}/api/v1/series?match[]=target_info%7Bjob%3D"
+    ))
+    .await;
+    assert_eq!(status, 400);
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["errorType"], "bad_data");
+
+    let loki = &stand_ins.env["GRAFANA_CLOUD_LOKI_URL"];
+    let (status, body) = get(format!(
+        "{loki}/loki/api/v1/query?query=count_over_time(%7Bservice_name%3D%22api%22%7D)"
+    ))
+    .await;
+    assert_eq!(status, 400);
+    assert!(body.starts_with("parse error"), "{body}");
+}

@@ -1,0 +1,364 @@
+//! Local stand-ins for Tempo, Prometheus and Loki, answering the check's
+//! questions as those APIs do: Tempo's `/api/search` (TraceQL, `start`,
+//! `end`), Prometheus' `/api/v1/series` (`match[]` parsed by a real PromQL
+//! parser), Loki's `/loki/api/v1/query`, with their error bodies — a plain
+//! text line from Tempo and Loki, `{"status":"error","errorType":…}` from
+//! Prometheus — and, in Grafana Cloud's shape, each under its own path
+//! prefix and instance ID, refusing other credentials with 401.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::print_stdout)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use promql_parser::parser::{self, Expr};
+use regex::Regex;
+use serde_json::json;
+
+/// What the backends hold.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Data {
+    /// (trace id, root span's service, root span's name, services with spans).
+    pub traces: Vec<(&'static str, &'static str, &'static str, Vec<&'static str>)>,
+    /// Label sets of the series with samples in the window.
+    pub series: Vec<BTreeMap<String, String>>,
+    /// Log lines per `service_name`.
+    pub log_lines: BTreeMap<&'static str, u64>,
+}
+
+impl Data {
+    /// What a healthy stack sends: a game's trace across the three
+    /// services, their OTLP metrics and logs, and every scraped series the
+    /// check looks for.
+    pub(crate) fn healthy() -> Self {
+        let mut data = Self {
+            traces: vec![(
+                "4bf92f3577b34da6a3ce929d0e0e4736",
+                "api",
+                "POST /games",
+                vec!["api", "worker", "bot"],
+            )],
+            ..Self::default()
+        };
+        for service in telemetry_check::SERVICES {
+            data.add_series("target_info", &[("job", &format!("gamenight/{service}"))]);
+            data.log_lines.insert(service, 12);
+        }
+        for scraped in telemetry_check::SCRAPED {
+            for name in scraped.series {
+                data.add_series(
+                    name,
+                    &[("job", &format!("integrations/{}", scraped.source))],
+                );
+            }
+        }
+        // Series nobody looks for come along too.
+        data.add_series("pg_locks_count", &[("job", "integrations/postgres")]);
+        data.add_series(
+            "http_server_request_duration_seconds_count",
+            &[("job", "gamenight/api")],
+        );
+        data
+    }
+
+    /// Adds a series.
+    pub(crate) fn add_series(&mut self, name: &str, labels: &[(&str, &str)]) {
+        let mut set: BTreeMap<String, String> = labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        set.insert("__name__".to_owned(), name.to_owned());
+        self.series.push(set);
+    }
+
+    /// Drops every series named `name`.
+    pub(crate) fn without_series(mut self, name: &str) -> Self {
+        self.series.retain(|labels| labels["__name__"] != name);
+        self
+    }
+
+    /// Drops everything `service` sent.
+    pub(crate) fn without_service(mut self, service: &str) -> Self {
+        self.without_traces_of(service);
+        self.series.retain(|labels| {
+            labels.get("job").map(String::as_str) != Some(&format!("gamenight/{service}"))
+        });
+        self.log_lines.remove(service);
+        self
+    }
+
+    /// Drops `service`'s spans (and the traces it is the root of).
+    pub(crate) fn without_traces_of(&mut self, service: &str) {
+        self.traces.retain(|(_, root, _, _)| *root != service);
+        for (_, _, _, services) in &mut self.traces {
+            services.retain(|s| *s != service);
+        }
+    }
+}
+
+/// Where the three stand-ins listen, and the variables that point the
+/// check at them.
+#[derive(Debug)]
+pub(crate) struct StandIns {
+    /// `GRAFANA_CLOUD_*` variables for the check.
+    pub(crate) env: BTreeMap<&'static str, String>,
+}
+
+/// The token the Grafana Cloud stand-ins accept.
+pub(crate) const TOKEN: &str = "glc_eyJvIjoiMTIzNDU2Iiwibi-secret";
+
+impl StandIns {
+    /// The local stack: no credentials, no path prefixes.
+    pub(crate) async fn local(data: Data) -> Self {
+        let data = Arc::new(data);
+        let tempo = serve(tempo("", None), data.clone()).await;
+        let prometheus = serve(prometheus("", None), data.clone()).await;
+        let loki = serve(loki("", None), data).await;
+        Self {
+            env: BTreeMap::from([
+                ("GRAFANA_CLOUD_TEMPO_URL", tempo),
+                (
+                    "GRAFANA_CLOUD_PROMETHEUS_URL",
+                    format!("{prometheus}/api/v1/write"),
+                ),
+                ("GRAFANA_CLOUD_LOKI_URL", loki),
+            ]),
+        }
+    }
+
+    /// Grafana Cloud: Tempo under `/tempo`, Mimir under `/api/prom`, Loki
+    /// at the root, each wanting its own instance ID and [`TOKEN`]; the
+    /// check is given the right IDs and Alloy's token.
+    pub(crate) async fn cloud(data: Data) -> Self {
+        let data = Arc::new(data);
+        let tempo = serve(tempo("/tempo", Some("301")), data.clone()).await;
+        let prometheus = serve(prometheus("/api/prom", Some("302")), data.clone()).await;
+        let loki = serve(loki("", Some("303")), data).await;
+        Self {
+            env: BTreeMap::from([
+                ("GRAFANA_CLOUD_TEMPO_URL", format!("{tempo}/tempo")),
+                ("GRAFANA_CLOUD_TEMPO_INSTANCE_ID", "301".to_owned()),
+                (
+                    "GRAFANA_CLOUD_PROMETHEUS_URL",
+                    format!("{prometheus}/api/prom/push"),
+                ),
+                ("GRAFANA_CLOUD_PROMETHEUS_INSTANCE_ID", "302".to_owned()),
+                ("GRAFANA_CLOUD_LOKI_URL", loki),
+                ("GRAFANA_CLOUD_LOKI_INSTANCE_ID", "303".to_owned()),
+                ("GRAFANA_CLOUD_API_TOKEN", TOKEN.to_owned()),
+            ]),
+        }
+    }
+
+    /// Changes one variable.
+    pub(crate) fn set(mut self, var: &'static str, value: &str) -> Self {
+        self.env.insert(var, value.to_owned());
+        self
+    }
+
+    /// Runs the check over the last ten minutes; its report as printed.
+    pub(crate) async fn check(&self) -> (telemetry_check::Report, String) {
+        let env = self.env.clone();
+        let config = telemetry_check::Config::from(&service_runtime::env::Env::from_lookup(
+            move |key: &str| env.get(key).cloned(),
+        ))
+        .unwrap();
+        let report = telemetry_check::check(&config, 10).await;
+        let text = report.to_string();
+        println!("{text}");
+        (report, text)
+    }
+}
+
+async fn serve(router: Router<Arc<Data>>, data: Arc<Data>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router.with_state(data)).await });
+    url
+}
+
+/// Grafana Cloud's gateways answer a wrong user or token with 401 and a
+/// short text; the check relies on the status alone.
+fn refused(headers: &HeaderMap, user: Option<&str>) -> Option<Response> {
+    let user = user?;
+    // The header reqwest would send for these credentials.
+    let expected = reqwest::Client::new()
+        .get("http://stand-in")
+        .basic_auth(user, Some(TOKEN))
+        .build()
+        .unwrap()
+        .headers()[header::AUTHORIZATION]
+        .clone();
+    (headers.get(header::AUTHORIZATION) != Some(&expected)).then(|| {
+        (
+            StatusCode::UNAUTHORIZED,
+            "invalid authentication credentials\n",
+        )
+            .into_response()
+    })
+}
+
+fn params(query: Option<String>) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .into_owned()
+        .collect()
+}
+
+fn param<'a>(params: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+/// Tempo's search, as far as `{ resource.service.name = "…" }` goes; any
+/// other query gets Tempo's parse error.
+fn tempo(prefix: &str, user: Option<&'static str>) -> Router<Arc<Data>> {
+    let search = move |State(data): State<Arc<Data>>,
+                       headers: HeaderMap,
+                       RawQuery(query): RawQuery| async move {
+        if let Some(refused) = refused(&headers, user) {
+            return refused;
+        }
+        let params = params(query);
+        for bound in ["start", "end"] {
+            if param(&params, bound).is_some_and(|v| v.parse::<u64>().is_err()) {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "invalid {bound}: strconv.ParseInt: parsing \"{}\": invalid syntax",
+                        param(&params, bound).unwrap_or_default()
+                    ),
+                )
+                    .into_response();
+            }
+        }
+        let q = param(&params, "q").unwrap_or_default();
+        let pattern = Regex::new(r#"^\{ resource\.service\.name = "([a-z]+)" \}$"#).unwrap();
+        let Some(service) = pattern.captures(q).map(|c| c[1].to_owned()) else {
+            return (
+                StatusCode::BAD_REQUEST,
+                "invalid TraceQL query: parse error at line 1, col 3: syntax error: unexpected IDENTIFIER",
+            )
+                .into_response();
+        };
+        let limit: usize = param(&params, "limit")
+            .and_then(|l| l.parse().ok())
+            .unwrap_or(20);
+        let traces: Vec<_> = data
+            .traces
+            .iter()
+            .filter(|(_, _, _, services)| services.contains(&service.as_str()))
+            .take(limit)
+            .map(|(id, root, name, _)| {
+                json!({
+                    "traceID": id,
+                    "rootServiceName": root,
+                    "rootTraceName": name,
+                    "startTimeUnixNano": "1764622800000000000",
+                    "durationMs": 48,
+                })
+            })
+            .collect();
+        axum::Json(json!({"traces": traces, "metrics": {"completedJobs": 1, "totalJobs": 1}}))
+            .into_response()
+    };
+    Router::new().route(&format!("{prefix}/api/search"), get(search))
+}
+
+/// Prometheus' series API: each `match[]` parsed as PromQL and applied.
+fn prometheus(prefix: &str, user: Option<&'static str>) -> Router<Arc<Data>> {
+    let series = move |State(data): State<Arc<Data>>,
+                       headers: HeaderMap,
+                       RawQuery(query): RawQuery| async move {
+        if let Some(refused) = refused(&headers, user) {
+            return refused;
+        }
+        let bad_data = |error: String| {
+            (
+                StatusCode::BAD_REQUEST,
+                axum::Json(json!({"status": "error", "errorType": "bad_data", "error": error})),
+            )
+                .into_response()
+        };
+        let selectors: Vec<String> = params(query)
+            .into_iter()
+            .filter(|(k, _)| k == "match[]")
+            .map(|(_, v)| v)
+            .collect();
+        if selectors.is_empty() {
+            return bad_data("no match[] parameter provided".to_owned());
+        }
+        let mut found = Vec::new();
+        for selector in &selectors {
+            let selector = match parser::parse(selector) {
+                Ok(Expr::VectorSelector(selector)) => selector,
+                Ok(_) => {
+                    return bad_data(format!(
+                        "invalid parameter \"match[]\": {selector} is not a vector selector"
+                    ));
+                }
+                Err(err) => return bad_data(format!("invalid parameter \"match[]\": {err}")),
+            };
+            found.extend(data.series.iter().filter(|labels| {
+                selector
+                    .name
+                    .as_ref()
+                    .is_none_or(|name| &labels["__name__"] == name)
+                    && selector
+                        .matchers
+                        .matchers
+                        .iter()
+                        .all(|m| m.is_match(labels.get(&m.name).map_or("", String::as_str)))
+            }));
+        }
+        axum::Json(json!({"status": "success", "data": found})).into_response()
+    };
+    Router::new().route(&format!("{prefix}/api/v1/series"), get(series))
+}
+
+/// Loki's instant query, as far as counting lines per `service_name` goes;
+/// any other query gets Loki's parse error.
+fn loki(prefix: &str, user: Option<&'static str>) -> Router<Arc<Data>> {
+    let query = move |State(data): State<Arc<Data>>,
+                      headers: HeaderMap,
+                      RawQuery(query): RawQuery| async move {
+        if let Some(refused) = refused(&headers, user) {
+            return refused;
+        }
+        let params = params(query);
+        let pattern = Regex::new(
+            r#"^sum by \(service_name\) \(count_over_time\(\{service_name=~"([a-z|]+)"\}\[([0-9]+)m\]\)\)$"#,
+        )
+        .unwrap();
+        let Some(services) = pattern
+            .captures(param(&params, "query").unwrap_or_default())
+            .map(|c| c[1].to_owned())
+        else {
+            return (
+                StatusCode::BAD_REQUEST,
+                "parse error at line 1, col 1: syntax error: unexpected IDENTIFIER\n",
+            )
+                .into_response();
+        };
+        // Loki leaves out the streams with no lines.
+        let result: Vec<_> = services
+            .split('|')
+            .filter_map(|service| {
+                let lines = data.log_lines.get(service).copied().filter(|n| *n > 0)?;
+                Some(json!({"metric": {"service_name": service}, "value": [1764622800.0, lines.to_string()]}))
+            })
+            .collect();
+        axum::Json(json!({
+            "status": "success",
+            "data": {"resultType": "vector", "result": result, "stats": {}},
+        }))
+        .into_response()
+    };
+    Router::new().route(&format!("{prefix}/loki/api/v1/query"), get(query))
+}
