@@ -117,7 +117,7 @@ impl Report {
                             detail: if arrived {
                                 found(service)
                             } else {
-                                signal.none().to_owned()
+                                signal.facts().none.to_owned()
                             },
                             cause: (!arrived && !nothing_from_services)
                                 .then(|| presence.cause(signal, service, minutes)),
@@ -229,44 +229,39 @@ enum Signal {
     Logs,
 }
 
+/// How the report speaks of a signal and its backend.
+struct Facts {
+    name: &'static str,
+    backend: &'static str,
+    url_var: &'static str,
+    scope: &'static str,
+    none: &'static str,
+}
+
 impl Signal {
-    fn name(self) -> &'static str {
+    fn facts(self) -> Facts {
         match self {
-            Self::Traces => "traces",
-            Self::Metrics => "metrics",
-            Self::Logs => "logs",
-        }
-    }
-
-    fn backend(self) -> &'static str {
-        match self {
-            Self::Traces => "Tempo",
-            Self::Metrics => "Prometheus",
-            Self::Logs => "Loki",
-        }
-    }
-
-    fn url_var(self) -> &'static str {
-        match self {
-            Self::Traces => "GRAFANA_CLOUD_TEMPO_URL",
-            Self::Metrics => "GRAFANA_CLOUD_PROMETHEUS_URL",
-            Self::Logs => "GRAFANA_CLOUD_LOKI_URL",
-        }
-    }
-
-    fn scope(self) -> &'static str {
-        match self {
-            Self::Traces => "traces:read",
-            Self::Metrics => "metrics:read",
-            Self::Logs => "logs:read",
-        }
-    }
-
-    fn none(self) -> &'static str {
-        match self {
-            Self::Traces => "no traces",
-            Self::Metrics => "no OTLP metrics",
-            Self::Logs => "no log lines",
+            Self::Traces => Facts {
+                name: "traces",
+                backend: "Tempo",
+                url_var: "GRAFANA_CLOUD_TEMPO_URL",
+                scope: "traces:read",
+                none: "no traces",
+            },
+            Self::Metrics => Facts {
+                name: "metrics",
+                backend: "Prometheus",
+                url_var: "GRAFANA_CLOUD_PROMETHEUS_URL",
+                scope: "metrics:read",
+                none: "no OTLP metrics",
+            },
+            Self::Logs => Facts {
+                name: "logs",
+                backend: "Loki",
+                url_var: "GRAFANA_CLOUD_LOKI_URL",
+                scope: "logs:read",
+                none: "no log lines",
+            },
         }
     }
 }
@@ -274,8 +269,8 @@ impl Signal {
 impl Section {
     fn new(signal: Signal, backend: &Backend, answer: Answer) -> Self {
         Self {
-            signal: signal.name(),
-            backend: signal.backend(),
+            signal: signal.facts().name,
+            backend: signal.facts().backend,
             url: backend.display_url(),
             answer,
         }
@@ -315,7 +310,7 @@ impl Presences {
             .signals()
             .into_iter()
             .filter(|(other, p)| *other != signal && sent(p))
-            .map(|(other, _)| other.name())
+            .map(|(other, _)| other.facts().name)
             .collect();
         if elsewhere.is_empty() {
             return format!(
@@ -392,8 +387,8 @@ fn scraped_finding(scraped: &Scraped, names: &BTreeSet<String>) -> Finding {
 
 /// The answer of a backend that could not be asked, with the likely cause.
 fn failed(signal: Signal, backend: &Backend, failure: Failure) -> Answer {
-    let name = signal.backend();
-    let url_var = signal.url_var();
+    let name = signal.facts().backend;
+    let url_var = signal.facts().url_var;
     let cause = match &failure {
         Failure::Unreachable(_) => format!(
             "The stack is not up, or {url_var} is wrong. Run natively, the check asks the local stack on the ports docker-compose.yml publishes on localhost; as the check-telemetry compose service, on the lgtm container."
@@ -408,7 +403,7 @@ fn failed(signal: Signal, backend: &Backend, failure: Failure) -> Answer {
             Some(id) => format!(
                 "{name} refused user {id} ({}): it is not this {name} instance's ID (each backend of a stack has its own, on its tile's Details page), or the token (GRAFANA_CLOUD_READ_TOKEN, else GRAFANA_CLOUD_API_TOKEN) is wrong, expired or lacks the {} scope.",
                 backend.instance_id_var,
-                signal.scope()
+                signal.facts().scope
             ),
         },
         Failure::Status { status: 404, .. } => format!(
