@@ -115,6 +115,49 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "cargo test"
 cargo test --workspace --locked
 
+step "the API against its OpenAPI document, with schemathesis"
+# Every check and every phase (examples, coverage, fuzzing, stateful):
+# requests generated from /openapi.json, valid and invalid, against a real
+# api on a database of its own. The document must list every status a route
+# answers, and the server must accept what the schemas admit and refuse
+# what they do not. scripts/schemathesis_hooks.py explains the one rule
+# JSON Schema cannot state (a game is scheduled in the future).
+if [ ! -x "$venv/bin/st" ]; then
+  "$venv/bin/pip" install --quiet --disable-pip-version-check schemathesis==4.32.5 \
+    || die "cannot install schemathesis from PyPI"
+fi
+command -v psql >/dev/null || die "psql not found: it creates the database schemathesis' api runs on"
+cargo build --locked --quiet -p api
+admin_url=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+contract_db="gamenight_contract_$$"
+api_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+psql -q "$admin_url" -c "CREATE DATABASE $contract_db" || die "cannot create the database $contract_db"
+contract_cleanup() {
+  [ -n "${api_pid:-}" ] && kill "$api_pid" 2>/dev/null && wait "$api_pid" 2>/dev/null
+  psql -q "$admin_url" -c "DROP DATABASE IF EXISTS $contract_db WITH (FORCE)" >/dev/null || true
+}
+trap contract_cleanup EXIT
+DATABASE_URL="${admin_url%/*}/$contract_db" \
+  REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379}" \
+  RABBITMQ_URL="${RABBITMQ_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}" \
+  API_LISTEN_ADDR="127.0.0.1:$api_port" REDIS_KEY_PREFIX="$contract_db:" \
+  EVENTS_EXCHANGE=gamenight.contract.events OTEL_SDK_DISABLED=true \
+  LOG_FORMAT=json RUST_LOG=warn \
+  target/debug/api >target/contract-api.log 2>&1 &
+api_pid=$!
+deadline=$((SECONDS + 60))
+until API_LISTEN_ADDR="127.0.0.1:$api_port" target/debug/api healthcheck >/dev/null 2>&1; do
+  kill -0 "$api_pid" 2>/dev/null || die "the api stopped before answering (target/contract-api.log)"
+  ((SECONDS < deadline)) || die "the api did not answer within 60 s (target/contract-api.log)"
+  sleep 1
+done
+PYTHONPATH=scripts SCHEMATHESIS_HOOKS=schemathesis_hooks \
+  "$venv/bin/st" run "http://127.0.0.1:$api_port/openapi.json" \
+  --checks all --phases examples,coverage,fuzzing,stateful --no-color \
+  || die "schemathesis found the API and its OpenAPI document disagreeing (above: each case, and how to replay it)"
+contract_cleanup
+trap - EXIT
+
 step "scraped series against the real exporters"
 # The exporters Alloy embeds, as Debian packages them, run against the local
 # PostgreSQL and Redis, and RabbitMQ's own endpoint (its rabbitmq_prometheus

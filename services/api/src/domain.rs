@@ -26,12 +26,13 @@ impl FieldError {
     }
 }
 
-/// Trims `value` and checks its length in characters and that it holds no
-/// control characters.
+/// Checks `value`'s length in characters (as sent), that it is more than
+/// whitespace and holds no control characters, and trims it: the rules the
+/// OpenAPI document states as `maxLength` and `pattern` (a test in
+/// routes.rs holds the two to the same answers).
 fn text(field: &str, value: Option<String>, max: usize) -> Result<String, FieldError> {
     let value = value.ok_or_else(|| FieldError::new(field, "is required"))?;
-    let value = value.trim();
-    if value.is_empty() {
+    if value.trim().is_empty() {
         return Err(FieldError::new(field, "must not be empty"));
     }
     if value.chars().count() > max {
@@ -46,7 +47,7 @@ fn text(field: &str, value: Option<String>, max: usize) -> Result<String, FieldE
             "must not contain control characters",
         ));
     }
-    Ok(value.to_owned())
+    Ok(value.trim().to_owned())
 }
 
 /// Maximum length of a game title, in characters.
@@ -77,34 +78,67 @@ impl PlayerName {
     }
 }
 
-/// The body of `POST /games`, before validation. Every field is optional
-/// here so that a missing one is reported by name.
+/// The body of `POST /games`, before validation. The fields are optional
+/// in Rust so that a missing one is reported by name; the document says
+/// what the validation requires.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateGameRequest {
-    /// Title shown to players, 1–100 characters.
-    #[schema(example = "Catan night")]
+    /// Title shown to players: up to 100 characters, not only whitespace,
+    /// no control characters; surrounding whitespace is removed.
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 100, pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$", example = "Catan night")]
     pub title: Option<String>,
-    /// Who organises it, 1–50 characters.
-    #[schema(example = "ada")]
+    /// Who organises it: up to 50 characters, as `title`.
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 50, pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$", example = "ada")]
     pub host: Option<String>,
-    /// When it starts: RFC 3339, in the future, within ten years.
-    #[schema(example = "2026-12-24T19:00:00Z")]
+    /// When it starts: RFC 3339, in the future, within ten years (422
+    /// otherwise).
+    #[schema(value_type = DateTime<Utc>, required = true, example = "2035-01-04T19:00:00Z")]
     pub scheduled_at: Option<DateTime<Utc>>,
     /// Seats at the table, 2–100.
-    #[schema(example = 4)]
+    #[schema(value_type = i32, required = true, minimum = 2, maximum = 100, example = 4)]
+    #[serde(default, deserialize_with = "whole_number")]
     pub max_players: Option<i32>,
     /// Minutes before the start to remind players, 0–10080.
-    #[schema(example = 60)]
+    #[schema(value_type = i32, required = true, minimum = 0, maximum = 10_080, example = 60)]
+    #[serde(default, deserialize_with = "whole_number")]
     pub reminder_minutes: Option<i32>,
+}
+
+/// A JSON number with no fractional part, as JSON Schema's `integer` is:
+/// `4.0` is 4, as the OpenAPI document promises; `4.5` is refused.
+fn whole_number<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<i32>, D::Error> {
+    use serde::de::Error;
+    let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    number
+        .as_i64()
+        .or_else(|| {
+            number
+                .as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() <= f64::from(i32::MAX))
+                // Whole and within i32: the cast is exact.
+                .map(|f| f as i64)
+        })
+        .and_then(|n| i32::try_from(n).ok())
+        .map(Some)
+        .ok_or_else(|| {
+            D::Error::custom(format!(
+                "invalid value: {number}, expected a whole number within 32 bits"
+            ))
+        })
 }
 
 /// The body of `POST /games/{id}/participants`.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JoinRequest {
-    /// The player's name, 1–50 characters.
-    #[schema(example = "grace")]
+    /// The player's name: up to 50 characters, not only whitespace, no
+    /// control characters; surrounding whitespace is removed.
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 50, pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$", example = "grace")]
     pub player: Option<String>,
 }
 
@@ -292,6 +326,42 @@ mod tests {
         request.scheduled_at = Some(Utc::now() + Duration::days(4000));
         let errors = NewGame::parse(request, Utc::now()).unwrap_err();
         assert_eq!(errors[0].field, "scheduled_at");
+    }
+
+    #[test]
+    fn lengths_count_the_characters_as_sent_and_whitespace_alone_is_empty() {
+        // The document's maxLength applies to the string sent, before the
+        // trim: 49 letters and two spaces are 51 characters.
+        let padded = format!(" {} ", "x".repeat(49));
+        assert_eq!(
+            PlayerName::parse("player", Some(padded))
+                .unwrap_err()
+                .message,
+            "must be at most 50 characters"
+        );
+        for blank in ["", " ", "\u{3000}\u{a0}"] {
+            let err = PlayerName::parse("player", Some(blank.into())).unwrap_err();
+            assert_eq!(err.message, "must not be empty", "{blank:?}");
+        }
+    }
+
+    #[test]
+    fn whole_numbers_may_be_written_with_a_fraction_of_zero() {
+        let parse = |body: &str| serde_json::from_str::<CreateGameRequest>(body);
+        let request = parse(r#"{"max_players": 4.0, "reminder_minutes": 60}"#).unwrap();
+        assert_eq!(
+            (request.max_players, request.reminder_minutes),
+            (Some(4), Some(60))
+        );
+        assert_eq!(parse(r#"{"max_players": null}"#).unwrap().max_players, None);
+        for refused in [
+            r#"{"max_players": 4.5}"#,
+            r#"{"max_players": 1e10}"#,
+            r#"{"max_players": 4294967296}"#,
+            r#"{"max_players": "4"}"#,
+        ] {
+            assert!(parse(refused).is_err(), "{refused}");
+        }
     }
 
     #[test]

@@ -74,8 +74,10 @@ impl From<GameError> for ApiError {
         (status = 201, description = "Created", body = Game,
          headers(("location" = String, description = "URL of the new game"))),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over the size limit", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),        (status = 503, description = "PostgreSQL is briefly unavailable (restarting, unreachable); retry after `Retry-After` seconds", body = Problem, content_type = "application/problem+json",
+        (status = 422, description = "Invalid fields, each named in `errors`; also a `scheduled_at` in the past or more than ten years ahead", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "PostgreSQL is briefly unavailable (restarting, unreachable); retry after `Retry-After` seconds", body = Problem, content_type = "application/problem+json",
          headers(("retry-after" = String, description = "Seconds to wait before retrying"))),
     )
 )]
@@ -95,15 +97,22 @@ async fn create_game(
     ))
 }
 
-/// Query of `GET /games`.
+/// Query of `GET /games`. Strings in Rust, so that a bad value is answered
+/// 400 naming the parameter; the document gives their real types.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 struct ListQuery {
-    /// Only games with this status: `scheduled`, `cancelled` or `completed`.
+    /// Only games with this status.
+    #[param(value_type = Option<GameStatus>)]
     status: Option<String>,
     /// Page size, 1–100 (default 20).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
     limit: Option<String>,
-    /// `next_cursor` of the previous page.
+    /// `next_cursor` of the previous page: microseconds since the epoch, a
+    /// dot, a UUID (as `encode_cursor` makes it).
+    #[param(
+        pattern = r"^-?[0-9]{1,16}\.[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    )]
     cursor: Option<String>,
 }
 
@@ -124,7 +133,8 @@ pub struct GamePage {
     params(ListQuery),
     responses(
         (status = 200, description = "A page of games", body = GamePage),
-        (status = 400, description = "Bad parameter", body = Problem, content_type = "application/problem+json"),        (status = 503, description = "PostgreSQL is briefly unavailable (restarting, unreachable); retry after `Retry-After` seconds", body = Problem, content_type = "application/problem+json",
+        (status = 400, description = "Bad parameter (named in `errors`)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "PostgreSQL is briefly unavailable (restarting, unreachable); retry after `Retry-After` seconds", body = Problem, content_type = "application/problem+json",
          headers(("retry-after" = String, description = "Seconds to wait before retrying"))),
     )
 )]
@@ -192,7 +202,8 @@ fn decode_cursor(cursor: &str) -> Result<Position, ApiError> {
     responses(
         (status = 200, description = "The game", body = Game),
         (status = 400, description = "Malformed id", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such game", body = Problem, content_type = "application/problem+json"),        (status = 503, description = "PostgreSQL is briefly unavailable (restarting, unreachable); retry after `Retry-After` seconds", body = Problem, content_type = "application/problem+json",
+        (status = 404, description = "No such game", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "PostgreSQL is briefly unavailable (restarting, unreachable); retry after `Retry-After` seconds", body = Problem, content_type = "application/problem+json",
          headers(("retry-after" = String, description = "Seconds to wait before retrying"))),
     )
 )]
@@ -224,9 +235,13 @@ async fn get_game(
     request_body = JoinRequest,
     responses(
         (status = 201, description = "Joined; the updated game", body = Game),
+        (status = 400, description = "Malformed id, or malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such game", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Already joined, full, or not scheduled", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid player", body = Problem, content_type = "application/problem+json"),        (status = 503, description = "PostgreSQL is briefly unavailable (restarting, unreachable); retry after `Retry-After` seconds", body = Problem, content_type = "application/problem+json",
+        (status = 413, description = "Body over the size limit", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid player", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "PostgreSQL is briefly unavailable (restarting, unreachable); retry after `Retry-After` seconds", body = Problem, content_type = "application/problem+json",
          headers(("retry-after" = String, description = "Seconds to wait before retrying"))),
     )
 )]
@@ -249,11 +264,16 @@ async fn join_game(
     delete,
     path = "/games/{id}/participants/{player}",
     tag = "games",
-    params(("id" = Uuid, Path, description = "Game id"), ("player" = String, Path, description = "Player name")),
+    params(
+        ("id" = Uuid, Path, description = "Game id"),
+        ("player" = String, Path, description = "Player name, as it joined", max_length = 50, pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$"),
+    ),
     responses(
         (status = 204, description = "Left"),
+        (status = 400, description = "Malformed id or player name", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such game or participant", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The game is not scheduled", body = Problem, content_type = "application/problem+json"),        (status = 503, description = "PostgreSQL is briefly unavailable (restarting, unreachable); retry after `Retry-After` seconds", body = Problem, content_type = "application/problem+json",
+        (status = 409, description = "The game is not scheduled", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "PostgreSQL is briefly unavailable (restarting, unreachable); retry after `Retry-After` seconds", body = Problem, content_type = "application/problem+json",
          headers(("retry-after" = String, description = "Seconds to wait before retrying"))),
     )
 )]
@@ -277,8 +297,10 @@ async fn leave_game(
     params(("id" = Uuid, Path, description = "Game id")),
     responses(
         (status = 200, description = "Cancelled; the updated game", body = Game),
+        (status = 400, description = "Malformed id", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such game", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Already cancelled or completed", body = Problem, content_type = "application/problem+json"),        (status = 503, description = "PostgreSQL is briefly unavailable (restarting, unreachable); retry after `Retry-After` seconds", body = Problem, content_type = "application/problem+json",
+        (status = 409, description = "Already cancelled or completed", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "PostgreSQL is briefly unavailable (restarting, unreachable); retry after `Retry-After` seconds", body = Problem, content_type = "application/problem+json",
          headers(("retry-after" = String, description = "Seconds to wait before retrying"))),
     )
 )]
@@ -295,6 +317,98 @@ async fn cancel_game(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every `pattern` and `maxLength` the document gives a title or a
+    /// name, with the field's limit.
+    fn text_rules() -> Vec<(String, String, usize)> {
+        let doc = serde_json::to_value(router().split_for_parts().1).unwrap();
+        let mut rules = Vec::new();
+        let schemas = &doc["components"]["schemas"];
+        for (schema, field, max) in [
+            ("CreateGameRequest", "title", crate::domain::MAX_TITLE_CHARS),
+            ("CreateGameRequest", "host", crate::domain::MAX_NAME_CHARS),
+            ("JoinRequest", "player", crate::domain::MAX_NAME_CHARS),
+        ] {
+            let property = &schemas[schema]["properties"][field];
+            assert_eq!(property["maxLength"], max, "{schema}.{field}");
+            rules.push((
+                format!("{schema}.{field}"),
+                property["pattern"].as_str().unwrap().to_owned(),
+                max,
+            ));
+        }
+        let leave = &doc["paths"]["/games/{id}/participants/{player}"]["delete"]["parameters"];
+        let player = leave
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "player")
+            .unwrap();
+        assert_eq!(player["schema"]["maxLength"], crate::domain::MAX_NAME_CHARS);
+        rules.push((
+            "DELETE player".into(),
+            player["schema"]["pattern"].as_str().unwrap().to_owned(),
+            crate::domain::MAX_NAME_CHARS,
+        ));
+        rules
+    }
+
+    /// The document's rule for a name and the server's are the same rule:
+    /// what one admits the other accepts (schemathesis checks it against a
+    /// running api; this names the case that differs).
+    #[test]
+    fn the_documents_text_pattern_accepts_exactly_what_validation_accepts() {
+        let samples = [
+            "ada",
+            " ada ",
+            "Łódź game night",
+            "🎲",
+            "a b",
+            "",
+            " ",
+            "\t",
+            "\u{a0}",
+            "\u{3000}x",
+            "a\u{7}b",
+            "\u{0}",
+            "x\u{7f}",
+            "x\u{85}",
+            "\u{9f}",
+            "a\nb",
+            "\u{200b}",
+            "\u{feff}",
+            "x\u{2028}",
+            "\u{1680}",
+        ];
+        for (name, pattern, max) in text_rules() {
+            // ECMA-262 and the regex crate agree on these classes: \s is
+            // Unicode White_Space, as char::is_whitespace.
+            let pattern = regex::Regex::new(&pattern).unwrap();
+            for sample in samples
+                .iter()
+                .map(|s| (*s).to_owned())
+                .chain(["x".repeat(max), "x".repeat(max + 1)])
+            {
+                let documented = pattern.is_match(&sample) && sample.chars().count() <= max;
+                let accepted = if name == "CreateGameRequest.title" {
+                    NewGame::parse(
+                        CreateGameRequest {
+                            title: Some(sample.clone()),
+                            host: Some("ada".into()),
+                            scheduled_at: Some(Utc::now() + chrono::Duration::days(1)),
+                            max_players: Some(4),
+                            reminder_minutes: Some(0),
+                        },
+                        Utc::now(),
+                    )
+                    .is_ok()
+                } else {
+                    PlayerName::parse("player", Some(sample.clone())).is_ok()
+                };
+                assert_eq!(documented, accepted, "{name}: {sample:?}");
+            }
+        }
+    }
 
     #[test]
     fn cursors_round_trip() {
