@@ -1,5 +1,5 @@
-# One image recipe for every service: docker build --build-arg SERVICE=api .
-# (or worker, bot). Multi-stage: dependencies are compiled in a layer of their
+# One image recipe for every binary: docker build --build-arg SERVICE=api .
+# (or worker, bot, loadgen). Multi-stage: dependencies are compiled in a layer of their
 # own (cargo-chef), so editing a service's code rebuilds only the workspace.
 
 # The toolchain the project is tested with (edition 2024 needs >= 1.85).

@@ -708,7 +708,9 @@ fn compose_pins_the_alloy_release_stack_tests_read() {
 fn the_dockerfile_builds_packages_and_binaries_that_exist_from_paths_that_exist() {
     let dockerfile = read("Dockerfile");
     let base = compose("docker-compose.base.yml");
-    let mut built = BTreeSet::new();
+    // Package → whether some service built from it is probed by the image's
+    // HEALTHCHECK (the load generator serves nothing, and disables it).
+    let mut built: BTreeMap<String, bool> = BTreeMap::new();
     for (name, service) in base["services"].as_mapping().unwrap() {
         let Some(build) = service.get("build") else {
             continue;
@@ -717,22 +719,29 @@ fn the_dockerfile_builds_packages_and_binaries_that_exist_from_paths_that_exist(
         let package = build["args"]["SERVICE"]
             .as_str()
             .unwrap_or_else(|| panic!("{name:?} sets no SERVICE"));
-        built.insert(package.to_owned());
+        let probed = service["healthcheck"].get("disable").is_none();
+        *built.entry(package.to_owned()).or_default() |= probed;
     }
     assert_eq!(
-        built,
-        BTreeSet::from(["api".into(), "worker".into(), "bot".into()])
+        built.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["api", "bot", "loadgen", "worker"]
     );
-    for package in &built {
-        let manifest = repo_path(&format!("services/{package}/Cargo.toml"));
-        let manifest =
-            std::fs::read_to_string(&manifest).unwrap_or_else(|_| panic!("no package {package}"));
+    let main_of = |package: &str| {
+        ["services", "crates"]
+            .map(|dir| format!("{dir}/{package}"))
+            .into_iter()
+            .find(|dir| repo_path(&format!("{dir}/Cargo.toml")).exists())
+            .unwrap_or_else(|| panic!("no package {package}"))
+    };
+    for package in built.keys() {
+        let dir = main_of(package);
+        let manifest = read(&format!("{dir}/Cargo.toml"));
         assert!(
             manifest.contains(&format!("name = \"{package}\"")),
             "{package}"
         );
         assert!(
-            repo_path(&format!("services/{package}/src/main.rs")).exists(),
+            repo_path(&format!("{dir}/src/main.rs")).exists(),
             "{package} has no binary"
         );
     }
@@ -764,10 +773,10 @@ fn the_dockerfile_builds_packages_and_binaries_that_exist_from_paths_that_exist(
         dockerfile.contains("HEALTHCHECK"),
         "the image must carry a healthcheck"
     );
-    // The healthcheck subcommand exists in every binary: its own CLI's, or
-    // the shared one of service_runtime::cli.
-    for package in &built {
-        let main = read(&format!("services/{package}/src/main.rs"));
+    // The healthcheck subcommand exists in every binary a service probes:
+    // its own CLI's, or the shared one of service_runtime::cli.
+    for package in built.iter().filter(|(_, probed)| **probed).map(|(p, _)| p) {
+        let main = read(&format!("{}/src/main.rs", main_of(package)));
         assert!(
             main.contains("Healthcheck") || main.contains("service_runtime::cli("),
             "{package} has no healthcheck subcommand"
