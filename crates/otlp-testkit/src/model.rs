@@ -119,6 +119,26 @@ impl Span {
             .unwrap_or("unknown_service")
     }
 
+    /// The names of the span's events, in order.
+    pub fn event_names(&self) -> Vec<&str> {
+        self.span
+            .events
+            .iter()
+            .map(|event| event.name.as_str())
+            .collect()
+    }
+
+    /// The string attribute `key` of each event that has it.
+    pub fn event_str_attrs(&self, key: &str) -> Vec<&str> {
+        self.span
+            .events
+            .iter()
+            .flat_map(|event| &event.attributes)
+            .filter(|kv| kv.key == key)
+            .filter_map(|kv| kv.value.as_ref()?.as_str())
+            .collect()
+    }
+
     /// True when the span's status is ERROR.
     pub fn is_error(&self) -> bool {
         self.span

@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`env`]: typed reading of environment variables, with errors that name
 //!   the variable and never echo a secret.
+//! - [`fault`]: fault switches, failures made on purpose to be seen.
 //! - [`shutdown`]: one [`CancellationToken`] cancelled on SIGINT or SIGTERM.
 //! - [`periodic`]: a background pass run on wake-up, on an interval, and
 //!   with backoff while failing.
@@ -12,6 +13,7 @@
 //!   own work; [`healthcheck`]: the `healthcheck` subcommand for containers.
 
 pub mod env;
+pub mod fault;
 mod healthcheck;
 pub mod periodic;
 pub mod shutdown;

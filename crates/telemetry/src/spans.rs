@@ -219,20 +219,25 @@ async fn send(
         .await
         .map_err(reqwest::Error::without_url);
     match &result {
-        Ok(response) => {
-            let status = response.status();
-            span.record(
-                semconv::HTTP_RESPONSE_STATUS_CODE,
-                i64::from(status.as_u16()),
-            );
-            if status.is_client_error() || status.is_server_error() {
-                span.record(semconv::ERROR_TYPE, status.as_str());
-                span.set_status(Status::error(""));
-            }
-        }
+        Ok(response) => record_response(&span, response.status()),
         Err(err) => record_error(&span, error_type(err), err),
     }
     result
+}
+
+/// Records the answer's status on an HTTP CLIENT span: a 4xx or 5xx marks
+/// it as an error, as the conventions ask of clients. For spans of
+/// [`http_client_span`] whose answer did not come through [`send_traced`]
+/// (a fault switch standing in for it).
+pub fn record_response(span: &Span, status: http::StatusCode) {
+    span.record(
+        semconv::HTTP_RESPONSE_STATUS_CODE,
+        i64::from(status.as_u16()),
+    );
+    if status.is_client_error() || status.is_server_error() {
+        span.record(semconv::ERROR_TYPE, status.as_str());
+        span.set_status(Status::error(""));
+    }
 }
 
 fn error_type(err: &reqwest::Error) -> &'static str {

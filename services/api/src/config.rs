@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 use service_runtime::env::{Env, EnvError};
+use service_runtime::fault::{self, Fault};
 
 /// Settings of the `api` service.
 #[derive(Debug, Clone)]
@@ -40,6 +41,20 @@ pub struct Config {
     /// How long published events stay in the outbox (`RETENTION_HOURS`,
     /// default 168: a week).
     pub retention: Duration,
+    /// Fault switches, off unless set.
+    pub faults: Faults,
+}
+
+/// The api's fault switches (RUNTIME_CONFIG.md, "Fault switches").
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    /// `FAULT_DB_DELAY_MS`: added to every read of one game from
+    /// PostgreSQL (`GET /games/{id}` when the cache misses), inside its
+    /// database span.
+    pub db_delay: Option<Duration>,
+    /// `FAULT_POISON_PERCENT`: that share of events goes to the outbox as a
+    /// body no consumer can read; the worker dead-letters it.
+    pub poison: Option<Fault>,
 }
 
 impl Config {
@@ -57,6 +72,8 @@ impl Config {
         "OUTBOX_POLL_INTERVAL_MS",
         "API_MIGRATE_ON_START",
         "RETENTION_HOURS",
+        "FAULT_DB_DELAY_MS",
+        "FAULT_POISON_PERCENT",
     ];
 
     /// Reads the settings from the process environment.
@@ -90,6 +107,10 @@ impl Config {
             )?),
             migrate_on_start: env.parse_or("API_MIGRATE_ON_START", true, "true or false")?,
             retention: env.retention()?,
+            faults: Faults {
+                db_delay: fault::delay(env, "FAULT_DB_DELAY_MS")?,
+                poison: Fault::percent(env, "FAULT_POISON_PERCENT")?,
+            },
         })
     }
 }

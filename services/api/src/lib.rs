@@ -115,7 +115,7 @@ impl App {
     pub fn new(config: &Config, meter: &Meter) -> Result<Self, StartError> {
         let (pool, db) =
             schema::connect_lazy(&config.database_url, config.database_pool_size, meter)?;
-        let store = store::Store::new(pool.clone(), db.clone());
+        let store = store::Store::new(pool.clone(), db.clone(), config.faults.clone());
         let cache = cache::Cache::new(
             &config.redis_url,
             config.redis_key_prefix.clone(),

@@ -16,6 +16,7 @@ use std::time::Duration;
 use broker::Broker;
 use events::Envelope;
 use opentelemetry::metrics::Meter;
+use service_runtime::fault::Fault;
 use sqlx::{PgPool, Postgres, Transaction};
 use telemetry::db::DbClient;
 use uuid::Uuid;
@@ -57,15 +58,26 @@ const LEASE: Duration = Duration::from_secs(60);
 pub const MAX_ATTEMPTS: u32 = 10;
 
 /// Writes `envelope` to the outbox inside `tx`, with the trace context of the
-/// current span so the publish continues the request's trace.
+/// current span so the publish continues the request's trace. When `poison`
+/// (a fault switch) fires, the row gets a body no consumer can read instead.
 pub async fn enqueue(
     db: &DbClient,
     tx: &mut Transaction<'static, Postgres>,
     envelope: &Envelope,
+    poison: Option<&Fault>,
 ) -> Result<(), sqlx::Error> {
     let context = telemetry::propagation::current_context_pairs();
-    let payload =
-        serde_json::to_value(envelope).map_err(|err| sqlx::Error::Encode(Box::new(err)))?;
+    let payload = if poison.is_some_and(Fault::fires) {
+        service_runtime::fault::report(
+            "FAULT_POISON_PERCENT",
+            "this event is published as a body no consumer can read",
+        );
+        // The message id stays, so the poison is traced and deduplicated
+        // like the event it replaces.
+        serde_json::json!({ "message_id": envelope.message_id, "poison": "FAULT_POISON_PERCENT" })
+    } else {
+        serde_json::to_value(envelope).map_err(|err| sqlx::Error::Encode(Box::new(err)))?
+    };
     db.run(
         "INSERT",
         Some("outbox"),

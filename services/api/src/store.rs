@@ -2,12 +2,16 @@
 //! its domain event to the outbox, so an event exists if and only if its
 //! change was committed.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use events::{Envelope, GameEvent};
+use service_runtime::fault;
 use sqlx::{PgPool, Postgres, Transaction};
 use telemetry::db::DbClient;
 use uuid::Uuid;
 
+use crate::config::Faults;
 use crate::db_fault;
 use crate::domain::{Game, GameStatus, NewGame, PlayerName};
 use crate::outbox;
@@ -46,6 +50,7 @@ pub type Position = (DateTime<Utc>, Uuid);
 pub struct Store {
     pool: PgPool,
     db: DbClient,
+    faults: Faults,
 }
 
 /// A game with its players as one row; each query appends its own filter.
@@ -108,9 +113,10 @@ impl From<GameRow> for Game {
 }
 
 impl Store {
-    /// A store over `pool`, tracing every call through `db`.
-    pub fn new(pool: PgPool, db: DbClient) -> Self {
-        Self { pool, db }
+    /// A store over `pool`, tracing every call through `db`, with the
+    /// fault switches of `faults`.
+    pub fn new(pool: PgPool, db: DbClient, faults: Faults) -> Self {
+        Self { pool, db, faults }
     }
 
     /// The pool, for readiness checks and the outbox relay.
@@ -150,7 +156,7 @@ impl Store {
                 max_players: new.max_players,
                 reminder_minutes: new.reminder_minutes,
             };
-            outbox::enqueue(&self.db, &mut tx, &Envelope::new(id, event)).await?;
+            self.enqueue(&mut tx, &Envelope::new(id, event)).await?;
             let game = self
                 .fetch(&mut *tx, id)
                 .await?
@@ -160,26 +166,56 @@ impl Store {
         .await
     }
 
+    /// Writes `envelope` to the outbox in `tx`, through the poison switch.
+    async fn enqueue(
+        &self,
+        tx: &mut Transaction<'static, Postgres>,
+        envelope: &Envelope,
+    ) -> Result<(), sqlx::Error> {
+        outbox::enqueue(&self.db, tx, envelope, self.faults.poison.as_ref()).await
+    }
+
     /// The game with `id`, if any.
     #[tracing::instrument(skip(self))]
     pub async fn find(&self, id: Uuid) -> Result<Option<Game>, sqlx::Error> {
-        self.fetch(&self.pool, id).await
+        self.select(&self.pool, id, self.faults.db_delay).await
     }
 
+    /// The game with `id`, read inside a transaction.
     async fn fetch<'e, E>(&self, executor: E, id: Uuid) -> Result<Option<Game>, sqlx::Error>
     where
         E: sqlx::PgExecutor<'e>,
     {
+        self.select(executor, id, None).await
+    }
+
+    /// `SELECT_GAME` in its database span; `delay` (a fault switch) is
+    /// spent inside the span, so the trace shows a slow query.
+    async fn select<'e, E>(
+        &self,
+        executor: E,
+        id: Uuid,
+        delay: Option<Duration>,
+    ) -> Result<Option<Game>, sqlx::Error>
+    where
+        E: sqlx::PgExecutor<'e>,
+    {
+        let query = async {
+            if let Some(delay) = delay {
+                fault::report(
+                    "FAULT_DB_DELAY_MS",
+                    &format!("this query waits {} ms more", delay.as_millis()),
+                );
+                tokio::time::sleep(delay).await;
+            }
+            sqlx::query_as(SELECT_GAME)
+                .bind(id)
+                .fetch_optional(executor)
+                .await
+        };
         let row: Option<GameRow> = self
             .db
-            .run(
-                "SELECT",
-                Some("games"),
-                SELECT_GAME,
-                sqlx::query_as(SELECT_GAME)
-                    .bind(id)
-                    .fetch_optional(executor),
-            )
+            .run("SELECT", Some("games"), SELECT_GAME, query)
             .await?;
         Ok(row.map(Game::from))
     }
@@ -254,7 +290,7 @@ impl Store {
             let event = GameEvent::PlayerJoined {
                 player: player.as_str().to_owned(),
             };
-            outbox::enqueue(&self.db, &mut tx, &Envelope::new(id, event)).await?;
+            self.enqueue(&mut tx, &Envelope::new(id, event)).await?;
             let game = self
                 .fetch(&mut *tx, id)
                 .await?
@@ -288,7 +324,7 @@ impl Store {
             let event = GameEvent::PlayerLeft {
                 player: player.as_str().to_owned(),
             };
-            outbox::enqueue(&self.db, &mut tx, &Envelope::new(id, event)).await?;
+            self.enqueue(&mut tx, &Envelope::new(id, event)).await?;
             Ok(((), tx))
         })
         .await
@@ -307,12 +343,8 @@ impl Store {
                     sqlx::query(CANCEL_GAME).bind(id).execute(&mut *tx),
                 )
                 .await?;
-            outbox::enqueue(
-                &self.db,
-                &mut tx,
-                &Envelope::new(id, GameEvent::Cancelled {}),
-            )
-            .await?;
+            self.enqueue(&mut tx, &Envelope::new(id, GameEvent::Cancelled {}))
+                .await?;
             let game = self
                 .fetch(&mut *tx, id)
                 .await?

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use service_runtime::env::{Env, EnvError};
+use service_runtime::fault::Fault;
 
 /// Settings of the `bot` service.
 #[derive(Debug, Clone)]
@@ -53,6 +54,23 @@ pub struct Config {
     /// How long delivery records are kept (`RETENTION_HOURS`, default 168:
     /// a week); a redelivery after that would post again.
     pub retention: Duration,
+    /// Fault switches, off unless set.
+    pub faults: Faults,
+}
+
+/// The bot's fault switches (RUNTIME_CONFIG.md, "Fault switches"): each
+/// fires on a share of the calls it guards, 0–100 percent.
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    /// `FAULT_WEBHOOK_FAILURE_PERCENT`: the webhook answers 503 Service
+    /// Unavailable (in dry run too); nothing is posted, the bot retries.
+    pub webhook_failure: Option<Fault>,
+    /// `FAULT_WEBHOOK_RATE_LIMIT_PERCENT`: the webhook answers 429 Too Many
+    /// Requests with `Retry-After: 1`; the bot waits and retries.
+    pub webhook_rate_limit: Option<Fault>,
+    /// `FAULT_API_TIMEOUT_PERCENT`: the call to the api for the game times
+    /// out (after the client's 10 s); the bot retries.
+    pub api_timeout: Option<Fault>,
 }
 
 /// Where the bot sends messages.
@@ -100,6 +118,9 @@ impl Config {
         "BOT_MAX_ATTEMPTS",
         "BOT_RETRY_BACKOFF_MS",
         "RETENTION_HOURS",
+        "FAULT_WEBHOOK_FAILURE_PERCENT",
+        "FAULT_WEBHOOK_RATE_LIMIT_PERCENT",
+        "FAULT_API_TIMEOUT_PERCENT",
     ];
 
     /// Reads the settings from the process environment.
@@ -162,6 +183,11 @@ impl Config {
                 database_pool_size,
                 "a number from 1 to BOT_PREFETCH, below DATABASE_POOL_SIZE",
             )?,
+            faults: Faults {
+                webhook_failure: Fault::percent(env, "FAULT_WEBHOOK_FAILURE_PERCENT")?,
+                webhook_rate_limit: Fault::percent(env, "FAULT_WEBHOOK_RATE_LIMIT_PERCENT")?,
+                api_timeout: Fault::percent(env, "FAULT_API_TIMEOUT_PERCENT")?,
+            },
             max_attempts: env.parse_or("BOT_MAX_ATTEMPTS", 5, "a whole number of attempts")?,
             retry_backoff: Duration::from_millis(env.parse_or(
                 "BOT_RETRY_BACKOFF_MS",

@@ -54,8 +54,12 @@ use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use secrecy::ExposeSecret;
 use service_runtime::CancellationToken;
+use service_runtime::fault::{self, Fault};
 use sqlx::PgPool;
-use telemetry::spans::{send_traced, send_traced_to_third_party};
+use telemetry::spans::{
+    http_client_span, record_error, record_response, send_traced, send_traced_to_third_party,
+};
+use tracing::Instrument;
 
 pub use config::Config;
 use config::Destination;
@@ -68,6 +72,10 @@ pub const SERVICE: telemetry::Service =
 
 /// How the webhook's URL appears in spans: its path holds the token.
 const WEBHOOK_TEMPLATE: &str = "/api/webhooks/{id}/{token}";
+/// The host a fault switch's stand-in webhook call names in dry run.
+const DRY_RUN_WEBHOOK: &str = "https://discord.com/api/webhooks/0/dry-run";
+/// Longest wait for an answer from the api or the webhook.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest wait a `Retry-After` may impose on one attempt.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 /// Longest wait between attempts to record a delivery already posted.
@@ -120,6 +128,7 @@ struct Delivery {
     deliveries: Deliveries,
     /// First wait between attempts to record a posted delivery.
     record_backoff: Duration,
+    faults: config::Faults,
     delivered: Counter<u64>,
     lag: Histogram<f64>,
 }
@@ -209,13 +218,12 @@ impl Bot {
                 max_backoff: MAX_RETRY_AFTER,
             },
             delivery: Delivery {
-                client: reqwest::Client::builder()
-                    .timeout(Duration::from_secs(10))
-                    .build()?,
+                client: reqwest::Client::builder().timeout(HTTP_TIMEOUT).build()?,
                 api_base_url: config.api_base_url.clone(),
                 webhook,
                 deliveries: Deliveries::new(pool, db),
                 record_backoff: config.retry_backoff,
+                faults: config.faults.clone(),
                 delivered: meter
                     .u64_counter("gamenight.notifications.delivered")
                     .with_unit("{notification}")
@@ -349,6 +357,9 @@ impl Delivery {
             return Ok(Delivered::Skipped);
         }
         let body = render::discord_message(notification, &game);
+        if let Some(failure) = self.injected_webhook_failure() {
+            return Err(failure);
+        }
         let (delivered, message_id) = match &self.webhook {
             Webhook::DryRun => {
                 // Recorded like the real call would be, so the trace has the
@@ -429,6 +440,23 @@ impl Delivery {
             .api_base_url
             .join(&format!("games/{}", notification.game_id))
             .map_err(|err| Failure::Permanent(format!("cannot build the game URL: {err}")))?;
+        if self.faults.api_timeout.as_ref().is_some_and(Fault::fires) {
+            // Traced as the real call would be: a GET that gets no answer
+            // within the client's timeout.
+            let span = http_client_span(&reqwest::Method::GET, &url, None);
+            async {
+                fault::report("FAULT_API_TIMEOUT_PERCENT", "the call to the api times out");
+                tokio::time::sleep(HTTP_TIMEOUT).await;
+            }
+            .instrument(span.clone())
+            .await;
+            let timeout = std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "no answer within the timeout (fault injected)",
+            );
+            record_error(&span, "timeout", &timeout);
+            return Err(Failure::unavailable(format!("api unreachable: {timeout}")));
+        }
         let request = self
             .client
             .get(url)
@@ -446,6 +474,50 @@ impl Delivery {
             });
         }
         Err(api_failure(status, retry_after(response.headers())))
+    }
+
+    /// A webhook fault switch standing in for Discord's answer, in dry run
+    /// too: the call is traced as if the webhook had answered, and nothing
+    /// is posted. The failure then takes the path a real one does.
+    fn injected_webhook_failure(&self) -> Option<Failure> {
+        let (switch, status, retry_after) = if self
+            .faults
+            .webhook_failure
+            .as_ref()
+            .is_some_and(Fault::fires)
+        {
+            (
+                "FAULT_WEBHOOK_FAILURE_PERCENT",
+                StatusCode::SERVICE_UNAVAILABLE,
+                None,
+            )
+        } else if self
+            .faults
+            .webhook_rate_limit
+            .as_ref()
+            .is_some_and(Fault::fires)
+        {
+            (
+                "FAULT_WEBHOOK_RATE_LIMIT_PERCENT",
+                StatusCode::TOO_MANY_REQUESTS,
+                Some(Duration::from_secs(1)),
+            )
+        } else {
+            return None;
+        };
+        let url = match &self.webhook {
+            Webhook::Discord(url) => url.clone(),
+            Webhook::DryRun => reqwest::Url::parse(DRY_RUN_WEBHOOK).ok()?,
+        };
+        let span = http_client_span(&reqwest::Method::POST, &url, Some(WEBHOOK_TEMPLATE));
+        span.in_scope(|| {
+            fault::report(
+                switch,
+                &format!("the webhook answers {status}; nothing is posted"),
+            );
+        });
+        record_response(&span, status);
+        Some(webhook_failure(status, retry_after))
     }
 
     /// Posts `body` to the webhook and classifies the answer; on success,
@@ -574,6 +646,7 @@ mod tests {
             webhook: Webhook::DryRun,
             deliveries: Deliveries::new(pool, db),
             record_backoff: Duration::from_millis(10),
+            faults: config::Faults::default(),
             delivered: meter.u64_counter("d").build(),
             lag: meter.f64_histogram("l").build(),
         }

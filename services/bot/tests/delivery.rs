@@ -64,6 +64,7 @@ impl Running {
             max_attempts: 3,
             retry_backoff: Duration::from_millis(50),
             retention: Duration::from_secs(3600),
+            faults: Default::default(),
         };
         let meter = opentelemetry::metrics::noop::NoopMeterProvider::new().meter("test");
         let shutdown = CancellationToken::new();

@@ -5,6 +5,7 @@
 // A failed unwrap is a failed test, with the value in the message.
 #![allow(clippy::unwrap_used)]
 
+mod faults;
 mod helpers;
 mod leaks;
 mod metrics;

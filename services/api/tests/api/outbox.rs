@@ -186,13 +186,13 @@ async fn a_rolled_back_transaction_publishes_nothing() {
 
     let rolled_back = Envelope::new(uuid::Uuid::new_v4(), GameEvent::Cancelled {});
     let mut tx = pool.begin().await.unwrap();
-    api::outbox::enqueue(&db, &mut tx, &rolled_back)
+    api::outbox::enqueue(&db, &mut tx, &rolled_back, None)
         .await
         .unwrap();
     tx.rollback().await.unwrap();
     let committed = Envelope::new(uuid::Uuid::new_v4(), GameEvent::Cancelled {});
     let mut tx = pool.begin().await.unwrap();
-    api::outbox::enqueue(&db, &mut tx, &committed)
+    api::outbox::enqueue(&db, &mut tx, &committed, None)
         .await
         .unwrap();
     tx.commit().await.unwrap();

@@ -1,0 +1,193 @@
+//! Each fault switch, turned on, shows where RUNTIME_CONFIG.md says it
+//! does: the span it acts in, with its status and a `fault injected` event
+//! naming the switch, and the same line as a log record in the trace.
+
+use otlp_testkit::proto::trace::v1::span::SpanKind;
+use otlp_testkit::{AnyValueExt, Span};
+
+use crate::helpers::Running;
+
+/// The `fault injected` event on `span` names `switch`, and the log record
+/// of it is in the span's trace.
+async fn reported(running: &Running, span: &Span, switch: &str) {
+    assert_eq!(
+        span.event_str_attrs("fault.switch"),
+        [switch],
+        "{span:?}: {:?}",
+        span.event_names()
+    );
+    let log = running
+        .receiver
+        .wait_for_log(&span.trace_id(), "fault injected")
+        .await
+        .unwrap();
+    assert_eq!(
+        log.attr("fault.switch").and_then(AnyValueExt::as_str),
+        Some(switch)
+    );
+}
+
+/// The bot's webhook call, the first to answer `status`.
+async fn webhook_call(running: &Running, status: i64) -> Span {
+    running
+        .receiver
+        .wait_for_condition(
+            &format!("the bot's webhook call answered {status}"),
+            |spans, _, _| {
+                spans
+                    .iter()
+                    .find(|s| {
+                        s.service_name() == "bot"
+                            && s.kind() == SpanKind::Client
+                            && s.name() == "POST"
+                            && s.int_attr("http.response.status_code") == Some(status)
+                    })
+                    .cloned()
+            },
+        )
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_failing_webhook_is_a_503_retried_and_nothing_is_posted() {
+    let running = Running::start(&[
+        ("FAULT_WEBHOOK_FAILURE_PERCENT", "100"),
+        ("BOT_RETRY_BACKOFF_MS", "50"),
+    ])
+    .await;
+    running.create_game(chrono::Duration::days(2), 60).await;
+    let call = webhook_call(&running, 503).await;
+    assert!(call.is_error());
+    assert_eq!(call.str_attr("error.type"), Some("503"));
+    reported(&running, &call, "FAULT_WEBHOOK_FAILURE_PERCENT").await;
+    // Retried: a second faulted call for the same notification.
+    running
+        .receiver
+        .wait_for_condition("a retry of the webhook call", |spans, _, _| {
+            (spans
+                .iter()
+                .filter(|s| {
+                    s.service_name() == "bot"
+                        && s.int_attr("http.response.status_code") == Some(503)
+                })
+                .count()
+                >= 2)
+                .then_some(())
+        })
+        .await
+        .unwrap();
+    let (_, discord) = running.stop().await;
+    assert!(
+        discord.received().is_empty(),
+        "a faulted post reached Discord"
+    );
+}
+
+#[tokio::test]
+async fn a_rate_limited_webhook_is_a_429_waited_out() {
+    let running = Running::start(&[("FAULT_WEBHOOK_RATE_LIMIT_PERCENT", "100")]).await;
+    running.create_game(chrono::Duration::days(2), 60).await;
+    let call = webhook_call(&running, 429).await;
+    assert!(call.is_error());
+    reported(&running, &call, "FAULT_WEBHOOK_RATE_LIMIT_PERCENT").await;
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn an_api_call_timing_out_is_a_get_with_no_answer_after_the_timeout() {
+    let running = Running::start(&[("FAULT_API_TIMEOUT_PERCENT", "100")]).await;
+    running.create_game(chrono::Duration::days(2), 60).await;
+    let call = running
+        .receiver
+        .wait_for_condition("the bot's timed-out call to the api", |spans, _, _| {
+            spans
+                .iter()
+                .find(|s| {
+                    s.service_name() == "bot"
+                        && s.kind() == SpanKind::Client
+                        && s.name() == "GET"
+                        && s.str_attr("error.type") == Some("timeout")
+                })
+                .cloned()
+        })
+        .await
+        .unwrap();
+    assert!(call.is_error());
+    assert!(
+        call.duration_micros() >= 10_000_000,
+        "{}",
+        call.duration_micros()
+    );
+    assert_eq!(call.int_attr("http.response.status_code"), None);
+    reported(&running, &call, "FAULT_API_TIMEOUT_PERCENT").await;
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn a_slow_query_is_a_long_database_span_under_the_request() {
+    let running = Running::start(&[("FAULT_DB_DELAY_MS", "300")]).await;
+    let game = running.create_game(chrono::Duration::days(2), 60).await;
+    let url = format!(
+        "{}/games/{}",
+        running.stack.api_url,
+        game["id"].as_str().unwrap()
+    );
+    assert_eq!(running.client.get(&url).send().await.unwrap().status(), 200);
+    let query = running
+        .receiver
+        .wait_for_condition("the delayed SELECT games", |spans, _, _| {
+            spans
+                .iter()
+                .find(|s| {
+                    s.name() == "SELECT games" && !s.event_str_attrs("fault.switch").is_empty()
+                })
+                .cloned()
+        })
+        .await
+        .unwrap();
+    assert!(
+        query.duration_micros() >= 300_000,
+        "{}",
+        query.duration_micros()
+    );
+    assert!(!query.is_error(), "slow, not failed");
+    reported(&running, &query, "FAULT_DB_DELAY_MS").await;
+    let request = running
+        .receiver
+        .wait_for_span("GET /games/{id}")
+        .await
+        .unwrap();
+    assert_eq!(request.trace_id(), query.trace_id());
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn a_poison_message_is_dead_lettered_by_the_worker_in_the_requests_trace() {
+    let running = Running::start(&[("FAULT_POISON_PERCENT", "100")]).await;
+    running.create_game(chrono::Duration::days(2), 60).await;
+    let request = running.receiver.wait_for_span("POST /games").await.unwrap();
+    // Reported inside the request, where the event went to the outbox.
+    let poisoned = running
+        .receiver
+        .wait_for_condition("the api span that wrote the poison", |spans, _, _| {
+            spans
+                .iter()
+                .find(|s| {
+                    s.service_name() == "api" && !s.event_str_attrs("fault.switch").is_empty()
+                })
+                .cloned()
+        })
+        .await
+        .unwrap();
+    assert_eq!(poisoned.trace_id(), request.trace_id());
+    reported(&running, &poisoned, "FAULT_POISON_PERCENT").await;
+    // The worker refuses it, in the same trace: an error and its reason.
+    let dead_letter = running
+        .receiver
+        .wait_for_log(&request.trace_id(), "dead-lettering message")
+        .await
+        .unwrap();
+    assert_eq!(dead_letter.service_name(), "worker");
+    running.stop().await;
+}
