@@ -50,8 +50,12 @@ static TABLE: relay::Table = relay::Table {
 const BATCH: i64 = 100;
 /// How long a claim holds: a pass of 100 events takes well under a second
 /// unless RabbitMQ stalls, and then the pass gives up after one confirm
-/// timeout (10 s).
-const LEASE: Duration = Duration::from_secs(60);
+/// timeout (10 s). It is also how long the rows of a relay killed between
+/// claiming and publishing wait before the restarted relay (or another
+/// replica) takes them: short, so a crash delays events by seconds. A pass
+/// that outlives it may see its rows published twice, which consumers
+/// dedupe.
+const LEASE: Duration = Duration::from_secs(15);
 /// Refusals (unroutable: no queue bound for the event) before an event is
 /// set aside: with the growing delays, about 13 minutes of trying, time for
 /// a worker that has never run to declare its queue.

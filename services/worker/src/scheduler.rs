@@ -44,8 +44,9 @@ static TABLE: relay::Table = relay::Table {
 
 /// Notifications claimed per pass.
 const BATCH: i64 = 50;
-/// How long a claim holds (see the outbox's lease in the api).
-const LEASE: Duration = Duration::from_secs(60);
+/// How long a claim holds, and how long the notifications a killed worker
+/// had claimed wait for the next one (see the outbox's lease in the api).
+const LEASE: Duration = Duration::from_secs(15);
 
 /// A due notification as the scheduler claims it.
 #[derive(Debug, sqlx::FromRow)]
