@@ -25,8 +25,9 @@ struct Cli {
     /// Requests started per second.
     #[arg(long, env = "LOADGEN_RATE", default_value_t = 10.0)]
     rate: f64,
-    /// How long to run (90s, 5m, 2h); until Ctrl-C when not given.
-    #[arg(long, env = "LOADGEN_DURATION", value_parser = loadgen::parse_duration)]
+    /// How long to run (90s, 5m, 2h); until Ctrl-C when not given, empty
+    /// or 0 (compose passes an empty LOADGEN_DURATION by default).
+    #[arg(long, env = "LOADGEN_DURATION", value_parser = run_length)]
     duration: Option<Duration>,
     /// Most requests in flight at once; beyond, requests are counted as not
     /// sent (the api is slower than the rate asks).
@@ -43,7 +44,7 @@ async fn main() -> ExitCode {
     let options = loadgen::Options {
         target: cli.target,
         rate: cli.rate,
-        duration: cli.duration,
+        duration: cli.duration.filter(|d| !d.is_zero()),
         concurrency: cli.concurrency,
         timeout: cli.timeout,
     };
@@ -58,6 +59,15 @@ async fn main() -> ExitCode {
         Ok(())
     })
     .await
+}
+
+/// `--duration`: a duration, or nothing (empty: run until stopped).
+fn run_length(text: &str) -> Result<Duration, String> {
+    if text.trim().is_empty() {
+        Ok(Duration::ZERO)
+    } else {
+        loadgen::parse_duration(text)
+    }
 }
 
 fn summary(options: &loadgen::Options, run: &loadgen::Run) -> String {
@@ -87,4 +97,20 @@ fn summary(options: &loadgen::Options, run: &loadgen::Run) -> String {
         "Open a trace in Grafana: Explore → Tempo → TraceQL { trace:id = \"<example trace>\" }\n",
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_duration_as_compose_passes_it_means_until_stopped() {
+        assert_eq!(run_length(""), Ok(Duration::ZERO));
+        assert_eq!(run_length("  "), Ok(Duration::ZERO));
+        assert_eq!(run_length("5m"), Ok(Duration::from_secs(300)));
+        assert!(run_length("soon").is_err());
+        let cli =
+            Cli::try_parse_from(["loadgen", "--duration", ""]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(cli.duration, Some(Duration::ZERO));
+    }
 }
