@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use crate::config::Backend;
 
 /// How long one question may take.
-const TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const TIMEOUT: Duration = Duration::from_secs(10);
 /// The most of a backend's error body that is shown.
 const MAX_BODY: usize = 300;
 
@@ -62,7 +62,7 @@ impl Api {
         let mut url = self.backend.url.clone();
         let base = url.path().trim_end_matches('/').to_owned();
         url.set_path(&format!("{base}{path}"));
-        let mut request = self.client.get(url).query(query).timeout(TIMEOUT);
+        let mut request = self.client.get(url).query(query);
         if let (Some(user), Some(token)) = (&self.backend.instance_id, &self.token) {
             request = request.basic_auth(user, Some(token.expose_secret()));
         }

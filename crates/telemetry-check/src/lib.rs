@@ -153,6 +153,7 @@ pub fn scraped_selector() -> String {
 pub async fn check(config: &Config, minutes: u32) -> Report {
     let client = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(5))
+        .timeout(backends::TIMEOUT)
         .build()
         .unwrap_or_default();
     let api =
@@ -173,19 +174,46 @@ pub async fn check(config: &Config, minutes: u32) -> Report {
     let logs = backends::log_lines(&loki, window);
     let (traces, services, scraped, logs) = tokio::join!(traces, services, scraped, logs);
 
-    let traces: Result<Vec<_>, _> = traces.into_iter().collect();
-    let metrics = services.and_then(|services| Ok((services, scraped?)));
-    Report::new(
-        config,
-        minutes,
-        traces.map(|found| SERVICES.iter().map(|s| s.to_string()).zip(found).collect()),
-        metrics.map(|(services, scraped)| {
-            let jobs = services
-                .iter()
-                .filter_map(|labels| labels.get("job").cloned())
-                .collect();
-            (jobs, backends::names(&scraped))
-        }),
-        logs,
-    )
+    let traces = SERVICES
+        .into_iter()
+        .zip(traces)
+        .filter_map(|(service, found)| match found {
+            Ok(None) => None,
+            Ok(Some(t)) => Some(Ok((
+                service,
+                format!(
+                    "e.g. trace {} ({}: {})",
+                    t.trace_id, t.root_service_name, t.root_trace_name
+                ),
+            ))),
+            Err(failure) => Some(Err(failure)),
+        })
+        .collect();
+    let metrics = services.and_then(|services| {
+        let jobs: Vec<&str> = services
+            .iter()
+            .filter_map(|l| l.get("job").map(String::as_str))
+            .collect();
+        let found = SERVICES
+            .into_iter()
+            .filter(|service| jobs.contains(&job(service).as_str()))
+            .map(|service| (service, "OTLP metrics (target_info)".to_owned()))
+            .collect();
+        Ok((found, backends::names(&scraped?)))
+    });
+    let logs = logs.map(|lines| {
+        SERVICES
+            .into_iter()
+            .filter_map(|service| {
+                let count = lines.get(service).copied().filter(|n| *n > 0)?;
+                Some((service, format!("{count} log lines")))
+            })
+            .collect()
+    });
+    Report::new(config, minutes, traces, metrics, logs)
+}
+
+/// The job Prometheus gives a service's OTLP metrics.
+fn job(service: &str) -> String {
+    format!("{}/{service}", telemetry::SERVICE_NAMESPACE)
 }

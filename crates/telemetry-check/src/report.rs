@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use crate::backends::{Failure, FoundTrace};
+use crate::backends::Failure;
 use crate::config::{Backend, Config};
 use crate::{SCRAPED, SERVICES, Scraped};
 
@@ -59,36 +59,28 @@ pub struct Finding {
     pub cause: Option<String>,
 }
 
+/// What one backend found: each service that sent the signal, with what
+/// was found of it ("e.g. trace …", "12 log lines").
+pub(crate) type Found = BTreeMap<&'static str, String>;
+
 /// Which services sent a signal; `None` when its backend gave no answer.
-type Presence = Option<BTreeSet<String>>;
+type Presence = Option<BTreeSet<&'static str>>;
 
 impl Report {
+    /// Diagnoses the answers: per signal, the services found, and for
+    /// metrics also the scraped series' names.
     pub(crate) fn new(
         config: &Config,
         minutes: u32,
-        traces: Result<Vec<(String, Option<FoundTrace>)>, Failure>,
-        metrics: Result<(BTreeSet<String>, BTreeSet<String>), Failure>,
-        logs: Result<BTreeMap<String, u64>, Failure>,
+        traces: Result<Found, Failure>,
+        metrics: Result<(Found, BTreeSet<String>), Failure>,
+        logs: Result<Found, Failure>,
     ) -> Self {
-        let services_with = |found: &dyn Fn(&str) -> bool| -> BTreeSet<String> {
-            SERVICES
-                .iter()
-                .filter(|s| found(s))
-                .map(|s| (*s).to_owned())
-                .collect()
-        };
+        let present = |found: &Found| found.keys().copied().collect();
         let presence = Presences {
-            traces: traces.as_ref().ok().map(|found| {
-                services_with(&|s| found.iter().any(|(service, t)| service == s && t.is_some()))
-            }),
-            metrics: metrics
-                .as_ref()
-                .ok()
-                .map(|(jobs, _)| services_with(&|s| jobs.contains(&job(s)))),
-            logs: logs
-                .as_ref()
-                .ok()
-                .map(|lines| services_with(&|s| lines.get(s).is_some_and(|n| *n > 0))),
+            traces: traces.as_ref().ok().map(present),
+            metrics: metrics.as_ref().ok().map(|(found, _)| present(found)),
+            logs: logs.as_ref().ok().map(present),
         };
         let scraped_arrive = metrics.as_ref().ok().map(|(_, names)| !names.is_empty());
         let nothing_from_services = presence.nothing_anywhere();
@@ -105,62 +97,38 @@ impl Report {
                 ),
             });
         }
-        let per_service =
-            |signal: Signal, present: &BTreeSet<String>, found: &dyn Fn(&str) -> String| {
-                SERVICES
-                    .iter()
-                    .map(|service| {
-                        let arrived = present.contains(*service);
-                        Finding {
-                            source: (*service).to_owned(),
-                            arrived,
-                            detail: if arrived {
-                                found(service)
-                            } else {
-                                signal.facts().none.to_owned()
-                            },
-                            cause: (!arrived && !nothing_from_services)
-                                .then(|| presence.cause(signal, service, minutes)),
-                        }
-                    })
-                    .collect::<Vec<_>>()
-            };
+        let per_service = |signal: Signal, found: &Found| {
+            SERVICES
+                .iter()
+                .map(|service| {
+                    let detail = found.get(service);
+                    Finding {
+                        source: (*service).to_owned(),
+                        arrived: detail.is_some(),
+                        detail: detail.map_or_else(|| signal.facts().none.to_owned(), Clone::clone),
+                        cause: (detail.is_none() && !nothing_from_services)
+                            .then(|| presence.cause(signal, service, minutes)),
+                    }
+                })
+                .collect::<Vec<_>>()
+        };
 
-        let none = BTreeSet::new();
         let traces = match traces {
             Ok(found) => Answer::Found {
-                findings: per_service(
-                    Signal::Traces,
-                    presence.traces.as_ref().unwrap_or(&none),
-                    &|s| {
-                        found
-                            .iter()
-                            .find_map(|(service, t)| (service == s).then_some(t.as_ref()).flatten())
-                            .map(|t| {
-                                format!(
-                                    "e.g. trace {} ({}: {})",
-                                    t.trace_id, t.root_service_name, t.root_trace_name
-                                )
-                            })
-                            .unwrap_or_default()
-                    },
-                ),
+                findings: per_service(Signal::Traces, &found),
                 notes: Vec::new(),
             },
             Err(failure) => failed(Signal::Traces, &config.tempo, failure),
         };
         let metrics = match metrics {
-            Ok((_, names)) => {
-                let present = presence.metrics.as_ref().unwrap_or(&none);
-                let mut findings = per_service(Signal::Metrics, present, &|_| {
-                    "OTLP metrics (target_info)".to_owned()
-                });
+            Ok((found, names)) => {
+                let mut findings = per_service(Signal::Metrics, &found);
                 findings.extend(
                     SCRAPED
                         .iter()
                         .map(|scraped| scraped_finding(scraped, &names)),
                 );
-                let notes = match (scraped_arrive, present.is_empty()) {
+                let notes = match (scraped_arrive, found.is_empty()) {
                     (Some(false), false) => vec![
                         "No scraped series at all, while the services' OTLP metrics arrive: Alloy's remote write does not reach this Prometheus. Check GRAFANA_CLOUD_PROMETHEUS_URL and GRAFANA_CLOUD_PROMETHEUS_INSTANCE_ID in Alloy's environment, and prometheus.remote_write.default in Alloy's UI (http://localhost:12345).".to_owned(),
                     ],
@@ -174,12 +142,8 @@ impl Report {
             Err(failure) => failed(Signal::Metrics, &config.prometheus, failure),
         };
         let logs = match logs {
-            Ok(lines) => Answer::Found {
-                findings: per_service(
-                    Signal::Logs,
-                    presence.logs.as_ref().unwrap_or(&none),
-                    &|s| format!("{} log lines", lines.get(s).copied().unwrap_or_default()),
-                ),
+            Ok(found) => Answer::Found {
+                findings: per_service(Signal::Logs, &found),
                 notes: Vec::new(),
             },
             Err(failure) => failed(Signal::Logs, &config.loki, failure),
@@ -210,11 +174,6 @@ impl Report {
             .find(|section| section.signal == signal)
             .map(|section| &section.answer)
     }
-}
-
-/// The job Prometheus gives a service's OTLP metrics.
-fn job(service: &str) -> String {
-    format!("{}/{service}", telemetry::SERVICE_NAMESPACE)
 }
 
 fn services_list() -> String {
@@ -295,7 +254,7 @@ impl Presences {
     /// Every backend that answered found nothing of any service (and at
     /// least one answered).
     fn nothing_anywhere(&self) -> bool {
-        let answered: Vec<&BTreeSet<String>> = self
+        let answered: Vec<&BTreeSet<&'static str>> = self
             .signals()
             .into_iter()
             .filter_map(|(_, p)| p.as_ref())
@@ -369,11 +328,9 @@ fn scraped_finding(scraped: &Scraped, names: &BTreeSet<String>) -> Finding {
                 missing.join(", ")
             ),
             Some(format!(
-                "config.alloy's keep-list, prometheus.relabel \"{}\", does not keep {}, or the exporter has not reported {} yet: add {} to the rule's regex.",
-                scraped.keep_list,
-                if missing.len() == 1 { "it" } else { "them" },
-                if missing.len() == 1 { "it" } else { "them" },
-                if missing.len() == 1 { "it" } else { "them" },
+                "config.alloy's keep-list, prometheus.relabel \"{keep}\", does not keep {it}, or the exporter has not reported {it} yet: add {it} to the rule's regex.",
+                keep = scraped.keep_list,
+                it = if missing.len() == 1 { "it" } else { "them" },
             )),
         )
     };
