@@ -77,6 +77,10 @@ pub async fn run(options: &Options, stop: CancellationToken) -> anyhow::Result<R
         options.rate.is_finite() && options.rate > 0.0,
         "the rate must be a positive number of requests per second"
     );
+    anyhow::ensure!(
+        options.concurrency > 0,
+        "the concurrency must be at least 1"
+    );
     let shared = Arc::new(Shared {
         client: reqwest::Client::builder()
             .timeout(options.timeout)
@@ -86,9 +90,9 @@ pub async fn run(options: &Options, stop: CancellationToken) -> anyhow::Result<R
         games: Mutex::new(Games::default()),
         stats: Mutex::new(Stats::default()),
     });
-    let permits = Arc::new(Semaphore::new(options.concurrency.max(1)));
-    let progress = Progress::start(options.duration);
+    let permits = Arc::new(Semaphore::new(options.concurrency));
     let started = Instant::now();
+    let mut progress = Progress::start(options.duration, started);
     let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / options.rate));
     // Behind schedule (a paused process), start the missed requests at once
     // rather than dropping them: the rate is kept over the run.
@@ -112,14 +116,13 @@ pub async fn run(options: &Options, stop: CancellationToken) -> anyhow::Result<R
             drop(permit);
         });
         progress.update(
-            &lock(&shared.stats),
-            started,
+            &shared.stats,
             options.concurrency - permits.available_permits(),
             not_sent,
         );
     }
     // Let the requests in flight finish.
-    let all = u32::try_from(options.concurrency.max(1)).unwrap_or(u32::MAX);
+    let all = u32::try_from(options.concurrency).unwrap_or(u32::MAX);
     let _ = tokio::time::timeout(options.timeout, permits.acquire_many(all)).await;
     progress.finish();
     let elapsed = started.elapsed();
@@ -189,7 +192,8 @@ async fn send(shared: &Shared, request: &Request) -> (Outcome, Option<serde_json
 /// elsewhere (compose logs, CI).
 struct Progress {
     bar: Option<ProgressBar>,
-    last_update: Mutex<Option<Instant>>,
+    started: Instant,
+    last_update: Option<Instant>,
 }
 
 /// How often the bar's figures change.
@@ -198,7 +202,7 @@ const DRAW_EVERY: Duration = Duration::from_millis(250);
 const LOG_EVERY: Duration = Duration::from_secs(10);
 
 impl Progress {
-    fn start(duration: Option<Duration>) -> Self {
+    fn start(duration: Option<Duration>, started: Instant) -> Self {
         let bar = std::io::stderr().is_terminal().then(|| {
             let (bar, template) = match duration {
                 Some(d) => (
@@ -218,38 +222,41 @@ impl Progress {
         });
         Self {
             bar,
-            last_update: Mutex::new(None),
+            started,
+            last_update: None,
         }
     }
 
-    fn update(&self, stats: &Stats, started: Instant, in_flight: usize, not_sent: u64) {
+    /// Shows the figures so far, at most every [`DRAW_EVERY`] (every
+    /// [`LOG_EVERY`] as a log line); the stats are read only then.
+    fn update(&mut self, stats: &Mutex<Stats>, in_flight: usize, not_sent: u64) {
         let every = if self.bar.is_some() {
             DRAW_EVERY
         } else {
             LOG_EVERY
         };
-        {
-            let mut last = lock(&self.last_update);
-            let due = last.map_or(started.elapsed() >= every, |at| at.elapsed() >= every);
-            if !due {
-                return;
-            }
-            *last = Some(Instant::now());
+        let since = self.last_update.unwrap_or(self.started);
+        if since.elapsed() < every {
+            return;
         }
-        let elapsed = started.elapsed();
-        let message = format!(
-            "{} done, {:.1}/s, {in_flight} in flight, p50 {:.1} ms, p99 {:.1} ms, {} failed{}",
-            stats.done(),
-            stats.done() as f64 / elapsed.as_secs_f64().max(0.001),
-            stats.quantile(0.5).as_secs_f64() * 1000.0,
-            stats.quantile(0.99).as_secs_f64() * 1000.0,
-            stats.failures(),
-            if not_sent > 0 {
-                format!(", {not_sent} not sent")
-            } else {
-                String::new()
-            },
-        );
+        self.last_update = Some(Instant::now());
+        let elapsed = self.started.elapsed();
+        let message = {
+            let stats = lock(stats);
+            format!(
+                "{} done, {:.1}/s, {in_flight} in flight, p50 {:.1} ms, p99 {:.1} ms, {} failed{}",
+                stats.done(),
+                stats.done() as f64 / elapsed.as_secs_f64().max(0.001),
+                stats.quantile(0.5).as_secs_f64() * 1000.0,
+                stats.quantile(0.99).as_secs_f64() * 1000.0,
+                stats.failures(),
+                if not_sent > 0 {
+                    format!(", {not_sent} not sent")
+                } else {
+                    String::new()
+                },
+            )
+        };
         match &self.bar {
             Some(bar) => {
                 bar.set_position(elapsed.as_secs());
