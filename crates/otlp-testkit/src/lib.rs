@@ -230,12 +230,21 @@ impl Receiver {
 
     /// Waits until a span named `name` has arrived and returns the first one.
     pub async fn wait_for_span(&self, name: &str) -> Result<Span, Timeout> {
-        self.wait_for(&format!("a span named {name:?}"), |recorded| {
-            recorded
-                .spans
-                .iter()
-                .find(|span| span.name() == name)
-                .cloned()
+        self.wait_for_span_where(&format!("a span named {name:?}"), |span| {
+            span.name() == name
+        })
+        .await
+    }
+
+    /// Waits until a span for which `matches` holds has arrived and returns
+    /// the first one; `what` describes it in the timeout.
+    pub async fn wait_for_span_where(
+        &self,
+        what: &str,
+        matches: impl Fn(&Span) -> bool,
+    ) -> Result<Span, Timeout> {
+        self.wait_for(what, |recorded| {
+            recorded.spans.iter().find(|span| matches(span)).cloned()
         })
         .await
     }

@@ -31,20 +31,12 @@ async fn reported(running: &Running, span: &Span, switch: &str) {
 async fn webhook_call(running: &Running, status: i64) -> Span {
     running
         .receiver
-        .wait_for_condition(
-            &format!("the bot's webhook call answered {status}"),
-            |spans, _, _| {
-                spans
-                    .iter()
-                    .find(|s| {
-                        s.service_name() == "bot"
-                            && s.kind() == SpanKind::Client
-                            && s.name() == "POST"
-                            && s.int_attr("http.response.status_code") == Some(status)
-                    })
-                    .cloned()
-            },
-        )
+        .wait_for_span_where(&format!("the bot's webhook call answered {status}"), |s| {
+            s.service_name() == "bot"
+                && s.kind() == SpanKind::Client
+                && s.name() == "POST"
+                && s.int_attr("http.response.status_code") == Some(status)
+        })
         .await
         .unwrap()
 }
@@ -100,16 +92,11 @@ async fn an_api_call_timing_out_is_a_get_with_no_answer_after_the_timeout() {
     running.create_game(chrono::Duration::days(2), 60).await;
     let call = running
         .receiver
-        .wait_for_condition("the bot's timed-out call to the api", |spans, _, _| {
-            spans
-                .iter()
-                .find(|s| {
-                    s.service_name() == "bot"
-                        && s.kind() == SpanKind::Client
-                        && s.name() == "GET"
-                        && s.str_attr("error.type") == Some("timeout")
-                })
-                .cloned()
+        .wait_for_span_where("the bot's timed-out call to the api", |s| {
+            s.service_name() == "bot"
+                && s.kind() == SpanKind::Client
+                && s.name() == "GET"
+                && s.str_attr("error.type") == Some("timeout")
         })
         .await
         .unwrap();
@@ -136,13 +123,8 @@ async fn a_slow_query_is_a_long_database_span_under_the_request() {
     assert_eq!(running.client.get(&url).send().await.unwrap().status(), 200);
     let query = running
         .receiver
-        .wait_for_condition("the delayed SELECT games", |spans, _, _| {
-            spans
-                .iter()
-                .find(|s| {
-                    s.name() == "SELECT games" && !s.event_str_attrs("fault.switch").is_empty()
-                })
-                .cloned()
+        .wait_for_span_where("the delayed SELECT games", |s| {
+            s.name() == "SELECT games" && !s.event_str_attrs("fault.switch").is_empty()
         })
         .await
         .unwrap();
@@ -170,13 +152,8 @@ async fn a_poison_message_is_dead_lettered_by_the_worker_in_the_requests_trace()
     // Reported inside the request, where the event went to the outbox.
     let poisoned = running
         .receiver
-        .wait_for_condition("the api span that wrote the poison", |spans, _, _| {
-            spans
-                .iter()
-                .find(|s| {
-                    s.service_name() == "api" && !s.event_str_attrs("fault.switch").is_empty()
-                })
-                .cloned()
+        .wait_for_span_where("the api span that wrote the poison", |s| {
+            s.service_name() == "api" && !s.event_str_attrs("fault.switch").is_empty()
         })
         .await
         .unwrap();
