@@ -20,6 +20,7 @@ use crate::env::{Env, EnvError};
 /// a test knows what to expect.
 #[derive(Debug, Clone)]
 pub struct Fault {
+    var: &'static str,
     percent: u64,
     calls: Arc<AtomicU64>,
 }
@@ -38,31 +39,61 @@ impl Fault {
             });
         }
         Ok((percent > 0).then(|| Self {
+            var,
             percent,
             calls: Arc::new(AtomicU64::new(0)),
         }))
     }
 
     /// Whether the switch fires on this call. The caller then acts as the
-    /// failure would, and [`report`]s it where the effect shows.
+    /// failure would, and [`report`](Self::report)s it where the effect
+    /// shows.
     pub fn fires(&self) -> bool {
         let call = self.calls.fetch_add(1, Ordering::Relaxed);
         (call + 1) * self.percent / 100 > call * self.percent / 100
     }
+
+    /// Records that the switch fired, saying `what` it did.
+    pub fn report(&self, what: &str) {
+        report(self.var, what);
+    }
 }
 
-/// A delay added to calls: `var` in milliseconds, 0 (the default) is none.
-pub fn delay<F: Fn(&str) -> Option<String>>(
-    env: &Env<F>,
+/// A delay added to every call a switch guards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delay {
     var: &'static str,
-) -> Result<Option<Duration>, EnvError> {
-    let millis: u64 = env.parse_or(var, 0, "a whole number of milliseconds")?;
-    Ok((millis > 0).then(|| Duration::from_millis(millis)))
+    /// How long each call waits more.
+    pub duration: Duration,
 }
 
-/// Records that the switch `var` fired: a WARN event on the current span,
-/// exported as a log record with its trace id.
-pub fn report(var: &'static str, what: &str) {
+impl Delay {
+    /// `var` in milliseconds; 0 (the default) is none.
+    pub fn millis<F: Fn(&str) -> Option<String>>(
+        env: &Env<F>,
+        var: &'static str,
+    ) -> Result<Option<Self>, EnvError> {
+        let millis: u64 = env.parse_or(var, 0, "a whole number of milliseconds")?;
+        Ok((millis > 0).then(|| Self {
+            var,
+            duration: Duration::from_millis(millis),
+        }))
+    }
+
+    /// Reports the delay, then waits it out: inside the span the caller
+    /// runs it in, so the trace shows where the time went.
+    pub async fn wait(&self) {
+        report(
+            self.var,
+            &format!("this call waits {} ms more", self.duration.as_millis()),
+        );
+        tokio::time::sleep(self.duration).await;
+    }
+}
+
+/// A WARN event `fault injected: {what}` with `fault.switch = var`: an event
+/// on the current span, exported as a log record with its trace id.
+fn report(var: &'static str, what: &str) {
     tracing::warn!(fault.switch = var, "fault injected: {what}");
 }
 
@@ -116,8 +147,10 @@ mod tests {
             "FAULT_X_PERCENT is invalid: expected a percentage from 0 to 100"
         );
         assert_eq!(
-            delay(&Env::from_pairs(&[("FAULT_Y_MS", "250")]), "FAULT_Y_MS"),
+            Delay::millis(&Env::from_pairs(&[("FAULT_Y_MS", "250")]), "FAULT_Y_MS")
+                .map(|d| d.map(|d| d.duration)),
             Ok(Some(Duration::from_millis(250)))
         );
+        assert_eq!(Delay::millis(&Env::from_pairs(&[]), "FAULT_Y_MS"), Ok(None));
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 use service_runtime::env::{Env, EnvError};
-use service_runtime::fault::{self, Fault};
+use service_runtime::fault::{Delay, Fault};
 
 /// Settings of the `api` service.
 #[derive(Debug, Clone)]
@@ -51,7 +51,7 @@ pub struct Faults {
     /// `FAULT_DB_DELAY_MS`: added to every read of one game from
     /// PostgreSQL (`GET /games/{id}` when the cache misses), inside its
     /// database span.
-    pub db_delay: Option<Duration>,
+    pub db_delay: Option<Delay>,
     /// `FAULT_POISON_PERCENT`: that share of events goes to the outbox as a
     /// body no consumer can read; the worker dead-letters it.
     pub poison: Option<Fault>,
@@ -108,7 +108,7 @@ impl Config {
             migrate_on_start: env.parse_or("API_MIGRATE_ON_START", true, "true or false")?,
             retention: env.retention()?,
             faults: Faults {
-                db_delay: fault::delay(env, "FAULT_DB_DELAY_MS")?,
+                db_delay: Delay::millis(env, "FAULT_DB_DELAY_MS")?,
                 poison: Fault::percent(env, "FAULT_POISON_PERCENT")?,
             },
         })

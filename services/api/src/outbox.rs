@@ -71,14 +71,11 @@ pub async fn enqueue(
     poison: Option<&Fault>,
 ) -> Result<(), sqlx::Error> {
     let context = telemetry::propagation::current_context_pairs();
-    let payload = if poison.is_some_and(Fault::fires) {
-        service_runtime::fault::report(
-            "FAULT_POISON_PERCENT",
-            "this event is published as a body no consumer can read",
-        );
+    let payload = if let Some(poison) = poison.filter(|p| p.fires()) {
+        poison.report("this event is published as a body no consumer can read");
         // The message id stays, so the poison is traced and deduplicated
         // like the event it replaces.
-        serde_json::json!({ "message_id": envelope.message_id, "poison": "FAULT_POISON_PERCENT" })
+        serde_json::json!({ "message_id": envelope.message_id, "poison": "a fault switch wrote this instead of the event" })
     } else {
         serde_json::to_value(envelope).map_err(|err| sqlx::Error::Encode(Box::new(err)))?
     };

@@ -2,11 +2,9 @@
 //! its domain event to the outbox, so an event exists if and only if its
 //! change was committed.
 
-use std::time::Duration;
-
 use chrono::{DateTime, Utc};
 use events::{Envelope, GameEvent};
-use service_runtime::fault;
+use service_runtime::fault::Delay;
 use sqlx::{PgPool, Postgres, Transaction};
 use telemetry::db::DbClient;
 use uuid::Uuid;
@@ -195,18 +193,14 @@ impl Store {
         &self,
         executor: E,
         id: Uuid,
-        delay: Option<Duration>,
+        delay: Option<Delay>,
     ) -> Result<Option<Game>, sqlx::Error>
     where
         E: sqlx::PgExecutor<'e>,
     {
         let query = async {
             if let Some(delay) = delay {
-                fault::report(
-                    "FAULT_DB_DELAY_MS",
-                    &format!("this query waits {} ms more", delay.as_millis()),
-                );
-                tokio::time::sleep(delay).await;
+                delay.wait().await;
             }
             sqlx::query_as(SELECT_GAME)
                 .bind(id)

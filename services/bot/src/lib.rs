@@ -54,7 +54,7 @@ use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use secrecy::ExposeSecret;
 use service_runtime::CancellationToken;
-use service_runtime::fault::{self, Fault};
+use service_runtime::fault::Fault;
 use sqlx::PgPool;
 use telemetry::spans::{
     http_client_span, record_error, record_response, send_traced, send_traced_to_third_party,
@@ -440,12 +440,12 @@ impl Delivery {
             .api_base_url
             .join(&format!("games/{}", notification.game_id))
             .map_err(|err| Failure::Permanent(format!("cannot build the game URL: {err}")))?;
-        if self.faults.api_timeout.as_ref().is_some_and(Fault::fires) {
+        if let Some(fault) = self.faults.api_timeout.as_ref().filter(|f| f.fires()) {
             // Traced as the real call would be: a GET that gets no answer
             // within the client's timeout.
             let span = http_client_span(&reqwest::Method::GET, &url, None);
             async {
-                fault::report("FAULT_API_TIMEOUT_PERCENT", "the call to the api times out");
+                fault.report("the call to the api times out");
                 tokio::time::sleep(HTTP_TIMEOUT).await;
             }
             .instrument(span.clone())
@@ -480,25 +480,13 @@ impl Delivery {
     /// too: the call is traced as if the webhook had answered, and nothing
     /// is posted. The failure then takes the path a real one does.
     fn injected_webhook_failure(&self) -> Option<Failure> {
-        let (switch, status, retry_after) = if self
-            .faults
-            .webhook_failure
-            .as_ref()
-            .is_some_and(Fault::fires)
+        let fired = |fault: &Option<Fault>| fault.as_ref().filter(|f| f.fires()).cloned();
+        let (fault, status, retry_after) = if let Some(fault) = fired(&self.faults.webhook_failure)
         {
+            (fault, StatusCode::SERVICE_UNAVAILABLE, None)
+        } else if let Some(fault) = fired(&self.faults.webhook_rate_limit) {
             (
-                "FAULT_WEBHOOK_FAILURE_PERCENT",
-                StatusCode::SERVICE_UNAVAILABLE,
-                None,
-            )
-        } else if self
-            .faults
-            .webhook_rate_limit
-            .as_ref()
-            .is_some_and(Fault::fires)
-        {
-            (
-                "FAULT_WEBHOOK_RATE_LIMIT_PERCENT",
+                fault,
                 StatusCode::TOO_MANY_REQUESTS,
                 Some(Duration::from_secs(1)),
             )
@@ -510,12 +498,7 @@ impl Delivery {
             Webhook::DryRun => reqwest::Url::parse(DRY_RUN_WEBHOOK).ok()?,
         };
         let span = http_client_span(&reqwest::Method::POST, &url, Some(WEBHOOK_TEMPLATE));
-        span.in_scope(|| {
-            fault::report(
-                switch,
-                &format!("the webhook answers {status}; nothing is posted"),
-            );
-        });
+        span.in_scope(|| fault.report(&format!("the webhook answers {status}; nothing is posted")));
         record_response(&span, status);
         Some(webhook_failure(status, retry_after))
     }
