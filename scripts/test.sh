@@ -17,51 +17,9 @@ cargo fmt --version >/dev/null 2>&1 || die "rustfmt missing: run 'rustup compone
 cargo clippy --version >/dev/null 2>&1 || die "clippy missing: run 'rustup component add clippy'"
 cargo --version
 
-# host and port of a URL such as postgres://user:pass@host:5432/db
-host_port() {
-  local url=$1 default_port=$2 rest
-  rest=${url#*://}
-  rest=${rest##*@}
-  rest=${rest%%/*}
-  rest=${rest%%\?*}
-  if [[ $rest == *:* ]]; then echo "${rest%:*} ${rest##*:}"; else echo "$rest $default_port"; fi
-}
-
-reachable() { timeout 2 bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/null; }
-
-# wait_for NAME HOST PORT START_COMMAND...: check, else try to start, else fail.
-wait_for() {
-  local name=$1 host=$2 port=$3
-  shift 3
-  if reachable "$host" "$port"; then
-    echo "$name: reachable at $host:$port"
-    return
-  fi
-  case $host in
-    127.0.0.1 | localhost | ::1) ;;
-    *) die "$name is not reachable at $host:$port, and it is not local so this script cannot start it" ;;
-  esac
-  if ! command -v "$1" >/dev/null; then
-    die "$name is not reachable at $host:$port and '$1' is not installed; start $name yourself (see README, 'Running the tests')"
-  fi
-  echo "$name: not reachable at $host:$port, starting it: $*"
-  "$@" >/dev/null 2>&1 || die "$name: '$*' failed; start $name yourself and rerun"
-  local deadline=$((SECONDS + 90))
-  until reachable "$host" "$port"; do
-    ((SECONDS < deadline)) || die "$name started but is still not reachable at $host:$port after 90 s"
-    sleep 1
-  done
-  echo "$name: reachable at $host:$port"
-}
-
-step "servers"
-read -r pg_host pg_port < <(host_port "${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}" 5432)
-read -r redis_host redis_port < <(host_port "${REDIS_URL:-redis://127.0.0.1:6379}" 6379)
-read -r amqp_host amqp_port < <(host_port "${RABBITMQ_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}" 5672)
-pg_cluster=$(ls /etc/postgresql 2>/dev/null | sort -V | tail -n 1 || true)
-wait_for PostgreSQL "$pg_host" "$pg_port" pg_ctlcluster --skip-systemctl-redirect "${pg_cluster:-15}" main start
-wait_for Redis "$redis_host" "$redis_port" redis-server --daemonize yes --bind 127.0.0.1 -::1 --port "$redis_port" --save "" --appendonly no
-wait_for RabbitMQ "$amqp_host" "$amqp_port" rabbitmq-server -detached
+# shellcheck source=scripts/servers.sh
+source scripts/servers.sh
+check_servers
 
 step "compose files against the Compose specification"
 # check-jsonschema carries the Compose specification's JSON schema. It is
@@ -112,6 +70,13 @@ cargo fmt --all -- --check
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "leftovers of killed test runs"
+# Tests drop the databases and delete the exchanges and queues they make,
+# pass or fail; a run that is killed cannot. Every such name carries the time
+# it was made: what is over an hour old belongs to no run still going.
+cargo test --workspace --locked --no-run --quiet
+target/debug/sweep
+
 step "cargo test"
 cargo test --workspace --locked
 
@@ -129,19 +94,21 @@ fi
 command -v psql >/dev/null || die "psql not found: it creates the database schemathesis' api runs on"
 cargo build --locked --quiet -p api
 admin_url=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
-contract_db="gamenight_contract_$$"
+# Stamped as the tests stamp their names, so that the sweep removes them.
+stamp="$(date +%s)_$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')"
+contract_db="gamenight_contract_$stamp"
 api_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 psql -q "$admin_url" -c "CREATE DATABASE $contract_db" || die "cannot create the database $contract_db"
 contract_cleanup() {
   [ -n "${api_pid:-}" ] && kill "$api_pid" 2>/dev/null && wait "$api_pid" 2>/dev/null
-  psql -q "$admin_url" -c "DROP DATABASE IF EXISTS $contract_db WITH (FORCE)" >/dev/null || true
+  target/debug/sweep --stamp "$stamp" >/dev/null
 }
 trap contract_cleanup EXIT
 DATABASE_URL="${admin_url%/*}/$contract_db" \
   REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379}" \
   RABBITMQ_URL="${RABBITMQ_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}" \
   API_LISTEN_ADDR="127.0.0.1:$api_port" REDIS_KEY_PREFIX="$contract_db:" \
-  EVENTS_EXCHANGE=gamenight.contract.events OTEL_SDK_DISABLED=true \
+  EVENTS_EXCHANGE="gamenight.contract.$stamp.events" OTEL_SDK_DISABLED=true \
   LOG_FORMAT=json RUST_LOG=warn \
   target/debug/api >target/contract-api.log 2>&1 &
 api_pid=$!
@@ -155,8 +122,8 @@ PYTHONPATH=scripts SCHEMATHESIS_HOOKS=schemathesis_hooks \
   "$venv/bin/st" run "http://127.0.0.1:$api_port/openapi.json" \
   --checks all --phases examples,coverage,fuzzing,stateful --no-color \
   || die "schemathesis found the API and its OpenAPI document disagreeing (above: each case, and how to replay it)"
-contract_cleanup
 trap - EXIT
+contract_cleanup || die "cannot remove the database and exchange the contract step made"
 
 step "scraped series against the real exporters"
 # The exporters Alloy embeds, as Debian packages them, run against the local

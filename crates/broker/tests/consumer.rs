@@ -9,6 +9,7 @@ use std::time::Duration;
 use broker::consumer::{self, Failure, Settings};
 use broker::{Broker, Origin, QueueSpec, Topology};
 use opentelemetry::metrics::MeterProvider as _;
+use test_support::TestBroker;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -32,7 +33,7 @@ fn broker_for(queue: &QueueSpec, exchange: &str) -> Arc<Broker> {
 
 #[tokio::test]
 async fn a_message_whose_dependency_is_down_goes_back_on_the_queue_not_to_the_dlq() {
-    let (broker, queue) = queue_with_messages(1).await;
+    let (broker, queue, _names) = queue_with_messages(1).await;
 
     // Down for the first four attempts (two deliveries of two attempts),
     // then up.
@@ -125,10 +126,12 @@ async fn wait_for_ready(broker: &Broker, queue: &str, expected: u32) {
 }
 
 /// A queue bound to its own exchange, with `count` messages published to it.
-async fn queue_with_messages(count: usize) -> (Arc<Broker>, QueueSpec) {
-    let exchange = test_support::unique_name("gamenight.test.x.");
+/// The exchange and queues are deleted with the returned [`TestBroker`].
+async fn queue_with_messages(count: usize) -> (Arc<Broker>, QueueSpec, TestBroker) {
+    let names = TestBroker::new();
+    let exchange = names.exchange("gamenight.test.x.");
     let queue = QueueSpec {
-        name: test_support::unique_name("gamenight.test.q."),
+        name: names.queue("gamenight.test.q."),
         bindings: vec![(exchange.clone(), "#".to_owned())],
     };
     let broker = broker_for(&queue, &exchange);
@@ -145,7 +148,7 @@ async fn queue_with_messages(count: usize) -> (Arc<Broker>, QueueSpec) {
             .await
             .unwrap();
     }
-    (broker, queue)
+    (broker, queue, names)
 }
 
 fn settings(queue: &QueueSpec, prefetch: u16, initial_backoff: Duration) -> Settings {
@@ -164,7 +167,7 @@ fn settings(queue: &QueueSpec, prefetch: u16, initial_backoff: Duration) -> Sett
 /// nothing is lost or dead-lettered.
 #[tokio::test]
 async fn shutdown_finishes_the_message_in_hand_and_returns_the_prefetched_ones() {
-    let (broker, queue) = queue_with_messages(3).await;
+    let (broker, queue, _names) = queue_with_messages(3).await;
     let (started_tx, mut started) = mpsc::unbounded_channel();
     let release = Arc::new(tokio::sync::Notify::new());
     let finished = Arc::new(AtomicU32::new(0));
@@ -220,7 +223,7 @@ async fn shutdown_finishes_the_message_in_hand_and_returns_the_prefetched_ones()
 /// once rather than holding the process open for the backoff.
 #[tokio::test]
 async fn shutdown_during_a_retry_backoff_puts_the_message_back_at_once() {
-    let (broker, queue) = queue_with_messages(1).await;
+    let (broker, queue, _names) = queue_with_messages(1).await;
     let (failed_tx, mut failed) = mpsc::unbounded_channel();
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(consumer::run(
@@ -255,7 +258,7 @@ async fn shutdown_during_a_retry_backoff_puts_the_message_back_at_once() {
 /// with every earlier outage.
 #[tokio::test]
 async fn the_consumer_is_back_within_two_seconds_after_each_of_several_outages() {
-    let (direct, queue) = queue_with_messages(0).await;
+    let (direct, queue, _names) = queue_with_messages(0).await;
     let exchange = queue.bindings[0].0.clone();
     let proxy = test_support::TcpProxy::for_url(&test_support::rabbitmq_url()).await;
     let proxied = broker_through(&proxy, &queue);
@@ -311,7 +314,7 @@ async fn the_consumer_is_back_within_two_seconds_after_each_of_several_outages()
 /// message they hold is acknowledged once, not redelivered.
 #[tokio::test]
 async fn an_unroutable_publish_does_not_drop_the_consumers_on_its_connection() {
-    let (broker, queue) = queue_with_messages(1).await;
+    let (broker, queue, names) = queue_with_messages(1).await;
     let (started_tx, mut started) = mpsc::unbounded_channel();
     let release = Arc::new(tokio::sync::Notify::new());
     let shutdown = CancellationToken::new();
@@ -340,7 +343,7 @@ async fn an_unroutable_publish_does_not_drop_the_consumers_on_its_connection() {
 
     // Same exchange, a routing key no queue is bound for: the queue's
     // binding is "#", so use an exchange nothing is bound to.
-    let unbound = test_support::unique_name("gamenight.test.unbound.");
+    let unbound = names.exchange("gamenight.test.unbound.");
     broker
         .channel()
         .await
@@ -381,7 +384,7 @@ async fn an_unroutable_publish_does_not_drop_the_consumers_on_its_connection() {
 /// (nothing acknowledged it), and a shutdown afterwards is prompt.
 #[tokio::test]
 async fn a_connection_lost_with_a_message_in_hand_neither_hangs_nor_loses_it() {
-    let (direct, queue) = queue_with_messages(1).await;
+    let (direct, queue, _names) = queue_with_messages(1).await;
     let proxy = test_support::TcpProxy::for_url(&test_support::rabbitmq_url()).await;
     let proxied = broker_through(&proxy, &queue);
     let (started_tx, mut started) = mpsc::unbounded_channel();
@@ -437,7 +440,7 @@ async fn a_connection_lost_with_a_message_in_hand_neither_hangs_nor_loses_it() {
 #[tokio::test]
 async fn a_consumer_with_concurrency_n_handles_n_messages_at_once() {
     const N: usize = 4;
-    let (broker, queue) = queue_with_messages(N).await;
+    let (broker, queue, _names) = queue_with_messages(N).await;
     let barrier = Arc::new(tokio::sync::Barrier::new(N));
     let (done_tx, mut done) = mpsc::unbounded_channel();
     let shutdown = CancellationToken::new();
@@ -483,7 +486,7 @@ async fn a_consumer_with_concurrency_n_handles_n_messages_at_once() {
 async fn shutdown_settles_each_message_in_hand_once_and_returns_the_rest() {
     const N: usize = 3;
     // N in hand and 2 more prefetched behind them.
-    let (broker, queue) = queue_with_messages(N + 2).await;
+    let (broker, queue, _names) = queue_with_messages(N + 2).await;
     let started = Arc::new(tokio::sync::Barrier::new(N + 1));
     // A gate, not a Notify: opening it reaches handlers that wait later too.
     let release = CancellationToken::new();

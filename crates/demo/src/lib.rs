@@ -59,11 +59,14 @@ impl Names {
     /// A fresh database on the local servers and names no one else uses,
     /// with `prefix` in each.
     pub async fn unique(prefix: &str) -> Self {
-        // Short enough to keep span names readable, random enough for tests
-        // running side by side.
-        let suffix: String = test_support::unique_name("").chars().take(8).collect();
+        // The stamp of the database's name in every name, so that the test
+        // command's sweep knows them all for one run's.
+        let database = test_support::fresh_database_named(&format!("gamenight_{prefix}_")).await;
+        let suffix = test_support::sweep::stamp(database.url())
+            .expect("fresh databases are stamped")
+            .to_owned();
         Self {
-            database_url: test_support::fresh_database_named(&format!("gamenight_{prefix}_")).await,
+            database_url: database.keep(),
             redis_url: test_support::redis_url(),
             rabbitmq_url: test_support::rabbitmq_url(),
             redis_prefix: format!("gamenight-{prefix}:{suffix}:"),
@@ -75,43 +78,45 @@ impl Names {
     }
 
     /// Drops the database and deletes the queues (with their dead-letter
-    /// queues and exchanges) and exchanges these names stand for: for runs
-    /// that leave nothing behind. Tests keep theirs for inspection.
+    /// queues and exchanges) and exchanges these names stand for.
     ///
     /// Returns `Err` when a server cannot be reached or refuses.
     pub async fn remove(&self) -> anyhow::Result<()> {
         test_support::drop_database(&self.database_url)
             .await
             .context("cannot drop the database")?;
-        let connection = broker::lapin::Connection::connect(
-            &self.rabbitmq_url,
-            broker::lapin::ConnectionProperties::default(),
-        )
-        .await
-        .context("cannot connect to RabbitMQ")?;
-        let channel = connection.create_channel().await?;
+        let mut queues = Vec::new();
+        let mut exchanges = vec![
+            self.events_exchange.clone(),
+            self.notifications_exchange.clone(),
+        ];
         for queue in [&self.worker_queue, &self.bot_queue] {
             let spec = broker::QueueSpec::bound(queue, "", "");
-            for queue in [queue.clone(), spec.dead_letter_queue()] {
-                channel
-                    .queue_delete(queue.as_str().into(), Default::default())
-                    .await
-                    .with_context(|| format!("cannot delete queue {queue}"))?;
-            }
-            let exchange = spec.dead_letter_exchange();
-            channel
-                .exchange_delete(exchange.as_str().into(), Default::default())
-                .await
-                .with_context(|| format!("cannot delete exchange {exchange}"))?;
+            queues.extend([queue.clone(), spec.dead_letter_queue()]);
+            exchanges.push(spec.dead_letter_exchange());
         }
-        for exchange in [&self.events_exchange, &self.notifications_exchange] {
-            channel
-                .exchange_delete(exchange.as_str().into(), Default::default())
-                .await
-                .with_context(|| format!("cannot delete exchange {exchange}"))?;
+        test_support::sweep::delete_on_rabbitmq(&self.rabbitmq_url, &queues, &exchanges)
+            .await
+            .context("cannot delete the exchanges and queues")
+    }
+
+    /// A guard that [removes](Names::remove) these names when dropped: for
+    /// tests, which leave nothing behind whether they pass or fail.
+    #[must_use = "the names are removed when the guard is dropped"]
+    pub fn removed_on_drop(&self) -> RemovedOnDrop {
+        RemovedOnDrop(self.clone())
+    }
+}
+
+/// See [`Names::removed_on_drop`].
+#[derive(Debug)]
+pub struct RemovedOnDrop(Names);
+
+impl Drop for RemovedOnDrop {
+    fn drop(&mut self) {
+        if let Err(err) = test_support::run_to_completion(self.0.remove()) {
+            eprintln!("cannot remove the stack's names: {err:#}");
         }
-        connection.close(200, "removed".into()).await?;
-        Ok(())
     }
 }
 

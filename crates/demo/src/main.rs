@@ -42,6 +42,8 @@ async fn run() -> anyhow::Result<()> {
 
     let binary = std::env::current_exe().context("cannot find the demo executable")?;
     let names = Names::unique("demo").await;
+    // Removed on the way out, whether the demo succeeds or fails.
+    let _removed = names.removed_on_drop();
     let options = Options {
         otlp_endpoint: receiver.http_endpoint(),
         webhook_url: Some(discord.webhook_url()),

@@ -16,6 +16,7 @@ use relay::{Outgoing, Relay, RelayError, Settings, Table};
 use sqlx::PgPool;
 use telemetry::db::DbClient;
 use telemetry::spans::Peer;
+use test_support::{TestBroker, TestDatabase};
 
 const CREATE: &str = "CREATE TABLE items (
     id bigint PRIMARY KEY,
@@ -72,7 +73,10 @@ const PAYLOAD: usize = 16 * 1024;
 /// One test's servers: a fresh database with the `items` table, an exchange
 /// of its own, and a queue bound to `item.ok` on it.
 struct Fixture {
+    /// Dropped after the pool: the database, then the exchange.
     pool: PgPool,
+    _database: TestDatabase,
+    _broker: TestBroker,
     exchange: String,
     queue: String,
     /// A direct connection, for counting and reading the queue.
@@ -82,11 +86,11 @@ struct Fixture {
 impl Fixture {
     /// `queue_arguments` go into the queue's declaration.
     async fn new(queue_arguments: FieldTable) -> Self {
-        let pool = PgPool::connect(&test_support::fresh_database().await)
-            .await
-            .unwrap();
+        let database = test_support::fresh_database().await;
+        let pool = PgPool::connect(database.url()).await.unwrap();
         sqlx::query(CREATE).execute(&pool).await.unwrap();
-        let exchange = test_support::unique_name("gamenight.test.relay.");
+        let names = TestBroker::new();
+        let exchange = names.exchange("gamenight.test.relay.");
         let queue = test_support::unique_name("gamenight.test.relay.q.");
         let direct = broker(&test_support::rabbitmq_url(), &exchange);
         // Declares the exchange.
@@ -115,6 +119,8 @@ impl Fixture {
             .unwrap();
         Self {
             pool,
+            _database: database,
+            _broker: names,
             exchange,
             queue,
             direct,

@@ -1,14 +1,21 @@
 //! Helpers for integration tests against real servers.
 //!
 //! Every test isolates itself: its own database ([`fresh_database`]), its own
-//! exchange, queue and Redis key prefix ([`unique_name`]). Outages are made
-//! with a [`TcpProxy`] in front of the real server, never by stopping a
-//! server other tests share. [`FakeDiscord`] stands in for the one thing
-//! that cannot run here: Discord.
+//! exchanges and queues ([`TestBroker`]) and Redis key prefix
+//! ([`unique_name`]), and removes them when it ends, pass or fail. Names
+//! carry the time they were made, so [`sweep`] can remove what a killed run
+//! left behind. Outages are made with a [`TcpProxy`] in front of the real
+//! server, never by stopping a server other tests share. [`FakeDiscord`]
+//! stands in for the one thing that cannot run here: Discord.
 
 mod discord;
 pub mod docs;
 mod proxy;
+pub mod sweep;
+
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use discord::{FakeDiscord, Received, Reply};
 pub use proxy::TcpProxy;
@@ -31,19 +38,80 @@ pub fn rabbitmq_url() -> String {
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned())
 }
 
-/// `prefix` followed by a random suffix: a name no other test (or earlier
-/// run) uses.
+/// `prefix` followed by a stamp no other test (or earlier run) uses: the
+/// Unix time in seconds, `_`, and 8 random hex digits, such as
+/// `gamenight_test_1764638212_9f3a1c2b`. [`sweep`] reads the time back to
+/// tell a killed run's leftovers from a running one's.
 pub fn unique_name(prefix: &str) -> String {
-    format!("{prefix}{}", uuid::Uuid::new_v4().simple())
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs());
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    format!("{prefix}{now}_{}", &random[..8])
 }
 
-/// Creates an empty database on the [`database_url`] server and returns its
-/// URL. Names start with `gamenight_test_`; they are left behind for
-/// inspection; every name is new, so reruns never collide.
+/// Runs `future` to completion on a runtime of its own, on a thread of its
+/// own, and returns its output: callable from `Drop`, inside an async test
+/// (whose runtime may be single-threaded and cannot block on itself) or
+/// outside any runtime.
+pub fn run_to_completion<F>(future: F) -> F::Output
+where
+    F: Future + Send,
+    F::Output: Send,
+{
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a runtime for cleanup")
+                    .block_on(future)
+            })
+            .join()
+            .expect("the cleanup thread does not panic")
+    })
+}
+
+/// A database of one test's own, dropped (with any connection still open
+/// to it) when this value is: keep it alive as long as the test uses it.
+#[derive(Debug)]
+#[must_use = "the database is dropped with this value"]
+pub struct TestDatabase {
+    url: String,
+}
+
+impl TestDatabase {
+    /// Its URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Its URL, the database no longer dropped with this value: for a
+    /// caller that removes it another way ([`drop_database`]).
+    pub fn keep(mut self) -> String {
+        std::mem::take(&mut self.url)
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if self.url.is_empty() {
+            return; // kept
+        }
+        if let Err(err) = run_to_completion(drop_database(&self.url)) {
+            // Not a panic: it may be unwinding already. The sweep removes it.
+            eprintln!("cannot drop test database {}: {err}", self.url);
+        }
+    }
+}
+
+/// Creates an empty database on the [`database_url`] server, named
+/// `gamenight_test_` and a [`unique_name`] stamp.
 ///
 /// # Panics
 /// When the server cannot be reached: the test cannot run without it.
-pub async fn fresh_database() -> String {
+pub async fn fresh_database() -> TestDatabase {
     fresh_database_named("gamenight_test_").await
 }
 
@@ -51,7 +119,7 @@ pub async fn fresh_database() -> String {
 ///
 /// # Panics
 /// When the server cannot be reached.
-pub async fn fresh_database_named(prefix: &str) -> String {
+pub async fn fresh_database_named(prefix: &str) -> TestDatabase {
     let server = database_url();
     let name = unique_name(prefix);
     let mut admin = sqlx::PgConnection::connect(&server)
@@ -61,11 +129,13 @@ pub async fn fresh_database_named(prefix: &str) -> String {
         .execute(&mut admin)
         .await
         .unwrap_or_else(|err| panic!("cannot create test database {name}: {err}"));
-    with_database(&server, &name)
+    TestDatabase {
+        url: with_database(&server, &name),
+    }
 }
 
 /// Drops the database `url` names, even with connections still open
-/// (`WITH (FORCE)`): for runs that clean up after themselves, unlike tests.
+/// (`WITH (FORCE)`).
 ///
 /// Returns `Err` when the server cannot be reached or refuses.
 pub async fn drop_database(url: &str) -> Result<(), sqlx::Error> {
@@ -83,6 +153,77 @@ pub async fn drop_database(url: &str) -> Result<(), sqlx::Error> {
     .execute(&mut admin)
     .await?;
     Ok(())
+}
+
+/// The exchanges and queues one test's services declare on the
+/// [`rabbitmq_url`] server, deleted when this value is dropped.
+///
+/// Services declare their topology durable, as production needs; this is
+/// what keeps a test's copy from outliving the test.
+#[derive(Debug, Default)]
+#[must_use = "the exchanges and queues are deleted with this value"]
+pub struct TestBroker {
+    exchanges: Mutex<Vec<String>>,
+    queues: Mutex<Vec<String>>,
+}
+
+impl TestBroker {
+    /// Nothing yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A [`unique_name`] for an exchange, deleted with `self`.
+    pub fn exchange(&self, prefix: &str) -> String {
+        let name = unique_name(prefix);
+        lock(&self.exchanges).push(name.clone());
+        name
+    }
+
+    /// A [`unique_name`] for a queue, deleted with `self`, as are the
+    /// dead-letter queue and exchange the broker crate declares beside it
+    /// (`<queue>.dlq`, `<queue>.dlx`).
+    pub fn queue(&self, prefix: &str) -> String {
+        let name = unique_name(prefix);
+        self.add_queue(&name);
+        name
+    }
+
+    /// Takes `queue` (named elsewhere) and its dead-letter queue and
+    /// exchange into what is deleted with `self`.
+    pub fn add_queue(&self, queue: &str) {
+        lock(&self.queues).extend([queue.to_owned(), format!("{queue}.dlq")]);
+        lock(&self.exchanges).push(format!("{queue}.dlx"));
+    }
+
+    /// Takes `exchange` (named elsewhere) into what is deleted with `self`.
+    pub fn add_exchange(&self, exchange: &str) {
+        lock(&self.exchanges).push(exchange.to_owned());
+    }
+
+    /// Deletes everything named so far (names that were never declared
+    /// are no error).
+    ///
+    /// Returns `Err` when RabbitMQ cannot be reached or refuses.
+    pub async fn delete(&self) -> Result<(), lapin::Error> {
+        let queues = std::mem::take(&mut *lock(&self.queues));
+        let exchanges = std::mem::take(&mut *lock(&self.exchanges));
+        sweep::delete_on_rabbitmq(&rabbitmq_url(), &queues, &exchanges).await
+    }
+}
+
+impl Drop for TestBroker {
+    fn drop(&mut self) {
+        if let Err(err) = run_to_completion(self.delete()) {
+            eprintln!("cannot delete a test's exchanges and queues: {err}");
+        }
+    }
+}
+
+fn lock<T>(names: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    names
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// `url` with its database path replaced by `name`.
@@ -122,8 +263,15 @@ mod tests {
     }
 
     #[test]
-    fn unique_names_differ() {
+    fn unique_names_differ_and_carry_their_time() {
         assert_ne!(unique_name("q."), unique_name("q."));
-        assert!(unique_name("q.").starts_with("q."));
+        let name = unique_name("q.");
+        assert!(name.starts_with("q."));
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let made = sweep::made_at(&name).expect("a stamp");
+        assert!(now - made < 5, "{name}");
     }
 }

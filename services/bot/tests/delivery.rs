@@ -22,12 +22,13 @@ use broker::lapin::types::FieldTable;
 use broker::lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use opentelemetry::metrics::MeterProvider as _;
 use service_runtime::CancellationToken;
-use test_support::{FakeDiscord, Reply, TcpProxy};
+use test_support::{FakeDiscord, Reply, TcpProxy, TestBroker, TestDatabase};
 use uuid::Uuid;
 
 /// A bot running in this process, its queue, and what it talks to.
 struct Running {
     discord: FakeDiscord,
+    _owned: (TestDatabase, TestBroker),
     database_url: String,
     database: TcpProxy,
     queue: String,
@@ -43,12 +44,13 @@ impl Running {
     /// proxy the test can cut.
     async fn start(api_url: &str) -> Self {
         let discord = FakeDiscord::start().await;
-        let database_url = test_support::fresh_database().await;
+        let owned = (test_support::fresh_database().await, TestBroker::new());
+        let database_url = owned.0.url().to_owned();
         let pool = sqlx::PgPool::connect(&database_url).await.unwrap();
         schema::MIGRATOR.run(&pool).await.unwrap();
         let database = TcpProxy::for_url(&database_url).await;
-        let queue = test_support::unique_name("bot-test.");
-        let exchange = test_support::unique_name("bot-test.notifications.");
+        let queue = owned.1.queue("gamenight.test.bot.");
+        let exchange = owned.1.exchange("gamenight.test.bot.notifications.");
         let config = Config {
             listen_addr: "127.0.0.1:0".parse().unwrap(),
             rabbitmq_url: test_support::rabbitmq_url().into(),
@@ -82,6 +84,7 @@ impl Running {
         let channel = connection.create_channel().await.unwrap();
         let running = Self {
             discord,
+            _owned: owned,
             database_url,
             database,
             queue,

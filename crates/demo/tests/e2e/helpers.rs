@@ -6,7 +6,7 @@ use std::time::Duration;
 use broker::lapin::options::{BasicConsumeOptions, BasicPublishOptions, QueueDeclareOptions};
 use broker::lapin::types::{AMQPValue, FieldTable};
 use broker::lapin::{BasicProperties, Connection, ConnectionProperties};
-use demo::{Names, Options, Stack};
+use demo::{Names, Options, RemovedOnDrop, Stack};
 use futures_util::StreamExt;
 use otlp_testkit::Receiver;
 use test_support::FakeDiscord;
@@ -16,6 +16,8 @@ pub(crate) struct Running {
     pub(crate) discord: FakeDiscord,
     pub(crate) stack: Stack,
     pub(crate) client: reqwest::Client,
+    /// Last, so it goes after the stack's processes.
+    _names: RemovedOnDrop,
 }
 
 impl Running {
@@ -31,18 +33,17 @@ impl Running {
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
         };
-        let stack = Stack::start(
-            Path::new(env!("CARGO_BIN_EXE_demo")),
-            Names::unique("e2e").await,
-            &options,
-        )
-        .await
-        .unwrap();
+        let names = Names::unique("e2e").await;
+        let removed = names.removed_on_drop();
+        let stack = Stack::start(Path::new(env!("CARGO_BIN_EXE_demo")), names, &options)
+            .await
+            .unwrap();
         Self {
             receiver,
             discord,
             stack,
             client: reqwest::Client::new(),
+            _names: removed,
         }
     }
 

@@ -74,6 +74,7 @@ async fn nothing_leaks_over(protocol: &str) {
     };
     let collector = TcpProxy::for_url(&endpoint).await;
     let mut names = Names::unique("leaks").await;
+    let _removed = names.removed_on_drop();
     let database = TcpProxy::for_url(&names.database_url).await;
     // PostgreSQL trusts local connections: any password is accepted.
     let mut database_url = reqwest::Url::parse(&database.url(&names.database_url)).unwrap();
@@ -276,13 +277,11 @@ async fn the_dry_run_logs_what_it_would_post_without_the_message() {
         webhook_url: None,
         extra_env: vec![],
     };
-    let stack = Stack::start(
-        Path::new(env!("CARGO_BIN_EXE_demo")),
-        Names::unique("dryrun").await,
-        &options,
-    )
-    .await
-    .unwrap();
+    let names = Names::unique("dryrun").await;
+    let _removed = names.removed_on_drop();
+    let stack = Stack::start(Path::new(env!("CARGO_BIN_EXE_demo")), names, &options)
+        .await
+        .unwrap();
     let printed = stack.printed();
     let client = reqwest::Client::new();
     let game: serde_json::Value = client

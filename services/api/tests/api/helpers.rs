@@ -2,6 +2,7 @@
 //! a child process, and a tap on the events exchange.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use api::{App, Config, Game};
@@ -14,9 +15,11 @@ use futures_util::StreamExt;
 use opentelemetry::metrics::MeterProvider as _;
 use service_runtime::CancellationToken;
 use service_runtime::env::Env;
+use test_support::{TestBroker, TestDatabase};
 
 /// What one test owns on the shared servers: a fresh database, a Redis key
-/// prefix and an events exchange no other test uses.
+/// prefix and an events exchange no other test uses. The database and the
+/// exchange are removed when the last clone is dropped; the keys expire.
 #[derive(Debug, Clone)]
 pub(crate) struct Servers {
     pub(crate) database_url: String,
@@ -24,16 +27,20 @@ pub(crate) struct Servers {
     pub(crate) rabbitmq_url: String,
     pub(crate) redis_prefix: String,
     pub(crate) exchange: String,
+    pub(crate) _owned: Arc<(TestDatabase, TestBroker)>,
 }
 
 impl Servers {
     pub(crate) async fn fresh() -> Self {
+        let database = test_support::fresh_database().await;
+        let broker = TestBroker::new();
         Self {
-            database_url: test_support::fresh_database().await,
+            database_url: database.url().to_owned(),
             redis_url: test_support::redis_url(),
             rabbitmq_url: test_support::rabbitmq_url(),
             redis_prefix: test_support::unique_name("gamenight-test:") + ":",
-            exchange: test_support::unique_name("gamenight.test.events."),
+            exchange: broker.exchange("gamenight.test.events."),
+            _owned: Arc::new((database, broker)),
         }
     }
 

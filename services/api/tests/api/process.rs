@@ -12,6 +12,9 @@ use crate::helpers::Servers;
 pub(crate) struct Api {
     child: Child,
     pub(crate) base_url: String,
+    /// Kept as long as the process: dropping the last clone drops the
+    /// database and the exchange.
+    _servers: Servers,
 }
 
 impl Api {
@@ -46,6 +49,7 @@ impl Api {
         Self {
             child,
             base_url: format!("http://{addr}"),
+            _servers: servers.clone(),
         }
     }
 

@@ -8,14 +8,14 @@ use telemetry::db::DbClient;
 use telemetry::spans::Peer;
 use worker::apply::{Applied, Applier};
 
-async fn applier() -> (Applier, sqlx::PgPool) {
-    let pool = sqlx::PgPool::connect(&test_support::fresh_database().await)
-        .await
-        .unwrap();
+/// An applier on a fresh database, dropped with the returned guard.
+async fn applier() -> (Applier, sqlx::PgPool, test_support::TestDatabase) {
+    let database = test_support::fresh_database().await;
+    let pool = sqlx::PgPool::connect(database.url()).await.unwrap();
     schema::MIGRATOR.run(&pool).await.unwrap();
     let meter = opentelemetry::metrics::noop::NoopMeterProvider::new().meter("test");
     let db = DbClient::new("postgresql", Peer::new("localhost", 5432), &meter);
-    (Applier::new(pool.clone(), db), pool)
+    (Applier::new(pool.clone(), db), pool, database)
 }
 
 fn created(game_id: uuid::Uuid) -> Envelope {
@@ -44,7 +44,7 @@ async fn pending(pool: &sqlx::PgPool, game_id: uuid::Uuid) -> Vec<String> {
 
 #[tokio::test]
 async fn a_cancellation_applied_before_its_games_creation_leaves_no_reminder() {
-    let (applier, pool) = applier().await;
+    let (applier, pool, _database) = applier().await;
     let game = uuid::Uuid::new_v4();
 
     let cancelled = applier
@@ -77,7 +77,7 @@ async fn a_cancellation_applied_before_its_games_creation_leaves_no_reminder() {
 /// first, no reminder survives the cancellation.
 #[tokio::test]
 async fn a_creation_and_cancellation_applied_at_once_leave_no_reminder() {
-    let (applier, pool) = applier().await;
+    let (applier, pool, _database) = applier().await;
     for _ in 0..20 {
         let game = uuid::Uuid::new_v4();
         let (create, cancel) = (created(game), Envelope::new(game, GameEvent::Cancelled {}));

@@ -8,6 +8,7 @@ use opentelemetry::metrics::MeterProvider as _;
 use worker::{Redrive, Worker};
 
 use crate::scheduler::{config, database_with_a_due_notification, state_of, unique_names};
+use test_support::TestBroker;
 
 fn meter() -> opentelemetry::metrics::Meter {
     opentelemetry::metrics::noop::NoopMeterProvider::new().meter("test")
@@ -15,7 +16,8 @@ fn meter() -> opentelemetry::metrics::Meter {
 
 #[tokio::test]
 async fn dead_notifications_go_back_to_pending_and_are_published_again() {
-    let (database_url, pool, id) = database_with_a_due_notification().await;
+    let (database, pool, id) = database_with_a_due_notification().await;
+    let broker = TestBroker::new();
     sqlx::query(
         "UPDATE notifications SET status = 'dead', attempts = 5, last_error = 'refused' WHERE id = $1",
     )
@@ -23,7 +25,7 @@ async fn dead_notifications_go_back_to_pending_and_are_published_again() {
     .execute(&pool)
     .await
     .unwrap();
-    let worker = Worker::new(&config(&database_url, &unique_names()), &meter()).unwrap();
+    let worker = Worker::new(&config(database.url(), &unique_names(&broker)), &meter()).unwrap();
     assert_eq!(worker.scheduler().pass().await.unwrap().claimed, 0);
 
     assert_eq!(
@@ -48,10 +50,11 @@ async fn ready(queue: &str) -> u32 {
 
 #[tokio::test]
 async fn dead_letters_go_back_to_their_queue_without_the_reason_they_died() {
-    let database_url = test_support::fresh_database().await;
-    let names = unique_names();
+    let database = test_support::fresh_database().await;
+    let broker = TestBroker::new();
+    let names = unique_names(&broker);
     let bot_queue = names["BOT_QUEUE"].clone();
-    let worker = Worker::new(&config(&database_url, &names), &meter()).unwrap();
+    let worker = Worker::new(&config(database.url(), &names), &meter()).unwrap();
     // Declares the topology, dead-letter queues included.
     assert_eq!(
         worker.redrive(Redrive::BotDeadLetters, 10).await.unwrap(),

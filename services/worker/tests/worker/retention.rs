@@ -9,8 +9,8 @@ use telemetry::spans::Peer;
 
 #[tokio::test]
 async fn a_sweep_deletes_only_done_rows_older_than_the_retention() {
-    let database_url = test_support::fresh_database().await;
-    let pool = sqlx::PgPool::connect(&database_url).await.unwrap();
+    let database = test_support::fresh_database().await;
+    let pool = sqlx::PgPool::connect(database.url()).await.unwrap();
     schema::MIGRATOR.run(&pool).await.unwrap();
     // Two of each: one a day old, one a minute old.
     sqlx::raw_sql(

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use broker::lapin::options::QueueDeclareOptions;
 use opentelemetry::metrics::MeterProvider as _;
 use service_runtime::env::Env;
+use test_support::{TestBroker, TestDatabase};
 use worker::{Config, Worker};
 
 pub(crate) fn config(database_url: &str, names: &HashMap<&'static str, String>) -> Config {
@@ -16,31 +17,16 @@ pub(crate) fn config(database_url: &str, names: &HashMap<&'static str, String>) 
 
 #[tokio::test]
 async fn two_workers_never_send_one_notification_twice() {
-    let database_url = test_support::fresh_database().await;
-    let pool = sqlx::PgPool::connect(&database_url).await.unwrap();
+    let database = test_support::fresh_database().await;
+    let database_url = database.url();
+    let pool = sqlx::PgPool::connect(database_url).await.unwrap();
     schema::MIGRATOR.run(&pool).await.unwrap();
-    let names = HashMap::from([
-        (
-            "EVENTS_EXCHANGE",
-            test_support::unique_name("gamenight.test.events."),
-        ),
-        (
-            "NOTIFICATIONS_EXCHANGE",
-            test_support::unique_name("gamenight.test.notifications."),
-        ),
-        (
-            "WORKER_QUEUE",
-            test_support::unique_name("gamenight.test.worker."),
-        ),
-        (
-            "BOT_QUEUE",
-            test_support::unique_name("gamenight.test.bot."),
-        ),
-    ]);
+    let broker = TestBroker::new();
+    let names = unique_names(&broker);
     let meter = opentelemetry::metrics::noop::NoopMeterProvider::new().meter("test");
     let workers = [
-        Worker::new(&config(&database_url, &names), &meter).unwrap(),
-        Worker::new(&config(&database_url, &names), &meter).unwrap(),
+        Worker::new(&config(database_url, &names), &meter).unwrap(),
+        Worker::new(&config(database_url, &names), &meter).unwrap(),
     ];
 
     const DUE: i64 = 200;
@@ -96,15 +82,21 @@ async fn two_workers_never_send_one_notification_twice() {
 }
 
 #[tokio::test]
-async fn a_notification_of_unknown_kind_is_marked_dead_not_sent() {
-    let database_url = test_support::fresh_database().await;
-    let pool = sqlx::PgPool::connect(&database_url).await.unwrap();
+async fn a_notification_of_a_kind_only_a_newer_version_knows_is_marked_dead_not_sent() {
+    let database = test_support::fresh_database().await;
+    let pool = sqlx::PgPool::connect(database.url()).await.unwrap();
     schema::MIGRATOR.run(&pool).await.unwrap();
-    // As if a newer schema had added a kind this worker does not know.
-    sqlx::query("ALTER TABLE notifications DROP CONSTRAINT notifications_kind_check")
-        .execute(&pool)
-        .await
-        .unwrap();
+    // During a rolling upgrade the new version's migration runs while
+    // workers of the old version still poll: it widens the CHECK constraint
+    // to a kind they do not know, and their claim query returns such rows.
+    sqlx::raw_sql(
+        "ALTER TABLE notifications DROP CONSTRAINT notifications_kind_check; \
+         ALTER TABLE notifications ADD CONSTRAINT notifications_kind_check \
+           CHECK (kind IN ('announcement', 'player_joined', 'reminder', 'cancelled', 'poll'))",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
     sqlx::query(
         "INSERT INTO notifications (id, game_id, kind, due_at) \
          VALUES (gen_random_uuid(), gen_random_uuid(), 'poll', now())",
@@ -112,18 +104,10 @@ async fn a_notification_of_unknown_kind_is_marked_dead_not_sent() {
     .execute(&pool)
     .await
     .unwrap();
-    let names = HashMap::from([
-        (
-            "NOTIFICATIONS_EXCHANGE",
-            test_support::unique_name("gamenight.test.notifications."),
-        ),
-        (
-            "BOT_QUEUE",
-            test_support::unique_name("gamenight.test.bot."),
-        ),
-    ]);
+    let broker = TestBroker::new();
+    let names = unique_names(&broker);
     let meter = opentelemetry::metrics::noop::NoopMeterProvider::new().meter("test");
-    let worker = Worker::new(&config(&database_url, &names), &meter).unwrap();
+    let worker = Worker::new(&config(database.url(), &names), &meter).unwrap();
 
     let pass = worker.scheduler().pass().await.unwrap();
     assert_eq!((pass.published, pass.set_aside), (0, 1));
@@ -136,25 +120,25 @@ async fn a_notification_of_unknown_kind_is_marked_dead_not_sent() {
     assert!(error.contains("\"poll\""), "{error}");
 }
 
-/// The names one test's worker uses on RabbitMQ.
-pub(crate) fn unique_names() -> HashMap<&'static str, String> {
+/// The names one test's worker declares on RabbitMQ (all of them: a name
+/// left to its default would be the production one), deleted with `broker`.
+pub(crate) fn unique_names(broker: &TestBroker) -> HashMap<&'static str, String> {
     HashMap::from([
+        ("EVENTS_EXCHANGE", broker.exchange("gamenight.test.events.")),
         (
             "NOTIFICATIONS_EXCHANGE",
-            test_support::unique_name("gamenight.test.notifications."),
+            broker.exchange("gamenight.test.notifications."),
         ),
-        (
-            "BOT_QUEUE",
-            test_support::unique_name("gamenight.test.bot."),
-        ),
+        ("WORKER_QUEUE", broker.queue("gamenight.test.worker.")),
+        ("BOT_QUEUE", broker.queue("gamenight.test.bot.")),
     ])
 }
 
 /// A fresh, migrated database with one announcement due now; returns the
 /// pool and the notification's id.
-pub(crate) async fn database_with_a_due_notification() -> (String, sqlx::PgPool, uuid::Uuid) {
-    let database_url = test_support::fresh_database().await;
-    let pool = sqlx::PgPool::connect(&database_url).await.unwrap();
+pub(crate) async fn database_with_a_due_notification() -> (TestDatabase, sqlx::PgPool, uuid::Uuid) {
+    let database = test_support::fresh_database().await;
+    let pool = sqlx::PgPool::connect(database.url()).await.unwrap();
     schema::MIGRATOR.run(&pool).await.unwrap();
     let id = uuid::Uuid::new_v4();
     sqlx::query(
@@ -165,7 +149,7 @@ pub(crate) async fn database_with_a_due_notification() -> (String, sqlx::PgPool,
     .execute(&pool)
     .await
     .unwrap();
-    (database_url, pool, id)
+    (database, pool, id)
 }
 
 /// Status, attempts and whether the notification is claimed.
@@ -184,10 +168,11 @@ pub(crate) async fn state_of(pool: &sqlx::PgPool, id: uuid::Uuid) -> (String, i3
 /// attempt spent, and goes out once the broker is back.
 #[tokio::test]
 async fn a_notification_outlives_a_broker_outage_longer_than_its_attempts() {
-    let (database_url, pool, id) = database_with_a_due_notification().await;
+    let (database, pool, id) = database_with_a_due_notification().await;
     let proxy = test_support::TcpProxy::for_url(&test_support::rabbitmq_url()).await;
-    let mut env = unique_names();
-    env.insert("DATABASE_URL", database_url);
+    let broker = TestBroker::new();
+    let mut env = unique_names(&broker);
+    env.insert("DATABASE_URL", database.url().to_owned());
     env.insert("RABBITMQ_URL", proxy.url(&test_support::rabbitmq_url()));
     env.insert("WORKER_MAX_ATTEMPTS", "2".to_owned());
     let config = Config::from(&Env::from_lookup(|key| env.get(key).cloned())).unwrap();
@@ -209,9 +194,10 @@ async fn a_notification_outlives_a_broker_outage_longer_than_its_attempts() {
 /// lease has ended, another worker publishes the notification.
 #[tokio::test]
 async fn a_claim_left_by_a_dead_worker_is_taken_over_when_its_lease_ends() {
-    let (database_url, pool, id) = database_with_a_due_notification().await;
+    let (database, pool, id) = database_with_a_due_notification().await;
+    let broker = TestBroker::new();
     let worker = Worker::new(
-        &config(&database_url, &unique_names()),
+        &config(database.url(), &unique_names(&broker)),
         &opentelemetry::metrics::noop::NoopMeterProvider::new().meter("test"),
     )
     .unwrap();
