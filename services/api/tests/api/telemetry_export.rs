@@ -1,8 +1,10 @@
 //! The release-style binary exports spans, metrics and logs where the
 //! standard OTEL_* variables say, and nothing when the SDK is disabled.
 
-use otlp_testkit::Receiver;
+use std::collections::{BTreeSet, HashSet};
+
 use otlp_testkit::proto::trace::v1::span::SpanKind;
+use otlp_testkit::{Receiver, Span};
 
 use crate::helpers::{Servers, game_body};
 use crate::process::{Api, run_to_exit};
@@ -184,17 +186,29 @@ async fn the_binary_exports_spans_metrics_and_logs_over_grpc() {
     serves_and_exports_over("grpc").await;
 }
 
-#[tokio::test]
-async fn the_exporters_own_traffic_is_never_exported() {
-    // With every target at trace level, the HTTP client of the exporter and
-    // the SDK log plenty about each export; none of it may be exported, or
-    // every export would cause another.
+/// With every target at trace level, the exporter's own stack (the SDK, and
+/// tonic, h2 and hyper under it, or reqwest) records plenty about each
+/// export; none of it may be exported, or every export would cause another.
+///
+/// Its log records are told apart by their instrumentation scope, which
+/// OTLP log export takes from the `tracing` target (`h2::codec`,
+/// `opentelemetry_sdk`, …). Its spans cannot be: every `tracing` span is
+/// exported through one tracer, so all carry the service's scope, and
+/// their target is not exported. They are told apart by where they sit: an
+/// export runs outside any request, so its spans start traces of their own,
+/// while every trace the api starts begins with a request (a server span), a
+/// relay pass or a retention sweep.
+async fn the_exporters_own_traffic_is_never_exported_over(protocol: &str) {
     let receiver = Receiver::start().await.unwrap();
-    let endpoint = receiver.http_endpoint();
+    let endpoint = match protocol {
+        "grpc" => receiver.grpc_endpoint(),
+        _ => receiver.http_endpoint(),
+    };
     let api = Api::start(
         &Servers::fresh().await,
         &[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
             ("RUST_LOG", "trace"),
             // Export often, so exports happen while the service runs.
             ("OTEL_BSP_SCHEDULE_DELAY", "50"),
@@ -213,21 +227,49 @@ async fn the_exporters_own_traffic_is_never_exported() {
         .wait_for_log(&span.trace_id(), "game created")
         .await
         .unwrap();
-    let foreign: Vec<String> = receiver
+    let foreign_scopes: BTreeSet<String> = receiver
         .logs()
-        .iter()
-        .map(|log| log.scope.clone())
-        .chain(receiver.spans().iter().map(|span| span.name().to_owned()))
-        .filter(|name| {
+        .into_iter()
+        .map(|log| log.scope)
+        .filter(|scope| {
             ["opentelemetry", "hyper", "h2", "tonic", "tower", "reqwest"]
                 .iter()
-                .any(|sdk| name.starts_with(sdk))
+                .any(|sdk| scope.starts_with(sdk))
         })
         .collect();
     assert!(
-        foreign.is_empty(),
-        "exported the exporter's own telemetry: {foreign:?}"
+        foreign_scopes.is_empty(),
+        "exported the exporter's own log records, from {foreign_scopes:?}"
     );
+
+    let spans = receiver.spans();
+    let exported: HashSet<String> = spans.iter().map(|span| span.span_id()).collect();
+    let starts_a_trace_of_ours =
+        |span: &Span| span.kind() == SpanKind::Server || ["pass", "sweep"].contains(&span.name());
+    // The topmost exported span of any trace either has no parent or a
+    // parent that was not exported: each foreign trace shows up here.
+    let foreign_tops: BTreeSet<&str> = spans
+        .iter()
+        .filter(|span| match span.parent_span_id() {
+            None => !starts_a_trace_of_ours(span),
+            Some(parent) => !exported.contains(&parent),
+        })
+        .map(Span::name)
+        .collect();
+    assert!(
+        foreign_tops.is_empty(),
+        "exported spans that start no trace of the api's: {foreign_tops:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_exporters_own_traffic_is_never_exported_over_grpc() {
+    the_exporters_own_traffic_is_never_exported_over("grpc").await;
+}
+
+#[tokio::test]
+async fn the_exporters_own_traffic_is_never_exported_over_http() {
+    the_exporters_own_traffic_is_never_exported_over("http/protobuf").await;
 }
 
 #[tokio::test]
