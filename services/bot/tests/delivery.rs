@@ -10,18 +10,23 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use bot::config::Destination;
+use bot::config::{Destination, Faults};
 use bot::{Bot, Config};
 use broker::lapin::options::{BasicPublishOptions, QueueDeclareOptions};
 use broker::lapin::types::FieldTable;
 use broker::lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
-use opentelemetry::metrics::MeterProvider as _;
+use opentelemetry::metrics::{Meter, MeterProvider as _};
+use otlp_testkit::proto::common::v1::KeyValue;
+use otlp_testkit::proto::metrics::v1::number_data_point;
+use otlp_testkit::{AnyValueExt, Receiver};
 use service_runtime::CancellationToken;
+use telemetry::{Protocol, Telemetry, TelemetryConfig};
 use test_support::{FakeDiscord, Reply, TcpProxy, TestBroker, TestDatabase};
 use uuid::Uuid;
 
@@ -43,6 +48,13 @@ impl Running {
     /// Starts a bot fetching games from `api_url`, its database behind a
     /// proxy the test can cut.
     async fn start(api_url: &str) -> Self {
+        let meter = opentelemetry::metrics::noop::NoopMeterProvider::new().meter("test");
+        Self::start_with(api_url, meter, Faults::default()).await
+    }
+
+    /// Like [`Running::start`], recording metrics with `meter`, with
+    /// `faults` switched on.
+    async fn start_with(api_url: &str, meter: Meter, faults: Faults) -> Self {
         let discord = FakeDiscord::start().await;
         let owned = (test_support::fresh_database().await, TestBroker::new());
         let database_url = owned.0.url().to_owned();
@@ -66,9 +78,8 @@ impl Running {
             max_attempts: 3,
             retry_backoff: Duration::from_millis(50),
             retention: Duration::from_secs(3600),
-            faults: Default::default(),
+            faults,
         };
-        let meter = opentelemetry::metrics::noop::NoopMeterProvider::new().meter("test");
         let shutdown = CancellationToken::new();
         let bot = Bot::new(&config, &meter).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -128,14 +139,26 @@ impl Running {
         Some((declared.message_count(), declared.consumer_count()))
     }
 
-    /// Publishes a notification as the worker's scheduler does.
+    /// Publishes a notification as the worker's scheduler does, due now.
     async fn publish(&self, notification_id: Uuid, kind: &str, player: Option<&str>) {
+        self.publish_due(notification_id, kind, player, chrono::Utc::now())
+            .await;
+    }
+
+    /// Publishes a notification that was due at `due_at`.
+    async fn publish_due(
+        &self,
+        notification_id: Uuid,
+        kind: &str,
+        player: Option<&str>,
+        due_at: chrono::DateTime<chrono::Utc>,
+    ) {
         let body = serde_json::json!({
             "notification_id": notification_id,
             "game_id": Uuid::new_v4(),
             "kind": kind,
             "player": player,
-            "due_at": chrono::Utc::now(),
+            "due_at": due_at,
         })
         .to_string();
         self.channel
@@ -200,6 +223,8 @@ type Refusal = (StatusCode, Option<&'static str>);
 struct Gateway {
     script: Arc<Mutex<VecDeque<Refusal>>>,
     requests: Arc<Mutex<Vec<Instant>>>,
+    /// The game it answers with is cancelled.
+    cancelled: Arc<AtomicBool>,
 }
 
 impl Gateway {
@@ -230,7 +255,11 @@ impl Gateway {
                 "scheduled_at": "2035-01-04T19:00:00Z",
                 "max_players": 4,
                 "reminder_minutes": 60,
-                "status": "scheduled",
+                "status": if gateway.cancelled.load(Ordering::Relaxed) {
+                    "cancelled"
+                } else {
+                    "scheduled"
+                },
                 "players": ["grace"],
             }))
             .into_response(),
@@ -326,4 +355,124 @@ async fn a_post_whose_record_fails_is_recorded_later_and_never_posted_again() {
     );
     let discord = running.stop().await;
     assert_eq!(discord.received().len(), 2);
+}
+
+/// The value `counter` counted for `attributes`, in the last export.
+fn counted(receiver: &Receiver, counter: &str, attributes: &[(&str, &str)]) -> Option<i64> {
+    receiver
+        .metrics()
+        .iter()
+        .filter(|metric| metric.name() == counter)
+        .flat_map(|metric| metric.sum_points().to_vec())
+        .filter(|point| has_attributes(&point.attributes, attributes))
+        .filter_map(|point| match point.value {
+            Some(number_data_point::Value::AsInt(value)) => Some(value),
+            _ => None,
+        })
+        .next_back()
+}
+
+fn has_attributes(point: &[KeyValue], wanted: &[(&str, &str)]) -> bool {
+    wanted.iter().all(|(key, value)| {
+        point.iter().any(|attribute| {
+            attribute.key == *key
+                && attribute.value.as_ref().and_then(AnyValueExt::as_str) == Some(value)
+        })
+    })
+}
+
+/// What the bot did with each notification, as its metrics say: skipped
+/// (a reminder of a cancelled game) is counted as such and not posted; a
+/// cancellation notice of that game is posted, counted as sent, and its
+/// lag behind when it was due is recorded in seconds.
+#[tokio::test]
+async fn outcomes_are_counted_and_the_lag_recorded_in_seconds() {
+    let receiver = Receiver::start().await.unwrap();
+    let config = TelemetryConfig::otlp(Protocol::HttpProtobuf, receiver.http_endpoint());
+    let telemetry = Telemetry::build_with_writer(bot::SERVICE, &config, std::io::sink).unwrap();
+    let (gateway, api_url) = Gateway::start([]).await;
+    gateway.cancelled.store(true, Ordering::Relaxed);
+    let running = Running::start_with(&api_url, telemetry.meter("bot"), Faults::default()).await;
+
+    running.publish(Uuid::new_v4(), "reminder", None).await;
+    running
+        .poll("the reminder handled", || async {
+            running
+                .queue_counts(&running.queue)
+                .await
+                .is_some_and(|(ready, _)| ready == 0)
+                && !gateway.requests().is_empty()
+        })
+        .await;
+    let due_at = chrono::Utc::now() - chrono::Duration::seconds(90);
+    running
+        .publish_due(Uuid::new_v4(), "cancelled", None, due_at)
+        .await;
+    let posts = running
+        .discord
+        .wait_for_requests(1, Duration::from_secs(30))
+        .await;
+    let discord = running.stop().await;
+    telemetry.shutdown().await;
+
+    assert_eq!(
+        discord.received().len(),
+        1,
+        "only the cancellation: {posts:?}"
+    );
+    let delivered = "gamenight.notifications.delivered";
+    assert_eq!(
+        counted(
+            &receiver,
+            delivered,
+            &[("kind", "reminder"), ("outcome", "skipped")]
+        ),
+        Some(1)
+    );
+    assert_eq!(
+        counted(
+            &receiver,
+            delivered,
+            &[("kind", "cancelled"), ("outcome", "sent")]
+        ),
+        Some(1)
+    );
+    let lag: Vec<f64> = receiver
+        .metrics()
+        .iter()
+        .filter(|metric| metric.name() == "gamenight.notification.delivery_lag")
+        .flat_map(|metric| metric.histogram_points().to_vec())
+        .filter_map(|point| point.sum)
+        .collect();
+    let lag = lag.last().copied().unwrap_or_default();
+    assert!((90.0..120.0).contains(&lag), "lag {lag} s, due 90 s before");
+}
+
+/// The webhook-failure fault switch stands in for Discord answering 503:
+/// nothing is posted, and the bot tries again.
+#[tokio::test]
+async fn with_the_webhook_failure_switch_on_nothing_is_posted_and_the_bot_retries() {
+    let env = service_runtime::env::Env::from_lookup(|key| {
+        (key == "FAULT_WEBHOOK_FAILURE_PERCENT").then(|| "100".to_owned())
+    });
+    let faults = Faults {
+        webhook_failure: service_runtime::fault::Fault::percent(
+            &env,
+            "FAULT_WEBHOOK_FAILURE_PERCENT",
+        )
+        .unwrap(),
+        ..Faults::default()
+    };
+    let (gateway, api_url) = Gateway::start([]).await;
+    let meter = opentelemetry::metrics::noop::NoopMeterProvider::new().meter("test");
+    let running = Running::start_with(&api_url, meter, faults).await;
+    running.publish(Uuid::new_v4(), "announcement", None).await;
+    // Each attempt reads the game, then meets the failure.
+    running
+        .poll("a second attempt", || async {
+            gateway.requests().len() >= 2
+        })
+        .await;
+    let discord = running.stop().await;
+    assert!(discord.received().is_empty());
 }
