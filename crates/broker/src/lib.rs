@@ -574,6 +574,36 @@ mod tests {
         assert_eq!(peer_of("amqps://h").unwrap(), Peer::new("h", 5671));
     }
 
+    /// Only a message RabbitMQ cannot route is the message's fault (the
+    /// relays set it aside; everything else waits), and each error is its
+    /// own `error.type` on the publish span and metric.
+    #[test]
+    fn only_an_unroutable_message_is_its_own_fault_and_each_error_has_its_type() {
+        let errors = [
+            (BrokerError::InvalidUrl, "invalid_url", false),
+            (BrokerError::Connect("refused".into()), "connect", false),
+            (BrokerError::Nacked, "nack", false),
+            (
+                BrokerError::Unroutable("game.created".into()),
+                "unroutable",
+                true,
+            ),
+            (
+                BrokerError::ConfirmTimeout(Duration::from_secs(10)),
+                "confirm_timeout",
+                false,
+            ),
+            (BrokerError::Timeout("ack"), "timeout", false),
+        ];
+        for (err, kind, message_fault) in errors {
+            assert_eq!(
+                (err.kind(), err.is_message_fault()),
+                (kind, message_fault),
+                "{err}"
+            );
+        }
+    }
+
     #[test]
     fn a_bad_url_is_refused_without_echoing_it() {
         for url in ["http://guest:secret@h", "not a url", "amqp://"] {
