@@ -7,8 +7,12 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use broker::consumer::{self, Failure, Settings};
+use broker::lapin::types::AMQPValue;
 use broker::{Broker, Origin, QueueSpec, Topology};
 use opentelemetry::metrics::MeterProvider as _;
+use otlp_testkit::proto::metrics::v1::number_data_point;
+use otlp_testkit::{AnyValueExt, Receiver};
+use telemetry::{Protocol, Service, Telemetry, TelemetryConfig};
 use test_support::TestBroker;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -279,11 +283,13 @@ async fn the_consumer_is_back_within_two_seconds_after_each_of_several_outages()
             async { Ok(()) }
         },
     ));
-    for outage in 0..4 {
+    for outage in 0..3 {
         let id = format!("after-outage-{outage}");
         proxy.cut();
-        // How long RabbitMQ stays away: the consumer retries meanwhile.
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        // How long RabbitMQ stays away: the consumer retries meanwhile,
+        // at waits of at most a second. Doubling from a second, it would
+        // try at 1, 3 and 7 s, and be back 3 s after RabbitMQ.
+        tokio::time::sleep(Duration::from_secs(4)).await;
         proxy.restore();
         let back = tokio::time::Instant::now();
         direct
@@ -560,4 +566,188 @@ async fn shutdown_settles_each_message_in_hand_once_and_returns_the_rest() {
     }
     back.sort();
     assert_eq!(back, ["m-0", "m-3", "m-4"]);
+}
+
+/// A message the handler refuses for what it is goes to the dead-letter
+/// queue carrying the handler's reason; one the handler asks to retry
+/// after a server's `Retry-After` waits that long, not the backoff.
+#[tokio::test]
+async fn a_dead_letter_carries_its_reason_and_a_retry_waits_as_long_as_asked() {
+    let (broker, queue, _names) = queue_with_messages(0).await;
+    let exchange = queue.bindings[0].0.clone();
+    for id in ["refused", "retried"] {
+        broker
+            .publish(&exchange, "game.created", id, b"{}", Origin::Current)
+            .await
+            .unwrap();
+    }
+    let (seen, mut attempts) = mpsc::unbounded_channel();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(consumer::run(
+        broker.clone(),
+        Settings {
+            max_backoff: Duration::from_secs(5),
+            ..settings(&queue, 2, Duration::from_millis(100))
+        },
+        &meter(),
+        shutdown.clone(),
+        move |message| {
+            let id = message.message_id.unwrap_or_default();
+            let _ = seen.send((id.clone(), tokio::time::Instant::now()));
+            async move {
+                Err(match id.as_str() {
+                    "refused" => Failure::Permanent("no such game: 42".to_owned()),
+                    // Until shutdown puts it back on the queue.
+                    _ => Failure::Transient {
+                        reason: "rate limited".to_owned(),
+                        retry_after: Some(Duration::from_secs(1)),
+                    },
+                })
+            }
+        },
+    ));
+    let mut retried = Vec::new();
+    while retried.len() < 2 {
+        let (id, at) = tokio::time::timeout(Duration::from_secs(10), attempts.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        if id == "retried" {
+            retried.push(at);
+        }
+    }
+    let waited = retried[1] - retried[0];
+    assert!(waited >= Duration::from_secs(1), "retried after {waited:?}");
+    shutdown.cancel();
+    task.await.unwrap();
+
+    let channel = broker.consumer_channel().await.unwrap();
+    let dead = channel
+        .basic_get(
+            queue.dead_letter_queue().as_str().into(),
+            Default::default(),
+        )
+        .await
+        .unwrap()
+        .expect("the refused message is dead-lettered");
+    let reason = dead
+        .delivery
+        .properties
+        .headers()
+        .as_ref()
+        .and_then(|headers| headers.inner().get(consumer::REASON_HEADER).cloned());
+    assert_eq!(
+        reason,
+        Some(AMQPValue::LongString("no such game: 42".into()))
+    );
+}
+
+/// The value of `counter`'s last point with the attribute `key` = `value`.
+fn counted(receiver: &Receiver, counter: &str, key: &str, value: &str) -> Option<i64> {
+    receiver
+        .metrics()
+        .iter()
+        .filter(|metric| metric.name() == counter)
+        .flat_map(|metric| metric.sum_points().to_vec())
+        .filter(|point| {
+            point.attributes.iter().any(|attribute| {
+                attribute.key == key
+                    && attribute.value.as_ref().and_then(AnyValueExt::as_str) == Some(value)
+            })
+        })
+        .filter_map(|point| match point.value {
+            Some(number_data_point::Value::AsInt(count)) => Some(count),
+            _ => None,
+        })
+        .next_back()
+}
+
+/// What consuming and publishing report: each message counted by its
+/// outcome, and a refused publish measured with its `error.type`.
+#[tokio::test]
+async fn outcomes_and_refused_publishes_are_measured() {
+    let receiver = Receiver::start().await.unwrap();
+    let config = TelemetryConfig::otlp(Protocol::HttpProtobuf, receiver.http_endpoint());
+    let telemetry =
+        Telemetry::build_with_writer(Service::new("broker-test", "0"), &config, std::io::sink)
+            .unwrap();
+    let meter = telemetry.meter("broker-test");
+    let names = TestBroker::new();
+    let exchange = names.exchange("gamenight.test.x.");
+    let queue = QueueSpec::bound(&names.queue("gamenight.test.q."), &exchange, "game.*");
+    let broker = Arc::new(
+        Broker::new(
+            test_support::rabbitmq_url().into(),
+            Topology {
+                exchanges: vec![exchange.clone()],
+                queues: vec![queue.clone()],
+            },
+            &meter,
+        )
+        .unwrap(),
+    );
+    for id in ["fine", "refused"] {
+        broker
+            .publish(&exchange, "game.created", id, b"{}", Origin::Current)
+            .await
+            .unwrap();
+    }
+    let unroutable = broker
+        .publish(&exchange, "nobody.listens", "lost", b"{}", Origin::Current)
+        .await;
+    assert!(unroutable.is_err());
+    let (done, mut handled) = mpsc::unbounded_channel();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(consumer::run(
+        broker.clone(),
+        settings(&queue, 2, Duration::from_millis(100)),
+        &meter,
+        shutdown.clone(),
+        move |message| {
+            let _ = done.send(());
+            async move {
+                match message.message_id.as_deref() {
+                    Some("refused") => Err(Failure::Permanent("refused".to_owned())),
+                    _ => Ok(()),
+                }
+            }
+        },
+    ));
+    for _ in 0..2 {
+        handled.recv().await.unwrap();
+    }
+    // Settled (acked, dead-lettered) once the queue is empty.
+    wait_for_ready(&broker, &queue.name, 0).await;
+    shutdown.cancel();
+    task.await.unwrap();
+    drop(broker);
+    telemetry.shutdown().await;
+
+    let processed = "gamenight.messages.processed";
+    assert_eq!(
+        counted(&receiver, processed, "outcome", "processed"),
+        Some(1)
+    );
+    assert_eq!(
+        counted(&receiver, processed, "outcome", "dead_lettered"),
+        Some(1)
+    );
+    let refused: u64 = receiver
+        .metrics()
+        .iter()
+        .filter(|metric| metric.name() == "messaging.client.operation.duration")
+        .flat_map(|metric| metric.histogram_points().to_vec())
+        .filter(|point| {
+            point.attributes.iter().any(|attribute| {
+                attribute.key == "error.type"
+                    && attribute.value.as_ref().and_then(AnyValueExt::as_str) == Some("unroutable")
+            })
+        })
+        .map(|point| point.count)
+        .max()
+        .unwrap_or_default();
+    assert_eq!(
+        refused, 1,
+        "the unroutable publish, measured with its error.type"
+    );
 }
