@@ -621,6 +621,14 @@ async fn a_dead_letter_carries_its_reason_and_a_retry_waits_as_long_as_asked() {
     shutdown.cancel();
     task.await.unwrap();
 
+    assert_eq!(
+        next_dead_letter_reason(&broker, &queue).await,
+        Some(AMQPValue::LongString("no such game: 42".into()))
+    );
+}
+
+/// The reason header of the next message on `queue`'s dead-letter queue.
+async fn next_dead_letter_reason(broker: &Broker, queue: &QueueSpec) -> Option<AMQPValue> {
     let channel = broker.consumer_channel().await.unwrap();
     let dead = channel
         .basic_get(
@@ -629,17 +637,9 @@ async fn a_dead_letter_carries_its_reason_and_a_retry_waits_as_long_as_asked() {
         )
         .await
         .unwrap()
-        .expect("the refused message is dead-lettered");
-    let reason = dead
-        .delivery
-        .properties
-        .headers()
-        .as_ref()
-        .and_then(|headers| headers.inner().get(consumer::REASON_HEADER).cloned());
-    assert_eq!(
-        reason,
-        Some(AMQPValue::LongString("no such game: 42".into()))
-    );
+        .expect("a dead letter");
+    let headers = dead.delivery.properties.headers().clone()?;
+    headers.inner().get(consumer::REASON_HEADER).cloned()
 }
 
 /// The value of `counter`'s last point with the attribute `key` = `value`.
@@ -749,5 +749,48 @@ async fn outcomes_and_refused_publishes_are_measured() {
     assert_eq!(
         refused, 1,
         "the unroutable publish, measured with its error.type"
+    );
+}
+
+/// A message that keeps failing for a passing reason is retried with a
+/// doubling wait, then dead-lettered saying how many attempts it had.
+#[tokio::test]
+async fn transient_failures_back_off_doubling_then_go_to_the_dlq_with_the_count() {
+    let (broker, queue, _names) = queue_with_messages(1).await;
+    let (seen, mut attempts) = mpsc::unbounded_channel();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(consumer::run(
+        broker.clone(),
+        Settings {
+            max_attempts: 3,
+            max_backoff: Duration::from_secs(5),
+            ..settings(&queue, 1, Duration::from_millis(200))
+        },
+        &meter(),
+        shutdown.clone(),
+        move |_| {
+            let _ = seen.send(tokio::time::Instant::now());
+            async { Err(Failure::transient("flaky")) }
+        },
+    ));
+    let mut at = Vec::new();
+    for _ in 0..3 {
+        let attempt = tokio::time::timeout(Duration::from_secs(10), attempts.recv());
+        at.push(attempt.await.unwrap().unwrap());
+    }
+    let waits = [at[1] - at[0], at[2] - at[1]];
+    assert!(
+        waits[0] >= Duration::from_millis(200) && waits[1] >= Duration::from_millis(400),
+        "{waits:?}"
+    );
+    wait_for_ready(&broker, &queue.dead_letter_queue(), 1).await;
+    shutdown.cancel();
+    task.await.unwrap();
+
+    assert_eq!(
+        next_dead_letter_reason(&broker, &queue).await,
+        Some(AMQPValue::LongString(
+            "gave up after 3 attempts: flaky".into()
+        ))
     );
 }
