@@ -6,6 +6,9 @@
 
 use std::time::Duration;
 
+use broker::lapin::options::{ExchangeDeclareOptions, QueueDeclareOptions};
+use broker::lapin::types::{AMQPValue, FieldTable};
+use broker::lapin::{self, ExchangeKind};
 use broker::{Broker, Origin, Outgoing, QueueSpec, Topology};
 use opentelemetry::metrics::MeterProvider as _;
 use test_support::{TcpProxy, TestBroker};
@@ -97,4 +100,80 @@ async fn one_connection_serves_every_publish_and_a_closed_channel_is_replaced() 
     wait_until_ready_is(&broker, false).await;
     proxy.restore();
     wait_until_ready_is(&broker, true).await;
+}
+
+/// Exchanges and queues are declared durable, so they and the messages in
+/// them outlive a RabbitMQ restart, and each queue dead-letters to its own
+/// `<queue>.dlx` and `<queue>.dlq`. RabbitMQ refuses a declare that differs
+/// from the existing one: declaring them all as they should be must pass.
+#[tokio::test]
+async fn the_topology_is_durable_and_each_queue_has_its_dead_letter_pair() {
+    let names = TestBroker::new();
+    let (broker, exchange, queue) = broker(&test_support::rabbitmq_url(), &names);
+    assert!(broker.is_ready().await, "declares the topology");
+    // The names operators look for (README, "Delivery guarantees").
+    let (dlx, dlq) = (format!("{queue}.dlx"), format!("{queue}.dlq"));
+    let mut dead_letter_to = FieldTable::default();
+    dead_letter_to.insert(
+        "x-dead-letter-exchange".into(),
+        AMQPValue::LongString(dlx.as_str().into()),
+    );
+    let none = FieldTable::default;
+
+    declare_exchange(&broker, &exchange, ExchangeKind::Topic, false)
+        .await
+        .expect("the exchange: a durable topic exchange");
+    declare_exchange(&broker, &dlx, ExchangeKind::Fanout, true)
+        .await
+        .expect("the dead-letter exchange exists");
+    declare_exchange(&broker, &dlx, ExchangeKind::Fanout, false)
+        .await
+        .expect("the dead-letter exchange: a durable fanout exchange");
+    declare_queue(&broker, &queue, false, dead_letter_to)
+        .await
+        .expect("the queue: durable, dead-lettering to its exchange");
+    declare_queue(&broker, &dlq, true, none())
+        .await
+        .expect("the dead-letter queue exists");
+    declare_queue(&broker, &dlq, false, none())
+        .await
+        .expect("the dead-letter queue: durable");
+}
+
+/// Declares a durable exchange (or, `passive`, checks that it exists), on
+/// a channel of its own: RabbitMQ closes a channel whose declare it refuses.
+async fn declare_exchange(
+    broker: &Broker,
+    name: &str,
+    kind: ExchangeKind,
+    passive: bool,
+) -> Result<(), lapin::Error> {
+    let options = ExchangeDeclareOptions {
+        durable: true,
+        passive,
+        ..Default::default()
+    };
+    let channel = broker.consumer_channel().await.unwrap();
+    channel
+        .exchange_declare(name.into(), kind, options, FieldTable::default())
+        .await
+}
+
+/// Like [`declare_exchange`], for a queue with `arguments`.
+async fn declare_queue(
+    broker: &Broker,
+    name: &str,
+    passive: bool,
+    arguments: FieldTable,
+) -> Result<(), lapin::Error> {
+    let options = QueueDeclareOptions {
+        durable: true,
+        passive,
+        ..Default::default()
+    };
+    let channel = broker.consumer_channel().await.unwrap();
+    channel
+        .queue_declare(name.into(), options, arguments)
+        .await
+        .map(drop)
 }
