@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use broker::consumer::{self, Failure, Settings};
-use broker::lapin::types::AMQPValue;
+use broker::lapin::types::{AMQPValue, FieldTable};
 use broker::{Broker, Origin, QueueSpec, Topology};
 use opentelemetry::metrics::MeterProvider as _;
 use otlp_testkit::proto::metrics::v1::number_data_point;
@@ -750,6 +750,78 @@ async fn outcomes_and_refused_publishes_are_measured() {
         refused, 1,
         "the unroutable publish, measured with its error.type"
     );
+    // Processing a message that was processed is no error; dead-lettering
+    // one is, and says so.
+    let error_types: Vec<Option<String>> = receiver
+        .metrics()
+        .iter()
+        .filter(|metric| metric.name() == "messaging.process.duration")
+        .flat_map(|metric| metric.histogram_points().to_vec())
+        .map(|point| {
+            point
+                .attributes
+                .iter()
+                .find(|attribute| attribute.key == "error.type")
+                .and_then(|attribute| attribute.value.as_ref()?.as_str().map(str::to_owned))
+        })
+        .collect();
+    assert!(error_types.contains(&None), "{error_types:?}");
+    assert!(
+        error_types.contains(&Some("dead_lettered".to_owned())),
+        "{error_types:?}"
+    );
+    assert!(
+        error_types
+            .iter()
+            .flatten()
+            .all(|error| error == "dead_lettered"),
+        "{error_types:?}"
+    );
+}
+
+/// Re-driving moves at most `limit` dead letters back to the queue's
+/// exchange, without the reason they died but with their other headers,
+/// and says how many it moved.
+#[tokio::test]
+async fn redrive_moves_up_to_its_limit_and_drops_only_the_reason() {
+    let (broker, queue, _names) = queue_with_messages(0).await;
+    for id in ["d1", "d2", "d3"] {
+        let mut headers = FieldTable::default();
+        headers.insert(
+            consumer::REASON_HEADER.into(),
+            AMQPValue::LongString("no such game".into()),
+        );
+        headers.insert("x-kept".into(), AMQPValue::LongString("yes".into()));
+        broker
+            .publish_with_headers(
+                &queue.dead_letter_exchange(),
+                "game.created",
+                id,
+                b"{}",
+                Origin::Current,
+                headers,
+            )
+            .await
+            .unwrap();
+    }
+
+    assert_eq!(consumer::redrive(&broker, &queue, 2).await.unwrap(), 2);
+    assert_eq!(ready(&broker, &queue.name).await, 2);
+    assert_eq!(ready(&broker, &queue.dead_letter_queue()).await, 1);
+    let channel = broker.consumer_channel().await.unwrap();
+    let moved = channel
+        .basic_get(queue.name.as_str().into(), Default::default())
+        .await
+        .unwrap()
+        .unwrap();
+    let headers = moved.delivery.properties.headers().clone().unwrap();
+    assert!(headers.inner().get(consumer::REASON_HEADER).is_none());
+    assert_eq!(
+        headers.inner().get("x-kept"),
+        Some(&AMQPValue::LongString("yes".into()))
+    );
+    assert_eq!(consumer::redrive(&broker, &queue, 10).await.unwrap(), 1);
+    assert_eq!(ready(&broker, &queue.dead_letter_queue()).await, 0);
 }
 
 /// A message that keeps failing for a passing reason is retried with a
