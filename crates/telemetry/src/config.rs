@@ -265,6 +265,18 @@ mod tests {
     }
 
     #[test]
+    fn it_exports_nothing_only_when_every_signal_is_off() {
+        let mut config = TelemetryConfig::otlp(Protocol::Grpc, "http://collector:4317");
+        assert!(!config.exports_nothing());
+        config.signals.metrics = None;
+        assert!(!config.exports_nothing());
+        config.signals.logs = None;
+        assert!(!config.exports_nothing(), "traces are still on");
+        config.signals.traces = None;
+        assert!(config.exports_nothing());
+    }
+
+    #[test]
     fn an_empty_environment_exports_everything_over_http_protobuf() {
         let config = config(&[]).unwrap();
         let all = Some(Protocol::HttpProtobuf);

@@ -223,6 +223,49 @@ pub(crate) fn is_sdk_target(target: &str) -> bool {
 mod tests {
     use super::*;
 
+    /// Counts the events that reach it.
+    struct Count(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+    impl<S: Subscriber> tracing_subscriber::Layer<S> for Count {
+        fn on_event(&self, _: &Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// Emits one SDK warning from one place, as a failing export does.
+    fn export_failed() {
+        tracing::warn!(target: "opentelemetry_sdk", "export failed");
+    }
+
+    #[test]
+    fn an_sdk_warning_shows_once_per_interval_and_the_services_own_always() {
+        use tracing_subscriber::layer::{Layer as _, SubscriberExt as _};
+        let shown = std::sync::Arc::default();
+        let subscriber = tracing_subscriber::registry().with(
+            Count(std::sync::Arc::clone(&shown))
+                .with_filter(ConsoleFilter::new(Duration::from_millis(200))),
+        );
+        let count = || shown.load(std::sync::atomic::Ordering::Relaxed);
+        tracing::subscriber::with_default(subscriber, || {
+            for _ in 0..5 {
+                export_failed();
+            }
+            assert_eq!(
+                count(),
+                1,
+                "the first at once, then none within the interval"
+            );
+            for _ in 0..3 {
+                tracing::warn!(target: "api", "the service's own");
+            }
+            assert_eq!(count(), 4, "the service's own events are never held back");
+            std::thread::sleep(Duration::from_millis(250));
+            export_failed();
+            export_failed();
+            assert_eq!(count(), 5, "one more once the interval has passed");
+        });
+    }
+
     #[test]
     fn exporter_transport_targets_are_recognised() {
         for target in [

@@ -268,8 +268,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn unknown_methods_are_reported_as_other() {
-        assert_eq!(method_name(&Method::GET), "GET");
+    fn known_methods_keep_their_name_and_unknown_ones_are_reported_as_other() {
+        for method in [
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::DELETE,
+            Method::PATCH,
+            Method::HEAD,
+            Method::OPTIONS,
+            Method::CONNECT,
+            Method::TRACE,
+        ] {
+            assert_eq!(method_name(&method), method.as_str());
+        }
         assert_eq!(method_name(&Method::from_bytes(b"BREW").unwrap()), "_OTHER");
     }
 
@@ -299,7 +311,10 @@ mod tests {
 
     #[test]
     fn protocol_versions_use_semconv_spelling() {
+        assert_eq!(protocol_version(Version::HTTP_10), Some("1.0"));
         assert_eq!(protocol_version(Version::HTTP_11), Some("1.1"));
         assert_eq!(protocol_version(Version::HTTP_2), Some("2"));
+        assert_eq!(protocol_version(Version::HTTP_3), Some("3"));
+        assert_eq!(protocol_version(Version::HTTP_09), None);
     }
 }

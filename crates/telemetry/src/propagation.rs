@@ -121,8 +121,9 @@ impl Extractor for AmqpExtractor<'_> {
 mod tests {
     use super::*;
     use opentelemetry::trace::{
-        SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
+        SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState, TracerProvider as _,
     };
+    use tracing_subscriber::layer::SubscriberExt as _;
 
     fn remote_context() -> Context {
         let span_context = SpanContext::new(
@@ -195,6 +196,54 @@ mod tests {
         assert_eq!(
             extracted.span().span_context().trace_id(),
             cx.span().span_context().trace_id()
+        );
+    }
+
+    #[test]
+    fn amqp_header_names_are_the_extractors_keys() {
+        let mut headers = FieldTable::default();
+        propagator().inject_context(&remote_context(), &mut AmqpInjector(&mut headers));
+        let extractor = AmqpExtractor(&headers);
+        let mut keys = extractor.keys();
+        keys.sort_unstable();
+        assert_eq!(keys, ["traceparent", "tracestate"]);
+    }
+
+    /// What an outbox row or a notification stores to continue the trace
+    /// later: the current span's context, as pairs or as two columns.
+    #[test]
+    fn the_current_context_survives_storage_as_pairs_or_columns() {
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        let (pairs, stored) = tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("POST /games");
+            let _entered = span.enter();
+            let stored = span.context().span().span_context().clone();
+            (current_context_pairs(), stored)
+        });
+        assert!(stored.is_valid());
+        assert_eq!(
+            pairs.get("traceparent").map(String::as_str),
+            Some(format!("00-{}-{}-01", stored.trace_id(), stored.span_id()).as_str())
+        );
+
+        for restored in [
+            context_from_pairs(&pairs),
+            context_from_columns(pairs.get("traceparent").map(String::as_str), None),
+        ] {
+            let restored = restored.span().span_context().clone();
+            assert_eq!(
+                (restored.trace_id(), restored.span_id()),
+                (stored.trace_id(), stored.span_id())
+            );
+            assert!(restored.is_remote());
+        }
+        assert!(
+            !context_from_columns(None, None)
+                .span()
+                .span_context()
+                .is_valid()
         );
     }
 
