@@ -89,3 +89,50 @@ async fn a_creation_and_cancellation_applied_at_once_leave_no_reminder() {
         assert!(kinds.contains(&"cancelled".to_owned()), "{kinds:?}");
     }
 }
+
+/// What each event writes, and the count `apply` returns: a creation an
+/// announcement due now and a reminder due `reminder_minutes` before the
+/// game; a player joining one notice; the same event again nothing.
+#[tokio::test]
+async fn each_event_writes_its_notifications_due_when_they_should_be_sent() {
+    let (applier, pool, _database) = applier().await;
+    let game = uuid::Uuid::new_v4();
+    let creation = created(game);
+    let GameEvent::Created { scheduled_at, .. } = creation.event.clone() else {
+        unreachable!()
+    };
+
+    assert_eq!(
+        applier.apply(&creation).await.unwrap(),
+        Applied::Notifications(2)
+    );
+    let joined = Envelope::new(
+        game,
+        GameEvent::PlayerJoined {
+            player: "linus".to_owned(),
+        },
+    );
+    assert_eq!(
+        applier.apply(&joined).await.unwrap(),
+        Applied::Notifications(1)
+    );
+    assert_eq!(applier.apply(&creation).await.unwrap(), Applied::Duplicate);
+
+    let due: Vec<(String, chrono::DateTime<Utc>)> =
+        sqlx::query_as("SELECT kind, due_at FROM notifications WHERE game_id = $1 ORDER BY kind")
+            .bind(game)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    let kinds: Vec<&str> = due.iter().map(|(kind, _)| kind.as_str()).collect();
+    assert_eq!(kinds, ["announcement", "player_joined", "reminder"]);
+    let an_hour_before = scheduled_at - Duration::minutes(60);
+    assert!(
+        (due[2].1 - an_hour_before).num_milliseconds().abs() < 1,
+        "reminder due {}, not an hour before {scheduled_at}",
+        due[2].1
+    );
+    for (kind, at) in &due[..2] {
+        assert!(Utc::now() - *at < Duration::seconds(10), "{kind} due {at}");
+    }
+}
