@@ -266,6 +266,7 @@ fn protocol_version(version: Version) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use opentelemetry::metrics::MeterProvider as _;
 
     #[test]
     fn known_methods_keep_their_name_and_unknown_ones_are_reported_as_other() {
@@ -307,6 +308,32 @@ mod tests {
             redacted_path("/reports/ada.json", "/reports/{name}.json", &["name"]),
             "/reports/{name}.json"
         );
+    }
+
+    /// A service that is never ready (a concurrency limit that is full).
+    struct Busy;
+
+    impl tower::Service<Request<()>> for Busy {
+        type Response = Response<()>;
+        type Error = std::convert::Infallible;
+        type Future = std::future::Ready<Result<Response<()>, Self::Error>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Pending
+        }
+
+        fn call(&mut self, _: Request<()>) -> Self::Future {
+            unreachable!("never ready, never called")
+        }
+    }
+
+    #[test]
+    fn the_wrapped_service_says_when_it_is_ready() {
+        use tower::{Layer as _, Service as _};
+        let meter = opentelemetry::metrics::noop::NoopMeterProvider::new().meter("test");
+        let mut server = HttpServerLayer::new(&meter).layer(Busy);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(server.poll_ready(&mut cx).is_pending());
     }
 
     #[test]
