@@ -10,8 +10,7 @@ use broker::consumer::{self, Failure, Settings};
 use broker::lapin::types::{AMQPValue, FieldTable};
 use broker::{Broker, Origin, QueueSpec, Topology};
 use opentelemetry::metrics::MeterProvider as _;
-use otlp_testkit::proto::metrics::v1::number_data_point;
-use otlp_testkit::{AnyValueExt, Receiver};
+use otlp_testkit::{Receiver, has_str_attributes, str_attribute};
 use telemetry::{Protocol, Service, Telemetry, TelemetryConfig};
 use test_support::TestBroker;
 use tokio::sync::mpsc;
@@ -642,26 +641,6 @@ async fn next_dead_letter_reason(broker: &Broker, queue: &QueueSpec) -> Option<A
     headers.inner().get(consumer::REASON_HEADER).cloned()
 }
 
-/// The value of `counter`'s last point with the attribute `key` = `value`.
-fn counted(receiver: &Receiver, counter: &str, key: &str, value: &str) -> Option<i64> {
-    receiver
-        .metrics()
-        .iter()
-        .filter(|metric| metric.name() == counter)
-        .flat_map(|metric| metric.sum_points().to_vec())
-        .filter(|point| {
-            point.attributes.iter().any(|attribute| {
-                attribute.key == key
-                    && attribute.value.as_ref().and_then(AnyValueExt::as_str) == Some(value)
-            })
-        })
-        .filter_map(|point| match point.value {
-            Some(number_data_point::Value::AsInt(count)) => Some(count),
-            _ => None,
-        })
-        .next_back()
-}
-
 /// What consuming and publishing report: each message counted by its
 /// outcome, and a refused publish measured with its `error.type`.
 #[tokio::test]
@@ -725,11 +704,11 @@ async fn outcomes_and_refused_publishes_are_measured() {
 
     let processed = "gamenight.messages.processed";
     assert_eq!(
-        counted(&receiver, processed, "outcome", "processed"),
+        receiver.counter_total(processed, &[("outcome", "processed")]),
         Some(1)
     );
     assert_eq!(
-        counted(&receiver, processed, "outcome", "dead_lettered"),
+        receiver.counter_total(processed, &[("outcome", "dead_lettered")]),
         Some(1)
     );
     let refused: u64 = receiver
@@ -737,12 +716,7 @@ async fn outcomes_and_refused_publishes_are_measured() {
         .iter()
         .filter(|metric| metric.name() == "messaging.client.operation.duration")
         .flat_map(|metric| metric.histogram_points().to_vec())
-        .filter(|point| {
-            point.attributes.iter().any(|attribute| {
-                attribute.key == "error.type"
-                    && attribute.value.as_ref().and_then(AnyValueExt::as_str) == Some("unroutable")
-            })
-        })
+        .filter(|point| has_str_attributes(&point.attributes, &[("error.type", "unroutable")]))
         .map(|point| point.count)
         .max()
         .unwrap_or_default();
@@ -757,13 +731,7 @@ async fn outcomes_and_refused_publishes_are_measured() {
         .iter()
         .filter(|metric| metric.name() == "messaging.process.duration")
         .flat_map(|metric| metric.histogram_points().to_vec())
-        .map(|point| {
-            point
-                .attributes
-                .iter()
-                .find(|attribute| attribute.key == "error.type")
-                .and_then(|attribute| attribute.value.as_ref()?.as_str().map(str::to_owned))
-        })
+        .map(|point| str_attribute(&point.attributes, "error.type").map(str::to_owned))
         .collect();
     assert!(error_types.contains(&None), "{error_types:?}");
     assert!(

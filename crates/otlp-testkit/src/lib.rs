@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-pub use model::{AnyValueExt, LogRecord, Metric, Span, Trace};
+pub use model::{AnyValueExt, LogRecord, Metric, Span, Trace, has_str_attributes, str_attribute};
 pub use opentelemetry_proto::tonic as proto;
 
 /// How long the `wait_for_*` helpers wait before giving up.
@@ -184,6 +184,22 @@ impl Receiver {
     /// Every metric received so far, one entry per metric per export.
     pub fn metrics(&self) -> Vec<Metric> {
         self.shared.recorded().metrics.clone()
+    }
+
+    /// What counter `name` had counted for the points carrying every
+    /// `(key, string value)` of `attributes`, as of its last export: the
+    /// total, since the SDK exports sums cumulatively.
+    pub fn counter_total(&self, name: &str, attributes: &[(&str, &str)]) -> Option<i64> {
+        self.metrics()
+            .iter()
+            .filter(|metric| metric.name() == name)
+            .flat_map(Metric::sum_points)
+            .filter(|point| has_str_attributes(&point.attributes, attributes))
+            .filter_map(|point| match point.value {
+                Some(proto::metrics::v1::number_data_point::Value::AsInt(total)) => Some(total),
+                _ => None,
+            })
+            .next_back()
     }
 
     /// Every log record received so far.

@@ -18,6 +18,18 @@ fn find<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a AnyValue> {
         .and_then(|kv| kv.value.as_ref())
 }
 
+/// The string value of attribute `key` among a data point's `attributes`.
+pub fn str_attribute<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a str> {
+    find(attributes, key).and_then(AnyValueExt::as_str)
+}
+
+/// Whether `attributes` carry every `(key, string value)` of `wanted`.
+pub fn has_str_attributes(attributes: &[KeyValue], wanted: &[(&str, &str)]) -> bool {
+    wanted
+        .iter()
+        .all(|(key, value)| str_attribute(attributes, key) == Some(value))
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }

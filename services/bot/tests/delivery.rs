@@ -22,9 +22,7 @@ use broker::lapin::options::{BasicPublishOptions, QueueDeclareOptions};
 use broker::lapin::types::FieldTable;
 use broker::lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use opentelemetry::metrics::{Meter, MeterProvider as _};
-use otlp_testkit::proto::common::v1::KeyValue;
-use otlp_testkit::proto::metrics::v1::number_data_point;
-use otlp_testkit::{AnyValueExt, Receiver};
+use otlp_testkit::Receiver;
 use service_runtime::CancellationToken;
 use telemetry::{Protocol, Telemetry, TelemetryConfig};
 use test_support::{FakeDiscord, Reply, TcpProxy, TestBroker, TestDatabase};
@@ -357,30 +355,6 @@ async fn a_post_whose_record_fails_is_recorded_later_and_never_posted_again() {
     assert_eq!(discord.received().len(), 2);
 }
 
-/// The value `counter` counted for `attributes`, in the last export.
-fn counted(receiver: &Receiver, counter: &str, attributes: &[(&str, &str)]) -> Option<i64> {
-    receiver
-        .metrics()
-        .iter()
-        .filter(|metric| metric.name() == counter)
-        .flat_map(|metric| metric.sum_points().to_vec())
-        .filter(|point| has_attributes(&point.attributes, attributes))
-        .filter_map(|point| match point.value {
-            Some(number_data_point::Value::AsInt(value)) => Some(value),
-            _ => None,
-        })
-        .next_back()
-}
-
-fn has_attributes(point: &[KeyValue], wanted: &[(&str, &str)]) -> bool {
-    wanted.iter().all(|(key, value)| {
-        point.iter().any(|attribute| {
-            attribute.key == *key
-                && attribute.value.as_ref().and_then(AnyValueExt::as_str) == Some(value)
-        })
-    })
-}
-
 /// What the bot did with each notification, as its metrics say: skipped
 /// (a reminder of a cancelled game) is counted as such and not posted; a
 /// cancellation notice of that game is posted, counted as sent, and its
@@ -422,19 +396,11 @@ async fn outcomes_are_counted_and_the_lag_recorded_in_seconds() {
     );
     let delivered = "gamenight.notifications.delivered";
     assert_eq!(
-        counted(
-            &receiver,
-            delivered,
-            &[("kind", "reminder"), ("outcome", "skipped")]
-        ),
+        receiver.counter_total(delivered, &[("kind", "reminder"), ("outcome", "skipped")]),
         Some(1)
     );
     assert_eq!(
-        counted(
-            &receiver,
-            delivered,
-            &[("kind", "cancelled"), ("outcome", "sent")]
-        ),
+        receiver.counter_total(delivered, &[("kind", "cancelled"), ("outcome", "sent")]),
         Some(1)
     );
     let lag: Vec<f64> = receiver

@@ -4,9 +4,8 @@ use std::collections::HashMap;
 
 use broker::lapin::options::QueueDeclareOptions;
 use opentelemetry::metrics::MeterProvider as _;
-use otlp_testkit::proto::metrics::v1::number_data_point;
+use otlp_testkit::Receiver;
 use otlp_testkit::proto::trace::v1::span::SpanKind;
-use otlp_testkit::{AnyValueExt, Receiver};
 use service_runtime::env::Env;
 use telemetry::{Protocol, Telemetry, TelemetryConfig};
 use test_support::{TestBroker, TestDatabase};
@@ -284,22 +283,8 @@ async fn an_announcement_continues_its_trace_and_a_reminder_links_to_it() {
     assert_eq!(reminder.linked_trace_ids(), [CAUSE]);
 
     for kind in ["announcement", "reminder"] {
-        let published = receiver
-            .metrics()
-            .iter()
-            .filter(|metric| metric.name() == "gamenight.notifications.published")
-            .flat_map(|metric| metric.sum_points().to_vec())
-            .filter(|point| {
-                point.attributes.iter().any(|attribute| {
-                    attribute.key == "kind"
-                        && attribute.value.as_ref().and_then(AnyValueExt::as_str) == Some(kind)
-                })
-            })
-            .filter_map(|point| match point.value {
-                Some(number_data_point::Value::AsInt(count)) => Some(count),
-                _ => None,
-            })
-            .max();
+        let published =
+            receiver.counter_total("gamenight.notifications.published", &[("kind", kind)]);
         assert_eq!(published, Some(1), "{kind}s counted");
     }
 }
