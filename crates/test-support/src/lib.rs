@@ -100,8 +100,12 @@ impl Drop for TestDatabase {
             return; // kept
         }
         if let Err(err) = run_to_completion(drop_database(&self.url)) {
-            // Not a panic: it may be unwinding already. The sweep removes it.
-            eprintln!("cannot drop test database {}: {err}", self.url);
+            // Not a panic: it may be unwinding already. The sweep removes
+            // it. The name only: the URL may hold a password.
+            eprintln!(
+                "cannot drop test database {}: {err}",
+                database_name(&self.url)
+            );
         }
     }
 }
@@ -139,8 +143,7 @@ pub async fn fresh_database_named(prefix: &str) -> TestDatabase {
 ///
 /// Returns `Err` when the server cannot be reached or refuses.
 pub async fn drop_database(url: &str) -> Result<(), sqlx::Error> {
-    let (base, _) = url.split_once('?').unwrap_or((url, ""));
-    let name = base.rsplit_once('/').map_or("", |(_, name)| name);
+    let name = database_name(url);
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
         return Err(sqlx::Error::Configuration(
             format!("not a database name this helper created: {name:?}").into(),
@@ -185,20 +188,9 @@ impl TestBroker {
     /// (`<queue>.dlq`, `<queue>.dlx`).
     pub fn queue(&self, prefix: &str) -> String {
         let name = unique_name(prefix);
-        self.add_queue(&name);
+        lock(&self.queues).extend([name.clone(), format!("{name}.dlq")]);
+        lock(&self.exchanges).push(format!("{name}.dlx"));
         name
-    }
-
-    /// Takes `queue` (named elsewhere) and its dead-letter queue and
-    /// exchange into what is deleted with `self`.
-    pub fn add_queue(&self, queue: &str) {
-        lock(&self.queues).extend([queue.to_owned(), format!("{queue}.dlq")]);
-        lock(&self.exchanges).push(format!("{queue}.dlx"));
-    }
-
-    /// Takes `exchange` (named elsewhere) into what is deleted with `self`.
-    pub fn add_exchange(&self, exchange: &str) {
-        lock(&self.exchanges).push(exchange.to_owned());
     }
 
     /// Deletes everything named so far (names that were never declared
@@ -224,6 +216,12 @@ fn lock<T>(names: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     names
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The database `url` names (its path, without the query).
+fn database_name(url: &str) -> &str {
+    let (base, _) = url.split_once('?').unwrap_or((url, ""));
+    base.rsplit_once('/').map_or("", |(_, name)| name)
 }
 
 /// `url` with its database path replaced by `name`.

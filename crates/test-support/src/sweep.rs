@@ -108,7 +108,8 @@ pub async fn run(
 
     let uri: AMQPUri = rabbitmq_url
         .parse()
-        .map_err(|err| anyhow::anyhow!("RABBITMQ_URL is not an AMQP URL: {err}"))?;
+        // Not the parser's message: it quotes the URL, password and all.
+        .map_err(|_| anyhow::anyhow!("RABBITMQ_URL is not an AMQP URL"))?;
     let host = uri.authority.host.as_str();
     if !["127.0.0.1", "localhost", "::1", "[::1]"].contains(&host) {
         swept.skipped.push(format!(
