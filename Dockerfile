@@ -1,5 +1,5 @@
 # One image recipe for every binary: docker build --build-arg SERVICE=api .
-# (or worker, bot, loadgen). Multi-stage: dependencies are compiled in a layer of their
+# (or worker, bot, loadgen, check-telemetry). Multi-stage: dependencies are compiled in a layer of their
 # own (cargo-chef), so editing a service's code rebuilds only the workspace.
 
 # The toolchain the project is tested with (edition 2024 needs >= 1.85).
@@ -23,6 +23,8 @@ RUN cargo chef cook --release --locked --package ${SERVICE} --recipe-path recipe
 COPY Cargo.toml Cargo.lock ./
 COPY crates crates
 COPY services services
+COPY tools tools
+COPY testing testing
 RUN cargo build --release --locked --package ${SERVICE} --bin ${SERVICE} \
     && cp target/release/${SERVICE} /service
 

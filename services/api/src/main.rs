@@ -1,5 +1,4 @@
-//! `api`: serve the HTTP API (default), apply migrations and exit, or ask
-//! the backends whether the stack's telemetry arrives.
+//! `api`: serve the HTTP API (default), or apply migrations and exit.
 
 use std::process::ExitCode;
 
@@ -24,15 +23,6 @@ enum Command {
     /// Exit 0 if the running API answers on /healthz (for container
     /// HEALTHCHECKs).
     Healthcheck,
-    /// Ask Tempo, Prometheus and Loki (local, or Grafana Cloud with the
-    /// GRAFANA_CLOUD_* variables) whether traces, metrics and logs of api,
-    /// worker and bot arrived, and say why what is missing is missing. Exits
-    /// 0 when everything arrived, 1 when not, 2 on bad configuration.
-    CheckTelemetry {
-        /// How far back to look.
-        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1440))]
-        minutes: u32,
-    },
 }
 
 /// mimalloc rather than the system allocator: spans and log records are built
@@ -50,25 +40,5 @@ async fn main() -> ExitCode {
         Command::Healthcheck => {
             service_runtime::healthcheck_from_env("API_LISTEN_ADDR", 8000).await
         }
-        Command::CheckTelemetry { minutes } => check_telemetry(minutes).await,
-    }
-}
-
-/// Prints the report on stdout; a configuration error on stderr.
-#[allow(clippy::print_stdout)]
-async fn check_telemetry(minutes: u32) -> ExitCode {
-    let config = match telemetry_check::Config::from_env() {
-        Ok(config) => config,
-        Err(err) => {
-            eprintln!("check-telemetry: {err}");
-            return ExitCode::from(2);
-        }
-    };
-    let report = telemetry_check::check(&config, minutes).await;
-    print!("{report}");
-    if report.all_arrived() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
     }
 }

@@ -700,7 +700,7 @@ fn compose_pins_the_alloy_release_stack_tests_read() {
         image,
         format!("grafana/alloy:{}", alloy::schema::ALLOY_VERSION),
         "moving the pin: read the components' Arguments at the new tag and update \
-         crates/stack-tests/src/alloy/schema.rs (and its ALLOY_VERSION)"
+         testing/stack-tests/src/alloy/schema.rs (and its ALLOY_VERSION)"
     );
 }
 
@@ -724,10 +724,10 @@ fn the_dockerfile_builds_packages_and_binaries_that_exist_from_paths_that_exist(
     }
     assert_eq!(
         built.keys().map(String::as_str).collect::<Vec<_>>(),
-        ["api", "bot", "loadgen", "worker"]
+        ["api", "bot", "check-telemetry", "loadgen", "worker"]
     );
     let main_of = |package: &str| {
-        ["services", "crates"]
+        ["services", "tools"]
             .map(|dir| format!("{dir}/{package}"))
             .into_iter()
             .find(|dir| repo_path(&format!("{dir}/Cargo.toml")).exists())
@@ -746,6 +746,24 @@ fn the_dockerfile_builds_packages_and_binaries_that_exist_from_paths_that_exist(
         );
     }
     assert!(dockerfile.contains("--package ${SERVICE} --bin ${SERVICE}"));
+    // `cargo build --locked` needs every member of the workspace, or the
+    // lock file no longer matches it: each folder of members is copied.
+    let manifest = read("Cargo.toml");
+    let members = manifest
+        .lines()
+        .find_map(|line| line.strip_prefix("members = ["))
+        .expect("Cargo.toml lists its members on one line");
+    let folders: Vec<&str> = members
+        .trim_end_matches(']')
+        .split(',')
+        .map(|member| member.trim().trim_matches('"').trim_end_matches("/*"))
+        .collect();
+    for folder in folders {
+        assert!(
+            dockerfile.contains(&format!("COPY {folder} {folder}")),
+            "the Dockerfile does not copy {folder}/, so `cargo build --locked` fails in it"
+        );
+    }
     // Every path copied from the build context exists.
     for line in dockerfile
         .lines()
@@ -816,13 +834,13 @@ fn every_variable_the_compose_files_read_is_documented() {
 /// Alloy is given); run natively, the ports docker-compose.yml publishes.
 /// It reads what compose passes it, and nothing is left out.
 #[test]
-fn the_telemetry_check_asks_the_backends_where_compose_puts_them() {
+fn the_check_telemetry_asks_the_backends_where_compose_puts_them() {
     let base = compose("docker-compose.base.yml");
     let local = compose("docker-compose.yml");
     let env = environment(&base, "check-telemetry");
     assert_eq!(
         env.keys().map(String::as_str).collect::<BTreeSet<_>>(),
-        telemetry_check::config::ENV_VARS.iter().copied().collect(),
+        check_telemetry::config::ENV_VARS.iter().copied().collect(),
     );
     assert_eq!(
         default_of(&env["GRAFANA_CLOUD_PROMETHEUS_URL"]),
@@ -830,7 +848,7 @@ fn the_telemetry_check_asks_the_backends_where_compose_puts_them() {
         "the check and Alloy must mean the same Prometheus"
     );
     let native =
-        telemetry_check::Config::from(&service_runtime::env::Env::from_pairs(&[])).unwrap();
+        check_telemetry::Config::from(&service_runtime::env::Env::from_pairs(&[])).unwrap();
     let lgtm_ports: BTreeSet<u16> = service(&local, "lgtm")["ports"]
         .as_sequence()
         .unwrap()
@@ -861,8 +879,9 @@ fn the_telemetry_check_asks_the_backends_where_compose_puts_them() {
     for file in [&base, &local] {
         assert_eq!(service(file, "check-telemetry")["profiles"][0], "check");
     }
+    // Its own binary, so the services link no backend-query client.
     assert_eq!(
-        service(&base, "check-telemetry")["command"][0],
+        service(&base, "check-telemetry")["build"]["args"]["SERVICE"],
         "check-telemetry"
     );
 }

@@ -7,7 +7,7 @@
 //! and itself, arrived in the last minutes. The [`Report`] says, per signal
 //! and source, what is there and what is missing, with the likely cause.
 //!
-//! `api check-telemetry` runs it (natively, or as the `check-telemetry`
+//! `check-telemetry` runs it (natively, or as the `check-telemetry`
 //! compose service).
 
 mod backends;

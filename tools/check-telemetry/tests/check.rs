@@ -7,7 +7,7 @@
 mod support;
 
 use support::{Data, StandIns, TOKEN};
-use telemetry_check::{Answer, Failure};
+use check_telemetry::{Answer, Failure};
 
 /// The report's line for `source` in the section of `signal`.
 fn line<'a>(text: &'a str, signal: &str, source: &str) -> &'a str {
@@ -25,7 +25,7 @@ fn line<'a>(text: &'a str, signal: &str, source: &str) -> &'a str {
 async fn a_healthy_local_stack_has_everything_arrived() {
     let (report, text) = StandIns::local(Data::healthy()).await.check().await;
     assert!(report.all_arrived(), "{text}");
-    for service in telemetry_check::SERVICES {
+    for service in check_telemetry::SERVICES {
         for signal in ["traces", "metrics", "logs"] {
             assert!(line(&text, signal, service).starts_with("  ✓"), "{text}");
         }
@@ -204,7 +204,7 @@ async fn nothing_from_the_services_while_scrapes_arrive_points_at_alloys_otlp_ex
     // What a wrong GRAFANA_CLOUD_OTLP_INSTANCE_ID looks like from the
     // backends: Alloy's remote write works, its OTLP export does not.
     let mut data = Data::healthy();
-    for service in telemetry_check::SERVICES {
+    for service in check_telemetry::SERVICES {
         data = data.without_service(service);
     }
     let (_, text) = StandIns::cloud(data).await.check().await;

@@ -45,11 +45,11 @@ impl Data {
             )],
             ..Self::default()
         };
-        for service in telemetry_check::SERVICES {
+        for service in check_telemetry::SERVICES {
             data.add_series("target_info", &[("job", &format!("gamenight/{service}"))]);
             data.log_lines.insert(service, 12);
         }
-        for scraped in telemetry_check::SCRAPED {
+        for scraped in check_telemetry::SCRAPED {
             for name in scraped.series {
                 data.add_series(
                     name,
@@ -162,13 +162,13 @@ impl StandIns {
     }
 
     /// Runs the check over the last ten minutes; its report as printed.
-    pub(crate) async fn check(&self) -> (telemetry_check::Report, String) {
+    pub(crate) async fn check(&self) -> (check_telemetry::Report, String) {
         let env = self.env.clone();
-        let config = telemetry_check::Config::from(&service_runtime::env::Env::from_lookup(
+        let config = check_telemetry::Config::from(&service_runtime::env::Env::from_lookup(
             move |key: &str| env.get(key).cloned(),
         ))
         .unwrap();
-        let report = telemetry_check::check(&config, 10).await;
+        let report = check_telemetry::check(&config, 10).await;
         let text = report.to_string();
         println!("{text}");
         (report, text)

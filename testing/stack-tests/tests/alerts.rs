@@ -2,7 +2,7 @@
 //! its configuration looks for them, the ones an operator needs all there.
 //! (`promtool check rules` also runs on them in scripts/test.sh; their
 //! PromQL and the series it names are checked with every other query in
-//! queries.rs, exporters.rs and crates/demo/tests/e2e/metrics.rs.)
+//! queries.rs, exporters.rs and tools/demo/tests/e2e/metrics.rs.)
 
 #![allow(clippy::unwrap_used)]
 

@@ -3,7 +3,7 @@
 //! parses, and the scraped series it names survive config.alloy's
 //! keep-lists. Whether the exporters send those series at all is
 //! exporters.rs's question; the services' own metrics are checked end to end
-//! in crates/demo/tests/e2e/metrics.rs.
+//! in tools/demo/tests/e2e/metrics.rs.
 
 #![allow(clippy::unwrap_used)]
 
@@ -63,8 +63,8 @@ fn every_scraped_metric_a_guide_dashboard_or_alert_queries_is_on_a_keep_list() {
 }
 
 /// The scraped source a metric name comes from, by its prefix.
-fn scraped_source(name: &str) -> Option<&'static telemetry_check::Scraped> {
-    telemetry_check::SCRAPED.iter().find(|scraped| {
+fn scraped_source(name: &str) -> Option<&'static check_telemetry::Scraped> {
+    check_telemetry::SCRAPED.iter().find(|scraped| {
         scraped
             .prefixes
             .iter()
@@ -76,7 +76,7 @@ fn scraped_source(name: &str) -> Option<&'static telemetry_check::Scraped> {
 /// queries: one it did not look for could be missing unnoticed, one nobody
 /// queries would be reported missing for nothing.
 #[test]
-fn the_telemetry_check_looks_for_every_scraped_series_something_queries() {
+fn the_check_telemetry_looks_for_every_scraped_series_something_queries() {
     use std::collections::BTreeSet;
     let mut queried: BTreeSet<(&str, String)> = BTreeSet::new();
     for (_, query) in every_promql_query() {
@@ -86,7 +86,7 @@ fn the_telemetry_check_looks_for_every_scraped_series_something_queries() {
             }
         }
     }
-    let looked_for: BTreeSet<(&str, String)> = telemetry_check::SCRAPED
+    let looked_for: BTreeSet<(&str, String)> = check_telemetry::SCRAPED
         .iter()
         .flat_map(|scraped| {
             scraped
@@ -103,7 +103,7 @@ fn the_telemetry_check_looks_for_every_scraped_series_something_queries() {
     assert_eq!(
         queried.difference(&looked_for).collect::<Vec<_>>(),
         Vec::<&(&str, String)>::new(),
-        "queried series the check does not look for (add them to telemetry_check::SCRAPED)"
+        "queried series the check does not look for (add them to check_telemetry::SCRAPED)"
     );
 }
 
@@ -111,9 +111,9 @@ fn the_telemetry_check_looks_for_every_scraped_series_something_queries() {
 /// of config.alloy, and its scrape a `prometheus.scrape` of the source's
 /// name.
 #[test]
-fn the_keep_lists_and_scrapes_the_telemetry_check_names_exist() {
+fn the_keep_lists_and_scrapes_the_check_telemetry_names_exist() {
     let blocks = alloy::parse(&read("grafana-alloy/config.alloy")).unwrap();
-    for scraped in telemetry_check::SCRAPED {
+    for scraped in check_telemetry::SCRAPED {
         let has = |name: &str, label: &str| {
             blocks
                 .iter()
@@ -128,22 +128,22 @@ fn the_keep_lists_and_scrapes_the_telemetry_check_names_exist() {
 /// paste into Explore: they are the ones it asks (and the TraceQL and LogQL
 /// are parsed with the other guides' by scripts/check-queries.cjs).
 #[test]
-fn the_readme_shows_the_queries_the_telemetry_check_asks() {
+fn the_readme_shows_the_queries_the_check_telemetry_asks() {
     let readme = read("README.md");
     let blocks = |language| test_support::docs::code_blocks(&readme, language);
     assert!(
-        blocks("traceql").contains(&vec![telemetry_check::traceql("api")]),
+        blocks("traceql").contains(&vec![check_telemetry::traceql("api")]),
         "README lacks {}",
-        telemetry_check::traceql("api")
+        check_telemetry::traceql("api")
     );
     assert!(
-        blocks("promql").contains(&vec![telemetry_check::services_selector()]),
+        blocks("promql").contains(&vec![check_telemetry::services_selector()]),
         "README lacks {}",
-        telemetry_check::services_selector()
+        check_telemetry::services_selector()
     );
     assert!(
-        blocks("logql").contains(&vec![telemetry_check::logql(10)]),
+        blocks("logql").contains(&vec![check_telemetry::logql(10)]),
         "README lacks {}",
-        telemetry_check::logql(10)
+        check_telemetry::logql(10)
     );
 }
