@@ -11,7 +11,7 @@ use clap::Parser;
 /// worker and bot arrived, and say why what is missing is missing. Exits 0
 /// when everything arrived, 1 when not, 2 on bad configuration.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Cli {
     /// How far back to look, in minutes.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1440))]
