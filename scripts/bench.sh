@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The benchmark (README "Benchmarks"): builds the release `bench` tool and
+# The benchmark (docs/PERFORMANCE.md, "Rerun it"): builds the release `bench` tool and
 # runs it. Options go to the tool (`scripts/bench.sh --help` lists them):
 #
 #   scripts/bench.sh [overhead|pipeline|all] [--quick] [--markdown FILE] ...

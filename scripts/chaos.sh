@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The fault-injection run (README "Fault-injection suite"): builds the
+# The fault-injection run (docs/TESTING.md, "Fault-injection suite"): builds the
 # release binary and runs it. Options go to the binary:
 #
 #   scripts/chaos.sh [--duration 40s] [--rate 50] [--short] [--report-only]

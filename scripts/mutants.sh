@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Mutation testing with cargo-mutants (README "Mutation testing"): changes
+# Mutation testing with cargo-mutants (docs/TESTING.md, "Mutation testing"): changes
 # the code where a silent mistake costs most, one small mutation at a time,
 # and runs the tests of the mutated package against each; a mutant the tests
 # do not catch is a behaviour no test pins down.

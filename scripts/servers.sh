@@ -30,7 +30,7 @@ wait_for() {
     *) die "$name is not reachable at $host:$port, and it is not local so this script cannot start it" ;;
   esac
   if ! command -v "$1" >/dev/null; then
-    die "$name is not reachable at $host:$port and '$1' is not installed; start $name yourself (see README, 'Running the tests')"
+    die "$name is not reachable at $host:$port and '$1' is not installed; start $name yourself (see docs/TESTING.md)"
   fi
   echo "$name: not reachable at $host:$port, starting it: $*"
   "$@" >/dev/null 2>&1 || die "$name: '$*' failed; start $name yourself and rerun"

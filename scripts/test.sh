@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The project's one test command (README "Test", and what CI runs):
+# The project's one test command (README "Running the tests", and what CI runs):
 # checks the toolchain and the three servers the tests talk to, starting a
 # server when this machine can, then runs fmt, clippy and the whole suite.
 #
@@ -62,7 +62,7 @@ if [ ! -d "$lezer/node_modules/@grafana/lezer-logql" ]; then
     || die "cannot install the TraceQL and LogQL grammars from npm"
 fi
 command -v node >/dev/null || die "node not found: install Node.js to check the guides' TraceQL and LogQL"
-NODE_PATH="$lezer/node_modules" node scripts/check-queries.cjs README.md grafana-alloy/*.md grafana/*.md grafana/dashboards/*.json
+NODE_PATH="$lezer/node_modules" node scripts/check-queries.cjs README.md docs/*.md grafana-alloy/*.md grafana/*.md grafana/dashboards/*.json
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

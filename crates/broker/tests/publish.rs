@@ -111,7 +111,7 @@ async fn the_topology_is_durable_and_each_queue_has_its_dead_letter_pair() {
     let names = TestBroker::new();
     let (broker, exchange, queue) = broker(&test_support::rabbitmq_url(), &names);
     assert!(broker.is_ready().await, "declares the topology");
-    // The names operators look for (README, "Delivery guarantees").
+    // The names operators look for (docs/DELIVERY.md).
     let (dlx, dlq) = (format!("{queue}.dlx"), format!("{queue}.dlq"));
     let mut dead_letter_to = FieldTable::default();
     dead_letter_to.insert(

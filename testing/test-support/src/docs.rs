@@ -2,10 +2,15 @@
 
 use std::path::PathBuf;
 
-/// The documents a reader follows: the README, the Grafana Cloud setup,
-/// the seven testing phases and the dashboards' and alerts' guide.
-pub const GUIDES: [&str; 10] = [
+/// The documents a reader follows: the README and the reference under
+/// docs/, the Grafana Cloud setup, the seven testing phases and the
+/// dashboards' and alerts' guide.
+pub const GUIDES: [&str; 14] = [
     "README.md",
+    "docs/API.md",
+    "docs/DELIVERY.md",
+    "docs/TESTING.md",
+    "docs/PERFORMANCE.md",
     "grafana/README.md",
     "grafana-alloy/SETUP_GRAFANA_CLOUD.md",
     "grafana-alloy/TESTING_PHASE1.md",

@@ -1,5 +1,5 @@
-//! `bench`: the project's benchmark (`scripts/bench.sh`, README
-//! "Benchmarks"). Not a test: it takes minutes and its figures depend on
+//! `bench`: the project's benchmark (`scripts/bench.sh`,
+//! docs/PERFORMANCE.md). Not a test: it takes minutes and its figures depend on
 //! the machine, so it stays out of `cargo test`; its own unit tests (the
 //! parsers and tables) do run there.
 //!

@@ -216,7 +216,7 @@ async fn a_rolled_back_transaction_publishes_nothing() {
     assert_eq!(ids, [committed.message_id.to_string()]);
 }
 
-/// The README's SQL for set-aside events, run as written: the event goes
+/// docs/DELIVERY.md's SQL for set-aside events, run as written: the event goes
 /// out again on the next pass.
 #[tokio::test]
 async fn the_readme_sql_puts_a_set_aside_event_back_in_the_outbox() {
@@ -236,9 +236,9 @@ async fn the_readme_sql_puts_a_set_aside_event_back_in_the_outbox() {
     .unwrap();
     assert_eq!(app.relay.pass().await.unwrap().claimed, 0, "set aside");
 
-    let readme = test_support::docs::repo_file("README.md");
-    let blocks = test_support::docs::code_blocks(&readme, "sql");
-    assert_eq!(blocks.len(), 1, "one SQL block in the README");
+    let guide = test_support::docs::repo_file("docs/DELIVERY.md");
+    let blocks = test_support::docs::code_blocks(&guide, "sql");
+    assert_eq!(blocks.len(), 1, "one SQL block in docs/DELIVERY.md");
     sqlx::raw_sql(sqlx::AssertSqlSafe(blocks[0].join("\n")))
         .execute(&pool)
         .await
