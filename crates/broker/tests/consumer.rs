@@ -172,6 +172,7 @@ fn settings(queue: &QueueSpec, prefetch: u16, initial_backoff: Duration) -> Sett
 async fn shutdown_finishes_the_message_in_hand_and_returns_the_prefetched_ones() {
     let (broker, queue, _names) = queue_with_messages(3).await;
     let (started_tx, mut started) = mpsc::unbounded_channel();
+    let (running_tx, mut running_after_shutdown) = mpsc::unbounded_channel();
     let release = Arc::new(tokio::sync::Notify::new());
     let finished = Arc::new(AtomicU32::new(0));
     let shutdown = CancellationToken::new();
@@ -181,12 +182,21 @@ async fn shutdown_finishes_the_message_in_hand_and_returns_the_prefetched_ones()
         &meter(),
         shutdown.clone(),
         {
-            let (release, finished) = (release.clone(), finished.clone());
+            let (release, finished, shutdown) =
+                (release.clone(), finished.clone(), shutdown.clone());
             move |message| {
-                let (started, release, finished) =
-                    (started_tx.clone(), release.clone(), finished.clone());
+                let (started, running, release, finished, shutdown) = (
+                    started_tx.clone(),
+                    running_tx.clone(),
+                    release.clone(),
+                    finished.clone(),
+                    shutdown.clone(),
+                );
                 async move {
                     let _ = started.send(message.message_id);
+                    shutdown.cancelled().await;
+                    // Only a consumer still running this handler gets here.
+                    let _ = running.send(());
                     release.notified().await;
                     finished.fetch_add(1, Ordering::SeqCst);
                     Ok(())
@@ -201,8 +211,12 @@ async fn shutdown_finishes_the_message_in_hand_and_returns_the_prefetched_ones()
     assert_eq!(first.as_deref(), Some("m-0"));
 
     shutdown.cancel();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(!task.is_finished(), "returned with a message in hand");
+    // The handler, blocked until now, is run on after shutdown. A consumer
+    // that drops it instead returns, and the sender goes with it: `None`.
+    let running = tokio::time::timeout(Duration::from_secs(30), running_after_shutdown.recv())
+        .await
+        .unwrap();
+    assert!(running.is_some(), "returned with a message in hand");
     release.notify_one();
     tokio::time::timeout(Duration::from_secs(10), task)
         .await
@@ -496,6 +510,7 @@ async fn shutdown_settles_each_message_in_hand_once_and_returns_the_rest() {
     // A gate, not a Notify: opening it reaches handlers that wait later too.
     let release = CancellationToken::new();
     let calls = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (running_tx, mut running_after_shutdown) = mpsc::unbounded_channel();
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(consumer::run(
         broker.clone(),
@@ -507,9 +522,20 @@ async fn shutdown_settles_each_message_in_hand_once_and_returns_the_rest() {
         &meter(),
         shutdown.clone(),
         {
-            let (started, release, calls) = (started.clone(), release.clone(), calls.clone());
+            let (started, release, calls, shutdown) = (
+                started.clone(),
+                release.clone(),
+                calls.clone(),
+                shutdown.clone(),
+            );
             move |message| {
-                let (started, release, calls) = (started.clone(), release.clone(), calls.clone());
+                let (started, running, release, calls, shutdown) = (
+                    started.clone(),
+                    running_tx.clone(),
+                    release.clone(),
+                    calls.clone(),
+                    shutdown.clone(),
+                );
                 async move {
                     let id = message.message_id.unwrap();
                     calls.lock().unwrap().push(id.clone());
@@ -517,6 +543,9 @@ async fn shutdown_settles_each_message_in_hand_once_and_returns_the_rest() {
                     if id == "m-0" {
                         return Err(Failure::transient("webhook answered 503"));
                     }
+                    shutdown.cancelled().await;
+                    // Only a consumer still running this handler gets here.
+                    let _ = running.send(());
                     release.cancelled().await;
                     Ok(())
                 }
@@ -530,9 +559,14 @@ async fn shutdown_settles_each_message_in_hand_once_and_returns_the_rest() {
 
     shutdown.cancel();
     // Shutdown waits for the handlers in hand, whatever the order they
-    // finish in.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(!task.is_finished(), "returned with messages in hand");
+    // finish in: the two blocked until now are run on after it. A consumer
+    // that drops them instead returns, and the senders go with it: `None`.
+    for _ in 1..N {
+        let running = tokio::time::timeout(Duration::from_secs(30), running_after_shutdown.recv())
+            .await
+            .unwrap();
+        assert!(running.is_some(), "returned with messages in hand");
+    }
     release.cancel();
     tokio::time::timeout(Duration::from_secs(10), task)
         .await

@@ -19,7 +19,7 @@ async fn a_connections_io_loop_is_not_exported_as_a_span() {
         Telemetry::build_with_writer(Service::new("bot", "0.0.0"), &config, std::io::sink).unwrap();
     tracing::dispatcher::set_global_default(telemetry.dispatch().clone()).unwrap();
 
-    async {
+    let connection = async {
         let connection = Connection::connect(
             &test_support::rabbitmq_url(),
             ConnectionProperties::default(),
@@ -27,11 +27,16 @@ async fn a_connections_io_loop_is_not_exported_as_a_span() {
         .await
         .unwrap();
         connection.close(200, "done".into()).await.unwrap();
+        connection
     }
     .instrument(tracing::info_span!("connect to rabbitmq"))
     .await;
-    // The I/O thread ends, and its span with it, just after the close.
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // Waits for the I/O thread to end: its span is closed, and so would be
+    // exported by the shutdown below, were it not filtered out.
+    tokio::task::spawn_blocking(move || connection.run())
+        .await
+        .unwrap()
+        .unwrap();
     telemetry.shutdown().await;
 
     let names: Vec<String> = receiver

@@ -130,16 +130,16 @@ async fn what_is_over_an_hour_old_goes_and_what_is_younger_stays() {
     .await
     .unwrap();
 
+    // Only rabbitmqctl lists queues and exchanges: without it the sweep
+    // skips them, and this test would check nothing of them.
+    assert!(
+        swept.skipped.is_empty(),
+        "queues and exchanges skipped (this test needs rabbitmqctl, and RabbitMQ on this machine): {swept:?}"
+    );
     assert!(swept.removed["databases"].contains(&old[0]), "{swept:?}");
-    if swept.skipped.is_empty() {
-        assert!(swept.removed["queues"].contains(&old[1]), "{swept:?}");
-        assert!(swept.removed["exchanges"].contains(&old[2]), "{swept:?}");
-        assert_eq!(exist(&old).await, [false; 3]);
-    } else {
-        // Only rabbitmqctl lists queues: without it, the reason is given.
-        assert!(swept.skipped[0].starts_with("queues and exchanges: "));
-        assert!(!exist(&old).await[0]);
-    }
+    assert!(swept.removed["queues"].contains(&old[1]), "{swept:?}");
+    assert!(swept.removed["exchanges"].contains(&old[2]), "{swept:?}");
+    assert_eq!(exist(&old).await, [false; 3]);
     assert_eq!(exist(&young).await, [true; 3]);
 
     // And by stamp, whatever the age.
@@ -151,14 +151,7 @@ async fn what_is_over_an_hour_old_goes_and_what_is_younger_stays() {
     )
     .await
     .unwrap();
-    assert!(!exist(&young).await[0]);
-    if swept.skipped.is_empty() {
-        assert_eq!(exist(&young).await, [false; 3]);
-    } else {
-        sweep::delete_on_rabbitmq(&test_support::rabbitmq_url(), &young[1..2], &young[2..3])
-            .await
-            .unwrap();
-    }
+    assert_eq!(exist(&young).await, [false; 3]);
 }
 
 #[tokio::test]
