@@ -187,7 +187,7 @@ fn server_span<B>(
         .get(http::header::USER_AGENT)
         .and_then(|value| value.to_str().ok());
     let span = tracing::info_span!(
-        target: "gamenight::http",
+        target: "telemetry::http",
         "http request",
         otel.name = name,
         otel.kind = "server",

@@ -53,7 +53,7 @@ pub fn db_span(
         None => operation.to_owned(),
     };
     tracing::info_span!(
-        target: "gamenight::db",
+        target: "telemetry::db",
         "db",
         otel.name = name,
         otel.kind = "client",
@@ -72,7 +72,7 @@ pub fn db_span(
 /// a read with [`record_cache_hit`].
 pub fn cache_span(command: &'static str, peer: &Peer) -> Span {
     tracing::info_span!(
-        target: "gamenight::cache",
+        target: "telemetry::cache",
         "cache",
         otel.name = command,
         otel.kind = "client",
@@ -92,11 +92,12 @@ pub fn record_cache_hit(span: &Span, hit: bool) {
 }
 
 /// A PRODUCER span for publishing one message to a RabbitMQ exchange, named
-/// `send {exchange}`. Inject its context into the message headers with
-/// [`crate::propagation::inject_amqp`] while it is entered.
+/// `send {exchange}`. Inject its context into the message headers, with
+/// [`crate::propagation::propagator`] and an `Injector` over them, while it
+/// is entered.
 pub fn producer_span(exchange: &str, routing_key: &str, message_id: &str) -> Span {
     tracing::info_span!(
-        target: "gamenight::messaging",
+        target: "telemetry::messaging",
         "publish",
         otel.name = format!("send {exchange}"),
         otel.kind = "producer",
@@ -113,7 +114,8 @@ pub fn producer_span(exchange: &str, routing_key: &str, message_id: &str) -> Spa
 
 /// A CONSUMER span for processing one delivered message, named
 /// `process {exchange}`, and the **child** of the publisher's span whose
-/// context `parent` holds (see [`crate::propagation::extract_amqp`]).
+/// context `parent` holds (extracted from the message headers with
+/// [`crate::propagation::propagator`]).
 pub fn consumer_span(
     exchange: &str,
     routing_key: &str,
@@ -122,7 +124,7 @@ pub fn consumer_span(
     parent: Context,
 ) -> Span {
     let span = tracing::info_span!(
-        target: "gamenight::messaging",
+        target: "telemetry::messaging",
         "process",
         otel.name = format!("process {exchange}"),
         otel.kind = "consumer",
@@ -142,6 +144,7 @@ pub fn consumer_span(
     span
 }
 
+#[cfg(feature = "reqwest")]
 /// A CLIENT span for one outgoing HTTP request, named `{method}`.
 ///
 /// `url` is exported as `url.full` without its user info and query string;
@@ -158,7 +161,7 @@ pub fn http_client_span(
     }
     full.push_str(url_template.unwrap_or(url.path()));
     tracing::info_span!(
-        target: "gamenight::http",
+        target: "telemetry::http",
         "http client",
         otel.name = method.as_str(),
         otel.kind = "client",
@@ -173,6 +176,7 @@ pub fn http_client_span(
     )
 }
 
+#[cfg(feature = "reqwest")]
 /// Sends `request` with `client` inside an HTTP CLIENT span, with the span's
 /// context injected as `traceparent`: for calls to our own services. A 4xx or
 /// 5xx answer marks the span as an error, as the conventions ask of clients;
@@ -188,6 +192,7 @@ pub async fn send_traced(
     send(client, request, url_template, Propagation::Inject).await
 }
 
+#[cfg(feature = "reqwest")]
 /// Like [`send_traced`], for a third party (a Discord webhook): the call is
 /// traced here but sends no trace context, so nothing about our traces
 /// leaves for a service that is not ours.
@@ -199,12 +204,14 @@ pub async fn send_traced_to_third_party(
     send(client, request, url_template, Propagation::Withhold).await
 }
 
+#[cfg(feature = "reqwest")]
 /// Whether a request carries the trace context to whoever it goes to.
 enum Propagation {
     Inject,
     Withhold,
 }
 
+#[cfg(feature = "reqwest")]
 async fn send(
     client: &reqwest::Client,
     mut request: reqwest::Request,
@@ -227,8 +234,8 @@ async fn send(
 
 /// Records the answer's status on an HTTP CLIENT span: a 4xx or 5xx marks
 /// it as an error, as the conventions ask of clients. For spans of
-/// [`http_client_span`] whose answer did not come through [`send_traced`]
-/// (a fault switch standing in for it).
+/// `http_client_span` (feature `reqwest`) whose answer did not come through
+/// `send_traced` (a fault switch standing in for it).
 pub fn record_response(span: &Span, status: http::StatusCode) {
     span.record(
         semconv::HTTP_RESPONSE_STATUS_CODE,
@@ -240,6 +247,7 @@ pub fn record_response(span: &Span, status: http::StatusCode) {
     }
 }
 
+#[cfg(feature = "reqwest")]
 fn error_type(err: &reqwest::Error) -> &'static str {
     if err.is_timeout() {
         "timeout"
@@ -307,13 +315,10 @@ mod tests {
     fn a_consumer_span_is_the_child_of_the_producer_span() {
         let spans = capture(|| {
             let producer = producer_span("game.events", "game.created", "m-1");
-            let headers = producer.in_scope(|| {
-                let mut headers = lapin::types::FieldTable::default();
-                crate::propagation::inject_amqp(&mut headers);
-                headers
-            });
+            // Message headers, as any carrier would hold them.
+            let headers = producer.in_scope(crate::propagation::current_context_pairs);
             drop(producer);
-            let parent = crate::propagation::extract_amqp(Some(&headers));
+            let parent = crate::propagation::context_from_pairs(&headers);
             consumer_span("game.events", "game.created", "worker.games", "m-1", parent)
                 .in_scope(|| {});
         });
@@ -354,6 +359,7 @@ mod tests {
         );
     }
 
+    #[cfg(feature = "reqwest")]
     #[test]
     fn http_client_spans_hide_credentials_query_and_templated_paths() {
         let spans = capture(|| {

@@ -6,9 +6,10 @@ use std::sync::{Arc, Mutex};
 use otlp_testkit::Receiver;
 use telemetry::{Protocol, Service, Telemetry, TelemetryConfig};
 
-/// Runs an async test body once per OTLP transport.
+/// Runs an async test body once per OTLP transport compiled in.
 macro_rules! over_both_protocols {
     ($($name:ident),* $(,)?) => {
+        #[cfg(feature = "grpc")]
         mod grpc {
             $(
                 #[tokio::test]
@@ -17,6 +18,7 @@ macro_rules! over_both_protocols {
                 }
             )*
         }
+        #[cfg(feature = "http-proto")]
         mod http_protobuf {
             $(
                 #[tokio::test]
