@@ -3,6 +3,9 @@
 //!
 //! `cargo test` builds the examples before running any test; the binary is
 //! in `target/<profile>/examples/`, next to this test's `deps/` directory.
+//! `cargo test --test example_axum` alone builds no example, and would run
+//! whatever binary an earlier build left there: run the whole suite, or
+//! `cargo build --example axum` first.
 
 #![allow(clippy::unwrap_used)]
 

@@ -38,14 +38,15 @@ pub(crate) async fn start(protocol: Protocol, service: &'static str) -> (Receive
     (receiver, telemetry)
 }
 
-/// A service exporting to `receiver` over `protocol`, console log discarded.
+/// A service (in the `gamenight` namespace) exporting to `receiver` over
+/// `protocol`, console log discarded.
 pub(crate) fn telemetry_for(
     receiver: &Receiver,
     protocol: Protocol,
     service: &'static str,
 ) -> Telemetry {
     Telemetry::build_with_writer(
-        Service::new(service, "1.2.3"),
+        Service::new(service, "1.2.3").with_namespace("gamenight"),
         &config(receiver, protocol),
         std::io::sink,
     )
