@@ -16,6 +16,8 @@
 //!
 //! Health probes are best left out: merge their routes into the router
 //! *after* this layer is added, and they are neither traced nor counted.
+//!
+//! Needs the crate's `axum` feature.
 
 use std::future::Future;
 use std::pin::Pin;

@@ -6,6 +6,9 @@
 //! it into an OpenTelemetry span. The special fields `otel.name`, `otel.kind` and
 //! `otel.status_code` set the span's name, kind and status; every other field
 //! becomes an attribute under its semantic-convention name.
+//!
+//! The reqwest helpers (`http_client_span`, `send_traced`,
+//! `send_traced_to_third_party`) need the crate's `reqwest` feature.
 
 use opentelemetry::Context;
 use opentelemetry::trace::Status;
