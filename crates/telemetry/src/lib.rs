@@ -5,11 +5,12 @@
 //! # Quick start
 //!
 //! ```
-//! # // Export off, so the example needs no collector and ends at once.
-//! # // SAFETY: no other thread exists yet to read the environment.
-//! # unsafe { std::env::set_var("OTEL_SDK_DISABLED", "true") };
 //! #[tokio::main]
 //! async fn main() -> Result<(), telemetry::InitError> {
+//! #   // Export off, so the doctest needs no collector and ends at once.
+//! #   // SAFETY: nothing reads the environment meanwhile: the runtime's
+//! #   // worker threads are idle, and this is the doctest's only task.
+//! #   unsafe { std::env::set_var("OTEL_SDK_DISABLED", "true") };
 //!     let guard = telemetry::init(telemetry::Service::new(
 //!         env!("CARGO_PKG_NAME"),
 //!         env!("CARGO_PKG_VERSION"),
