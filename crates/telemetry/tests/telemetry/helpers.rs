@@ -53,6 +53,15 @@ pub(crate) fn telemetry_for(
     .expect("build telemetry")
 }
 
+/// A transport this build has, for tests that are about something else.
+pub(crate) fn any_protocol() -> Protocol {
+    if cfg!(feature = "http-proto") {
+        Protocol::HttpProtobuf
+    } else {
+        Protocol::Grpc
+    }
+}
+
 /// Every signal to `receiver` over `protocol`.
 pub(crate) fn config(receiver: &Receiver, protocol: Protocol) -> TelemetryConfig {
     let endpoint = match protocol {
