@@ -274,7 +274,9 @@ pub fn record_error(span: &Span, error_type: &str, err: &dyn std::error::Error) 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::propagation::propagator;
     use crate::test_support::{attr, capture};
+    use opentelemetry::propagation::TextMapPropagator as _;
     use opentelemetry::trace::SpanKind;
 
     #[test]
@@ -319,9 +321,10 @@ mod tests {
         let spans = capture(|| {
             let producer = producer_span("game.events", "game.created", "m-1");
             // Message headers, as any carrier would hold them.
-            let headers = producer.in_scope(crate::propagation::current_context_pairs);
+            let mut headers = std::collections::HashMap::new();
+            propagator().inject_context(&producer.context(), &mut headers);
             drop(producer);
-            let parent = crate::propagation::context_from_pairs(&headers);
+            let parent = propagator().extract(&headers);
             consumer_span("game.events", "game.created", "worker.games", "m-1", parent)
                 .in_scope(|| {});
         });
