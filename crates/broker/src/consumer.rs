@@ -338,7 +338,7 @@ where
         body: delivery.data.clone(),
         redelivered: delivery.redelivered,
     };
-    let parent = telemetry::propagation::extract_amqp(delivery.properties.headers().as_ref());
+    let parent = crate::propagation::extract_amqp(delivery.properties.headers().as_ref());
     let span = consumer_span(
         delivery.exchange.as_str(),
         &message.routing_key,
@@ -532,7 +532,7 @@ pub async fn redrive(broker: &Broker, queue: &QueueSpec, limit: u64) -> Result<u
             .and_then(|value| value.as_long_string())
             .map(|reason| reason.to_string())
             .unwrap_or_default();
-        let cause = telemetry::propagation::extract_amqp(Some(&headers));
+        let cause = crate::propagation::extract_amqp(Some(&headers));
         headers = FieldTable::from(
             headers
                 .inner()

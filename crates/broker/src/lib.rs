@@ -19,8 +19,10 @@
 //! [`consumer::run`] is the one way they come in: manual acks, bounded
 //! prefetch, a CONSUMER span continuing the publisher's trace, bounded
 //! retries, and a dead-letter queue for what cannot be processed.
+//! [`propagation`] is how the trace context rides in the message headers.
 
 pub mod consumer;
+pub mod propagation;
 mod topology;
 
 pub use topology::{QueueSpec, Topology};
@@ -503,7 +505,7 @@ async fn send(
     message: &Outgoing,
     mut headers: FieldTable,
 ) -> Result<PublisherConfirm, BrokerError> {
-    telemetry::propagation::inject_amqp(&mut headers);
+    propagation::inject_amqp(&mut headers);
     let properties = BasicProperties::default()
         .with_content_type("application/json".into())
         .with_delivery_mode(2) // persistent: written to disk by the broker

@@ -29,6 +29,11 @@ pub use healthcheck::{healthcheck, healthcheck_from_env};
 use tokio::net::TcpListener;
 pub use tokio_util::sync::CancellationToken;
 
+/// `service.namespace` of every gamenight binary: Prometheus names their
+/// jobs `gamenight/<service>`, and the dashboards and `check-telemetry`
+/// select jobs by it.
+pub const SERVICE_NAMESPACE: &str = "gamenight";
+
 /// Runs a service: sets up telemetry, runs `work` until it returns (it should
 /// return once the token it is given is cancelled by SIGINT/SIGTERM), then
 /// flushes telemetry.

@@ -282,7 +282,7 @@ mod tests {
         }
         for target in [
             "api",
-            "gamenight::http",
+            "telemetry::http",
             "hyperion",
             "towers",
             "sqlx::query",

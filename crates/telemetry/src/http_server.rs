@@ -16,6 +16,8 @@
 //!
 //! Health probes are best left out: merge their routes into the router
 //! *after* this layer is added, and they are neither traced nor counted.
+//!
+//! Needs the crate's `axum` feature.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -187,7 +189,7 @@ fn server_span<B>(
         .get(http::header::USER_AGENT)
         .and_then(|value| value.to_str().ok());
     let span = tracing::info_span!(
-        target: "gamenight::http",
+        target: "telemetry::http",
         "http request",
         otel.name = name,
         otel.kind = "server",

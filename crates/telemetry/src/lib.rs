@@ -1,35 +1,72 @@
-//! OpenTelemetry for every gamenight service, set up by one call.
+//! OpenTelemetry for a Rust service, set up by one call: traces, metrics and
+//! logs exported over OTLP, configured by the standard `OTEL_*` variables,
+//! and a guard that flushes them at exit.
 //!
-//! ```no_run
-//! # async fn run() -> Result<(), telemetry::InitError> {
-//! let telemetry = telemetry::init(telemetry::Service::new(
-//!     env!("CARGO_PKG_NAME"),
-//!     env!("CARGO_PKG_VERSION"),
-//! ))?;
-//! tracing::info!("serving");
-//! // ... run until shutdown ...
-//! telemetry.shutdown().await; // flush spans, metrics and logs last (3 s at most)
-//! # Ok(()) }
+//! # Quick start
+//!
+//! ```
+//! #[tokio::main]
+//! async fn main() -> Result<(), telemetry::InitError> {
+//! #   // Export off, so the doctest needs no collector and ends at once.
+//! #   // SAFETY: nothing reads the environment meanwhile: the runtime's
+//! #   // worker threads are idle, and this is the doctest's only task.
+//! #   unsafe { std::env::set_var("OTEL_SDK_DISABLED", "true") };
+//!     let guard = telemetry::init(telemetry::Service::new(
+//!         env!("CARGO_PKG_NAME"),
+//!         env!("CARGO_PKG_VERSION"),
+//!     ))?;
+//!     tracing::info!("serving"); // a log record, and a console line
+//!     // ... serve until asked to stop ...
+//!     guard.shutdown().await; // flush spans, metrics and logs (3 s at most)
+//!     Ok(())
+//! }
 //! ```
 //!
 //! [`init`] reads the standard `OTEL_*` variables, exports traces, metrics and
 //! logs over OTLP (gRPC or HTTP/protobuf) and installs a `tracing` subscriber
 //! that turns spans into OpenTelemetry spans, events into OpenTelemetry log
-//! records, and prints every event to stdout with its trace id.
+//! records, and prints every event to stdout with its trace id. Unset, the
+//! variables mean "export everything over HTTP/protobuf to
+//! `http://localhost:4318`". An unreachable collector never fails the
+//! service: exports are retried in the background and failures logged at a
+//! low rate.
+//!
+//! # Features
+//!
+//! The core above depends on no web framework, HTTP client or message broker.
+//! Transports and integrations are cargo features:
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `grpc` | yes | OTLP over gRPC (`OTEL_EXPORTER_OTLP_PROTOCOL=grpc`), on tonic |
+//! | `http-proto` | yes | OTLP over HTTP/protobuf (`http/protobuf`, the default protocol), on reqwest's blocking client with rustls |
+//! | `axum` | no | `http_server::HttpServerLayer`: SERVER spans and `http.server.request.duration` for axum routers |
+//! | `reqwest` | no | `spans::http_client_span`, `spans::send_traced`, `spans::send_traced_to_third_party`: CLIENT spans for reqwest calls |
+//!
+//! A protocol whose transport is not compiled in makes [`init`] fail with
+//! [`InitError::TransportNotBuilt`], which names the variable and the
+//! feature. The examples (`examples/axum.rs`, `examples/reqwest.rs`) are
+//! each a complete program for one integration.
 //!
 //! # Layout
 //!
+//! - [`init`], [`Service`], [`TelemetryGuard`]: set-up and shutdown;
+//!   [`Telemetry`] for tests that need several in one process.
 //! - [`config`]: what the crate reads from the environment itself.
-//! - [`propagation`]: W3C trace context in HTTP and AMQP headers.
-//! - [`spans`]: semantic-convention spans for db, cache, messaging and HTTP
-//!   client calls.
-//! - [`http_server`]: a tower layer for HTTP SERVER spans and the
-//!   `http.server.request.duration` histogram.
-//! - `console` (private): the console log format.
+//! - [`propagation`]: W3C trace context and baggage in HTTP headers, and the
+//!   shared propagator for other carriers.
+//! - [`spans`]: semantic-convention spans for database, cache, messaging and
+//!   (feature `reqwest`) HTTP client calls; [`db`] times database calls.
+//! - `http_server` (feature `axum`): a tower layer for HTTP SERVER spans and
+//!   the `http.server.request.duration` histogram.
+
+#![deny(missing_docs)]
 
 pub mod config;
 mod console;
 pub mod db;
+mod export;
+#[cfg(feature = "axum")]
 pub mod http_server;
 pub mod propagation;
 mod resource;
@@ -42,12 +79,9 @@ use opentelemetry::metrics::noop::NoopMeterProvider;
 use opentelemetry::metrics::{Meter, MeterProvider as _};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge;
-use opentelemetry_otlp::{
-    LogExporter, MetricExporter, SpanExporter, WithExportConfig, WithHttpConfig, WithTonicConfig,
-};
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::logs::SdkLoggerProvider;
-use opentelemetry_sdk::metrics::{SdkMeterProvider, Temporality};
+use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::Dispatch;
 use tracing_subscriber::fmt::MakeWriter;
@@ -55,8 +89,6 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry, filter};
 
 pub use config::{ConfigError, LogFormat, Protocol, TelemetryConfig};
-pub use opentelemetry_otlp::RetryPolicy;
-pub use resource::SERVICE_NAMESPACE;
 
 /// How often the console shows the same OpenTelemetry SDK diagnostic (failed
 /// export, dropped spans) at most.
@@ -68,25 +100,51 @@ const SDK_DIAGNOSTICS_INTERVAL: Duration = Duration::from_secs(60);
 /// healthy collector next to the service takes the last batches in far less.
 pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(3);
 
-/// The service being instrumented: `service.name` and `service.version`.
+/// The service being instrumented: `service.name`, `service.version` and,
+/// optionally, `service.namespace`.
+///
+/// ```
+/// const SERVICE: telemetry::Service =
+///     telemetry::Service::new("api", "1.2.3").with_namespace("gamenight");
+/// assert_eq!(SERVICE.namespace, Some("gamenight"));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Service {
     /// `service.name` unless `OTEL_SERVICE_NAME` overrides it.
     pub name: &'static str,
     /// `service.version`, normally `env!("CARGO_PKG_VERSION")`.
     pub version: &'static str,
+    /// `service.namespace`, the group of services this one belongs to, or
+    /// `None` for none. Prometheus and Grafana Cloud name a service's job
+    /// `<namespace>/<name>` (just `<name>` without one), so dashboards that
+    /// select jobs depend on it.
+    pub namespace: Option<&'static str>,
 }
 
 impl Service {
     /// Names the service; pass `env!("CARGO_PKG_NAME")` and
-    /// `env!("CARGO_PKG_VERSION")`.
+    /// `env!("CARGO_PKG_VERSION")`. It has no namespace.
     pub const fn new(name: &'static str, version: &'static str) -> Self {
-        Self { name, version }
+        Self {
+            name,
+            version,
+            namespace: None,
+        }
+    }
+
+    /// Puts the service in `namespace` (`service.namespace`).
+    /// `OTEL_RESOURCE_ATTRIBUTES` can still override it.
+    #[must_use]
+    pub const fn with_namespace(mut self, namespace: &'static str) -> Self {
+        self.namespace = Some(namespace);
+        self
     }
 }
 
 /// Telemetry could not be set up.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum InitError {
     /// An environment variable holds a value we cannot use.
     #[error(transparent)]
@@ -102,6 +160,23 @@ pub enum InitError {
         /// What the exporter reported.
         #[source]
         source: opentelemetry_otlp::ExporterBuildError,
+    },
+    /// A signal is to be exported over a protocol whose transport this
+    /// build leaves out (see the crate's `grpc` and `http-proto` features).
+    #[error(
+        "{signal} are to be exported over OTLP {protocol_name} \
+         (OTEL_EXPORTER_OTLP_PROTOCOL, OTEL_EXPORTER_OTLP_{signal_upper}_PROTOCOL or the default), \
+         but the telemetry crate was built without its `{feature}` feature: \
+         enable it, choose another protocol, or set OTEL_{signal_upper}_EXPORTER=none",
+        protocol_name = export::protocol_and_feature(*protocol).0,
+        feature = export::protocol_and_feature(*protocol).1,
+        signal_upper = signal.to_ascii_uppercase(),
+    )]
+    TransportNotBuilt {
+        /// `traces`, `metrics` or `logs`.
+        signal: &'static str,
+        /// The protocol the configuration asks for.
+        protocol: Protocol,
     },
     /// A global `tracing` subscriber was already installed.
     #[error("a global tracing subscriber is already installed")]
@@ -155,27 +230,30 @@ impl Telemetry {
         // their trace ids; nothing leaves the process.
         let mut tracer_provider = SdkTracerProvider::builder().with_resource(resource.clone());
         if let Some(protocol) = config.signals.traces {
-            tracer_provider = tracer_provider.with_batch_exporter(span_exporter(protocol, config)?);
+            tracer_provider = export::traces(tracer_provider, protocol, config)?;
         }
         let tracer_provider = tracer_provider.build();
 
         let meter_provider = match config.signals.metrics {
-            // The periodic reader reads OTEL_METRIC_EXPORT_INTERVAL itself.
             Some(protocol) => Some(
-                SdkMeterProvider::builder()
-                    .with_resource(resource.clone())
-                    .with_periodic_exporter(metric_exporter(protocol, config)?)
-                    .build(),
+                export::metrics(
+                    SdkMeterProvider::builder().with_resource(resource.clone()),
+                    protocol,
+                    config,
+                )?
+                .build(),
             ),
             None => None,
         };
 
         let logger_provider = match config.signals.logs {
             Some(protocol) => Some(
-                SdkLoggerProvider::builder()
-                    .with_resource(resource)
-                    .with_batch_exporter(log_exporter(protocol, config)?)
-                    .build(),
+                export::logs(
+                    SdkLoggerProvider::builder().with_resource(resource),
+                    protocol,
+                    config,
+                )?
+                .build(),
             ),
             None => None,
         };
@@ -370,78 +448,6 @@ fn shut_down_on_thread(
             None
         }
     }
-}
-
-/// The retry policy for every exporter: up to 3 retries with exponential
-/// backoff (100 ms doubling to 1.6 s, plus jitter) on 429, 502, 503, 504 and
-/// network errors, honouring `Retry-After`; never on other 4xx, which would
-/// fail again. Alloy, next to the service, absorbs longer outages with its own
-/// queue; retrying for longer here would only grow the in-memory backlog.
-fn retry_policy() -> RetryPolicy {
-    RetryPolicy::recommended()
-        .with_max_retries(3)
-        .with_initial_delay(Duration::from_millis(100))
-        .with_max_delay(Duration::from_millis(1600))
-}
-
-/// Builds one signal's exporter from its builder over the chosen transport.
-///
-/// The exporter builders read the endpoint, headers, timeout and compression
-/// variables themselves; an explicit `config.endpoint` (tests) takes
-/// precedence. (A macro because each signal's builder is its own type.)
-macro_rules! exporter {
-    ($builder:expr, $signal:literal, $protocol:expr, $config:expr) => {{
-        let built = match $protocol {
-            Protocol::Grpc => {
-                let builder = $builder.with_tonic().with_retry_policy(retry_policy());
-                match &$config.endpoint {
-                    Some(endpoint) => builder.with_endpoint(endpoint.clone()).build(),
-                    None => builder.build(),
-                }
-            }
-            Protocol::HttpProtobuf => {
-                let builder = $builder
-                    .with_http()
-                    .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-                    .with_retry_policy(retry_policy());
-                match &$config.endpoint {
-                    // The HTTP exporter appends `/v1/<signal>` only to the
-                    // endpoint it reads from OTEL_EXPORTER_OTLP_ENDPOINT; an
-                    // endpoint given in code is used as is.
-                    Some(endpoint) => builder
-                        .with_endpoint(format!("{}/v1/{}", endpoint.trim_end_matches('/'), $signal))
-                        .build(),
-                    None => builder.build(),
-                }
-            }
-        };
-        built.map_err(|source| InitError::Exporter {
-            signal: $signal,
-            source,
-        })
-    }};
-}
-
-fn span_exporter(protocol: Protocol, config: &TelemetryConfig) -> Result<SpanExporter, InitError> {
-    exporter!(SpanExporter::builder(), "traces", protocol, config)
-}
-
-fn metric_exporter(
-    protocol: Protocol,
-    config: &TelemetryConfig,
-) -> Result<MetricExporter, InitError> {
-    // Cumulative, always: Mimir (Grafana Cloud's metrics store) rejects delta
-    // temporality, whatever OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE says.
-    exporter!(
-        MetricExporter::builder().with_temporality(Temporality::Cumulative),
-        "metrics",
-        protocol,
-        config
-    )
-}
-
-fn log_exporter(protocol: Protocol, config: &TelemetryConfig) -> Result<LogExporter, InitError> {
-    exporter!(LogExporter::builder(), "logs", protocol, config)
 }
 
 #[cfg(test)]

@@ -1,5 +1,9 @@
 //! W3C trace context (`traceparent`, `tracestate`) and baggage across process
-//! boundaries: HTTP headers and AMQP message headers.
+//! boundaries: HTTP headers here, and any other carrier through
+//! [`propagator`] and an [`Injector`](opentelemetry::propagation::Injector) /
+//! [`Extractor`](opentelemetry::propagation::Extractor) over its headers
+//! (gamenight's AMQP carrier lives with its RabbitMQ client, in the `broker`
+//! crate).
 //!
 //! These helpers use one fixed propagator (W3C TraceContext + Baggage) rather
 //! than the global one, so they behave the same before [`crate::Telemetry::install`]
@@ -8,11 +12,8 @@
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
-use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use opentelemetry::Context;
-use opentelemetry::propagation::{
-    Extractor, Injector, TextMapCompositePropagator, TextMapPropagator,
-};
+use opentelemetry::propagation::{TextMapCompositePropagator, TextMapPropagator};
 use opentelemetry_http::{HeaderExtractor, HeaderInjector};
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -67,56 +68,6 @@ pub fn context_from_columns(traceparent: Option<&str>, tracestate: Option<&str>)
     context_from_pairs(&pairs)
 }
 
-/// Writes the context of the current `tracing` span into AMQP message headers.
-pub fn inject_amqp(headers: &mut FieldTable) {
-    let cx = tracing::Span::current().context();
-    propagator().inject_context(&cx, &mut AmqpInjector(headers));
-}
-
-/// Reads the publisher's context from AMQP message headers (`None` when the
-/// message has no headers at all).
-pub fn extract_amqp(headers: Option<&FieldTable>) -> Context {
-    match headers {
-        Some(headers) => propagator().extract(&AmqpExtractor(headers)),
-        None => Context::new(),
-    }
-}
-
-/// [`Injector`] over AMQP headers: values are written as AMQP long strings,
-/// which is how every RabbitMQ client library reads them back.
-#[derive(Debug)]
-pub struct AmqpInjector<'a>(pub &'a mut FieldTable);
-
-impl Injector for AmqpInjector<'_> {
-    fn set(&mut self, key: &str, value: String) {
-        // Propagation keys are short ASCII names; anything that is not a
-        // valid AMQP short string is not a key a propagator would use.
-        if let Ok(key) = ShortString::try_new(key) {
-            self.0
-                .insert(key, AMQPValue::LongString(LongString::from(value)));
-        }
-    }
-}
-
-/// [`Extractor`] over AMQP headers. Accepts long and short strings and
-/// ignores values of any other type.
-#[derive(Debug)]
-pub struct AmqpExtractor<'a>(pub &'a FieldTable);
-
-impl Extractor for AmqpExtractor<'_> {
-    fn get(&self, key: &str) -> Option<&str> {
-        match self.0.inner().get(key)? {
-            AMQPValue::LongString(value) => std::str::from_utf8(value.as_bytes()).ok(),
-            AMQPValue::ShortString(value) => Some(value.as_str()),
-            _ => None,
-        }
-    }
-
-    fn keys(&self) -> Vec<&str> {
-        self.0.inner().keys().map(ShortString::as_str).collect()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,53 +88,6 @@ mod tests {
     }
 
     #[test]
-    fn amqp_headers_round_trip_the_trace_context() {
-        let cx = remote_context();
-        let mut headers = FieldTable::default();
-        propagator().inject_context(&cx, &mut AmqpInjector(&mut headers));
-
-        assert_eq!(
-            headers.inner().get("traceparent"),
-            Some(&AMQPValue::LongString(
-                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()
-            ))
-        );
-        let extracted = extract_amqp(Some(&headers));
-        let extracted = extracted.span().span_context().clone();
-        assert_eq!(extracted.trace_id(), cx.span().span_context().trace_id());
-        assert_eq!(extracted.span_id(), cx.span().span_context().span_id());
-        assert!(extracted.is_sampled());
-        assert!(extracted.is_remote());
-        assert_eq!(extracted.trace_state().get("vendor"), Some("value"));
-    }
-
-    #[test]
-    fn amqp_short_string_headers_are_read_too() {
-        let mut headers = FieldTable::default();
-        headers.insert(
-            "traceparent".into(),
-            AMQPValue::ShortString(
-                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into(),
-            ),
-        );
-        let extracted = extract_amqp(Some(&headers));
-        assert!(extracted.span().span_context().is_valid());
-    }
-
-    #[test]
-    fn amqp_headers_without_context_extract_to_an_invalid_span_context() {
-        let mut headers = FieldTable::default();
-        headers.insert("traceparent".into(), AMQPValue::LongLongInt(7));
-        assert!(
-            !extract_amqp(Some(&headers))
-                .span()
-                .span_context()
-                .is_valid()
-        );
-        assert!(!extract_amqp(None).span().span_context().is_valid());
-    }
-
-    #[test]
     fn http_headers_round_trip_the_trace_context() {
         let cx = remote_context();
         let mut headers = http::HeaderMap::new();
@@ -197,16 +101,6 @@ mod tests {
             extracted.span().span_context().trace_id(),
             cx.span().span_context().trace_id()
         );
-    }
-
-    #[test]
-    fn amqp_header_names_are_the_extractors_keys() {
-        let mut headers = FieldTable::default();
-        propagator().inject_context(&remote_context(), &mut AmqpInjector(&mut headers));
-        let extractor = AmqpExtractor(&headers);
-        let mut keys = extractor.keys();
-        keys.sort_unstable();
-        assert_eq!(keys, ["traceparent", "tracestate"]);
     }
 
     /// What an outbox row or a notification stores to continue the trace

@@ -12,12 +12,8 @@ use opentelemetry_semantic_conventions::attribute as semconv;
 
 use crate::{Service, TelemetryConfig};
 
-/// `service.namespace` of every gamenight service: Prometheus names their
-/// jobs `gamenight/<service>`.
-pub const SERVICE_NAMESPACE: &str = "gamenight";
-
 /// Builds the resource. Later sources win:
-/// 1. our defaults (service name and version from Cargo, namespace,
+/// 1. our defaults (service name and version from Cargo, the namespace if any,
 ///    `deployment.environment.name`) and what the detectors find (host, OS,
 ///    container, process id, a fresh `service.instance.id`);
 /// 2. `OTEL_RESOURCE_ATTRIBUTES`;
@@ -36,7 +32,6 @@ pub(crate) fn build(service: Service, config: &TelemetryConfig) -> Resource {
         .with_attributes([
             KeyValue::new(semconv::SERVICE_NAME, service.name),
             KeyValue::new(semconv::SERVICE_VERSION, service.version),
-            KeyValue::new(semconv::SERVICE_NAMESPACE, SERVICE_NAMESPACE),
             KeyValue::new(
                 semconv::DEPLOYMENT_ENVIRONMENT_NAME,
                 config.environment.clone(),
@@ -44,6 +39,11 @@ pub(crate) fn build(service: Service, config: &TelemetryConfig) -> Resource {
             KeyValue::new(semconv::PROCESS_PID, i64::from(std::process::id())),
             KeyValue::new(semconv::PROCESS_RUNTIME_NAME, "rust"),
         ])
+        .with_attributes(
+            service
+                .namespace
+                .map(|namespace| KeyValue::new(semconv::SERVICE_NAMESPACE, namespace)),
+        )
         .with_detectors(&detectors)
         .with_detector(Box::new(EnvResourceDetector::new()));
     if let Some(name) = &config.service_name {
@@ -66,7 +66,10 @@ mod tests {
     fn the_resource_names_service_version_namespace_and_environment() {
         let mut config = TelemetryConfig::otlp(Protocol::Grpc, "http://127.0.0.1:1");
         config.environment = "staging".into();
-        let resource = build(Service::new("api", "1.2.3"), &config);
+        let resource = build(
+            Service::new("api", "1.2.3").with_namespace("gamenight"),
+            &config,
+        );
         assert_eq!(get(&resource, "service.name"), Some("api".into()));
         assert_eq!(get(&resource, "service.version"), Some("1.2.3".into()));
         assert_eq!(
@@ -81,6 +84,13 @@ mod tests {
         assert!(get(&resource, "host.name").is_some());
         assert!(get(&resource, "process.pid").is_some());
         assert_eq!(get(&resource, "process.command_args"), None);
+    }
+
+    #[test]
+    fn a_service_without_a_namespace_has_no_service_namespace() {
+        let config = TelemetryConfig::otlp(Protocol::Grpc, "http://127.0.0.1:1");
+        let resource = build(Service::new("api", "1.2.3"), &config);
+        assert_eq!(get(&resource, "service.namespace"), None);
     }
 
     #[test]

@@ -6,6 +6,9 @@
 //! it into an OpenTelemetry span. The special fields `otel.name`, `otel.kind` and
 //! `otel.status_code` set the span's name, kind and status; every other field
 //! becomes an attribute under its semantic-convention name.
+//!
+//! The reqwest helpers (`http_client_span`, `send_traced`,
+//! `send_traced_to_third_party`) need the crate's `reqwest` feature.
 
 use opentelemetry::Context;
 use opentelemetry::trace::Status;
@@ -53,7 +56,7 @@ pub fn db_span(
         None => operation.to_owned(),
     };
     tracing::info_span!(
-        target: "gamenight::db",
+        target: "telemetry::db",
         "db",
         otel.name = name,
         otel.kind = "client",
@@ -72,7 +75,7 @@ pub fn db_span(
 /// a read with [`record_cache_hit`].
 pub fn cache_span(command: &'static str, peer: &Peer) -> Span {
     tracing::info_span!(
-        target: "gamenight::cache",
+        target: "telemetry::cache",
         "cache",
         otel.name = command,
         otel.kind = "client",
@@ -92,11 +95,12 @@ pub fn record_cache_hit(span: &Span, hit: bool) {
 }
 
 /// A PRODUCER span for publishing one message to a RabbitMQ exchange, named
-/// `send {exchange}`. Inject its context into the message headers with
-/// [`crate::propagation::inject_amqp`] while it is entered.
+/// `send {exchange}`. Inject its context into the message headers, with
+/// [`crate::propagation::propagator`] and an `Injector` over them, while it
+/// is entered.
 pub fn producer_span(exchange: &str, routing_key: &str, message_id: &str) -> Span {
     tracing::info_span!(
-        target: "gamenight::messaging",
+        target: "telemetry::messaging",
         "publish",
         otel.name = format!("send {exchange}"),
         otel.kind = "producer",
@@ -113,7 +117,8 @@ pub fn producer_span(exchange: &str, routing_key: &str, message_id: &str) -> Spa
 
 /// A CONSUMER span for processing one delivered message, named
 /// `process {exchange}`, and the **child** of the publisher's span whose
-/// context `parent` holds (see [`crate::propagation::extract_amqp`]).
+/// context `parent` holds (extracted from the message headers with
+/// [`crate::propagation::propagator`]).
 pub fn consumer_span(
     exchange: &str,
     routing_key: &str,
@@ -122,7 +127,7 @@ pub fn consumer_span(
     parent: Context,
 ) -> Span {
     let span = tracing::info_span!(
-        target: "gamenight::messaging",
+        target: "telemetry::messaging",
         "process",
         otel.name = format!("process {exchange}"),
         otel.kind = "consumer",
@@ -142,6 +147,7 @@ pub fn consumer_span(
     span
 }
 
+#[cfg(feature = "reqwest")]
 /// A CLIENT span for one outgoing HTTP request, named `{method}`.
 ///
 /// `url` is exported as `url.full` without its user info and query string;
@@ -158,7 +164,7 @@ pub fn http_client_span(
     }
     full.push_str(url_template.unwrap_or(url.path()));
     tracing::info_span!(
-        target: "gamenight::http",
+        target: "telemetry::http",
         "http client",
         otel.name = method.as_str(),
         otel.kind = "client",
@@ -173,6 +179,7 @@ pub fn http_client_span(
     )
 }
 
+#[cfg(feature = "reqwest")]
 /// Sends `request` with `client` inside an HTTP CLIENT span, with the span's
 /// context injected as `traceparent`: for calls to our own services. A 4xx or
 /// 5xx answer marks the span as an error, as the conventions ask of clients;
@@ -188,6 +195,7 @@ pub async fn send_traced(
     send(client, request, url_template, Propagation::Inject).await
 }
 
+#[cfg(feature = "reqwest")]
 /// Like [`send_traced`], for a third party (a Discord webhook): the call is
 /// traced here but sends no trace context, so nothing about our traces
 /// leaves for a service that is not ours.
@@ -199,12 +207,14 @@ pub async fn send_traced_to_third_party(
     send(client, request, url_template, Propagation::Withhold).await
 }
 
+#[cfg(feature = "reqwest")]
 /// Whether a request carries the trace context to whoever it goes to.
 enum Propagation {
     Inject,
     Withhold,
 }
 
+#[cfg(feature = "reqwest")]
 async fn send(
     client: &reqwest::Client,
     mut request: reqwest::Request,
@@ -227,8 +237,8 @@ async fn send(
 
 /// Records the answer's status on an HTTP CLIENT span: a 4xx or 5xx marks
 /// it as an error, as the conventions ask of clients. For spans of
-/// [`http_client_span`] whose answer did not come through [`send_traced`]
-/// (a fault switch standing in for it).
+/// `http_client_span` (feature `reqwest`) whose answer did not come through
+/// `send_traced` (a fault switch standing in for it).
 pub fn record_response(span: &Span, status: http::StatusCode) {
     span.record(
         semconv::HTTP_RESPONSE_STATUS_CODE,
@@ -240,6 +250,7 @@ pub fn record_response(span: &Span, status: http::StatusCode) {
     }
 }
 
+#[cfg(feature = "reqwest")]
 fn error_type(err: &reqwest::Error) -> &'static str {
     if err.is_timeout() {
         "timeout"
@@ -263,7 +274,9 @@ pub fn record_error(span: &Span, error_type: &str, err: &dyn std::error::Error) 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::propagation::propagator;
     use crate::test_support::{attr, capture};
+    use opentelemetry::propagation::TextMapPropagator as _;
     use opentelemetry::trace::SpanKind;
 
     #[test]
@@ -307,13 +320,11 @@ mod tests {
     fn a_consumer_span_is_the_child_of_the_producer_span() {
         let spans = capture(|| {
             let producer = producer_span("game.events", "game.created", "m-1");
-            let headers = producer.in_scope(|| {
-                let mut headers = lapin::types::FieldTable::default();
-                crate::propagation::inject_amqp(&mut headers);
-                headers
-            });
+            // Message headers, as any carrier would hold them.
+            let mut headers = std::collections::HashMap::new();
+            propagator().inject_context(&producer.context(), &mut headers);
             drop(producer);
-            let parent = crate::propagation::extract_amqp(Some(&headers));
+            let parent = propagator().extract(&headers);
             consumer_span("game.events", "game.created", "worker.games", "m-1", parent)
                 .in_scope(|| {});
         });
@@ -354,6 +365,7 @@ mod tests {
         );
     }
 
+    #[cfg(feature = "reqwest")]
     #[test]
     fn http_client_spans_hide_credentials_query_and_templated_paths() {
         let spans = capture(|| {

@@ -6,6 +6,8 @@
 //! A file of its own: the span is made on lapin's thread, which sees only
 //! the process-wide subscriber, so this test installs one.
 
+#![cfg(feature = "http-proto")]
+
 use lapin::{Connection, ConnectionProperties};
 use otlp_testkit::Receiver;
 use telemetry::{Protocol, Service, Telemetry, TelemetryConfig};

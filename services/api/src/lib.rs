@@ -41,9 +41,10 @@ pub use config::Config;
 pub use domain::Game;
 pub use routes::GamePage;
 
-/// `service.name` and `service.version` of this binary.
+/// `service.name`, `service.version` and `service.namespace` of this binary.
 pub const SERVICE: telemetry::Service =
-    telemetry::Service::new(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"));
+    telemetry::Service::new(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"))
+        .with_namespace(service_runtime::SERVICE_NAMESPACE);
 
 pub use schema::MIGRATOR;
 

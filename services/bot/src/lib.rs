@@ -66,9 +66,10 @@ use config::Destination;
 use deliveries::{Claim, Deliveries};
 use render::{GameStatus, GameView};
 
-/// `service.name` and `service.version` of this binary.
+/// `service.name`, `service.version` and `service.namespace` of this binary.
 pub const SERVICE: telemetry::Service =
-    telemetry::Service::new(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"));
+    telemetry::Service::new(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"))
+        .with_namespace(service_runtime::SERVICE_NAMESPACE);
 
 /// How the webhook's URL appears in spans: its path holds the token.
 const WEBHOOK_TEMPLATE: &str = "/api/webhooks/{id}/{token}";

@@ -27,9 +27,10 @@ use sqlx::PgPool;
 
 pub use config::Config;
 
-/// `service.name` and `service.version` of this binary.
+/// `service.name`, `service.version` and `service.namespace` of this binary.
 pub const SERVICE: telemetry::Service =
-    telemetry::Service::new(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"));
+    telemetry::Service::new(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"))
+        .with_namespace(service_runtime::SERVICE_NAMESPACE);
 
 /// The worker could not start.
 #[derive(Debug, thiserror::Error)]

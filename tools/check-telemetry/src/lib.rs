@@ -135,7 +135,7 @@ pub fn logql(minutes: u32) -> String {
 pub fn services_selector() -> String {
     format!(
         "target_info{{job=~\"{}/({})\"}}",
-        telemetry::SERVICE_NAMESPACE,
+        service_runtime::SERVICE_NAMESPACE,
         SERVICES.join("|")
     )
 }
@@ -215,5 +215,5 @@ pub async fn check(config: &Config, minutes: u32) -> Report {
 
 /// The job Prometheus gives a service's OTLP metrics.
 fn job(service: &str) -> String {
-    format!("{}/{service}", telemetry::SERVICE_NAMESPACE)
+    format!("{}/{service}", service_runtime::SERVICE_NAMESPACE)
 }

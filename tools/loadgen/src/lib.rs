@@ -27,9 +27,10 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 use mix::{Games, Request};
 use stats::{Outcome, Stats};
 
-/// `service.name` and `service.version` of the generator's telemetry.
+/// `service.name`, `service.version` and `service.namespace` of the generator's telemetry.
 pub const SERVICE: telemetry::Service =
-    telemetry::Service::new(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"));
+    telemetry::Service::new(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"))
+        .with_namespace(service_runtime::SERVICE_NAMESPACE);
 
 /// What to send, how fast, for how long.
 #[derive(Debug, Clone)]

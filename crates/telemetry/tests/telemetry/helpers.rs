@@ -6,9 +6,10 @@ use std::sync::{Arc, Mutex};
 use otlp_testkit::Receiver;
 use telemetry::{Protocol, Service, Telemetry, TelemetryConfig};
 
-/// Runs an async test body once per OTLP transport.
+/// Runs an async test body once per OTLP transport compiled in.
 macro_rules! over_both_protocols {
     ($($name:ident),* $(,)?) => {
+        #[cfg(feature = "grpc")]
         mod grpc {
             $(
                 #[tokio::test]
@@ -17,6 +18,7 @@ macro_rules! over_both_protocols {
                 }
             )*
         }
+        #[cfg(feature = "http-proto")]
         mod http_protobuf {
             $(
                 #[tokio::test]
@@ -36,18 +38,28 @@ pub(crate) async fn start(protocol: Protocol, service: &'static str) -> (Receive
     (receiver, telemetry)
 }
 
-/// A service exporting to `receiver` over `protocol`, console log discarded.
+/// A service (in the `gamenight` namespace) exporting to `receiver` over
+/// `protocol`, console log discarded.
 pub(crate) fn telemetry_for(
     receiver: &Receiver,
     protocol: Protocol,
     service: &'static str,
 ) -> Telemetry {
     Telemetry::build_with_writer(
-        Service::new(service, "1.2.3"),
+        Service::new(service, "1.2.3").with_namespace("gamenight"),
         &config(receiver, protocol),
         std::io::sink,
     )
     .expect("build telemetry")
+}
+
+/// A transport this build has, for tests that are about something else.
+pub(crate) fn any_protocol() -> Protocol {
+    if cfg!(feature = "http-proto") {
+        Protocol::HttpProtobuf
+    } else {
+        Protocol::Grpc
+    }
 }
 
 /// Every signal to `receiver` over `protocol`.

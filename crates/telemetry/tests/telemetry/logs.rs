@@ -3,7 +3,7 @@
 
 use telemetry::{LogFormat, Protocol, Service, Telemetry};
 
-use crate::helpers::{Console, config, over_both_protocols, start};
+use crate::helpers::{Console, any_protocol, config, over_both_protocols, start};
 
 over_both_protocols!(a_log_inside_a_span_carries_the_span_ids);
 
@@ -41,7 +41,7 @@ async fn the_console_log_shows_the_trace_id_and_not_the_span_fields_in_both_form
     let receiver = otlp_testkit::Receiver::start().await.unwrap();
     for format in [LogFormat::Pretty, LogFormat::Json] {
         let console = Console::default();
-        let mut config = config(&receiver, Protocol::HttpProtobuf);
+        let mut config = config(&receiver, any_protocol());
         config.log_format = format;
         let telemetry =
             Telemetry::build_with_writer(Service::new("api", "0.0.0"), &config, console.clone())
@@ -80,7 +80,7 @@ async fn repeated_sdk_diagnostics_are_shown_once_per_interval() {
     let console = Console::default();
     let telemetry = Telemetry::build_with_writer(
         Service::new("api", "0.0.0"),
-        &config(&receiver, Protocol::HttpProtobuf),
+        &config(&receiver, any_protocol()),
         console.clone(),
     )
     .unwrap();
