@@ -50,8 +50,6 @@ impl Deliveries {
         let inserted = self
             .db
             .run(
-                "INSERT",
-                Some("deliveries"),
                 CLAIM,
                 sqlx::query(CLAIM).bind(notification_id).execute(&mut *tx),
             )
@@ -76,8 +74,6 @@ impl Deliveries {
         } = claim;
         self.db
             .run(
-                "UPDATE",
-                Some("deliveries"),
                 COMPLETE,
                 sqlx::query(COMPLETE)
                     .bind(notification_id)
@@ -85,7 +81,7 @@ impl Deliveries {
                     .execute(&mut *tx),
             )
             .await?;
-        self.db.run("COMMIT", None, "COMMIT", tx.commit()).await
+        self.db.run("COMMIT", tx.commit()).await
     }
 
     /// Records a delivery whose claim was lost with its connection: the
@@ -97,8 +93,6 @@ impl Deliveries {
     ) -> Result<(), sqlx::Error> {
         self.db
             .run(
-                "INSERT",
-                Some("deliveries"),
                 RECORD,
                 sqlx::query(RECORD)
                     .bind(notification_id)
