@@ -119,3 +119,31 @@ impl Retention {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use telemetry::db::Statement;
+
+    /// Each sweep's span is named by its table, read from the DELETE (not
+    /// from the subquery that picks the batch).
+    #[test]
+    fn every_sweep_is_named_by_its_table() {
+        for (sweep, table) in [
+            (OUTBOX, "outbox"),
+            (PROCESSED_MESSAGES, "processed_messages"),
+            (SENT_NOTIFICATIONS, "notifications"),
+            (DELIVERIES, "deliveries"),
+        ] {
+            assert_eq!(
+                Statement::parse(sweep.delete),
+                Statement {
+                    operation: "DELETE",
+                    collection: Some(table)
+                },
+                "{}",
+                sweep.delete
+            );
+        }
+    }
+}

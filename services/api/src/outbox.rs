@@ -157,3 +157,32 @@ pub fn relay(
             .build(),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use telemetry::db::Statement;
+
+    /// The span names these statements get, read from their text: the claim
+    /// is named by the UPDATE in its WITH.
+    #[test]
+    fn every_statement_is_named_by_its_operation_and_table() {
+        for (sql, operation) in [
+            (INSERT, "INSERT"),
+            (TABLE.claim, "UPDATE"),
+            (TABLE.published, "UPDATE"),
+            (TABLE.failed, "UPDATE"),
+            (TABLE.release, "UPDATE"),
+        ] {
+            let collection = Some("outbox");
+            assert_eq!(
+                Statement::parse(sql),
+                Statement {
+                    operation,
+                    collection
+                },
+                "{sql}"
+            );
+        }
+    }
+}

@@ -387,3 +387,34 @@ impl Store {
         Ok(value)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use telemetry::db::Statement;
+
+    /// The span names these statements get, read from their text.
+    #[test]
+    fn every_statement_is_named_by_its_operation_and_table() {
+        for (sql, operation, collection) in [
+            (SELECT_GAME, "SELECT", Some("games")),
+            (LIST_GAMES, "SELECT", Some("games")),
+            (INSERT_GAME, "INSERT", Some("games")),
+            (LOCK_GAME, "SELECT", Some("games")),
+            (COUNT_PLAYERS, "SELECT", Some("participants")),
+            (INSERT_PLAYER, "INSERT", Some("participants")),
+            (DELETE_PLAYER, "DELETE", Some("participants")),
+            (TOUCH_GAME, "UPDATE", Some("games")),
+            (CANCEL_GAME, "UPDATE", Some("games")),
+        ] {
+            assert_eq!(
+                Statement::parse(sql),
+                Statement {
+                    operation,
+                    collection
+                },
+                "{sql}"
+            );
+        }
+    }
+}

@@ -112,3 +112,25 @@ impl Claim {
         let _ = self.tx.rollback().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use telemetry::db::Statement;
+
+    /// The span names these statements get, read from their text.
+    #[test]
+    fn every_statement_is_named_by_its_operation_and_table() {
+        for (sql, operation) in [(CLAIM, "INSERT"), (COMPLETE, "UPDATE"), (RECORD, "INSERT")] {
+            let collection = Some("deliveries");
+            assert_eq!(
+                Statement::parse(sql),
+                Statement {
+                    operation,
+                    collection
+                },
+                "{sql}"
+            );
+        }
+    }
+}

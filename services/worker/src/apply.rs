@@ -202,3 +202,30 @@ impl Applier {
         Ok(usize::from(inserted == 1))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use telemetry::db::Statement;
+
+    /// The span names these statements get, read from their text: the lock
+    /// names no table, and the NOT EXISTS subquery does not name the insert.
+    #[test]
+    fn every_statement_is_named_by_its_operation_and_table() {
+        for (sql, operation, collection) in [
+            (MARK_PROCESSED, "INSERT", Some("processed_messages")),
+            (LOCK_GAME, "SELECT", None),
+            (INSERT_NOTIFICATION, "INSERT", Some("notifications")),
+            (DROP_REMINDERS, "DELETE", Some("notifications")),
+        ] {
+            assert_eq!(
+                Statement::parse(sql),
+                Statement {
+                    operation,
+                    collection
+                },
+                "{sql}"
+            );
+        }
+    }
+}

@@ -137,3 +137,25 @@ pub fn scheduler(
             .build(),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use telemetry::db::Statement;
+
+    /// The span names these statements get, read from their text: the claim
+    /// is named by the UPDATE in its WITH.
+    #[test]
+    fn every_statement_is_named_by_its_operation_and_table() {
+        for sql in [TABLE.claim, TABLE.published, TABLE.failed, TABLE.release] {
+            assert_eq!(
+                Statement::parse(sql),
+                Statement {
+                    operation: "UPDATE",
+                    collection: Some("notifications")
+                },
+                "{sql}"
+            );
+        }
+    }
+}
