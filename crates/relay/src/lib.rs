@@ -54,7 +54,8 @@ use tokio_util::sync::CancellationToken;
 /// `claimed_until` is null or past. Set-aside rows are kept for operators.
 #[derive(Debug)]
 pub struct Table {
-    /// The table, for span names and logs.
+    /// The table, for logs and the pass span (the statement spans read it
+    /// from the SQL).
     pub name: &'static str,
     /// Claims up to `$1` claimable rows by setting `claimed_until` to now
     /// plus `$2` seconds, and returns them in publishing order.
