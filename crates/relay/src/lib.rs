@@ -44,7 +44,7 @@ use opentelemetry::KeyValue;
 use opentelemetry::metrics::Counter;
 use sqlx::postgres::{PgHasArrayType, PgRow};
 use sqlx::{PgPool, Postgres};
-use telemetry::db::DbClient;
+use telemetry::db::{DbClient, DbError as _};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -54,7 +54,8 @@ use tokio_util::sync::CancellationToken;
 /// `claimed_until` is null or past. Set-aside rows are kept for operators.
 #[derive(Debug)]
 pub struct Table {
-    /// The table, for span names and logs.
+    /// The table, for logs and the pass span (the statement spans read it
+    /// from the SQL).
     pub name: &'static str,
     /// Claims up to `$1` claimable rows by setting `claimed_until` to now
     /// plus `$2` seconds, and returns them in publishing order.
@@ -118,8 +119,9 @@ pub struct Settings {
 /// Why a pass stopped early. Neither spends an attempt of any row.
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
-    /// PostgreSQL failed.
-    #[error(transparent)]
+    /// PostgreSQL failed. Displayed by its safe description (the error's
+    /// own `Display` may name the server), as the loop logs it.
+    #[error("database error {}: {}", .0.error_type(), .0.describe())]
     Database(#[from] sqlx::Error),
     /// RabbitMQ is away; the rows not yet published were released.
     #[error(transparent)]
@@ -245,8 +247,6 @@ impl<R: Row> Relay<R> {
         let claimed: Vec<R> = self
             .db
             .run(
-                "UPDATE",
-                Some(table.name),
                 table.claim,
                 sqlx::query_as(table.claim)
                     .persistent(false)
@@ -291,8 +291,6 @@ impl<R: Row> Relay<R> {
             let ids: Vec<R::Id> = confirmed.iter().map(|row| row.id()).collect();
             self.db
                 .run(
-                    "UPDATE",
-                    Some(table.name),
                     table.published,
                     sqlx::query(table.published)
                         .persistent(false)
@@ -316,8 +314,6 @@ impl<R: Row> Relay<R> {
             // it did not confirm back as they were.
             self.db
                 .run(
-                    "UPDATE",
-                    Some(table.name),
                     table.release,
                     sqlx::query(table.release)
                         .persistent(false)
@@ -342,8 +338,6 @@ impl<R: Row> Relay<R> {
         let (set_aside,): (bool,) = self
             .db
             .run(
-                "UPDATE",
-                Some(table.name),
                 table.failed,
                 sqlx::query_as(table.failed)
                     .persistent(false)

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use sqlx::PgPool;
-use telemetry::db::DbClient;
+use telemetry::db::{DbClient, DbError as _};
 use tokio_util::sync::CancellationToken;
 
 /// Rows deleted per statement; a sweep repeats a statement until it deletes
@@ -19,29 +19,24 @@ const INTERVAL: Duration = Duration::from_secs(600);
 /// age column so a sweep with nothing to delete costs a lookup.
 #[derive(Debug)]
 pub struct Sweep {
-    /// The table, for span names and logs.
-    pub table: &'static str,
-    /// The DELETE.
+    /// The DELETE; the spans name its table from it.
     pub delete: &'static str,
 }
 
 /// Published outbox events (the api's).
 pub const OUTBOX: Sweep = Sweep {
-    table: "outbox",
     delete: "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox \
          WHERE published_at < now() - make_interval(secs => $1) LIMIT $2)",
 };
 
 /// Ids of applied events: a redelivery comes within minutes, not days.
 pub const PROCESSED_MESSAGES: Sweep = Sweep {
-    table: "processed_messages",
     delete: "DELETE FROM processed_messages WHERE message_id IN (SELECT message_id \
          FROM processed_messages WHERE processed_at < now() - make_interval(secs => $1) LIMIT $2)",
 };
 
 /// Sent notifications. Dead ones stay until an operator re-drives them.
 pub const SENT_NOTIFICATIONS: Sweep = Sweep {
-    table: "notifications",
     delete: "DELETE FROM notifications WHERE id IN (SELECT id FROM notifications \
          WHERE status = 'sent' AND sent_at < now() - make_interval(secs => $1) LIMIT $2)",
 };
@@ -49,7 +44,6 @@ pub const SENT_NOTIFICATIONS: Sweep = Sweep {
 /// The bot's delivery records: a notification redelivered later than this
 /// would be posted again, so keep them longer than any redelivery takes.
 pub const DELIVERIES: Sweep = Sweep {
-    table: "deliveries",
     delete: "DELETE FROM deliveries WHERE notification_id IN (SELECT notification_id \
          FROM deliveries WHERE delivered_at < now() - make_interval(secs => $1) LIMIT $2)",
 };
@@ -83,8 +77,6 @@ impl Retention {
                 let rows = self
                     .db
                     .run(
-                        "DELETE",
-                        Some(sweep.table),
                         sweep.delete,
                         sqlx::query(sweep.delete)
                             .bind(self.keep.as_secs_f64())
@@ -118,8 +110,40 @@ impl Retention {
                 _ = ticks.tick() => {}
             }
             if let Err(err) = self.sweep().await {
-                tracing::warn!(error = %err, "retention sweep failed; trying again in 10 minutes");
+                tracing::warn!(
+                    error.type = %err.error_type(),
+                    error = %err.describe(),
+                    "retention sweep failed; trying again in 10 minutes"
+                );
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use telemetry::db::Statement;
+
+    /// Each sweep's span is named by its table, read from the DELETE (not
+    /// from the subquery that picks the batch).
+    #[test]
+    fn every_sweep_is_named_by_its_table() {
+        for (sweep, table) in [
+            (OUTBOX, "outbox"),
+            (PROCESSED_MESSAGES, "processed_messages"),
+            (SENT_NOTIFICATIONS, "notifications"),
+            (DELIVERIES, "deliveries"),
+        ] {
+            assert_eq!(
+                Statement::parse(sweep.delete),
+                Statement {
+                    operation: "DELETE",
+                    collection: Some(table)
+                },
+                "{}",
+                sweep.delete
+            );
         }
     }
 }

@@ -42,19 +42,21 @@
 //! | `http-proto` | yes | OTLP over HTTP/protobuf (`http/protobuf`, the default protocol), on reqwest's blocking client with rustls |
 //! | `axum` | no | `http_server::HttpServerLayer`: SERVER spans and `http.server.request.duration` for axum routers |
 //! | `reqwest` | no | `spans::http_client_span`, `spans::send_traced`, `spans::send_traced_to_third_party`: CLIENT spans for reqwest calls |
+//! | `sqlx` | no | `db::DbError` for `sqlx::Error` (one classification of database failures), `propagation::StoredContext` as a row type |
 //!
 //! A protocol whose transport is not compiled in makes [`init`] fail with
 //! [`InitError::TransportNotBuilt`], which names the variable and the
-//! feature. The examples (`examples/axum.rs`, `examples/reqwest.rs`) are
-//! each a complete program for one integration.
+//! feature. The examples (`examples/axum.rs`, `examples/reqwest.rs`,
+//! `examples/sqlx.rs`) are each a complete program for one integration.
 //!
 //! # Layout
 //!
 //! - [`init`], [`Service`], [`TelemetryGuard`]: set-up and shutdown;
 //!   [`Telemetry`] for tests that need several in one process.
 //! - [`config`]: what the crate reads from the environment itself.
-//! - [`propagation`]: W3C trace context and baggage in HTTP headers, and the
-//!   shared propagator for other carriers.
+//! - [`propagation`]: W3C trace context and baggage in HTTP headers, the
+//!   shared propagator for other carriers, and [`propagation::StoredContext`]
+//!   for context kept in a database until later.
 //! - [`spans`]: semantic-convention spans for database, cache, messaging and
 //!   (feature `reqwest`) HTTP client calls; [`db`] times database calls.
 //! - `http_server` (feature `axum`): a tower layer for HTTP SERVER spans and

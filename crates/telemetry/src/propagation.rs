@@ -9,11 +9,12 @@
 //! than the global one, so they behave the same before [`crate::Telemetry::install`]
 //! runs and in tests that never install anything.
 
-use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use opentelemetry::Context;
-use opentelemetry::propagation::{TextMapCompositePropagator, TextMapPropagator};
+use opentelemetry::propagation::{
+    Extractor, Injector, TextMapCompositePropagator, TextMapPropagator,
+};
 use opentelemetry_http::{HeaderExtractor, HeaderInjector};
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -44,28 +45,75 @@ pub fn extract_http(headers: &http::HeaderMap) -> Context {
     propagator().extract(&HeaderExtractor(headers))
 }
 
-/// The context of the current `tracing` span as W3C header pairs
-/// (`traceparent`, `tracestate`, `baggage`), for storing with work that is
-/// carried out later, such as an outbox row.
-pub fn current_context_pairs() -> HashMap<String, String> {
-    let cx = tracing::Span::current().context();
-    let mut pairs = HashMap::new();
-    propagator().inject_context(&cx, &mut pairs);
-    pairs
+/// The trace context stored with work carried out later, such as an outbox
+/// row or a notification: the W3C `traceparent`, `tracestate` and `baggage`
+/// of the span that caused it, one column each.
+///
+/// Written with [`StoredContext::current`] and read back with
+/// [`StoredContext::context`], so every table stores and restores the same
+/// three values the same way, and baggage crosses a database hop as it
+/// crosses HTTP and AMQP. With the `sqlx` feature it is a
+/// [`sqlx::FromRow`](https://docs.rs/sqlx/latest/sqlx/trait.FromRow.html):
+/// `#[sqlx(flatten)]` it into a row type whose table has the three columns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "sqlx", derive(sqlx::FromRow))]
+pub struct StoredContext {
+    /// The W3C `traceparent`: trace id, parent span id, flags.
+    pub traceparent: Option<String>,
+    /// The W3C `tracestate`: vendor entries, if any.
+    pub tracestate: Option<String>,
+    /// The W3C `baggage`: application entries, if any.
+    pub baggage: Option<String>,
 }
 
-/// The context stored by [`current_context_pairs`].
-pub fn context_from_pairs(pairs: &HashMap<String, String>) -> Context {
-    propagator().extract(pairs)
+impl StoredContext {
+    /// The context of the current `tracing` span, to store.
+    pub fn current() -> Self {
+        let cx = tracing::Span::current().context();
+        let mut stored = Self::default();
+        propagator().inject_context(&cx, &mut stored);
+        stored
+    }
+
+    /// The stored context, to continue or link to; an empty context when
+    /// nothing valid was stored (the work then starts a new trace).
+    pub fn context(&self) -> Context {
+        propagator().extract(self)
+    }
 }
 
-/// The context stored as `traceparent` and `tracestate` columns.
-pub fn context_from_columns(traceparent: Option<&str>, tracestate: Option<&str>) -> Context {
-    let pairs: HashMap<String, String> = [("traceparent", traceparent), ("tracestate", tracestate)]
+impl Injector for StoredContext {
+    fn set(&mut self, key: &str, value: String) {
+        match key {
+            "traceparent" => self.traceparent = Some(value),
+            "tracestate" => self.tracestate = Some(value),
+            "baggage" => self.baggage = Some(value),
+            // A propagator writing another header: the W3C ones never do.
+            _ => {}
+        }
+    }
+}
+
+impl Extractor for StoredContext {
+    fn get(&self, key: &str) -> Option<&str> {
+        match key {
+            "traceparent" => self.traceparent.as_deref(),
+            "tracestate" => self.tracestate.as_deref(),
+            "baggage" => self.baggage.as_deref(),
+            _ => None,
+        }
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        [
+            ("traceparent", &self.traceparent),
+            ("tracestate", &self.tracestate),
+            ("baggage", &self.baggage),
+        ]
         .into_iter()
-        .filter_map(|(key, value)| Some((key.to_owned(), value?.to_owned())))
-        .collect();
-    context_from_pairs(&pairs)
+        .filter_map(|(key, value)| value.as_ref().map(|_| key))
+        .collect()
+    }
 }
 
 #[cfg(test)]
@@ -104,41 +152,61 @@ mod tests {
     }
 
     /// What an outbox row or a notification stores to continue the trace
-    /// later: the current span's context, as pairs or as two columns.
+    /// later: the current span's context and its baggage.
     #[test]
-    fn the_current_context_survives_storage_as_pairs_or_columns() {
+    fn the_current_context_and_its_baggage_survive_storage() {
+        use opentelemetry::baggage::BaggageExt as _;
+
         let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
         let subscriber = tracing_subscriber::registry()
             .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
-        let (pairs, stored) = tracing::subscriber::with_default(subscriber, || {
+        let (stored, span_context) = tracing::subscriber::with_default(subscriber, || {
             let span = tracing::info_span!("POST /games");
+            let caller =
+                remote_context().with_baggage([opentelemetry::KeyValue::new("tenant", "acme")]);
+            let _ = span.set_parent(caller);
             let _entered = span.enter();
-            let stored = span.context().span().span_context().clone();
-            (current_context_pairs(), stored)
+            let span_context = span.context().span().span_context().clone();
+            (StoredContext::current(), span_context)
         });
-        assert!(stored.is_valid());
+        assert!(span_context.is_valid());
         assert_eq!(
-            pairs.get("traceparent").map(String::as_str),
-            Some(format!("00-{}-{}-01", stored.trace_id(), stored.span_id()).as_str())
+            stored.traceparent.as_deref(),
+            Some(
+                format!(
+                    "00-{}-{}-01",
+                    span_context.trace_id(),
+                    span_context.span_id()
+                )
+                .as_str()
+            )
         );
+        assert_eq!(stored.tracestate.as_deref(), Some("vendor=value"));
+        assert_eq!(stored.baggage.as_deref(), Some("tenant=acme"));
 
-        for restored in [
-            context_from_pairs(&pairs),
-            context_from_columns(pairs.get("traceparent").map(String::as_str), None),
-        ] {
-            let restored = restored.span().span_context().clone();
-            assert_eq!(
-                (restored.trace_id(), restored.span_id()),
-                (stored.trace_id(), stored.span_id())
-            );
-            assert!(restored.is_remote());
-        }
-        assert!(
-            !context_from_columns(None, None)
-                .span()
-                .span_context()
-                .is_valid()
+        let restored = stored.context();
+        assert_eq!(
+            restored.baggage().get("tenant").map(ToString::to_string),
+            Some("acme".to_owned())
         );
+        let restored = restored.span().span_context().clone();
+        assert_eq!(
+            (restored.trace_id(), restored.span_id()),
+            (span_context.trace_id(), span_context.span_id())
+        );
+        assert!(restored.is_remote());
+    }
+
+    #[test]
+    fn nothing_stored_restores_to_an_invalid_context() {
+        let nothing = StoredContext::default();
+        assert!(!nothing.context().span().span_context().is_valid());
+        assert!(nothing.keys().is_empty());
+        let garbled = StoredContext {
+            traceparent: Some("00-nothex-00f067aa0ba902b7-01".to_owned()),
+            ..StoredContext::default()
+        };
+        assert!(!garbled.context().span().span_context().is_valid());
     }
 
     #[test]

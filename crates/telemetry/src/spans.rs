@@ -265,10 +265,20 @@ fn error_type(err: &reqwest::Error) -> &'static str {
 /// `error.type` set to `error_type` (a low-cardinality name such as
 /// `timeout` or the error enum's variant).
 ///
-/// The message is exported: errors passed here must not carry secrets.
+/// The message is exported: errors passed here must not carry secrets. For
+/// errors whose `Display` may name a server or hold a credential, describe
+/// them with [`record_failure`] instead.
 pub fn record_error(span: &Span, error_type: &str, err: &dyn std::error::Error) {
+    record_failure(span, error_type, &err.to_string());
+}
+
+/// Marks `span` as failed: status ERROR with `description` and `error.type`
+/// set to `error_type`. `description` is exported as given: a text chosen
+/// to be safe (such as [`crate::db::DbError::describe`]), not an error's
+/// `Display` taken on trust.
+pub fn record_failure(span: &Span, error_type: &str, description: &str) {
     span.record(semconv::ERROR_TYPE, error_type);
-    span.set_status(Status::error(err.to_string()));
+    span.set_status(Status::error(description.to_owned()));
 }
 
 #[cfg(test)]

@@ -5,9 +5,9 @@
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use telemetry::db::DbError as _;
 use utoipa::ToSchema;
 
-use crate::db_fault;
 use crate::domain::FieldError;
 
 /// `Retry-After` of a 503, in seconds: a restarting PostgreSQL usually takes
@@ -74,7 +74,7 @@ impl ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(err: sqlx::Error) -> Self {
-        if db_fault::is_transient(&err) {
+        if err.is_transient() {
             Self::Unavailable(err)
         } else {
             Self::Internal(err)
@@ -111,13 +111,13 @@ impl IntoResponse for ApiError {
         // what cannot name a server or hold a credential.
         match &self {
             Self::Unavailable(cause) => tracing::warn!(
-                error.type = %db_fault::kind(cause),
-                error = %db_fault::describe(cause),
+                error.type = %cause.error_type(),
+                error = %cause.describe(),
                 "database unavailable; answered 503"
             ),
             Self::Internal(cause) => tracing::error!(
-                error.type = %db_fault::kind(cause),
-                error = %db_fault::describe(cause),
+                error.type = %cause.error_type(),
+                error = %cause.describe(),
                 "request failed"
             ),
             _ => {}

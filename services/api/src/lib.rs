@@ -7,14 +7,11 @@
 //!   [`outbox`] in the same transaction.
 //! - [`outbox`]: the outbox and the relay that publishes it to RabbitMQ.
 //! - [`cache`]: cache-aside for single games in Redis.
-//! - `db_fault`: which database failures are PostgreSQL being away (503 or
-//!   retried), not bugs (500).
 //! - `routes`, `error`, `extract`: the HTTP surface and its problem+json errors.
 //! - [`App`]: everything wired together; [`App::router`] is what tests drive.
 
 pub mod cache;
 pub mod config;
-mod db_fault;
 pub mod domain;
 mod error;
 mod extract;

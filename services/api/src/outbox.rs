@@ -19,10 +19,12 @@ use opentelemetry::metrics::Meter;
 use service_runtime::fault::Fault;
 use sqlx::{PgPool, Postgres, Transaction};
 use telemetry::db::DbClient;
+use telemetry::propagation::StoredContext;
 use uuid::Uuid;
 
-const INSERT: &str = "INSERT INTO outbox (message_id, routing_key, payload, traceparent, tracestate) \
-     VALUES ($1, $2, $3, $4, $5)";
+const INSERT: &str = "INSERT INTO outbox \
+     (message_id, routing_key, payload, traceparent, tracestate, baggage) \
+     VALUES ($1, $2, $3, $4, $5, $6)";
 
 /// The outbox as a [`relay::Table`]: rows in id order, retried after 2, 4,
 /// 8 … seconds (at most 5 minutes) when RabbitMQ refuses them.
@@ -31,7 +33,7 @@ static TABLE: relay::Table = relay::Table {
     claim: "WITH claimed AS (UPDATE outbox SET claimed_until = now() + make_interval(secs => $2) \
          WHERE id IN (SELECT id FROM outbox WHERE published_at IS NULL AND set_aside_at IS NULL \
          AND (claimed_until IS NULL OR claimed_until <= now()) ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) \
-         RETURNING id, message_id, routing_key, payload, traceparent, tracestate) \
+         RETURNING id, message_id, routing_key, payload, traceparent, tracestate, baggage) \
          SELECT * FROM claimed ORDER BY id",
     published: "UPDATE outbox SET published_at = now(), claimed_until = NULL, last_error = NULL WHERE id = ANY($1)",
     failed: "UPDATE outbox SET attempts = attempts + 1, last_error = $2, \
@@ -70,7 +72,7 @@ pub async fn enqueue(
     envelope: &Envelope,
     poison: Option<&Fault>,
 ) -> Result<(), sqlx::Error> {
-    let context = telemetry::propagation::current_context_pairs();
+    let context = StoredContext::current();
     let payload = if let Some(poison) = poison.filter(|p| p.fires()) {
         poison.report("this event is published as a body no consumer can read");
         // The message id stays, so the poison is traced and deduplicated
@@ -80,15 +82,14 @@ pub async fn enqueue(
         serde_json::to_value(envelope).map_err(|err| sqlx::Error::Encode(Box::new(err)))?
     };
     db.run(
-        "INSERT",
-        Some("outbox"),
         INSERT,
         sqlx::query(INSERT)
             .bind(envelope.message_id)
             .bind(envelope.event.routing_key())
             .bind(payload)
-            .bind(context.get("traceparent"))
-            .bind(context.get("tracestate"))
+            .bind(context.traceparent)
+            .bind(context.tracestate)
+            .bind(context.baggage)
             .execute(&mut **tx),
     )
     .await?;
@@ -102,8 +103,8 @@ pub struct Pending {
     message_id: Uuid,
     routing_key: String,
     payload: serde_json::Value,
-    traceparent: Option<String>,
-    tracestate: Option<String>,
+    #[sqlx(flatten)]
+    context: StoredContext,
 }
 
 impl relay::Row for Pending {
@@ -114,10 +115,7 @@ impl relay::Row for Pending {
     }
 
     fn message(&self) -> Result<relay::Outgoing, String> {
-        let parent = telemetry::propagation::context_from_columns(
-            self.traceparent.as_deref(),
-            self.tracestate.as_deref(),
-        );
+        let parent = self.context.context();
         Ok(relay::Outgoing {
             routing_key: self.routing_key.clone(),
             message_id: self.message_id.to_string(),
@@ -158,4 +156,33 @@ pub fn relay(
             .with_description("Outbox events by outcome: published, retry, set_aside.")
             .build(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use telemetry::db::Statement;
+
+    /// The span names these statements get, read from their text: the claim
+    /// is named by the UPDATE in its WITH.
+    #[test]
+    fn every_statement_is_named_by_its_operation_and_table() {
+        for (sql, operation) in [
+            (INSERT, "INSERT"),
+            (TABLE.claim, "UPDATE"),
+            (TABLE.published, "UPDATE"),
+            (TABLE.failed, "UPDATE"),
+            (TABLE.release, "UPDATE"),
+        ] {
+            let collection = Some("outbox");
+            assert_eq!(
+                Statement::parse(sql),
+                Statement {
+                    operation,
+                    collection
+                },
+                "{sql}"
+            );
+        }
+    }
 }

@@ -6,11 +6,10 @@ use chrono::{DateTime, Utc};
 use events::{Envelope, GameEvent};
 use service_runtime::fault::Delay;
 use sqlx::{PgPool, Postgres, Transaction};
-use telemetry::db::DbClient;
+use telemetry::db::{DbClient, DbError as _};
 use uuid::Uuid;
 
 use crate::config::Faults;
-use crate::db_fault;
 use crate::domain::{Game, GameStatus, NewGame, PlayerName};
 use crate::outbox;
 
@@ -134,8 +133,6 @@ impl Store {
         self.transaction(|mut tx| async move {
             self.db
                 .run(
-                    "INSERT",
-                    Some("games"),
                     INSERT_GAME,
                     sqlx::query(INSERT_GAME)
                         .bind(id)
@@ -207,10 +204,7 @@ impl Store {
                 .fetch_optional(executor)
                 .await
         };
-        let row: Option<GameRow> = self
-            .db
-            .run("SELECT", Some("games"), SELECT_GAME, query)
-            .await?;
+        let row: Option<GameRow> = self.db.run(SELECT_GAME, query).await?;
         Ok(row.map(Game::from))
     }
 
@@ -231,8 +225,6 @@ impl Store {
         let rows: Vec<GameRow> = self
             .db
             .run(
-                "SELECT",
-                Some("games"),
                 LIST_GAMES,
                 sqlx::query_as(LIST_GAMES)
                     .bind(status)
@@ -256,8 +248,6 @@ impl Store {
             let (seated,): (i64,) = self
                 .db
                 .run(
-                    "SELECT",
-                    Some("participants"),
                     COUNT_PLAYERS,
                     sqlx::query_as(COUNT_PLAYERS).bind(id).fetch_one(&mut *tx),
                 )
@@ -268,8 +258,6 @@ impl Store {
             let inserted = self
                 .db
                 .run(
-                    "INSERT",
-                    Some("participants"),
                     INSERT_PLAYER,
                     sqlx::query(INSERT_PLAYER)
                         .bind(id)
@@ -302,8 +290,6 @@ impl Store {
             let deleted = self
                 .db
                 .run(
-                    "DELETE",
-                    Some("participants"),
                     DELETE_PLAYER,
                     sqlx::query(DELETE_PLAYER)
                         .bind(id)
@@ -331,8 +317,6 @@ impl Store {
             self.lock_scheduled(&mut tx, id).await?;
             self.db
                 .run(
-                    "UPDATE",
-                    Some("games"),
                     CANCEL_GAME,
                     sqlx::query(CANCEL_GAME).bind(id).execute(&mut *tx),
                 )
@@ -354,8 +338,6 @@ impl Store {
         let row: Option<(GameStatus, i32)> = self
             .db
             .run(
-                "SELECT",
-                Some("games"),
                 LOCK_GAME,
                 sqlx::query_as(LOCK_GAME).bind(id).fetch_optional(&mut **tx),
             )
@@ -370,8 +352,6 @@ impl Store {
     async fn touch(&self, tx: &mut Tx, id: Uuid) -> Result<(), sqlx::Error> {
         self.db
             .run(
-                "UPDATE",
-                Some("games"),
                 TOUCH_GAME,
                 sqlx::query(TOUCH_GAME).bind(id).execute(&mut **tx),
             )
@@ -394,16 +374,47 @@ impl Store {
         let attempt = async || work(self.pool.begin().await?).await;
         let first = attempt().await;
         let (value, tx) = match first {
-            Err(GameError::Database(err)) if db_fault::is_dropped_connection(&err) => {
+            Err(GameError::Database(err)) if err.is_dropped_connection() => {
                 tracing::warn!(
-                    error.type = %db_fault::kind(&err),
+                    error.type = %err.error_type(),
                     "database connection dropped mid-transaction; retrying once"
                 );
                 attempt().await?
             }
             result => result?,
         };
-        self.db.run("COMMIT", None, "COMMIT", tx.commit()).await?;
+        self.db.run("COMMIT", tx.commit()).await?;
         Ok(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use telemetry::db::Statement;
+
+    /// The span names these statements get, read from their text.
+    #[test]
+    fn every_statement_is_named_by_its_operation_and_table() {
+        for (sql, operation, collection) in [
+            (SELECT_GAME, "SELECT", Some("games")),
+            (LIST_GAMES, "SELECT", Some("games")),
+            (INSERT_GAME, "INSERT", Some("games")),
+            (LOCK_GAME, "SELECT", Some("games")),
+            (COUNT_PLAYERS, "SELECT", Some("participants")),
+            (INSERT_PLAYER, "INSERT", Some("participants")),
+            (DELETE_PLAYER, "DELETE", Some("participants")),
+            (TOUCH_GAME, "UPDATE", Some("games")),
+            (CANCEL_GAME, "UPDATE", Some("games")),
+        ] {
+            assert_eq!(
+                Statement::parse(sql),
+                Statement {
+                    operation,
+                    collection
+                },
+                "{sql}"
+            );
+        }
     }
 }

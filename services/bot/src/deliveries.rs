@@ -50,8 +50,6 @@ impl Deliveries {
         let inserted = self
             .db
             .run(
-                "INSERT",
-                Some("deliveries"),
                 CLAIM,
                 sqlx::query(CLAIM).bind(notification_id).execute(&mut *tx),
             )
@@ -76,8 +74,6 @@ impl Deliveries {
         } = claim;
         self.db
             .run(
-                "UPDATE",
-                Some("deliveries"),
                 COMPLETE,
                 sqlx::query(COMPLETE)
                     .bind(notification_id)
@@ -85,7 +81,7 @@ impl Deliveries {
                     .execute(&mut *tx),
             )
             .await?;
-        self.db.run("COMMIT", None, "COMMIT", tx.commit()).await
+        self.db.run("COMMIT", tx.commit()).await
     }
 
     /// Records a delivery whose claim was lost with its connection: the
@@ -97,8 +93,6 @@ impl Deliveries {
     ) -> Result<(), sqlx::Error> {
         self.db
             .run(
-                "INSERT",
-                Some("deliveries"),
                 RECORD,
                 sqlx::query(RECORD)
                     .bind(notification_id)
@@ -116,5 +110,27 @@ impl Claim {
         // A failed rollback changes nothing: PostgreSQL discards the
         // transaction with its connection.
         let _ = self.tx.rollback().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use telemetry::db::Statement;
+
+    /// The span names these statements get, read from their text.
+    #[test]
+    fn every_statement_is_named_by_its_operation_and_table() {
+        for (sql, operation) in [(CLAIM, "INSERT"), (COMPLETE, "UPDATE"), (RECORD, "INSERT")] {
+            let collection = Some("deliveries");
+            assert_eq!(
+                Statement::parse(sql),
+                Statement {
+                    operation,
+                    collection
+                },
+                "{sql}"
+            );
+        }
     }
 }

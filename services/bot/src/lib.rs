@@ -56,6 +56,7 @@ use secrecy::ExposeSecret;
 use service_runtime::CancellationToken;
 use service_runtime::fault::Fault;
 use sqlx::PgPool;
+use telemetry::db::DbError as _;
 use telemetry::spans::{
     http_client_span, record_error, record_response, send_traced, send_traced_to_third_party,
 };
@@ -340,10 +341,19 @@ impl Delivery {
                 );
                 return Ok(Delivered::Duplicate);
             }
-            Err(_) => {
+            Err(err) if err.is_transient() => {
                 return Err(Failure::unavailable(
                     "PostgreSQL unavailable: cannot tell whether the notification was delivered",
                 ));
+            }
+            // Not an outage (a bug, a schema out of step): retried, then
+            // dead-lettered. Nothing was posted.
+            Err(err) => {
+                return Err(Failure::transient(format!(
+                    "cannot claim the notification: database error {}: {}",
+                    err.error_type(),
+                    err.describe()
+                )));
             }
         };
         let game = self.fetch_game(notification).await?;
@@ -414,9 +424,11 @@ impl Delivery {
         let recorded = (|| self.deliveries.record(id, message_id))
             .retry(backoff)
             .sleep(tokio::time::sleep)
-            .notify(|_, wait| {
+            .notify(|err, wait| {
                 tracing::warn!(
                     notification.id = %id,
+                    error.type = %err.error_type(),
+                    error = %err.describe(),
                     retry_in = ?wait,
                     "posted, but PostgreSQL cannot record it yet; retrying the record"
                 );

@@ -12,7 +12,8 @@
 use chrono::{Duration, Utc};
 use events::{Envelope, GameEvent, NotificationKind};
 use sqlx::{PgPool, Postgres, Transaction};
-use telemetry::db::DbClient;
+use telemetry::db::{DbClient, DbError};
+use telemetry::propagation::StoredContext;
 use uuid::Uuid;
 
 use broker::consumer::Failure;
@@ -26,8 +27,8 @@ const LOCK_GAME: &str =
 /// Inserts a notification unless its game was cancelled (the cancellation
 /// itself is inserted before its row exists).
 const INSERT_NOTIFICATION: &str = "INSERT INTO notifications \
-     (id, game_id, kind, player, due_at, traceparent, tracestate) \
-     SELECT $1, $2, $3, $4, $5, $6, $7 WHERE NOT EXISTS \
+     (id, game_id, kind, player, due_at, traceparent, tracestate, baggage) \
+     SELECT $1, $2, $3, $4, $5, $6, $7, $8 WHERE NOT EXISTS \
      (SELECT 1 FROM notifications WHERE game_id = $2 AND kind = 'cancelled')";
 const DROP_REMINDERS: &str = "DELETE FROM notifications \
      WHERE game_id = $1 AND kind = 'reminder' AND status = 'pending'";
@@ -57,14 +58,21 @@ impl Applier {
     /// Parses and applies one message body.
     ///
     /// Malformed JSON is a [`Failure::Permanent`]: it will never parse. A
-    /// database that cannot be reached is [`Failure::Unavailable`]; any other
-    /// database error is [`Failure::Transient`].
+    /// database that is away ([`DbError::is_transient`]: restarting,
+    /// unreachable, no connection free) is [`Failure::Unavailable`], waited
+    /// out without spending an attempt; any other database error is
+    /// [`Failure::Transient`]. The reason, logged and written on a dead
+    /// letter, is the error's safe description, never its `Display`.
     pub async fn apply_message(&self, body: &[u8]) -> Result<Applied, Failure> {
         let envelope: Envelope = serde_json::from_slice(body)
             .map_err(|err| Failure::Permanent(format!("malformed event: {err}")))?;
-        self.apply(&envelope).await.map_err(|err| match err {
-            sqlx::Error::Database(_) => Failure::transient(err.to_string()),
-            other => Failure::unavailable(other.to_string()),
+        self.apply(&envelope).await.map_err(|err| {
+            let reason = format!("database error {}: {}", err.error_type(), err.describe());
+            if err.is_transient() {
+                Failure::unavailable(reason)
+            } else {
+                Failure::transient(reason)
+            }
         })
     }
 
@@ -76,8 +84,6 @@ impl Applier {
         let first_time = self
             .db
             .run(
-                "INSERT",
-                Some("processed_messages"),
                 MARK_PROCESSED,
                 sqlx::query(MARK_PROCESSED)
                     .bind(envelope.message_id)
@@ -92,8 +98,6 @@ impl Applier {
         }
         self.db
             .run(
-                "SELECT",
-                None,
                 LOCK_GAME,
                 sqlx::query(LOCK_GAME)
                     .bind(envelope.game_id)
@@ -143,8 +147,6 @@ impl Applier {
             GameEvent::Cancelled {} => {
                 self.db
                     .run(
-                        "DELETE",
-                        Some("notifications"),
                         DROP_REMINDERS,
                         sqlx::query(DROP_REMINDERS)
                             .bind(envelope.game_id)
@@ -162,7 +164,7 @@ impl Applier {
                     .await?;
             }
         }
-        self.db.run("COMMIT", None, "COMMIT", tx.commit()).await?;
+        self.db.run("COMMIT", tx.commit()).await?;
         tracing::info!(notifications = written, "event applied");
         Ok(Applied::Notifications(written))
     }
@@ -179,12 +181,10 @@ impl Applier {
     ) -> Result<usize, sqlx::Error> {
         // The context of the event being processed: an immediate
         // notification continues its trace, a reminder links to it.
-        let context = telemetry::propagation::current_context_pairs();
+        let context = StoredContext::current();
         let inserted = self
             .db
             .run(
-                "INSERT",
-                Some("notifications"),
                 INSERT_NOTIFICATION,
                 sqlx::query(INSERT_NOTIFICATION)
                     .bind(Uuid::new_v4())
@@ -192,12 +192,40 @@ impl Applier {
                     .bind(kind.as_str())
                     .bind(player)
                     .bind(due_at)
-                    .bind(context.get("traceparent"))
-                    .bind(context.get("tracestate"))
+                    .bind(context.traceparent)
+                    .bind(context.tracestate)
+                    .bind(context.baggage)
                     .execute(&mut **tx),
             )
             .await?
             .rows_affected();
         Ok(usize::from(inserted == 1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use telemetry::db::Statement;
+
+    /// The span names these statements get, read from their text: the lock
+    /// names no table, and the NOT EXISTS subquery does not name the insert.
+    #[test]
+    fn every_statement_is_named_by_its_operation_and_table() {
+        for (sql, operation, collection) in [
+            (MARK_PROCESSED, "INSERT", Some("processed_messages")),
+            (LOCK_GAME, "SELECT", None),
+            (INSERT_NOTIFICATION, "INSERT", Some("notifications")),
+            (DROP_REMINDERS, "DELETE", Some("notifications")),
+        ] {
+            assert_eq!(
+                Statement::parse(sql),
+                Statement {
+                    operation,
+                    collection
+                },
+                "{sql}"
+            );
+        }
     }
 }

@@ -20,6 +20,7 @@ use opentelemetry::KeyValue;
 use opentelemetry::metrics::Meter;
 use sqlx::PgPool;
 use telemetry::db::DbClient;
+use telemetry::propagation::StoredContext;
 use uuid::Uuid;
 
 /// The notifications table as a [`relay::Table`]: due rows oldest first,
@@ -29,7 +30,7 @@ static TABLE: relay::Table = relay::Table {
     claim: "WITH claimed AS (UPDATE notifications SET claimed_until = now() + make_interval(secs => $2) \
          WHERE id IN (SELECT id FROM notifications WHERE status = 'pending' AND due_at <= now() \
          AND (claimed_until IS NULL OR claimed_until <= now()) ORDER BY due_at LIMIT $1 FOR UPDATE SKIP LOCKED) \
-         RETURNING id, game_id, kind, player, due_at, traceparent, tracestate) \
+         RETURNING id, game_id, kind, player, due_at, traceparent, tracestate, baggage) \
          SELECT * FROM claimed ORDER BY due_at",
     published: "UPDATE notifications SET status = 'sent', sent_at = now(), claimed_until = NULL, \
          last_error = NULL WHERE id = ANY($1)",
@@ -56,8 +57,8 @@ pub struct Due {
     kind: String,
     player: Option<String>,
     due_at: DateTime<Utc>,
-    traceparent: Option<String>,
-    tracestate: Option<String>,
+    #[sqlx(flatten)]
+    context: StoredContext,
 }
 
 impl relay::Row for Due {
@@ -72,10 +73,7 @@ impl relay::Row for Due {
         // schema added is set aside, not sent as something it is not.
         let kind = NotificationKind::parse(&self.kind)
             .ok_or_else(|| format!("unknown notification kind {:?}", self.kind))?;
-        let cause = telemetry::propagation::context_from_columns(
-            self.traceparent.as_deref(),
-            self.tracestate.as_deref(),
-        );
+        let cause = self.context.context();
         // A reminder goes out long after the request that scheduled it: it
         // starts its own trace, linked to that request's.
         let origin = match kind {
@@ -138,4 +136,26 @@ pub fn scheduler(
             )
             .build(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use telemetry::db::Statement;
+
+    /// The span names these statements get, read from their text: the claim
+    /// is named by the UPDATE in its WITH.
+    #[test]
+    fn every_statement_is_named_by_its_operation_and_table() {
+        for sql in [TABLE.claim, TABLE.published, TABLE.failed, TABLE.release] {
+            assert_eq!(
+                Statement::parse(sql),
+                Statement {
+                    operation: "UPDATE",
+                    collection: Some("notifications")
+                },
+                "{sql}"
+            );
+        }
+    }
 }

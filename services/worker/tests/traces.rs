@@ -10,12 +10,43 @@
 
 use std::collections::HashMap;
 
+use broker::lapin::options::BasicGetOptions;
+use broker::lapin::types::AMQPValue;
+use events::{Envelope, GameEvent};
+use opentelemetry::propagation::TextMapPropagator as _;
 use otlp_testkit::Receiver;
 use otlp_testkit::proto::trace::v1::span::SpanKind;
 use service_runtime::env::Env;
+use telemetry::db::DbClient;
+use telemetry::spans::Peer;
 use telemetry::{Protocol, Telemetry, TelemetryConfig};
 use test_support::TestBroker;
+use tracing::Instrument as _;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+use worker::apply::Applier;
 use worker::{Config, Worker};
+
+/// A worker on `database_url` and exchanges and queues named by `broker`,
+/// with the settings it was given.
+fn worker_on(
+    database_url: &str,
+    broker: &TestBroker,
+    meter: &opentelemetry::metrics::Meter,
+) -> (Worker, HashMap<&'static str, String>) {
+    let env = HashMap::from([
+        ("DATABASE_URL", database_url.to_owned()),
+        ("RABBITMQ_URL", test_support::rabbitmq_url()),
+        ("EVENTS_EXCHANGE", broker.exchange("gamenight.test.events.")),
+        (
+            "NOTIFICATIONS_EXCHANGE",
+            broker.exchange("gamenight.test.notifications."),
+        ),
+        ("WORKER_QUEUE", broker.queue("gamenight.test.worker.")),
+        ("BOT_QUEUE", broker.queue("gamenight.test.bot.")),
+    ]);
+    let config = Config::from(&Env::from_lookup(|key| env.get(key).cloned())).unwrap();
+    (Worker::new(&config, meter).unwrap(), env)
+}
 
 /// The trace each notification goes out in, as the scheduler publishes it:
 /// an announcement continues the trace of the request that caused it; a
@@ -40,19 +71,7 @@ async fn an_announcement_continues_its_trace_and_a_reminder_links_to_it() {
     .await
     .unwrap();
     let broker = TestBroker::new();
-    let env = HashMap::from([
-        ("DATABASE_URL", database.url().to_owned()),
-        ("RABBITMQ_URL", test_support::rabbitmq_url()),
-        ("EVENTS_EXCHANGE", broker.exchange("gamenight.test.events.")),
-        (
-            "NOTIFICATIONS_EXCHANGE",
-            broker.exchange("gamenight.test.notifications."),
-        ),
-        ("WORKER_QUEUE", broker.queue("gamenight.test.worker.")),
-        ("BOT_QUEUE", broker.queue("gamenight.test.bot.")),
-    ]);
-    let config = Config::from(&Env::from_lookup(|key| env.get(key).cloned())).unwrap();
-    let worker = Worker::new(&config, &telemetry.meter("worker")).unwrap();
+    let (worker, _) = worker_on(database.url(), &broker, &telemetry.meter("worker"));
 
     // This test's runtime runs the pass on this thread, under this default.
     let pass = {
@@ -89,4 +108,87 @@ async fn an_announcement_continues_its_trace_and_a_reminder_links_to_it() {
             receiver.counter_total("gamenight.notifications.published", &[("kind", kind)]);
         assert_eq!(published, Some(1), "{kind}s counted");
     }
+}
+
+/// Baggage crosses the notifications table as it crosses the outbox: the
+/// event's context (as its consumer span continues it) is stored with the
+/// notification, baggage included, and the scheduler's message carries it
+/// on to the bot.
+#[tokio::test]
+async fn the_baggage_of_an_event_reaches_the_bot_through_the_notification_row() {
+    const CAUSE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let receiver = Receiver::start().await.unwrap();
+    let otlp = TelemetryConfig::otlp(Protocol::HttpProtobuf, receiver.http_endpoint());
+    let telemetry = Telemetry::build_with_writer(worker::SERVICE, &otlp, std::io::sink).unwrap();
+    let database = test_support::fresh_database().await;
+    let pool = sqlx::PgPool::connect(database.url()).await.unwrap();
+    schema::MIGRATOR.run(&pool).await.unwrap();
+    let meter = telemetry.meter("worker");
+    let broker = TestBroker::new();
+    let (worker, names) = worker_on(database.url(), &broker, &meter);
+    let applier = Applier::new(
+        pool.clone(),
+        DbClient::new("postgresql", Peer::new("localhost", 5432), &meter),
+    );
+    let headers = HashMap::from([
+        (
+            "traceparent".to_owned(),
+            format!("00-{CAUSE}-00f067aa0ba902b7-01"),
+        ),
+        ("baggage".to_owned(), "tenant=acme".to_owned()),
+    ]);
+    let event = Envelope::new(
+        uuid::Uuid::new_v4(),
+        GameEvent::PlayerJoined {
+            player: "grace".to_owned(),
+        },
+    );
+
+    let pass = {
+        let _default = tracing::dispatcher::set_default(telemetry.dispatch());
+        let span = tracing::info_span!("process");
+        let _ = span.set_parent(telemetry::propagation::propagator().extract(&headers));
+        applier.apply(&event).instrument(span).await.unwrap();
+        worker.scheduler().pass().await.unwrap()
+    };
+    assert_eq!(pass.published, 1);
+    let stored: Vec<Option<String>> =
+        sqlx::query_scalar("SELECT baggage FROM notifications WHERE game_id = $1")
+            .bind(event.game_id)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(stored, [Some("tenant=acme".to_owned())]);
+
+    // Confirmed before the pass returned, so the message is in the queue.
+    let amqp =
+        broker::lapin::Connection::connect(&test_support::rabbitmq_url(), Default::default())
+            .await
+            .unwrap();
+    let channel = amqp.create_channel().await.unwrap();
+    let message = channel
+        .basic_get(
+            names["BOT_QUEUE"].as_str().into(),
+            BasicGetOptions { no_ack: true },
+        )
+        .await
+        .unwrap()
+        .expect("the notification in the bot's queue");
+    let headers = message
+        .delivery
+        .properties
+        .headers()
+        .clone()
+        .unwrap_or_default();
+    let header = |key: &str| match headers.inner().get(key) {
+        Some(AMQPValue::LongString(value)) => Some(value.to_string()),
+        _ => None,
+    };
+    assert_eq!(header("baggage").as_deref(), Some("tenant=acme"));
+    assert!(
+        header("traceparent")
+            .unwrap()
+            .starts_with(&format!("00-{CAUSE}-"))
+    );
+    telemetry.shutdown().await;
 }

@@ -62,6 +62,45 @@ fn counter_total(metric: &Metric) -> i64 {
         .sum()
 }
 
+/// The baggage a caller sends crosses the outbox (a database hop) with the
+/// trace context: the published event carries both.
+#[tokio::test]
+async fn the_callers_baggage_crosses_the_outbox_to_the_published_event() {
+    const CALLER_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let receiver = Receiver::start().await.unwrap();
+    let servers = Servers::fresh().await;
+    let mut tap = EventTap::bind(&servers).await;
+    let api = start(&receiver, &servers).await;
+    let response = reqwest::Client::new()
+        .post(format!("{}/games", api.base_url))
+        .header(
+            "traceparent",
+            format!("00-{CALLER_TRACE}-00f067aa0ba902b7-01"),
+        )
+        .header("baggage", "tenant=acme,campaign=winter%20league")
+        .json(&game_body(4))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let message = tap.next().await;
+    assert!(api.terminate().await.success());
+
+    let traceparent = message.headers.get("traceparent").unwrap();
+    assert!(
+        traceparent.starts_with(&format!("00-{CALLER_TRACE}-")),
+        "{traceparent}"
+    );
+    let baggage = message.headers.get("baggage").map(String::as_str);
+    let mut entries: Vec<&str> = baggage.unwrap_or_default().split(',').collect();
+    entries.sort_unstable();
+    assert_eq!(
+        entries,
+        ["campaign=winter%20league", "tenant=acme"],
+        "baggage header: {baggage:?}"
+    );
+}
+
 #[tokio::test]
 async fn creating_a_game_is_one_trace_from_the_request_to_the_published_message() {
     let receiver = Receiver::start().await.unwrap();

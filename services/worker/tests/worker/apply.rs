@@ -1,6 +1,7 @@
 //! Events of one game applied out of order give the notifications they
 //! give in order.
 
+use broker::consumer::Failure;
 use chrono::{Duration, Utc};
 use events::{Envelope, GameEvent};
 use opentelemetry::metrics::MeterProvider as _;
@@ -135,4 +136,42 @@ async fn each_event_writes_its_notifications_due_when_they_should_be_sent() {
     for (kind, at) in &due[..2] {
         assert!(Utc::now() - *at < Duration::seconds(10), "{kind} due {at}");
     }
+}
+
+/// A database that is away is waited out (never an attempt of the message);
+/// a statement the database refuses is retried and, in the end,
+/// dead-lettered. Neither reason repeats where the database is.
+#[tokio::test]
+async fn a_database_that_is_away_is_unavailable_and_a_refused_statement_transient() {
+    let meter = opentelemetry::metrics::noop::NoopMeterProvider::new().meter("test");
+    let db = DbClient::new("postgresql", Peer::new("localhost", 5432), &meter);
+    let body = serde_json::to_vec(&created(uuid::Uuid::new_v4())).unwrap();
+
+    // Nothing listens on port 1: every connection is refused.
+    let away = sqlx::postgres::PgPoolOptions::new()
+        .acquire_timeout(std::time::Duration::from_secs(2))
+        .connect_lazy("postgres://postgres@127.0.0.1:1/gamenight")
+        .unwrap();
+    let failure = Applier::new(away, db.clone())
+        .apply_message(&body)
+        .await
+        .unwrap_err();
+    let Failure::Unavailable { reason, .. } = failure else {
+        panic!("expected Unavailable, got {failure:?}");
+    };
+    assert!(!reason.contains("127.0.0.1"), "{reason}");
+
+    // A database without the schema: the server refuses the statement.
+    let database = test_support::fresh_database().await;
+    let bare = sqlx::PgPool::connect(database.url()).await.unwrap();
+    let failure = Applier::new(bare, db)
+        .apply_message(&body)
+        .await
+        .unwrap_err();
+    let Failure::Transient { reason, .. } = failure else {
+        panic!("expected Transient, got {failure:?}");
+    };
+    // undefined_table, in the server's own words.
+    assert!(reason.contains("42P01"), "{reason}");
+    assert!(reason.contains("processed_messages"), "{reason}");
 }
