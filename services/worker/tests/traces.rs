@@ -12,7 +12,6 @@ use std::collections::HashMap;
 
 use otlp_testkit::Receiver;
 use otlp_testkit::proto::trace::v1::span::SpanKind;
-use service_runtime::env::Env;
 use telemetry::{Protocol, Telemetry, TelemetryConfig};
 use test_support::TestBroker;
 use worker::{Config, Worker};
@@ -51,7 +50,9 @@ async fn an_announcement_continues_its_trace_and_a_reminder_links_to_it() {
         ("WORKER_QUEUE", broker.queue("gamenight.test.worker.")),
         ("BOT_QUEUE", broker.queue("gamenight.test.bot.")),
     ]);
-    let config = Config::from(&Env::from_lookup(|key| env.get(key).cloned())).unwrap();
+    let config =
+        service_runtime::cli::from_vars::<Config>(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .unwrap();
     let worker = Worker::new(&config, &telemetry.meter("worker")).unwrap();
 
     // This test's runtime runs the pass on this thread, under this default.

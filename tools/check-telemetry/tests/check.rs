@@ -6,8 +6,8 @@
 
 mod support;
 
-use support::{Data, StandIns, TOKEN};
 use check_telemetry::{Answer, Failure};
+use support::{Data, StandIns, TOKEN};
 
 /// The report's line for `source` in the section of `signal`.
 fn line<'a>(text: &'a str, signal: &str, source: &str) -> &'a str {
