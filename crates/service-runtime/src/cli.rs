@@ -101,3 +101,21 @@ pub fn from_vars<'a, C: ServiceConfig>(
         .map_err(|err| cmd.clone().error(ErrorKind::ValueValidation, err))?;
     Ok(config)
 }
+
+/// Every environment variable `cmd` declares, its subcommands' included,
+/// each once, in declaration order: what `--help` shows and the docs must
+/// list.
+pub fn variables(cmd: &clap::Command) -> Vec<String> {
+    let mut variables = Vec::new();
+    let mut commands = vec![cmd];
+    while let Some(cmd) = commands.pop() {
+        for var in cmd.get_arguments().filter_map(clap::Arg::get_env) {
+            let var = var.to_string_lossy().into_owned();
+            if !variables.contains(&var) {
+                variables.push(var);
+            }
+        }
+        commands.extend(cmd.get_subcommands().collect::<Vec<_>>().into_iter().rev());
+    }
+    variables
+}

@@ -62,6 +62,11 @@ pub struct Config {
     pub faults: Faults,
 }
 
+/// The whole command line, as `--help` shows it and the docs test reads it.
+pub fn command() -> clap::Command {
+    service_runtime::cli::command::<Config, Command>(crate::SERVICE, ABOUT)
+}
+
 impl ServiceConfig for Config {
     fn check(&self) -> Result<(), ConfigError> {
         Ok(())
