@@ -37,9 +37,12 @@ pub fn command<C: Args, S: Subcommand>(
     service: telemetry::Service,
     about: &'static str,
 ) -> clap::Command {
-    let cmd = clap::Command::new(service.name)
+    let cmd = C::augment_args(clap::Command::new(service.name));
+    let cmd = S::augment_subcommands(TelemetryConfig::augment_args(cmd))
+        // After the subcommands, whose derive sets the about of their enum.
         .version(service.version)
         .about(about)
+        .long_about(None::<&str>)
         .after_help(
             "Each option can be set by the environment variable it names instead \
              ([env: …]); a variable set to nothing counts as unset. \
@@ -48,7 +51,6 @@ pub fn command<C: Args, S: Subcommand>(
         // A subcommand declares what it needs: `healthcheck` runs in a
         // container that knows only the listen address.
         .subcommand_negates_reqs(true);
-    let cmd = S::augment_subcommands(C::augment_args(TelemetryConfig::augment_args(cmd)));
     name_values_by_variable(cmd)
 }
 

@@ -171,11 +171,22 @@ impl Args for TelemetryConfig {
     }
 
     fn augment_args(cmd: Command) -> Command {
-        Vars::augment_args(cmd)
+        under_own_heading(cmd, Vars::augment_args)
     }
 
     fn augment_args_for_update(cmd: Command) -> Command {
-        Vars::augment_args_for_update(cmd)
+        under_own_heading(cmd, Vars::augment_args_for_update)
+    }
+}
+
+/// Adds the group under its "Telemetry" heading, then gives the options
+/// added after it their heading back.
+fn under_own_heading(cmd: Command, augment: fn(Command) -> Command) -> Command {
+    let heading = cmd.get_next_help_heading().map(str::to_owned);
+    let cmd = augment(cmd);
+    match heading {
+        Some(heading) => cmd.next_help_heading(heading),
+        None => cmd.next_help_heading(None::<&str>),
     }
 }
 

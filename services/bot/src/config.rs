@@ -178,11 +178,11 @@ impl FromArgMatches for Destination {
             (None, true) => Ok(Self::DryRun),
             (None, false) => Err(clap::Error::raw(
                 ErrorKind::MissingRequiredArgument,
-                "DISCORD_WEBHOOK_URL is not set: set it to post to Discord, or set BOT_DRY_RUN=true to log messages without sending them\n",
+                "DISCORD_WEBHOOK_URL is not set: set it to post to Discord, or set BOT_DRY_RUN=true to log messages without sending them",
             )),
             (Some(_), true) => Err(clap::Error::raw(
                 ErrorKind::ArgumentConflict,
-                "DISCORD_WEBHOOK_URL is set and BOT_DRY_RUN=true: set one of the two\n",
+                "DISCORD_WEBHOOK_URL is set and BOT_DRY_RUN=true: set one of the two",
             )),
         }
     }

@@ -148,7 +148,7 @@ impl Args for Config {
 impl FromArgMatches for Config {
     fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
         Self::try_from(Vars::from_arg_matches(matches)?)
-            .map_err(|message| clap::Error::raw(ErrorKind::ValueValidation, message + "\n"))
+            .map_err(|message| clap::Error::raw(ErrorKind::ValueValidation, message))
     }
 
     fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
