@@ -192,3 +192,38 @@ fn env_example_sets_every_declared_variable_and_only_documented_ones() {
         );
     }
 }
+
+/// `--help` shows `[env: X=value]` for a variable that is set: never for a
+/// secret.
+#[test]
+fn help_never_shows_the_value_of_a_secret() {
+    const SECRETS: [&str; 4] = [
+        "DATABASE_URL",
+        "RABBITMQ_URL",
+        "REDIS_URL",
+        "DISCORD_WEBHOOK_URL",
+    ];
+    let mut commands = vec![
+        api::config::command(),
+        worker::config::command(),
+        bot::config::command(),
+    ];
+    let mut seen = BTreeSet::new();
+    while let Some(command) = commands.pop() {
+        for arg in command.get_arguments() {
+            let Some(var) = arg.get_env().and_then(|var| var.to_str()) else {
+                continue;
+            };
+            if SECRETS.contains(&var) {
+                assert!(
+                    arg.is_hide_env_values_set(),
+                    "{} --help would show the value of {var}",
+                    command.get_name()
+                );
+                seen.insert(var.to_owned());
+            }
+        }
+        commands.extend(command.get_subcommands().cloned());
+    }
+    assert_eq!(seen.len(), SECRETS.len(), "{seen:?}");
+}
