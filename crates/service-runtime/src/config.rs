@@ -122,9 +122,12 @@ impl fmt::Debug for SecretUrl {
 /// message would).
 #[derive(Clone)]
 pub struct Secret<T> {
-    parse: Arc<dyn Fn(&str) -> Option<T> + Send + Sync>,
+    parse: Arc<Parse<T>>,
     expected: &'static str,
 }
+
+/// How a [`Secret`] reads its text: `None` when it cannot.
+type Parse<T> = dyn Fn(&str) -> Option<T> + Send + Sync;
 
 impl<T> Secret<T> {
     /// Parses with `parse`, whose `None` is reported as "expected `expected`".

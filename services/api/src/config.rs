@@ -106,7 +106,7 @@ const POISON: &str = "FAULT_POISON_PERCENT";
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
     /// Apply pending migrations and exit.
-    Migrate(DatabaseConfig),
+    Migrate(Box<DatabaseConfig>),
     /// Exit 0 if the running API answers on /healthz (for container
     /// HEALTHCHECKs).
     Healthcheck(Listen),

@@ -278,7 +278,7 @@ pub async fn main(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -
             service_runtime::main(SERVICE, &cli.telemetry, |shutdown| run(config, shutdown)).await
         }
         Invocation::Command(config::Command::Migrate(database)) => {
-            service_runtime::main(SERVICE, &cli.telemetry, |_| migrate(database)).await
+            service_runtime::main(SERVICE, &cli.telemetry, |_| migrate(*database)).await
         }
         Invocation::Command(config::Command::Healthcheck(listen)) => {
             service_runtime::healthcheck(listen.addr).await
