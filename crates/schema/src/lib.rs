@@ -9,7 +9,6 @@ pub mod retention;
 use std::time::Duration;
 
 use opentelemetry::metrics::Meter;
-use secrecy::{ExposeSecret, SecretString};
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use telemetry::db::DbClient;
@@ -18,27 +17,14 @@ use telemetry::spans::Peer;
 /// The migrations under `crates/schema/migrations`.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-/// `DATABASE_URL` is not a PostgreSQL URL. The URL is not repeated: it holds
-/// a password.
-#[derive(Debug, thiserror::Error)]
-#[error("DATABASE_URL is invalid: expected postgres://user:password@host:5432/database")]
-pub struct InvalidDatabaseUrl;
-
-/// A pool of at most `size` connections to `url` that connects on first use
+/// A pool of at most `size` connections as `options` say (`DATABASE_URL`,
+/// parsed by the service's configuration) that connects on first use
 /// (PostgreSQL may still be starting), and the traced client its queries go
 /// through.
 ///
 /// A query waits at most 5 s for a connection, then fails, instead of
 /// queueing forever while PostgreSQL is down.
-pub fn connect_lazy(
-    url: &SecretString,
-    size: u32,
-    meter: &Meter,
-) -> Result<(PgPool, DbClient), InvalidDatabaseUrl> {
-    let options: PgConnectOptions = url
-        .expose_secret()
-        .parse()
-        .map_err(|_| InvalidDatabaseUrl)?;
+pub fn connect_lazy(options: &PgConnectOptions, size: u32, meter: &Meter) -> (PgPool, DbClient) {
     let db = DbClient::new(
         "postgresql",
         Peer::new(options.get_host(), options.get_port()),
@@ -47,8 +33,8 @@ pub fn connect_lazy(
     let pool = PgPoolOptions::new()
         .max_connections(size)
         .acquire_timeout(Duration::from_secs(5))
-        .connect_lazy_with(options);
-    Ok((pool, db))
+        .connect_lazy_with(options.clone());
+    (pool, db)
 }
 
 /// True when PostgreSQL answers `SELECT 1` through `pool`.

@@ -2,8 +2,10 @@
 //! Tempo, Loki and the dashboards what an error, a retry or a slow
 //! dependency looks like.
 //!
-//! Every switch is an environment variable, off unless set: nothing outside
-//! the process (no endpoint, no header) can turn one on. When a switch
+//! Every switch is a setting (an environment variable), off unless set:
+//! nothing outside the process (no endpoint, no header) can turn one on.
+//! A service declares each as an `Option<Fault>` or `Option<Delay>` option
+//! parsed by [`Fault::percent`] or [`Delay::millis`]. When a switch
 //! fires it says so where the effect shows: a WARN event `fault injected`
 //! with `fault.switch` naming the variable, which is both an event on the
 //! current span and a log record carrying its trace id. Where the switches
@@ -13,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::env::{Env, EnvError};
+use clap::builder::TypedValueParser;
 
 /// A switch that fires on a share of the calls it guards: evenly spread
 /// and counted, not drawn at random, so 25 fires on every fourth call and
@@ -26,23 +28,16 @@ pub struct Fault {
 }
 
 impl Fault {
-    /// `var` as a percentage, 0 (the default: off) to 100.
-    pub fn percent<F: Fn(&str) -> Option<String>>(
-        env: &Env<F>,
-        var: &'static str,
-    ) -> Result<Option<Self>, EnvError> {
-        let percent: u64 = env.parse_or(var, 0, "a percentage from 0 to 100")?;
-        if percent > 100 {
-            return Err(EnvError::Invalid {
+    /// The value parser of the switch `var`: a percentage from 0 (never
+    /// fires) to 100.
+    pub fn percent(var: &'static str) -> impl TypedValueParser<Value = Self> {
+        clap::value_parser!(u64)
+            .range(0..=100)
+            .map(move |percent| Self {
                 var,
-                expected: "a percentage from 0 to 100",
-            });
-        }
-        Ok((percent > 0).then(|| Self {
-            var,
-            percent,
-            calls: Arc::new(AtomicU64::new(0)),
-        }))
+                percent,
+                calls: Arc::new(AtomicU64::new(0)),
+            })
     }
 
     /// Whether the switch fires on this call. The caller then acts as the
@@ -68,21 +63,21 @@ pub struct Delay {
 }
 
 impl Delay {
-    /// `var` in milliseconds; 0 (the default) is none.
-    pub fn millis<F: Fn(&str) -> Option<String>>(
-        env: &Env<F>,
-        var: &'static str,
-    ) -> Result<Option<Self>, EnvError> {
-        let millis: u64 = env.parse_or(var, 0, "a whole number of milliseconds")?;
-        Ok((millis > 0).then(|| Self {
+    /// The value parser of the switch `var`: a whole number of
+    /// milliseconds, 0 adding none.
+    pub fn millis(var: &'static str) -> impl TypedValueParser<Value = Self> {
+        clap::value_parser!(u64).map(move |millis| Self {
             var,
             duration: Duration::from_millis(millis),
-        }))
+        })
     }
 
     /// Reports the delay, then waits it out: inside the span the caller
     /// runs it in, so the trace shows where the time went.
     pub async fn wait(&self) {
+        if self.duration.is_zero() {
+            return;
+        }
         report(
             self.var,
             &format!("this call waits {} ms more", self.duration.as_millis()),
@@ -101,10 +96,29 @@ fn report(var: &'static str, what: &str) {
 mod tests {
     use super::*;
 
-    fn fault(percent: &'static str) -> Option<Fault> {
-        let env =
-            Env::from_lookup(|var: &str| (var == "FAULT_X_PERCENT").then(|| percent.to_owned()));
-        Fault::percent(&env, "FAULT_X_PERCENT").unwrap_or_else(|e| panic!("{e}"))
+    #[derive(Debug, clap::Args)]
+    struct Switches {
+        #[arg(long, env = "FAULT_X_PERCENT", value_parser = Fault::percent("FAULT_X_PERCENT"))]
+        x: Option<Fault>,
+        #[arg(long, env = "FAULT_Y_MS", value_parser = Delay::millis("FAULT_Y_MS"))]
+        y: Option<Delay>,
+    }
+
+    impl crate::config::ServiceConfig for Switches {
+        fn check(&self) -> Result<(), crate::config::ConfigError> {
+            Ok(())
+        }
+    }
+
+    fn switches(vars: &[(&str, &str)]) -> Result<Switches, clap::Error> {
+        crate::cli::from_vars(vars.iter().copied())
+    }
+
+    fn fault(percent: &str) -> Fault {
+        switches(&[("FAULT_X_PERCENT", percent)])
+            .unwrap_or_else(|e| panic!("{e}"))
+            .x
+            .unwrap_or_else(|| unreachable!())
     }
 
     fn fired(fault: &Fault, calls: usize) -> usize {
@@ -113,44 +127,29 @@ mod tests {
 
     #[test]
     fn a_share_fires_evenly_spread() {
-        let quarter = fault("25").unwrap_or_else(|| unreachable!());
+        let quarter = fault("25");
         let pattern: Vec<bool> = (0..8).map(|_| quarter.fires()).collect();
         assert_eq!(
             pattern,
             [false, false, false, true, false, false, false, true]
         );
-        assert_eq!(
-            fired(&fault("100").unwrap_or_else(|| unreachable!()), 10),
-            10
-        );
-        assert_eq!(
-            fired(&fault("1").unwrap_or_else(|| unreachable!()), 1000),
-            10
-        );
+        assert_eq!(fired(&fault("100"), 10), 10);
+        assert_eq!(fired(&fault("1"), 1000), 10);
+        assert_eq!(fired(&fault("0"), 1000), 0);
     }
 
     #[test]
     fn off_unless_set_and_bounded() {
-        assert!(fault("0").is_none());
-        assert!(
-            Fault::percent(&Env::from_pairs(&[]), "FAULT_X_PERCENT")
-                .unwrap_or(None)
-                .is_none()
-        );
-        let err = Fault::percent(
-            &Env::from_pairs(&[("FAULT_X_PERCENT", "101")]),
-            "FAULT_X_PERCENT",
-        )
-        .unwrap_err();
+        let unset = switches(&[]).unwrap();
+        assert!(unset.x.is_none() && unset.y.is_none());
+        let err = switches(&[("FAULT_X_PERCENT", "101")]).unwrap_err();
+        assert!(err.to_string().contains("FAULT_X_PERCENT"), "{err}");
         assert_eq!(
-            err.to_string(),
-            "FAULT_X_PERCENT is invalid: expected a percentage from 0 to 100"
+            switches(&[("FAULT_Y_MS", "250")])
+                .unwrap()
+                .y
+                .map(|d| d.duration),
+            Some(Duration::from_millis(250))
         );
-        assert_eq!(
-            Delay::millis(&Env::from_pairs(&[("FAULT_Y_MS", "250")]), "FAULT_Y_MS")
-                .map(|d| d.map(|d| d.duration)),
-            Ok(Some(Duration::from_millis(250)))
-        );
-        assert_eq!(Delay::millis(&Env::from_pairs(&[]), "FAULT_Y_MS"), Ok(None));
     }
 }

@@ -1,5 +1,6 @@
 //! `<service> healthcheck`: the container HEALTHCHECK, without curl in the
-//! image. Asks the running service's own `/healthz` over loopback.
+//! image. Asks the running service's own `/healthz` over loopback; the
+//! subcommand declares the service's listen address, all it needs.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
@@ -7,18 +8,6 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-/// [`healthcheck`] on the address in `var` (all interfaces on
-/// `default_port` when unset), as the service itself would read it.
-pub async fn healthcheck_from_env(var: &'static str, default_port: u16) -> ExitCode {
-    match crate::env::Env::process().listen_addr(var, default_port) {
-        Ok(addr) => healthcheck(addr).await,
-        Err(err) => {
-            eprintln!("healthcheck: {err}");
-            ExitCode::FAILURE
-        }
-    }
-}
 
 /// Exits 0 when `GET /healthz` on `listen_addr` (loopback when it is the
 /// unspecified address) answers 200 within 3 s, 1 otherwise.

@@ -1,8 +1,11 @@
 //! What every gamenight binary needs around its own work.
 //!
 //! # Layout
-//! - [`env`]: typed reading of environment variables, with errors that name
-//!   the variable and never echo a secret.
+//! - [`config`]: the settings services share (PostgreSQL, RabbitMQ,
+//!   retention, consumer settings), declared once as clap groups, secrets
+//!   parsed with errors that name the variable and never echo the value.
+//! - [`cli`]: a service's command line: its settings, the telemetry group,
+//!   its subcommands; every option also set by its environment variable.
 //! - [`fault`]: fault switches, failures made on purpose to be seen.
 //! - [`shutdown`]: one [`CancellationToken`] cancelled on SIGINT or SIGTERM.
 //! - [`periodic`]: a background pass run on wake-up, on an interval, and
@@ -12,7 +15,8 @@
 //! - [`main`]: the body of every binary's `main`, so each states only its
 //!   own work; [`healthcheck`]: the `healthcheck` subcommand for containers.
 
-pub mod env;
+pub mod cli;
+pub mod config;
 pub mod fault;
 mod healthcheck;
 pub mod periodic;
@@ -25,7 +29,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use axum::Router;
 use axum::routing::get;
-pub use healthcheck::{healthcheck, healthcheck_from_env};
+pub use healthcheck::healthcheck;
 use tokio::net::TcpListener;
 pub use tokio_util::sync::CancellationToken;
 
@@ -34,18 +38,25 @@ pub use tokio_util::sync::CancellationToken;
 /// select jobs by it.
 pub const SERVICE_NAMESPACE: &str = "gamenight";
 
-/// Runs a service: sets up telemetry, runs `work` until it returns (it should
-/// return once the token it is given is cancelled by SIGINT/SIGTERM), then
-/// flushes telemetry.
+/// Runs a service: sets up telemetry as `config` says (the group its
+/// command line parsed, [`cli::Cli::telemetry`]), runs `work` until it
+/// returns (it should return once the token it is given is cancelled by
+/// SIGINT/SIGTERM), then flushes telemetry.
 ///
 /// A failure is logged, printed to stderr as one line with its causes, and
-/// turned into exit code 1; configuration errors name the variable.
-pub async fn main<F, Fut>(service: telemetry::Service, work: F) -> ExitCode
+/// turned into exit code 1.
+pub async fn main<F, Fut>(
+    service: telemetry::Service,
+    config: &telemetry::TelemetryConfig,
+    work: F,
+) -> ExitCode
 where
     F: FnOnce(CancellationToken) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
-    let telemetry = match telemetry::init(service) {
+    let telemetry = match telemetry::Telemetry::build(service, config)
+        .and_then(telemetry::Telemetry::install)
+    {
         Ok(telemetry) => telemetry,
         Err(err) => {
             eprintln!("{}: cannot set up telemetry: {err}", service.name);
@@ -68,36 +79,6 @@ where
     // Last, so the error above and every span of the shutdown are exported.
     telemetry.shutdown().await;
     code
-}
-
-/// The command line of a service with no commands of its own:
-/// `<service> [run]` runs it through [`main`], `<service> healthcheck`
-/// probes a running one (see [`healthcheck_from_env`]), `--help` and
-/// `--version` say what it is.
-pub async fn cli<F, Fut>(
-    service: telemetry::Service,
-    about: &'static str,
-    listen_var: &'static str,
-    default_port: u16,
-    work: F,
-) -> ExitCode
-where
-    F: FnOnce(CancellationToken) -> Fut,
-    Fut: Future<Output = anyhow::Result<()>>,
-{
-    let matches = clap::Command::new(service.name)
-        .version(service.version)
-        .about(about)
-        .after_help("Configured through environment variables: see RUNTIME_CONFIG.md.")
-        .subcommand(clap::Command::new("run").about("Run the service (the default command)"))
-        .subcommand(clap::Command::new("healthcheck").about(
-            "Exit 0 if the running service answers on /healthz (for container HEALTHCHECKs)",
-        ))
-        .get_matches();
-    match matches.subcommand_name() {
-        Some("healthcheck") => healthcheck_from_env(listen_var, default_port).await,
-        _ => main(service, work).await,
-    }
 }
 
 /// Binds a TCP listener, naming the address when that fails.

@@ -1,28 +1,18 @@
-//! Telemetry settings read from the environment.
+//! Telemetry settings: a clap argument group, each option also set by its
+//! standard environment variable.
 //!
 //! The OpenTelemetry SDK and the OTLP exporter already read most `OTEL_*`
 //! variables themselves (endpoints, headers, timeouts, compression, sampler,
-//! batch sizes, export interval, resource attributes). This module reads only
-//! what they leave to the application: whether anything is exported at all,
-//! which transport each signal uses, and how the console log looks.
+//! batch sizes, export interval, resource attributes). This group declares
+//! only what they leave to the application: whether anything is exported at
+//! all, which transport each signal uses, and how the console log looks.
+//! A service flattens [`TelemetryConfig`] into its own command line;
+//! [`TelemetryConfig::from_env`] reads it alone, for [`crate::init`].
 
+use std::collections::HashMap;
 use std::fmt;
 
-/// Name of every variable this module reads, so docs and tests can check them.
-pub const ENV_VARS: &[&str] = &[
-    "OTEL_SDK_DISABLED",
-    "OTEL_TRACES_EXPORTER",
-    "OTEL_METRICS_EXPORTER",
-    "OTEL_LOGS_EXPORTER",
-    "OTEL_EXPORTER_OTLP_PROTOCOL",
-    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
-    "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL",
-    "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL",
-    "OTEL_SERVICE_NAME",
-    "DEPLOYMENT_ENVIRONMENT",
-    "LOG_FORMAT",
-    "RUST_LOG",
-];
+use clap::{ArgMatches, Args, Command, FromArgMatches};
 
 /// `deployment.environment.name` when `DEPLOYMENT_ENVIRONMENT` is unset.
 pub const DEFAULT_ENVIRONMENT: &str = "development";
@@ -37,32 +27,20 @@ pub const DEFAULT_ENVIRONMENT: &str = "development";
 pub const DEFAULT_LOG_FILTER: &str = "info,h2=warn,hyper=warn,hyper_util=warn,tonic=warn,tower=warn,reqwest=warn,opentelemetry=warn,opentelemetry_sdk=warn,opentelemetry-otlp=warn,lapin::returned_messages=error";
 
 /// A signal's OTLP transport (`OTEL_EXPORTER_OTLP_[SIGNAL_]PROTOCOL`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// `http/json` is not built in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Protocol {
     /// `grpc`: OTLP over gRPC, usually port 4317.
     Grpc,
     /// `http/protobuf`: OTLP over HTTP with protobuf bodies, usually port
     /// 4318. The specification's default, and the only protocol the Grafana
     /// Cloud OTLP gateway accepts.
+    #[value(name = "http/protobuf")]
     HttpProtobuf,
 }
 
-impl Protocol {
-    fn parse(var: &'static str, value: &str) -> Result<Self, ConfigError> {
-        match value.trim() {
-            "grpc" => Ok(Self::Grpc),
-            "http/protobuf" => Ok(Self::HttpProtobuf),
-            other => Err(ConfigError::invalid(
-                var,
-                other,
-                "expected `grpc` or `http/protobuf` (`http/json` is not built in)",
-            )),
-        }
-    }
-}
-
 /// How the console log is written (`LOG_FORMAT`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
     /// One JSON object per line, for log shippers.
     Json,
@@ -102,80 +80,149 @@ pub struct TelemetryConfig {
     pub log_filter: String,
 }
 
-impl TelemetryConfig {
-    /// Reads the configuration from the process environment.
-    ///
-    /// Returns `Err` naming the variable when one is set to a value that
-    /// cannot be understood; unset variables take their documented default.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|key| std::env::var(key).ok())
+/// Whether a signal is exported (`OTEL_{TRACES,METRICS,LOGS}_EXPORTER`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Exporter {
+    /// Over OTLP.
+    Otlp,
+    /// Not at all.
+    None,
+}
+
+/// The variables, as declared; [`TelemetryConfig`] is what they mean.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Telemetry")]
+struct Vars {
+    /// `true` exports nothing and opens no connection; the console log stays.
+    #[arg(long, env, default_value = "false", action = clap::ArgAction::Set, value_parser = parse_bool)]
+    otel_sdk_disabled: bool,
+    /// `none` exports no spans.
+    #[arg(long, env, value_enum, default_value_t = Exporter::Otlp)]
+    otel_traces_exporter: Exporter,
+    /// `none` exports no metrics.
+    #[arg(long, env, value_enum, default_value_t = Exporter::Otlp)]
+    otel_metrics_exporter: Exporter,
+    /// `none` exports no log records.
+    #[arg(long, env, value_enum, default_value_t = Exporter::Otlp)]
+    otel_logs_exporter: Exporter,
+    /// OTLP transport: `grpc` (port 4317) or `http/protobuf` (port 4318).
+    #[arg(long, env, value_enum, default_value_t = Protocol::HttpProtobuf)]
+    otel_exporter_otlp_protocol: Protocol,
+    /// OTLP transport of spans, when not the general one.
+    #[arg(long, env, value_enum)]
+    otel_exporter_otlp_traces_protocol: Option<Protocol>,
+    /// OTLP transport of metrics, when not the general one.
+    #[arg(long, env, value_enum)]
+    otel_exporter_otlp_metrics_protocol: Option<Protocol>,
+    /// OTLP transport of log records, when not the general one.
+    #[arg(long, env, value_enum)]
+    otel_exporter_otlp_logs_protocol: Option<Protocol>,
+    /// `service.name`, when not the binary's name; wins over
+    /// OTEL_RESOURCE_ATTRIBUTES.
+    #[arg(long, env)]
+    otel_service_name: Option<String>,
+    /// `deployment.environment.name`.
+    #[arg(long, env, default_value = DEFAULT_ENVIRONMENT)]
+    deployment_environment: String,
+    /// Console log: `pretty` (human-readable) or `json` (one object per line).
+    #[arg(long, env, value_enum, default_value_t = LogFormat::Pretty)]
+    log_format: LogFormat,
+    /// `tracing` filter for the console and exported logs [default: info,
+    /// with HTTP/gRPC internals at warn].
+    #[arg(long, env, default_value = DEFAULT_LOG_FILTER, hide_default_value = true)]
+    rust_log: String,
+}
+
+impl From<Vars> for TelemetryConfig {
+    fn from(vars: Vars) -> Self {
+        let signal = |exporter, protocol: Option<Protocol>| {
+            (!vars.otel_sdk_disabled && exporter == Exporter::Otlp)
+                .then(|| protocol.unwrap_or(vars.otel_exporter_otlp_protocol))
+        };
+        Self {
+            signals: Signals {
+                traces: signal(
+                    vars.otel_traces_exporter,
+                    vars.otel_exporter_otlp_traces_protocol,
+                ),
+                metrics: signal(
+                    vars.otel_metrics_exporter,
+                    vars.otel_exporter_otlp_metrics_protocol,
+                ),
+                logs: signal(
+                    vars.otel_logs_exporter,
+                    vars.otel_exporter_otlp_logs_protocol,
+                ),
+            },
+            endpoint: None,
+            service_name: vars.otel_service_name.map(|name| name.trim().to_owned()),
+            environment: vars.deployment_environment.trim().to_owned(),
+            log_format: vars.log_format,
+            log_filter: vars.rust_log,
+        }
+    }
+}
+
+/// The group of options a service flattens into its command line
+/// (`#[command(flatten)] telemetry: TelemetryConfig`).
+impl Args for TelemetryConfig {
+    fn group_id() -> Option<clap::Id> {
+        Vars::group_id()
     }
 
-    /// Reads the configuration through `lookup`, so tests need not touch the
-    /// process environment.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        // Empty values count as unset, as the specification asks.
-        let get = |key: &str| lookup(key).filter(|value| !value.trim().is_empty());
+    fn augment_args(cmd: Command) -> Command {
+        under_own_heading(cmd, Vars::augment_args)
+    }
 
-        let disabled = match get("OTEL_SDK_DISABLED") {
-            None => false,
-            Some(value) => parse_bool("OTEL_SDK_DISABLED", &value)?,
-        };
-        let default_protocol = match get("OTEL_EXPORTER_OTLP_PROTOCOL") {
-            None => Protocol::HttpProtobuf,
-            Some(value) => Protocol::parse("OTEL_EXPORTER_OTLP_PROTOCOL", &value)?,
-        };
-        let signal = |exporter_var: &'static str, protocol_var: &'static str| {
-            if disabled {
-                return Ok(None);
-            }
-            match get(exporter_var).as_deref().map(str::trim) {
-                None | Some("otlp") => {}
-                Some("none") => return Ok(None),
-                Some(other) => {
-                    return Err(ConfigError::invalid(
-                        exporter_var,
-                        other,
-                        "expected `otlp` or `none`",
-                    ));
-                }
-            }
-            match get(protocol_var) {
-                None => Ok(Some(default_protocol)),
-                Some(value) => Protocol::parse(protocol_var, &value).map(Some),
-            }
-        };
-        let signals = Signals {
-            traces: signal("OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")?,
-            metrics: signal(
-                "OTEL_METRICS_EXPORTER",
-                "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL",
-            )?,
-            logs: signal("OTEL_LOGS_EXPORTER", "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL")?,
-        };
+    fn augment_args_for_update(cmd: Command) -> Command {
+        under_own_heading(cmd, Vars::augment_args_for_update)
+    }
+}
 
-        let log_format = match get("LOG_FORMAT").as_deref().map(str::trim) {
-            None | Some("pretty") => LogFormat::Pretty,
-            Some("json") => LogFormat::Json,
-            Some(other) => {
-                return Err(ConfigError::invalid(
-                    "LOG_FORMAT",
-                    other,
-                    "expected `json` or `pretty`",
-                ));
-            }
-        };
+/// Adds the group under its "Telemetry" heading, then gives the options
+/// added after it their heading back.
+fn under_own_heading(cmd: Command, augment: fn(Command) -> Command) -> Command {
+    let heading = cmd.get_next_help_heading().map(str::to_owned);
+    let cmd = augment(cmd);
+    match heading {
+        Some(heading) => cmd.next_help_heading(heading),
+        None => cmd.next_help_heading(None::<&str>),
+    }
+}
 
-        Ok(Self {
-            signals,
-            endpoint: None,
-            service_name: get("OTEL_SERVICE_NAME").map(|name| name.trim().to_owned()),
-            environment: get("DEPLOYMENT_ENVIRONMENT")
-                .map(|env| env.trim().to_owned())
-                .unwrap_or_else(|| DEFAULT_ENVIRONMENT.to_owned()),
-            log_format,
-            log_filter: get("RUST_LOG").unwrap_or_else(|| DEFAULT_LOG_FILTER.to_owned()),
-        })
+impl FromArgMatches for TelemetryConfig {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        Vars::from_arg_matches(matches).map(Self::from)
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(matches)?;
+        Ok(())
+    }
+}
+
+impl TelemetryConfig {
+    /// Reads the configuration from the process environment alone (an
+    /// empty command line): for programs without a command line of their
+    /// own. Services flatten the group into theirs instead.
+    ///
+    /// Returns `Err` naming the variable when one is set to a value that
+    /// cannot be understood; unset or empty variables take their default.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let cmd = Self::augment_args(Command::new("telemetry").no_binary_name(true));
+        let mut cmd = ignore_empty_variables(name_values_by_variable(cmd));
+        let matches = cmd
+            .try_get_matches_from_mut(std::iter::empty::<String>())
+            .map_err(ConfigError)?;
+        Self::from_arg_matches(&matches).map_err(|err| ConfigError(err.format(&mut cmd)))
+    }
+
+    /// The configuration as if the environment held exactly `vars`: for
+    /// tests, which must not change the process environment.
+    pub fn from_vars<'a>(
+        vars: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Self, ConfigError> {
+        parse_vars(Command::new("telemetry"), vars).map_err(ConfigError)
     }
 
     /// A configuration that exports every signal to `endpoint` over
@@ -203,65 +250,90 @@ impl TelemetryConfig {
     }
 }
 
-/// A variable is set to something we cannot use.
-///
-/// The message names the variable and the offending value; telemetry
-/// variables hold no secrets (headers are read by the exporter, not here).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct ConfigError {
-    var: &'static str,
-    value: String,
-    expected: &'static str,
-}
-
-impl ConfigError {
-    fn invalid(var: &'static str, value: &str, expected: &'static str) -> Self {
-        Self {
-            var,
-            value: value.to_owned(),
-            expected,
-        }
-    }
-
-    /// The variable that holds the bad value.
-    pub fn var(&self) -> &'static str {
-        self.var
-    }
-}
+/// A variable is set to something we cannot use. The message names the
+/// variable and repeats the value: telemetry variables hold no secrets
+/// (headers are read by the exporter, not here).
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigError(clap::Error);
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid {}={:?}: {}",
-            self.var, self.value, self.expected
-        )
+        // clap's message without its `error: ` prefix and usage lines.
+        let rendered = self.0.to_string();
+        let message = rendered.split("\n\n").next().unwrap_or_default();
+        f.write_str(message.trim_start_matches("error: ").trim_end())
     }
 }
 
-fn parse_bool(var: &'static str, value: &str) -> Result<bool, ConfigError> {
+fn parse_bool(value: &str) -> Result<bool, String> {
     match value.trim().to_ascii_lowercase().as_str() {
         "true" => Ok(true),
         "false" => Ok(false),
-        _ => Err(ConfigError::invalid(
-            var,
-            value,
-            "expected `true` or `false`",
-        )),
+        _ => Err("expected `true` or `false`".to_owned()),
     }
+}
+
+/// Shows each option's value under the name of its environment variable
+/// (`--log-format <LOG_FORMAT>`), so that clap's errors, which name the
+/// option by its value, name the variable.
+pub fn name_values_by_variable(cmd: Command) -> Command {
+    cmd.mut_args(|arg| match arg.get_env() {
+        Some(var) => {
+            let var = var.to_string_lossy().into_owned();
+            arg.value_name(var)
+        }
+        None => arg,
+    })
+    .mut_subcommands(name_values_by_variable)
+}
+
+/// Treats a variable set to an empty value as unset, as the OpenTelemetry
+/// specification asks and as Compose's `${VAR:-}` produces: clap would
+/// parse the empty value.
+pub fn ignore_empty_variables(cmd: Command) -> Command {
+    cmd.mut_args(|arg| {
+        let empty = arg
+            .get_env()
+            .and_then(std::env::var_os)
+            .is_some_and(|value| value.to_string_lossy().trim().is_empty());
+        if empty { arg.env(None::<&str>) } else { arg }
+    })
+    .mut_subcommands(ignore_empty_variables)
+}
+
+/// Parses `T`'s options, added to `cmd`, as if the environment held exactly
+/// `vars` (empty ones unset) and the command line were empty: for tests,
+/// which must not change the process environment.
+pub fn parse_vars<'a, T: Args + FromArgMatches>(
+    cmd: Command,
+    vars: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<T, clap::Error> {
+    let vars: HashMap<&str, &str> = vars
+        .into_iter()
+        .filter(|(_, value)| !value.trim().is_empty())
+        .collect();
+    let cmd = name_values_by_variable(T::augment_args(cmd));
+    let args: Vec<String> = cmd
+        .get_arguments()
+        .filter_map(|arg| {
+            let value = vars.get(arg.get_env()?.to_str()?)?;
+            Some(format!("--{}={value}", arg.get_long()?))
+        })
+        .collect();
+    // The values come from `vars`, never from the process environment.
+    let mut cmd = cmd
+        .no_binary_name(true)
+        .mut_args(|arg| arg.env(None::<&str>));
+    let matches = cmd.try_get_matches_from_mut(args)?;
+    T::from_arg_matches(&matches).map_err(|err| err.format(&mut cmd))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
     fn config(vars: &[(&str, &str)]) -> Result<TelemetryConfig, ConfigError> {
-        let vars: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        TelemetryConfig::from_lookup(|key| vars.get(key).cloned())
+        TelemetryConfig::from_vars(vars.iter().copied())
     }
 
     #[test]
@@ -329,8 +401,12 @@ mod tests {
     #[test]
     fn an_unknown_protocol_is_an_error_naming_the_variable() {
         let err = config(&[("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/json")]).unwrap_err();
-        assert_eq!(err.var(), "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL");
-        assert!(err.to_string().contains("http/json"), "{err}");
+        let message = err.to_string();
+        assert!(
+            message.contains("<OTEL_EXPORTER_OTLP_TRACES_PROTOCOL>"),
+            "{message}"
+        );
+        assert!(message.contains("'http/json'"), "{message}");
     }
 
     #[test]
@@ -340,9 +416,12 @@ mod tests {
             ("OTEL_LOGS_EXPORTER", "console"),
             ("LOG_FORMAT", "xml"),
         ] {
-            let err = config(&[(var, value)]).unwrap_err();
-            assert_eq!(err.var(), var);
-            assert!(err.to_string().starts_with(&format!("invalid {var}=")));
+            let err = config(&[(var, value)]).unwrap_err().to_string();
+            assert!(
+                err.starts_with(&format!("invalid value '{value}' for '--")),
+                "{err}"
+            );
+            assert!(err.contains(&format!("<{var}>")), "{err}");
         }
     }
 
@@ -366,5 +445,32 @@ mod tests {
         assert_eq!(config.environment, "staging");
         assert_eq!(config.log_format, LogFormat::Json);
         assert_eq!(config.log_filter, "debug");
+    }
+
+    #[test]
+    fn every_option_is_set_by_its_variable() {
+        let cmd = name_values_by_variable(TelemetryConfig::augment_args(Command::new("t")));
+        let vars: Vec<String> = cmd
+            .get_arguments()
+            .filter_map(|arg| Some(arg.get_env()?.to_string_lossy().into_owned()))
+            .collect();
+        assert_eq!(
+            vars,
+            [
+                "OTEL_SDK_DISABLED",
+                "OTEL_TRACES_EXPORTER",
+                "OTEL_METRICS_EXPORTER",
+                "OTEL_LOGS_EXPORTER",
+                "OTEL_EXPORTER_OTLP_PROTOCOL",
+                "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+                "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL",
+                "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL",
+                "OTEL_SERVICE_NAME",
+                "DEPLOYMENT_ENVIRONMENT",
+                "LOG_FORMAT",
+                "RUST_LOG",
+            ]
+        );
+        cmd.debug_assert();
     }
 }

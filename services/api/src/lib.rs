@@ -1,7 +1,8 @@
 //! The `api` service: game nights over PostgreSQL, Redis and RabbitMQ.
 //!
 //! # Layout
-//! - [`config`]: settings read from the environment.
+//! - [`config`]: the command line: settings, each also set by its
+//!   environment variable, and subcommands.
 //! - [`domain`]: validated values and the game and participant types.
 //! - [`store`]: games in PostgreSQL; every change writes its event to the
 //!   [`outbox`] in the same transaction.
@@ -19,6 +20,8 @@ pub mod outbox;
 mod routes;
 pub mod store;
 
+use std::ffi::OsString;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -29,6 +32,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use broker::Broker;
 use opentelemetry::metrics::{Counter, Meter, ObservableGauge};
+use secrecy::ExposeSecret;
 use service_runtime::CancellationToken;
 use telemetry::http_server::HttpServerLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -54,9 +58,6 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// The service could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// `DATABASE_URL` could not be parsed.
-    #[error(transparent)]
-    InvalidDatabaseUrl(#[from] schema::InvalidDatabaseUrl),
     /// `REDIS_URL` could not be used.
     #[error(transparent)]
     InvalidRedisUrl(#[from] cache::InvalidRedisUrl),
@@ -111,17 +112,20 @@ impl App {
     /// Wires the app from `config`, registering metrics on `meter`.
     /// Connects lazily: no server needs to be up yet.
     pub fn new(config: &Config, meter: &Meter) -> Result<Self, StartError> {
-        let (pool, db) =
-            schema::connect_lazy(&config.database_url, config.database_pool_size, meter)?;
+        let (pool, db) = schema::connect_lazy(
+            config.database.database_url.expose_secret(),
+            config.database.database_pool_size,
+            meter,
+        );
         let store = store::Store::new(pool.clone(), db.clone(), config.faults.clone());
         let cache = cache::Cache::new(
-            &config.redis_url,
+            &config.redis_url.to_secret_string(),
             config.redis_key_prefix.clone(),
             config.cache_ttl,
             meter,
         )?;
         let broker = Arc::new(Broker::new(
-            config.rabbitmq_url.clone(),
+            config.rabbitmq.rabbitmq_url.to_secret_string(),
             broker::Topology {
                 exchanges: vec![config.events_exchange.clone()],
                 queues: Vec::new(),
@@ -132,7 +136,7 @@ impl App {
             pool.clone(),
             db.clone(),
             &[schema::retention::OUTBOX],
-            config.retention,
+            config.retention.retention,
         );
         let relay = outbox::relay(
             pool,
@@ -260,30 +264,43 @@ async fn readyz(State(state): State<AppState>) -> impl axum::response::IntoRespo
     service_runtime::readiness(&[("postgresql", postgresql)], optional)
 }
 
-/// Serves the api as configured by the environment until `shutdown`,
-/// applying pending migrations first unless `API_MIGRATE_ON_START=false`.
-pub async fn run_from_env(shutdown: CancellationToken) -> anyhow::Result<()> {
-    use anyhow::Context;
-    let config = Config::from_env().context("invalid configuration")?;
+/// `api [migrate | healthcheck]`, as `args` (the binary's name first) and
+/// the environment say: the body of the binary's `main`, and of `demo
+/// service api`. Exits 2, naming the variable, on bad configuration.
+pub async fn main(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> ExitCode {
+    use service_runtime::cli::{Invocation, try_parse_from};
+    let cli = try_parse_from::<Config, config::Command>(SERVICE, config::ABOUT, args)
+        .unwrap_or_else(|err| err.exit());
+    match cli.invocation {
+        Invocation::Run(config) => {
+            service_runtime::main(SERVICE, &cli.telemetry, |shutdown| run(config, shutdown)).await
+        }
+        Invocation::Command(config::Command::Migrate(database)) => {
+            service_runtime::main(SERVICE, &cli.telemetry, |_| migrate(*database)).await
+        }
+        Invocation::Command(config::Command::Healthcheck(listen)) => {
+            service_runtime::healthcheck(listen.addr).await
+        }
+    }
+}
+
+/// Serves the api as `config` says until `shutdown`, applying pending
+/// migrations first unless `API_MIGRATE_ON_START=false`.
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let meter = opentelemetry::global::meter(SERVICE.name);
     let app = App::new(&config, &meter)?;
     if config.migrate_on_start {
         app.migrate().await?;
     }
-    let listener = service_runtime::bind(config.listen_addr).await?;
+    let listener = service_runtime::bind(config.listen.addr).await?;
     Ok(app.serve(listener, &meter, shutdown).await?)
 }
 
-/// Applies pending migrations to `DATABASE_URL` (the only variable it
-/// reads), and returns.
-pub async fn migrate_from_env() -> anyhow::Result<()> {
-    use anyhow::Context;
-    let url = service_runtime::env::Env::process()
-        .database_url()
-        .context("invalid configuration")?;
+/// Applies pending migrations to `DATABASE_URL`, and returns.
+pub async fn migrate(database: service_runtime::config::DatabaseConfig) -> anyhow::Result<()> {
     let meter = opentelemetry::global::meter(SERVICE.name);
     // Migrations run on one connection.
-    let (pool, _) = schema::connect_lazy(&url, 1, &meter)?;
+    let (pool, _) = schema::connect_lazy(database.database_url.expose_secret(), 1, &meter);
     MIGRATOR.run(&pool).await?;
     tracing::info!("migrations applied");
     Ok(())

@@ -31,7 +31,8 @@
 //! `DISCORD_WEBHOOK_URL` is required.
 //!
 //! # Layout
-//! - [`config`]: settings read from the environment.
+//! - [`config`]: the command line: settings, each also set by its
+//!   environment variable, and subcommands.
 //! - [`deliveries`]: the record of what was posted.
 //! - [`render`]: the Discord message.
 //! - [`Bot`]: consuming, fetching, delivering.
@@ -40,6 +41,8 @@ pub mod config;
 pub mod deliveries;
 pub mod render;
 
+use std::ffi::OsString;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -86,13 +89,6 @@ const MAX_RECORD_BACKOFF: Duration = Duration::from_secs(5);
 /// The bot could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// `DATABASE_URL` could not be parsed.
-    #[error(transparent)]
-    InvalidDatabaseUrl(#[from] schema::InvalidDatabaseUrl),
-    /// `DISCORD_WEBHOOK_URL` could not be parsed. The URL is not repeated:
-    /// its path is the webhook's credential.
-    #[error("DISCORD_WEBHOOK_URL is invalid")]
-    InvalidWebhookUrl,
     /// `RABBITMQ_URL` could not be used.
     #[error(transparent)]
     Broker(#[from] broker::BrokerError),
@@ -173,15 +169,18 @@ pub struct Bot {
 impl Bot {
     /// Wires the bot from `config`. Connects lazily.
     pub fn new(config: &Config, meter: &Meter) -> Result<Self, StartError> {
-        let (pool, db) =
-            schema::connect_lazy(&config.database_url, config.database_pool_size, meter)?;
+        let (pool, db) = schema::connect_lazy(
+            config.database.database_url.expose_secret(),
+            config.database.database_pool_size,
+            meter,
+        );
         let queue = QueueSpec::bound(
             &config.queue,
             &config.notifications_exchange,
             events::NOTIFICATION_PATTERN,
         );
         let broker = Arc::new(Broker::new(
-            config.rabbitmq_url.clone(),
+            config.rabbitmq.rabbitmq_url.to_secret_string(),
             Topology {
                 exchanges: vec![config.notifications_exchange.clone()],
                 queues: vec![queue.clone()],
@@ -190,8 +189,7 @@ impl Bot {
         )?);
         let webhook = match &config.destination {
             Destination::Discord(url) => {
-                let mut url = reqwest::Url::parse(url.expose_secret())
-                    .map_err(|_| StartError::InvalidWebhookUrl)?;
+                let mut url = url.expose_secret().clone();
                 // Discord then answers 200 with the message it created, whose
                 // id goes into the delivery record.
                 url.query_pairs_mut().append_pair("wait", "true");
@@ -208,15 +206,15 @@ impl Bot {
                 pool.clone(),
                 db.clone(),
                 &[schema::retention::DELIVERIES],
-                config.retention,
+                config.retention.retention,
             ),
             pool: pool.clone(),
             settings: Settings {
                 queue,
-                prefetch: config.prefetch,
-                concurrency: config.concurrency.into(),
-                max_attempts: config.max_attempts,
-                initial_backoff: config.retry_backoff,
+                prefetch: config.consumer.prefetch,
+                concurrency: config.consumer.concurrency.into(),
+                max_attempts: config.consumer.max_attempts,
+                initial_backoff: config.consumer.retry_backoff,
                 max_backoff: MAX_RETRY_AFTER,
             },
             delivery: Delivery {
@@ -224,7 +222,7 @@ impl Bot {
                 api_base_url: config.api_base_url.clone(),
                 webhook,
                 deliveries: Deliveries::new(pool, db),
-                record_backoff: config.retry_backoff,
+                record_backoff: config.consumer.retry_backoff,
                 faults: config.faults.clone(),
                 delivered: meter
                     .u64_counter("gamenight.notifications.delivered")
@@ -616,13 +614,28 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         .map(|seconds| Duration::from_secs_f64(seconds).min(MAX_RETRY_AFTER))
 }
 
-/// Runs the bot as configured by the environment until `shutdown`.
-pub async fn run_from_env(shutdown: CancellationToken) -> anyhow::Result<()> {
-    use anyhow::Context;
-    let config = Config::from_env().context("invalid configuration")?;
+/// `bot [healthcheck]`, as `args` (the binary's name first) and the
+/// environment say: the body of the binary's `main`, and of `demo service
+/// bot`. Exits 2, naming the variable, on bad configuration.
+pub async fn main(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> ExitCode {
+    use service_runtime::cli::{Invocation, try_parse_from};
+    let cli = try_parse_from::<Config, config::Command>(SERVICE, config::ABOUT, args)
+        .unwrap_or_else(|err| err.exit());
+    match cli.invocation {
+        Invocation::Run(config) => {
+            service_runtime::main(SERVICE, &cli.telemetry, |shutdown| run(config, shutdown)).await
+        }
+        Invocation::Command(config::Command::Healthcheck(listen)) => {
+            service_runtime::healthcheck(listen.addr).await
+        }
+    }
+}
+
+/// Runs the bot as `config` says until `shutdown`.
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let meter = opentelemetry::global::meter(SERVICE.name);
     let bot = Bot::new(&config, &meter)?;
-    let listener = service_runtime::bind(config.listen_addr).await?;
+    let listener = service_runtime::bind(config.listen.addr).await?;
     Ok(bot.run(listener, &meter, shutdown).await?)
 }
 
@@ -634,8 +647,11 @@ mod tests {
     fn delivery(api_base_url: &str) -> Delivery {
         let meter = opentelemetry::metrics::noop::NoopMeterProvider::new().meter("test");
         // Never connected: these tests stop before the database.
-        let (pool, db) =
-            schema::connect_lazy(&"postgres://nobody@127.0.0.1:1/none".into(), 1, &meter).unwrap();
+        let (pool, db) = schema::connect_lazy(
+            &"postgres://nobody@127.0.0.1:1/none".parse().unwrap(),
+            1,
+            &meter,
+        );
         Delivery {
             client: reqwest::Client::new(),
             api_base_url: api_base_url.parse().unwrap(),

@@ -1,4 +1,5 @@
 //! `bot`: run the service (default), or check a running one's health.
+//! `bot --help` lists every setting.
 
 use std::process::ExitCode;
 
@@ -10,12 +11,5 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    service_runtime::cli(
-        bot::SERVICE,
-        "Delivers notifications to a Discord webhook.",
-        "BOT_LISTEN_ADDR",
-        8002,
-        bot::run_from_env,
-    )
-    .await
+    bot::main(std::env::args_os()).await
 }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use bot::config::{Destination, Faults};
+use bot::config::Faults;
 use bot::{Bot, Config};
 use broker::lapin::options::{BasicPublishOptions, QueueDeclareOptions};
 use broker::lapin::types::FieldTable;
@@ -61,23 +61,24 @@ impl Running {
         let database = TcpProxy::for_url(&database_url).await;
         let queue = owned.1.queue("gamenight.test.bot.");
         let exchange = owned.1.exchange("gamenight.test.bot.notifications.");
-        let config = Config {
-            listen_addr: "127.0.0.1:0".parse().unwrap(),
-            rabbitmq_url: test_support::rabbitmq_url().into(),
-            database_url: database.url(&database_url).into(),
-            database_pool_size: 10,
-            api_base_url: api_url.parse().unwrap(),
-            destination: Destination::Discord(discord.webhook_url().into()),
-            notifications_exchange: exchange.clone(),
-            queue: queue.clone(),
-            prefetch: 16,
+        let (rabbitmq_url, database_url_proxied) =
+            (test_support::rabbitmq_url(), database.url(&database_url));
+        let webhook_url = discord.webhook_url();
+        let mut config: Config = service_runtime::cli::from_vars([
+            ("RABBITMQ_URL", rabbitmq_url.as_str()),
+            ("DATABASE_URL", &database_url_proxied),
+            ("API_BASE_URL", api_url),
+            ("DISCORD_WEBHOOK_URL", &webhook_url),
+            ("NOTIFICATIONS_EXCHANGE", &exchange),
+            ("BOT_QUEUE", &queue),
             // As deployed: several notifications in hand at once.
-            concurrency: 8,
-            max_attempts: 3,
-            retry_backoff: Duration::from_millis(50),
-            retention: Duration::from_secs(3600),
-            faults,
-        };
+            ("BOT_CONCURRENCY", "8"),
+            ("BOT_MAX_ATTEMPTS", "3"),
+            ("BOT_RETRY_BACKOFF_MS", "50"),
+            ("RETENTION_HOURS", "1"),
+        ])
+        .unwrap();
+        config.faults = faults;
         let shutdown = CancellationToken::new();
         let bot = Bot::new(&config, &meter).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -418,17 +419,15 @@ async fn outcomes_are_counted_and_the_lag_recorded_in_seconds() {
 /// nothing is posted, and the bot tries again.
 #[tokio::test]
 async fn with_the_webhook_failure_switch_on_nothing_is_posted_and_the_bot_retries() {
-    let env = service_runtime::env::Env::from_lookup(|key| {
-        (key == "FAULT_WEBHOOK_FAILURE_PERCENT").then(|| "100".to_owned())
-    });
-    let faults = Faults {
-        webhook_failure: service_runtime::fault::Fault::percent(
-            &env,
-            "FAULT_WEBHOOK_FAILURE_PERCENT",
-        )
-        .unwrap(),
-        ..Faults::default()
-    };
+    let faults = service_runtime::cli::from_vars::<Config>([
+        ("RABBITMQ_URL", "amqp://h"),
+        ("DATABASE_URL", "postgres://h/db"),
+        ("API_BASE_URL", "http://h"),
+        ("BOT_DRY_RUN", "true"),
+        ("FAULT_WEBHOOK_FAILURE_PERCENT", "100"),
+    ])
+    .unwrap()
+    .faults;
     let (gateway, api_url) = Gateway::start([]).await;
     let meter = opentelemetry::metrics::noop::NoopMeterProvider::new().meter("test");
     let running = Running::start_with(&api_url, meter, faults).await;

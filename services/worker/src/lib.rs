@@ -2,7 +2,8 @@
 //! notifications to the bot.
 //!
 //! # Layout
-//! - [`config`]: settings read from the environment.
+//! - [`config`]: the command line: settings, each also set by its
+//!   environment variable, and subcommands.
 //! - [`apply`]: one event → its notifications, once (redeliveries are
 //!   recognised by `message_id`).
 //! - [`scheduler`]: due notifications → the bot's queue, safely from many
@@ -13,6 +14,8 @@ pub mod apply;
 pub mod config;
 pub mod scheduler;
 
+use std::ffi::OsString;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
@@ -22,6 +25,7 @@ use broker::consumer::{self, Failure, Settings};
 use broker::{Broker, QueueSpec, Topology};
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Meter, ObservableGauge};
+use secrecy::ExposeSecret;
 use service_runtime::CancellationToken;
 use sqlx::PgPool;
 
@@ -35,9 +39,6 @@ pub const SERVICE: telemetry::Service =
 /// The worker could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// `DATABASE_URL` could not be parsed.
-    #[error(transparent)]
-    InvalidDatabaseUrl(#[from] schema::InvalidDatabaseUrl),
     /// `RABBITMQ_URL` could not be used.
     #[error(transparent)]
     Broker(#[from] broker::BrokerError),
@@ -68,8 +69,11 @@ pub struct Worker {
 impl Worker {
     /// Wires the worker from `config`. Connects lazily.
     pub fn new(config: &Config, meter: &Meter) -> Result<Self, StartError> {
-        let (pool, db) =
-            schema::connect_lazy(&config.database_url, config.database_pool_size, meter)?;
+        let (pool, db) = schema::connect_lazy(
+            config.database.database_url.expose_secret(),
+            config.database.database_pool_size,
+            meter,
+        );
         let queue = QueueSpec::bound(
             &config.queue,
             &config.events_exchange,
@@ -81,7 +85,7 @@ impl Worker {
             events::NOTIFICATION_PATTERN,
         );
         let broker = Arc::new(Broker::new(
-            config.rabbitmq_url.clone(),
+            config.rabbitmq.rabbitmq_url.to_secret_string(),
             Topology {
                 exchanges: vec![
                     config.events_exchange.clone(),
@@ -96,7 +100,7 @@ impl Worker {
             db.clone(),
             broker.clone(),
             config.notifications_exchange.clone(),
-            config.max_attempts,
+            config.consumer.max_attempts,
             config.scheduler_interval,
             meter,
         );
@@ -108,7 +112,7 @@ impl Worker {
                 schema::retention::PROCESSED_MESSAGES,
                 schema::retention::SENT_NOTIFICATIONS,
             ],
-            config.retention,
+            config.retention.retention,
         );
         // -1 until first counted: RabbitMQ may be down at start.
         let dead_letter_depths: Arc<Vec<(String, AtomicI64)>> = Arc::new(
@@ -126,10 +130,10 @@ impl Worker {
             bot_queue,
             settings: Settings {
                 queue,
-                prefetch: config.prefetch,
-                concurrency: config.concurrency.into(),
-                max_attempts: config.max_attempts,
-                initial_backoff: config.retry_backoff,
+                prefetch: config.consumer.prefetch,
+                concurrency: config.consumer.concurrency.into(),
+                max_attempts: config.consumer.max_attempts,
+                initial_backoff: config.consumer.retry_backoff,
                 max_backoff: Duration::from_secs(30),
             },
             _due: meter
@@ -244,13 +248,36 @@ impl Worker {
     }
 }
 
-/// Runs the worker as configured by the environment until `shutdown`.
-pub async fn run_from_env(shutdown: CancellationToken) -> anyhow::Result<()> {
-    use anyhow::Context;
-    let config = Config::from_env().context("invalid configuration")?;
+/// `worker [healthcheck | redrive]`, as `args` (the binary's name first)
+/// and the environment say: the body of the binary's `main`, and of `demo
+/// service worker`. Exits 2, naming the variable, on bad configuration.
+pub async fn main(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> ExitCode {
+    use config::Command;
+    use service_runtime::cli::{Invocation, try_parse_from};
+    let cli = try_parse_from::<Config, Command>(SERVICE, config::ABOUT, args)
+        .unwrap_or_else(|err| err.exit());
+    match cli.invocation {
+        Invocation::Run(config) => {
+            service_runtime::main(SERVICE, &cli.telemetry, |shutdown| run(config, shutdown)).await
+        }
+        Invocation::Command(Command::Healthcheck(listen)) => {
+            service_runtime::healthcheck(listen.addr).await
+        }
+        Invocation::Command(Command::Redrive {
+            what,
+            limit,
+            config,
+        }) => {
+            service_runtime::main(SERVICE, &cli.telemetry, |_| redrive(*config, what, limit)).await
+        }
+    }
+}
+
+/// Runs the worker as `config` says until `shutdown`.
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let meter = opentelemetry::global::meter(SERVICE.name);
     let worker = Worker::new(&config, &meter)?;
-    let listener = service_runtime::bind(config.listen_addr).await?;
+    let listener = service_runtime::bind(config.listen.addr).await?;
     Ok(worker.run(listener, &meter, shutdown).await?)
 }
 
@@ -323,10 +350,11 @@ impl Worker {
     }
 }
 
-/// `worker redrive`, as configured by the environment.
-pub async fn redrive_from_env(what: Redrive, limit: u64) -> anyhow::Result<()> {
-    use anyhow::Context;
-    let config = Config::from_env().context("invalid configuration")?;
+/// `worker redrive`, with the worker's settings `config`, checked first as
+/// `run` would check them.
+pub async fn redrive(config: Config, what: Redrive, limit: u64) -> anyhow::Result<()> {
+    use service_runtime::config::ServiceConfig;
+    config.check()?;
     let meter = opentelemetry::global::meter(SERVICE.name);
     Worker::new(&config, &meter)?.redrive(what, limit).await?;
     Ok(())

@@ -16,7 +16,6 @@ use events::{Envelope, GameEvent};
 use opentelemetry::propagation::TextMapPropagator as _;
 use otlp_testkit::Receiver;
 use otlp_testkit::proto::trace::v1::span::SpanKind;
-use service_runtime::env::Env;
 use telemetry::db::DbClient;
 use telemetry::spans::Peer;
 use telemetry::{Protocol, Telemetry, TelemetryConfig};
@@ -44,7 +43,9 @@ fn worker_on(
         ("WORKER_QUEUE", broker.queue("gamenight.test.worker.")),
         ("BOT_QUEUE", broker.queue("gamenight.test.bot.")),
     ]);
-    let config = Config::from(&Env::from_lookup(|key| env.get(key).cloned())).unwrap();
+    let config =
+        service_runtime::cli::from_vars::<Config>(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .unwrap();
     (Worker::new(&config, meter).unwrap(), env)
 }
 

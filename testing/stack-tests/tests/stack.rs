@@ -298,23 +298,23 @@ fn documented_in_env_example(env_example: &str, var: &str) -> bool {
 #[test]
 fn every_variable_a_service_reads_is_set_for_it_in_compose() {
     let base = compose("docker-compose.base.yml");
-    let services: [(&str, &[&str]); 3] = [
-        ("api", api::Config::ENV_VARS),
-        ("worker", worker::Config::ENV_VARS),
-        ("bot", bot::Config::ENV_VARS),
+    let services = [
+        ("api", api::config::command()),
+        ("worker", worker::config::command()),
+        ("bot", bot::config::command()),
     ];
-    for (name, vars) in services {
+    for (name, command) in services {
+        // The service's own variables and the telemetry group's.
+        let vars = service_runtime::cli::variables(&command);
         let env = environment(&base, name);
-        for var in vars.iter().chain(telemetry::config::ENV_VARS) {
+        for var in &vars {
             assert!(
-                env.contains_key(*var),
+                env.contains_key(var),
                 "{name} reads {var}, but compose does not set it"
             );
         }
         for var in env.keys() {
-            let known = vars.contains(&var.as_str())
-                || telemetry::config::ENV_VARS.contains(&var.as_str())
-                || var.starts_with("OTEL_");
+            let known = vars.contains(var) || var.starts_with("OTEL_");
             assert!(known, "compose sets {var} for {name}, which never reads it");
         }
     }
@@ -791,12 +791,21 @@ fn the_dockerfile_builds_packages_and_binaries_that_exist_from_paths_that_exist(
         dockerfile.contains("HEALTHCHECK"),
         "the image must carry a healthcheck"
     );
-    // The healthcheck subcommand exists in every binary a service probes:
-    // its own CLI's, or the shared one of service_runtime::cli.
+    // The healthcheck subcommand exists in every binary a service probes,
+    // as its declared command line says.
+    let commands = [
+        ("api", api::config::command()),
+        ("worker", worker::config::command()),
+        ("bot", bot::config::command()),
+    ];
     for package in built.iter().filter(|(_, probed)| **probed).map(|(p, _)| p) {
-        let main = read(&format!("{}/src/main.rs", main_of(package)));
+        let command = commands
+            .iter()
+            .find(|(name, _)| name == package)
+            .map(|(_, command)| command)
+            .unwrap_or_else(|| panic!("{package} is probed but is not a service"));
         assert!(
-            main.contains("Healthcheck") || main.contains("service_runtime::cli("),
+            command.find_subcommand("healthcheck").is_some(),
             "{package} has no healthcheck subcommand"
         );
     }
@@ -840,15 +849,20 @@ fn the_check_telemetry_asks_the_backends_where_compose_puts_them() {
     let env = environment(&base, "check-telemetry");
     assert_eq!(
         env.keys().map(String::as_str).collect::<BTreeSet<_>>(),
-        check_telemetry::config::ENV_VARS.iter().copied().collect(),
+        // What check-telemetry declares: its Config group.
+        service_runtime::cli::variables(&<check_telemetry::Config as clap::Args>::augment_args(
+            clap::Command::new("check-telemetry")
+        ))
+        .iter()
+        .map(String::as_str)
+        .collect(),
     );
     assert_eq!(
         default_of(&env["GRAFANA_CLOUD_PROMETHEUS_URL"]),
         default_of(&environment(&base, "alloy")["GRAFANA_CLOUD_PROMETHEUS_URL"]),
         "the check and Alloy must mean the same Prometheus"
     );
-    let native =
-        check_telemetry::Config::from(&service_runtime::env::Env::from_pairs(&[])).unwrap();
+    let native = check_telemetry::Config::from_vars([]).unwrap();
     let lgtm_ports: BTreeSet<u16> = service(&local, "lgtm")["ports"]
         .as_sequence()
         .unwrap()

@@ -84,6 +84,10 @@ struct Cli {
     /// as Markdown to this file.
     #[arg(long)]
     markdown: Option<PathBuf>,
+    /// The command line the Markdown says produced the tables [default:
+    /// this one], for a script that runs bench for a person.
+    #[arg(long, env = "BENCH_COMMAND")]
+    command: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -249,7 +253,7 @@ async fn run(cli: &Cli, cleanup: &Cleanup) -> anyhow::Result<()> {
     )
     .await?;
     let binary = std::env::current_exe().context("cannot find the bench executable")?;
-    let command = std::env::var("BENCH_COMMAND").unwrap_or_else(|_| {
+    let command = cli.command.clone().unwrap_or_else(|| {
         std::iter::once("bench".to_owned())
             .chain(std::env::args().skip(1))
             .collect::<Vec<_>>()

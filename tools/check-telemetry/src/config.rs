@@ -1,21 +1,11 @@
-//! Where the backends are and who to ask them as, read from the variables
-//! Alloy reads (`.env`), plus the two query endpoints Alloy has no use for.
+//! Where the backends are and who to ask them as, from the variables Alloy
+//! reads (`.env`) plus the two query endpoints Alloy has no use for: a clap
+//! group, each option also set by its variable (`check-telemetry --help`).
 
+use clap::error::ErrorKind;
+use clap::{ArgMatches, Args, FromArgMatches};
 use secrecy::SecretString;
-use service_runtime::env::{Env, EnvError};
 use url::Url;
-
-/// Every variable the check reads.
-pub const ENV_VARS: &[&str] = &[
-    "GRAFANA_CLOUD_TEMPO_URL",
-    "GRAFANA_CLOUD_TEMPO_INSTANCE_ID",
-    "GRAFANA_CLOUD_PROMETHEUS_URL",
-    "GRAFANA_CLOUD_PROMETHEUS_INSTANCE_ID",
-    "GRAFANA_CLOUD_LOKI_URL",
-    "GRAFANA_CLOUD_LOKI_INSTANCE_ID",
-    "GRAFANA_CLOUD_READ_TOKEN",
-    "GRAFANA_CLOUD_API_TOKEN",
-];
 
 /// The three backends, and the token they share.
 #[derive(Debug, Clone)]
@@ -64,84 +54,132 @@ fn redacted(url: &Url) -> String {
     url.as_str().trim_end_matches('/').to_owned()
 }
 
-/// The settings cannot be used.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ConfigError {
-    /// A variable is missing or malformed.
-    #[error(transparent)]
-    Env(#[from] EnvError),
-    /// An instance ID is set, so the backend wants credentials, but there is
-    /// no token to send.
-    #[error(
-        "{var} is set but there is no token: set GRAFANA_CLOUD_READ_TOKEN (or GRAFANA_CLOUD_API_TOKEN) to an access-policy token with the read scopes"
-    )]
-    NoToken {
-        /// The instance ID variable.
-        var: &'static str,
-    },
+/// The variables, as declared; [`Config`] is what they mean.
+#[derive(Debug, Clone, clap::Args)]
+struct Vars {
+    /// Tempo's HTTP API; in Grafana Cloud it ends in `/tempo`.
+    #[arg(long, env, default_value = "http://localhost:3200", value_parser = http_url)]
+    grafana_cloud_tempo_url: Url,
+    /// Basic-auth user for Tempo (Grafana Cloud); none locally.
+    #[arg(long, env)]
+    grafana_cloud_tempo_instance_id: Option<String>,
+    /// The remote-write URL Alloy pushes to; the query API is found beside
+    /// it.
+    #[arg(long, env, default_value = "http://localhost:9090/api/v1/write", value_parser = http_url)]
+    grafana_cloud_prometheus_url: Url,
+    /// Basic-auth user for Prometheus (Grafana Cloud); none locally.
+    #[arg(long, env)]
+    grafana_cloud_prometheus_instance_id: Option<String>,
+    /// Loki's HTTP API.
+    #[arg(long, env, default_value = "http://localhost:3100", value_parser = http_url)]
+    grafana_cloud_loki_url: Url,
+    /// Basic-auth user for Loki (Grafana Cloud); none locally.
+    #[arg(long, env)]
+    grafana_cloud_loki_instance_id: Option<String>,
+    /// Password of every backend that has an instance ID: an access-policy
+    /// token with `traces:read`, `metrics:read`, `logs:read`.
+    #[arg(long, env, hide_env_values = true, value_parser = secret)]
+    grafana_cloud_read_token: Option<SecretString>,
+    /// Alloy's token, sent when there is no read token (it then needs the
+    /// read scopes).
+    #[arg(long, env, hide_env_values = true, value_parser = secret)]
+    grafana_cloud_api_token: Option<SecretString>,
 }
 
-impl Config {
-    /// Reads the settings from the process environment.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from(&Env::process())
-    }
+impl TryFrom<Vars> for Config {
+    type Error = String;
 
-    /// Reads the settings from `env`.
-    pub fn from<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Self, ConfigError> {
-        let token = env
-            .optional("GRAFANA_CLOUD_READ_TOKEN")
-            .or_else(|| env.optional("GRAFANA_CLOUD_API_TOKEN"))
-            .map(SecretString::from);
-        let backend = |url_var, default: &str, id_var, example| -> Result<Backend, ConfigError> {
-            let value = env.optional(url_var).unwrap_or_else(|| default.to_owned());
-            let url = http_url(&value).ok_or(EnvError::Invalid {
-                var: url_var,
-                expected: example,
-            })?;
-            let instance_id = env.optional(id_var);
+    /// `Err` naming the variable when an instance ID has no token to go
+    /// with it, or the remote-write URL has no query API beside it.
+    fn try_from(vars: Vars) -> Result<Self, String> {
+        let token = vars
+            .grafana_cloud_read_token
+            .or(vars.grafana_cloud_api_token);
+        let backend = |url, instance_id: Option<String>, instance_id_var| {
             if instance_id.is_some() && token.is_none() {
-                return Err(ConfigError::NoToken { var: id_var });
+                return Err(format!(
+                    "{instance_id_var} is set but there is no token: set GRAFANA_CLOUD_READ_TOKEN (or GRAFANA_CLOUD_API_TOKEN) to an access-policy token with the read scopes"
+                ));
             }
             Ok(Backend {
                 url,
                 instance_id,
-                instance_id_var: id_var,
+                instance_id_var,
             })
         };
-        let mut prometheus = backend(
-            "GRAFANA_CLOUD_PROMETHEUS_URL",
-            "http://localhost:9090/api/v1/write",
-            "GRAFANA_CLOUD_PROMETHEUS_INSTANCE_ID",
-            "a remote-write URL ending in /api/prom/push (Grafana Cloud) or /api/v1/write (Prometheus)",
+        let prometheus_url = query_url(&vars.grafana_cloud_prometheus_url).ok_or(
+            "GRAFANA_CLOUD_PROMETHEUS_URL is invalid: expected a remote-write URL ending in /api/prom/push (Grafana Cloud) or /api/v1/write (Prometheus)",
         )?;
-        prometheus.url = query_url(&prometheus.url).ok_or(EnvError::Invalid {
-            var: "GRAFANA_CLOUD_PROMETHEUS_URL",
-            expected: "a remote-write URL ending in /api/prom/push (Grafana Cloud) or /api/v1/write (Prometheus)",
-        })?;
         Ok(Self {
             tempo: backend(
-                "GRAFANA_CLOUD_TEMPO_URL",
-                "http://localhost:3200",
+                vars.grafana_cloud_tempo_url,
+                vars.grafana_cloud_tempo_instance_id,
                 "GRAFANA_CLOUD_TEMPO_INSTANCE_ID",
-                "an http(s) URL, e.g. https://tempo-prod-10-prod-eu-west-2.grafana.net/tempo",
             )?,
-            prometheus,
+            prometheus: backend(
+                prometheus_url,
+                vars.grafana_cloud_prometheus_instance_id,
+                "GRAFANA_CLOUD_PROMETHEUS_INSTANCE_ID",
+            )?,
             loki: backend(
-                "GRAFANA_CLOUD_LOKI_URL",
-                "http://localhost:3100",
+                vars.grafana_cloud_loki_url,
+                vars.grafana_cloud_loki_instance_id,
                 "GRAFANA_CLOUD_LOKI_INSTANCE_ID",
-                "an http(s) URL, e.g. https://logs-prod-012.grafana.net",
             )?,
             token,
         })
     }
 }
 
-/// `value` as an http(s) URL with a host.
-fn http_url(value: &str) -> Option<Url> {
-    let url = Url::parse(value.trim()).ok()?;
-    (matches!(url.scheme(), "http" | "https") && url.has_host()).then_some(url)
+impl Args for Config {
+    fn group_id() -> Option<clap::Id> {
+        Vars::group_id()
+    }
+
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        Vars::augment_args(cmd)
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Vars::augment_args_for_update(cmd)
+    }
+}
+
+impl FromArgMatches for Config {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        Self::try_from(Vars::from_arg_matches(matches)?)
+            .map_err(|message| clap::Error::raw(ErrorKind::ValueValidation, message))
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(matches)?;
+        Ok(())
+    }
+}
+
+impl Config {
+    /// The settings as if the environment held exactly `vars`: for tests,
+    /// which must not change the process environment.
+    pub fn from_vars<'a>(
+        vars: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Self, clap::Error> {
+        telemetry::config::parse_vars(clap::Command::new("check-telemetry"), vars)
+    }
+}
+
+/// A token: never parsed, so never echoed.
+fn secret(value: &str) -> Result<SecretString, std::convert::Infallible> {
+    Ok(SecretString::from(value.trim()))
+}
+
+/// `value` as an http(s) URL with a host. Its error does not repeat the
+/// value, but clap's message around it does: a backend's URL holds no
+/// credentials (they are the instance ID and the token).
+fn http_url(value: &str) -> Result<Url, String> {
+    Url::parse(value.trim())
+        .ok()
+        .filter(|url| matches!(url.scheme(), "http" | "https") && url.has_host())
+        .ok_or_else(|| "expected an http(s) URL with a host".to_owned())
 }
 
 /// The query API's base beside a remote-write URL: Grafana Cloud's
@@ -164,8 +202,8 @@ mod tests {
 
     use super::*;
 
-    fn config(pairs: &'static [(&'static str, &'static str)]) -> Result<Config, ConfigError> {
-        Config::from(&Env::from_pairs(pairs))
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, clap::Error> {
+        Config::from_vars(pairs.iter().copied())
     }
 
     #[test]
@@ -203,7 +241,7 @@ mod tests {
     }
 
     #[test]
-    fn a_url_the_check_cannot_use_is_named_without_its_value() {
+    fn a_url_the_check_cannot_use_is_named() {
         let err = config(&[(
             "GRAFANA_CLOUD_PROMETHEUS_URL",
             "https://user:hunter2@example.com/metrics",
@@ -211,25 +249,24 @@ mod tests {
         .unwrap_err();
         let message = err.to_string();
         assert!(
-            message.starts_with("GRAFANA_CLOUD_PROMETHEUS_URL is invalid"),
+            message.starts_with("error: GRAFANA_CLOUD_PROMETHEUS_URL is invalid"),
             "{message}"
         );
         assert!(!message.contains("hunter2"), "{message}");
         let err = config(&[("GRAFANA_CLOUD_TEMPO_URL", "tempo:3200")]).unwrap_err();
         assert!(
-            err.to_string()
-                .starts_with("GRAFANA_CLOUD_TEMPO_URL is invalid")
+            err.to_string().contains("<GRAFANA_CLOUD_TEMPO_URL>"),
+            "{err}"
         );
     }
 
     #[test]
     fn an_instance_id_without_a_token_is_refused() {
         let err = config(&[("GRAFANA_CLOUD_LOKI_INSTANCE_ID", "987654")]).unwrap_err();
-        assert_eq!(
-            err,
-            ConfigError::NoToken {
-                var: "GRAFANA_CLOUD_LOKI_INSTANCE_ID"
-            }
+        assert!(
+            err.to_string()
+                .starts_with("error: GRAFANA_CLOUD_LOKI_INSTANCE_ID is set but there is no token"),
+            "{err}"
         );
     }
 

@@ -17,7 +17,7 @@ mod report;
 use std::time::Duration;
 
 pub use backends::{Failure, FoundTrace};
-pub use config::{Config, ConfigError};
+pub use config::Config;
 pub use report::{Answer, Finding, Report};
 
 use backends::{Api, Window};

@@ -4,7 +4,8 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
+use telemetry::config::{ignore_empty_variables, name_values_by_variable};
 
 /// Ask Tempo, Prometheus and Loki (local, or Grafana Cloud with the
 /// GRAFANA_CLOUD_* variables) whether traces, metrics and logs of api,
@@ -13,6 +14,9 @@ use clap::Parser;
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Cli {
+    /// Where the backends are, and who to ask them as.
+    #[command(flatten)]
+    config: check_telemetry::Config,
     /// How far back to look, in minutes.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1440))]
     minutes: u32,
@@ -22,15 +26,14 @@ struct Cli {
 #[tokio::main(flavor = "current_thread")]
 #[allow(clippy::print_stdout)]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let config = match check_telemetry::Config::from_env() {
-        Ok(config) => config,
-        Err(err) => {
-            eprintln!("check-telemetry: {err}");
-            return ExitCode::from(2);
-        }
-    };
-    let report = check_telemetry::check(&config, cli.minutes).await;
+    // Errors name the variable; a variable set to nothing (Compose's
+    // `${VAR:-}`) counts as unset.
+    let mut cmd = ignore_empty_variables(name_values_by_variable(Cli::command()));
+    let cli = cmd
+        .try_get_matches_from_mut(std::env::args_os())
+        .and_then(|matches| Cli::from_arg_matches(&matches))
+        .unwrap_or_else(|err| err.format(&mut cmd).exit());
+    let report = check_telemetry::check(&cli.config, cli.minutes).await;
     print!("{report}");
     if report.all_arrived() {
         ExitCode::SUCCESS

@@ -548,17 +548,15 @@ pub async fn service_if_asked() -> Option<std::process::ExitCode> {
 }
 
 /// Runs one service in this process, as its own binary would: the body of
-/// `demo service <name> [migrate]`.
+/// `demo service <name> [args]`, `args` being the service's own.
 pub async fn service_main(name: &str, args: &[String]) -> std::process::ExitCode {
-    match (name, args) {
-        ("api", [command]) if command == "migrate" => {
-            service_runtime::main(api::SERVICE, |_| api::migrate_from_env()).await
-        }
-        ("api", []) => service_runtime::main(api::SERVICE, api::run_from_env).await,
-        ("worker", []) => service_runtime::main(worker::SERVICE, worker::run_from_env).await,
-        ("bot", []) => service_runtime::main(bot::SERVICE, bot::run_from_env).await,
+    let argv = std::iter::once(name.to_owned()).chain(args.iter().cloned());
+    match name {
+        "api" => api::main(argv).await,
+        "worker" => worker::main(argv).await,
+        "bot" => bot::main(argv).await,
         _ => {
-            eprintln!("usage: demo service <api [migrate]|worker|bot>");
+            eprintln!("usage: demo service <api|worker|bot> [its arguments]");
             std::process::ExitCode::from(2)
         }
     }

@@ -9,7 +9,8 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
+use telemetry::config::{ignore_empty_variables, name_values_by_variable};
 
 /// Sends a realistic mix of requests to the gamenight api (games created,
 /// joined until full, left, cancelled, read; a share of bad requests) at a
@@ -36,11 +37,20 @@ struct Cli {
     /// Longest wait for one answer (90s, 500ms).
     #[arg(long, env = "LOADGEN_TIMEOUT", default_value = "10s", value_parser = loadgen::parse_duration)]
     timeout: Duration,
+    /// Its own telemetry, as the services'.
+    #[command(flatten)]
+    telemetry: telemetry::TelemetryConfig,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Errors name the variable; a variable set to nothing (Compose's
+    // `${VAR:-}`) counts as unset.
+    let mut cmd = ignore_empty_variables(name_values_by_variable(Cli::command()));
+    let cli = cmd
+        .try_get_matches_from_mut(std::env::args_os())
+        .and_then(|matches| Cli::from_arg_matches(&matches))
+        .unwrap_or_else(|err| err.format(&mut cmd).exit());
     let options = loadgen::Options {
         target: cli.target,
         rate: cli.rate,
@@ -48,7 +58,7 @@ async fn main() -> ExitCode {
         concurrency: cli.concurrency,
         timeout: cli.timeout,
     };
-    service_runtime::main(loadgen::SERVICE, |stop| async move {
+    service_runtime::main(loadgen::SERVICE, &cli.telemetry, |stop| async move {
         let run = loadgen::run(&options, stop).await?;
         print!("{}", summary(&options, &run));
         let failures = run.stats.failures();

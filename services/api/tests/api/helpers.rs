@@ -14,7 +14,6 @@ use broker::lapin::{Connection, ConnectionProperties, Consumer, ExchangeKind};
 use futures_util::StreamExt;
 use opentelemetry::metrics::MeterProvider as _;
 use service_runtime::CancellationToken;
-use service_runtime::env::Env;
 use test_support::{TestBroker, TestDatabase};
 
 /// What one test owns on the shared servers: a fresh database, a Redis key
@@ -57,8 +56,9 @@ impl Servers {
     }
 
     pub(crate) fn config(&self) -> Config {
-        let env: HashMap<&str, String> = self.env().into_iter().collect();
-        Config::from(&Env::from_lookup(|key| env.get(key).cloned())).unwrap()
+        let env = self.env();
+        service_runtime::cli::from_vars(env.iter().map(|(var, value)| (*var, value.as_str())))
+            .unwrap()
     }
 
     /// The Redis key of game `id`'s cached copy.

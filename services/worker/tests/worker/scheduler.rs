@@ -4,7 +4,6 @@ use std::collections::HashMap;
 
 use broker::lapin::options::QueueDeclareOptions;
 use opentelemetry::metrics::MeterProvider as _;
-use service_runtime::env::Env;
 use test_support::{TestBroker, TestDatabase};
 use worker::{Config, Worker};
 
@@ -12,7 +11,7 @@ pub(crate) fn config(database_url: &str, names: &HashMap<&'static str, String>) 
     let mut env = names.clone();
     env.insert("DATABASE_URL", database_url.to_owned());
     env.insert("RABBITMQ_URL", test_support::rabbitmq_url());
-    Config::from(&Env::from_lookup(|key| env.get(key).cloned())).unwrap()
+    service_runtime::cli::from_vars::<Config>(env.iter().map(|(k, v)| (*k, v.as_str()))).unwrap()
 }
 
 #[tokio::test]
@@ -175,7 +174,9 @@ async fn a_notification_outlives_a_broker_outage_longer_than_its_attempts() {
     env.insert("DATABASE_URL", database.url().to_owned());
     env.insert("RABBITMQ_URL", proxy.url(&test_support::rabbitmq_url()));
     env.insert("WORKER_MAX_ATTEMPTS", "2".to_owned());
-    let config = Config::from(&Env::from_lookup(|key| env.get(key).cloned())).unwrap();
+    let config =
+        service_runtime::cli::from_vars::<Config>(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .unwrap();
     let meter = opentelemetry::metrics::noop::NoopMeterProvider::new().meter("test");
     let worker = Worker::new(&config, &meter).unwrap();
 

@@ -163,10 +163,9 @@ impl StandIns {
 
     /// Runs the check over the last ten minutes; its report as printed.
     pub(crate) async fn check(&self) -> (check_telemetry::Report, String) {
-        let env = self.env.clone();
-        let config = check_telemetry::Config::from(&service_runtime::env::Env::from_lookup(
-            move |key: &str| env.get(key).cloned(),
-        ))
+        let config = check_telemetry::Config::from_vars(
+            self.env.iter().map(|(var, value)| (*var, value.as_str())),
+        )
         .unwrap();
         let report = check_telemetry::check(&config, 10).await;
         let text = report.to_string();
