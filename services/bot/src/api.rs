@@ -23,7 +23,11 @@ pub(crate) struct GameApi {
 impl GameApi {
     /// The api at `base_url`, called through `client` (whose timeout is
     /// [`HTTP_TIMEOUT`]).
-    pub(crate) fn new(client: reqwest::Client, base_url: reqwest::Url, timeout: Option<Fault>) -> Self {
+    pub(crate) fn new(
+        client: reqwest::Client,
+        base_url: reqwest::Url,
+        timeout: Option<Fault>,
+    ) -> Self {
         Self {
             client,
             base_url,

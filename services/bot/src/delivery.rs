@@ -63,7 +63,11 @@ impl Delivery {
     /// Handles one message: delivered (or acknowledged as a duplicate or
     /// skipped) is `Ok`; otherwise the failure for the consumer to act on,
     /// with the wait a server asked for.
-    pub(crate) async fn deliver(&self, message: Message, shutdown: &CancellationToken) -> Result<(), Failure> {
+    pub(crate) async fn deliver(
+        &self,
+        message: Message,
+        shutdown: &CancellationToken,
+    ) -> Result<(), Failure> {
         let notification: Notification = serde_json::from_slice(&message.body)
             .map_err(|err| Failure::Permanent(format!("malformed notification: {err}")))?;
         let kind = notification.kind.as_str();
