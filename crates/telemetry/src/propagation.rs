@@ -1,7 +1,6 @@
 //! W3C trace context (`traceparent`, `tracestate`) and baggage across process
 //! boundaries: HTTP headers here, and any other carrier through
-//! [`propagator`] and an [`Injector`](opentelemetry::propagation::Injector) /
-//! [`Extractor`](opentelemetry::propagation::Extractor) over its headers
+//! [`propagator`] and an [`Injector`] / [`Extractor`] over its headers
 //! (gamenight's AMQP carrier lives with its RabbitMQ client, in the `broker`
 //! crate).
 //!
