@@ -70,6 +70,17 @@ cargo fmt --all -- --check
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "the telemetry crate alone: each feature, and its docs"
+# What people copy must build with any one of its features, and its docs
+# (every public item documented) must render without a warning.
+# cargo-hack is installed once into target/tools, inside the clone.
+if [ ! -x target/tools/bin/cargo-hack ]; then
+  cargo install --quiet --locked --root target/tools cargo-hack@0.6.46 \
+    || die "cannot install cargo-hack from crates.io"
+fi
+PATH="$PWD/target/tools/bin:$PATH" cargo hack --each-feature --locked -p telemetry check --all-targets
+RUSTDOCFLAGS="-D warnings" cargo doc --locked -p telemetry --no-deps --all-features
+
 step "leftovers of killed test runs"
 # Tests drop the databases and delete the exchanges and queues they make,
 # pass or fail; a run that is killed cannot. Every such name carries the time
