@@ -23,6 +23,12 @@ pub(crate) struct Injected {
     pub(crate) back_wall: SystemTime,
 }
 
+/// How long before a bot SIGKILL took hold a post may have reached the
+/// webhook without the bot's record of it committing: the window
+/// docs/DELIVERY.md ("What remains") leaves open. Milliseconds on an idle
+/// machine; the margin covers a loaded one.
+const RECORD_WINDOW: Duration = Duration::from_secs(1);
+
 /// A message a service started processing (a CONSUMER span's start).
 #[derive(Debug, Clone)]
 pub(crate) struct Consumed {
@@ -68,6 +74,10 @@ pub(crate) struct Recovery {
 pub(crate) struct Report {
     pub(crate) load: Duration,
     pub(crate) delivery: Delivery,
+    /// Of the duplicate posts, those of a game first posted just before
+    /// the bot was SIGKILLed ([`RECORD_WINDOW`]) and posted again after:
+    /// the documented window, reported but not a failure.
+    pub(crate) killed_before_record: usize,
     pub(crate) recoveries: Vec<Recovery>,
     criteria: Criteria,
 }
@@ -129,6 +139,7 @@ impl Report {
         Self {
             load,
             delivery: Delivery::new(requests, posts),
+            killed_before_record: killed_before_record(posts, injected),
             recoveries,
             criteria,
         }
@@ -148,7 +159,10 @@ impl Report {
         }
         for (count, what) in [
             (delivery.lost, "lost notifications"),
-            (delivery.duplicates, "duplicate webhook posts"),
+            (
+                delivery.duplicates - self.killed_before_record,
+                "duplicate webhook posts",
+            ),
             (delivery.status_500, "HTTP 500 answers"),
         ] {
             if count > 0 {
@@ -185,6 +199,36 @@ impl Report {
     }
 }
 
+/// The posts that repeat a game's post which reached the webhook at most
+/// [`RECORD_WINDOW`] before a bot SIGKILL took hold, and come after it.
+fn killed_before_record(posts: &[Post], injected: &[Injected]) -> usize {
+    let kills: Vec<&Injected> = injected
+        .iter()
+        .filter(|fault| fault.fault == Fault::BotCrash)
+        .collect();
+    let mut by_title: HashMap<&str, Vec<Instant>> = HashMap::new();
+    for post in posts {
+        if let Some(title) = &post.title {
+            by_title.entry(title).or_default().push(post.at);
+        }
+    }
+    by_title
+        .values_mut()
+        .map(|at| {
+            at.sort();
+            at.windows(2)
+                .filter(|pair| {
+                    kills.iter().any(|kill| {
+                        pair[0] + RECORD_WINDOW >= kill.started
+                            && pair[0] <= kill.down
+                            && pair[1] > kill.down
+                    })
+                })
+                .count()
+        })
+        .sum()
+}
+
 fn seconds(duration: Duration) -> String {
     format!("{:.2} s", duration.as_secs_f64())
 }
@@ -207,11 +251,15 @@ impl fmt::Display for Report {
             d.lost,
             mark(d.lost > 0)
         )?;
+        let killed = match self.killed_before_record {
+            0 => String::new(),
+            n => format!(" ({n} posted just before the bot was killed: docs/DELIVERY.md)"),
+        };
         writeln!(
             f,
-            "duplicate webhook posts      {}{}",
+            "duplicate webhook posts      {}{killed}{}",
             d.duplicates,
-            mark(d.duplicates > 0)
+            mark(d.duplicates > self.killed_before_record)
         )?;
         writeln!(f, "posts for no created game    {}", d.unexpected)?;
         writeln!(
@@ -329,6 +377,59 @@ mod tests {
                 "1 HTTP 500 answers (must be 0)",
             ]
         );
+    }
+
+    #[test]
+    fn a_duplicate_is_excused_only_when_the_bot_was_killed_just_after_the_first_post() {
+        let t = Instant::now();
+        let requests = requests(
+            t,
+            &[
+                ("in window", 0, Outcome::Created),
+                ("long before", 10, Outcome::Created),
+                ("never killed", 20, Outcome::Created),
+            ],
+        );
+        let kill = |fault| Injected {
+            fault,
+            started: t + 5_000 * MS,
+            down: t + 5_050 * MS,
+            back: t + 5_300 * MS,
+            back_wall: SystemTime::now(),
+        };
+        let posts = posts(
+            t,
+            &[
+                ("in window", 4_700),
+                ("in window", 5_400),
+                ("long before", 3_000),
+                ("long before", 5_400),
+                ("never killed", 100),
+                ("never killed", 200),
+            ],
+        );
+        let bot_killed = report(&requests, &posts, &[kill(Fault::BotCrash)]);
+        assert_eq!(
+            (
+                bot_killed.delivery.duplicates,
+                bot_killed.killed_before_record
+            ),
+            (3, 1)
+        );
+        let failures = bot_killed.failures();
+        assert_eq!(
+            failures
+                .iter()
+                .filter(|failure| failure.contains("duplicate"))
+                .collect::<Vec<_>>(),
+            ["2 duplicate webhook posts (must be 0)"]
+        );
+        assert!(bot_killed.to_string().contains(
+            "duplicate webhook posts      3 (1 posted just before the bot was killed: docs/DELIVERY.md)  ✗"
+        ));
+        // A worker killed then excuses nothing: the bot's record is not at stake.
+        let worker_killed = report(&requests, &posts, &[kill(Fault::WorkerCrash)]);
+        assert_eq!(worker_killed.killed_before_record, 0);
     }
 
     #[test]
