@@ -224,6 +224,15 @@ pub enum GameStatus {
 }
 
 impl GameStatus {
+    /// The status as the API and the database spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Scheduled => "scheduled",
+            Self::Cancelled => "cancelled",
+            Self::Completed => "completed",
+        }
+    }
+
     /// Parses the `status` query parameter.
     pub fn parse(value: &str) -> Result<Self, FieldError> {
         match value {
@@ -238,8 +247,8 @@ impl GameStatus {
     }
 }
 
-/// A game night as the API returns it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+/// A game night as the API returns it, and as the store reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, sqlx::FromRow)]
 pub struct Game {
     /// Identifier, used in every URL about the game.
     pub id: Uuid,
