@@ -235,19 +235,16 @@ impl GameStatus {
 
     /// Parses the `status` query parameter.
     pub fn parse(value: &str) -> Result<Self, FieldError> {
-        match value {
-            "scheduled" => Ok(Self::Scheduled),
-            "cancelled" => Ok(Self::Cancelled),
-            "completed" => Ok(Self::Completed),
-            _ => Err(FieldError::new(
-                "status",
-                "must be one of scheduled, cancelled, completed",
-            )),
-        }
+        [Self::Scheduled, Self::Cancelled, Self::Completed]
+            .into_iter()
+            .find(|status| status.as_str() == value)
+            .ok_or_else(|| {
+                FieldError::new("status", "must be one of scheduled, cancelled, completed")
+            })
     }
 }
 
-/// A game night as the API returns it, and as the store reads it.
+/// A game night as the API returns it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, sqlx::FromRow)]
 pub struct Game {
     /// Identifier, used in every URL about the game.
