@@ -257,14 +257,7 @@ where
             .await?;
         Ok::<_, BrokerError>((channel, deliveries))
     };
-    let (channel, mut deliveries) = tokio::time::timeout(crate::SETUP_TIMEOUT, setup)
-        .await
-        .map_err(|_| {
-            BrokerError::Connect(format!(
-                "consumer not started within {:?}",
-                crate::SETUP_TIMEOUT
-            ))
-        })??;
+    let (channel, mut deliveries) = crate::within_setup("consumer not started", setup).await?;
     *consuming = true;
     let concurrency = settings.concurrency.max(1);
     tracing::info!(queue = %settings.queue.name, prefetch = settings.prefetch, concurrency, "consuming");
@@ -330,11 +323,7 @@ where
     let start = Instant::now();
     let message = Message {
         routing_key: delivery.routing_key.to_string(),
-        message_id: delivery
-            .properties
-            .message_id()
-            .as_ref()
-            .map(|id| id.to_string()),
+        message_id: crate::message_id(&delivery),
         body: delivery.data.clone(),
         redelivered: delivery.redelivered,
     };
@@ -408,23 +397,21 @@ where
             message.routing_key.clone(),
         ),
     ];
-    let (label, result) = match outcome {
-        Ok(outcome) => (outcome.as_str(), Ok(())),
-        // The ack itself failed: the channel is gone and RabbitMQ will
-        // redeliver the message; the caller reconnects.
-        Err(err) => ("unacknowledged", Err(err)),
-    };
-    match &result {
-        Ok(()) if label == Outcome::Processed.as_str() => {}
-        Ok(()) => {
+    // An `Err` is the ack itself failing: the channel is gone and RabbitMQ
+    // will redeliver the message; the caller reconnects.
+    let label = outcome
+        .as_ref()
+        .map_or("unacknowledged", |outcome| outcome.as_str());
+    match &outcome {
+        Ok(Outcome::Processed) => {}
+        Ok(_) => {
             span.record(semconv::ERROR_TYPE, label);
             span.set_status(Status::error(label));
-            attributes.push(KeyValue::new(semconv::ERROR_TYPE, label));
         }
-        Err(err) => {
-            record_error(&span, label, err);
-            attributes.push(KeyValue::new(semconv::ERROR_TYPE, label));
-        }
+        Err(err) => record_error(&span, label, err),
+    }
+    if !matches!(outcome, Ok(Outcome::Processed)) {
+        attributes.push(KeyValue::new(semconv::ERROR_TYPE, label));
     }
     instruments
         .duration
@@ -439,7 +426,7 @@ where
             KeyValue::new("outcome", label),
         ],
     );
-    result
+    outcome.map(|_| ())
 }
 
 /// Acknowledges `delivery`. Fails (and the caller reconnects; RabbitMQ
@@ -525,28 +512,15 @@ pub async fn redrive(broker: &Broker, queue: &QueueSpec, limit: u64) -> Result<u
             break;
         };
         let delivery = message.delivery;
-        let mut headers = delivery.properties.headers().clone().unwrap_or_default();
-        let reason = headers
-            .inner()
-            .get(REASON_HEADER)
-            .and_then(|value| value.as_long_string())
-            .map(|reason| reason.to_string())
-            .unwrap_or_default();
+        let headers = delivery.properties.headers().clone().unwrap_or_default();
         let cause = crate::propagation::extract_amqp(Some(&headers));
-        headers = FieldTable::from(
-            headers
-                .inner()
-                .iter()
-                .filter(|(key, _)| key.as_str() != REASON_HEADER)
-                .map(|(key, value)| (key.clone(), value.clone()))
-                .collect::<std::collections::BTreeMap<_, _>>(),
-        );
-        let message_id = delivery
-            .properties
-            .message_id()
-            .as_ref()
-            .map(|id| id.to_string())
+        let mut headers = headers.inner().clone();
+        let reason = headers
+            .remove(REASON_HEADER)
+            .and_then(|value| value.as_long_string().map(|reason| reason.to_string()))
             .unwrap_or_default();
+        let headers = FieldTable::from(headers);
+        let message_id = crate::message_id(&delivery).unwrap_or_default();
         let routing_key = delivery.routing_key.to_string();
         let span = tracing::info_span!("redrive", queue = %queue.name, %routing_key, %message_id);
         let _ = span.set_parent(cause);

@@ -198,11 +198,6 @@ impl Broker {
         })
     }
 
-    /// Host and port of the broker, for spans.
-    pub fn peer(&self) -> &Peer {
-        &self.peer
-    }
-
     /// The confirm-mode channel, connecting first if needed.
     ///
     /// Returns `Err` when RabbitMQ cannot be reached; the next call tries again.
@@ -215,20 +210,12 @@ impl Broker {
                     // that never came): the connection, and the consumers
                     // on it, stay.
                     current.channel =
-                        tokio::time::timeout(SETUP_TIMEOUT, confirm_channel(&current.connection))
-                            .await
-                            .map_err(|_| {
-                                BrokerError::Connect(format!("no channel within {SETUP_TIMEOUT:?}"))
-                            })??;
+                        within_setup("no channel", confirm_channel(&current.connection)).await?;
                 }
                 Ok(current.channel.clone())
             }
             _ => {
-                let fresh = tokio::time::timeout(SETUP_TIMEOUT, self.connect())
-                    .await
-                    .map_err(|_| {
-                        BrokerError::Connect(format!("not connected within {SETUP_TIMEOUT:?}"))
-                    })??;
+                let fresh = within_setup("not connected", self.connect()).await?;
                 let channel = fresh.channel.clone();
                 *connected = Some(fresh);
                 Ok(channel)
@@ -344,7 +331,7 @@ impl Broker {
             payload: payload.to_vec(),
             origin,
         };
-        self.publish_confirmed(exchange, vec![(message, headers)])
+        self.publish_confirmed(exchange, [(message, headers)])
             .await
             .pop()
             .expect("publish_confirmed answers once per message")
@@ -368,22 +355,20 @@ impl Broker {
     ) -> Vec<Result<(), BrokerError>> {
         let messages = messages
             .into_iter()
-            .map(|message| (message, FieldTable::default()))
-            .collect();
+            .map(|message| (message, FieldTable::default()));
         self.publish_confirmed(exchange, messages).await
     }
 
     async fn publish_confirmed(
         &self,
         exchange: &str,
-        messages: Vec<(Outgoing, FieldTable)>,
+        messages: impl IntoIterator<Item = (Outgoing, FieldTable)>,
     ) -> Vec<Result<(), BrokerError>> {
         let _alone = self.publishing.lock().await;
         let start = Instant::now();
         // Send in order, without waiting for confirms.
         let mut channel = self.channel().await;
-        let mut sent = Vec::with_capacity(messages.len());
-        let mut confirms = Vec::with_capacity(messages.len());
+        let (mut sent, mut confirms) = (Vec::new(), Vec::new());
         for (message, headers) in messages {
             let span = publish_span(exchange, &message);
             let confirm = match &channel {
@@ -425,14 +410,7 @@ impl Broker {
                 Ok(Confirmation::Ack(returned) | Confirmation::Nack(returned)) => returned.take(),
                 _ => None,
             })
-            .filter_map(|message| {
-                message
-                    .delivery
-                    .properties
-                    .message_id()
-                    .as_ref()
-                    .map(|id| id.to_string())
-            })
+            .filter_map(|message| message_id(&message.delivery))
             .collect();
         let mut discard_channel = false;
         let results = sent
@@ -540,6 +518,27 @@ pub(crate) async fn bounded<T>(
         .await
         .map_err(|_| BrokerError::Timeout(what))?
         .map_err(BrokerError::from)
+}
+
+/// Runs a setup step (connecting, opening a channel, starting a consumer),
+/// failing it as [`BrokerError::Connect`] ("`failed` within 5s") after
+/// [`SETUP_TIMEOUT`].
+pub(crate) async fn within_setup<T>(
+    failed: &str,
+    step: impl Future<Output = Result<T, BrokerError>>,
+) -> Result<T, BrokerError> {
+    tokio::time::timeout(SETUP_TIMEOUT, step)
+        .await
+        .map_err(|_| BrokerError::Connect(format!("{failed} within {SETUP_TIMEOUT:?}")))?
+}
+
+/// The `message_id` property of a delivered (or returned) message, if set.
+pub(crate) fn message_id(delivery: &lapin::message::Delivery) -> Option<String> {
+    delivery
+        .properties
+        .message_id()
+        .as_ref()
+        .map(|id| id.to_string())
 }
 
 /// A new channel on `connection` in publisher-confirm mode.

@@ -21,10 +21,9 @@ pub fn inject_amqp(headers: &mut FieldTable) {
 /// Reads the publisher's context from AMQP message headers (`None` when the
 /// message has no headers at all).
 pub fn extract_amqp(headers: Option<&FieldTable>) -> Context {
-    match headers {
-        Some(headers) => propagator().extract(&AmqpExtractor(headers)),
-        None => Context::new(),
-    }
+    headers.map_or_else(Context::new, |headers| {
+        propagator().extract(&AmqpExtractor(headers))
+    })
 }
 
 /// [`Injector`] over AMQP headers: values are written as AMQP long strings,

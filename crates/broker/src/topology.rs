@@ -3,7 +3,7 @@
 //! or consume ever fails for want of an exchange or queue.
 
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
-use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, ExchangeKind};
 
 /// Exchanges and queues a service needs.
@@ -44,56 +44,18 @@ impl QueueSpec {
     }
 }
 
-fn durable_exchange() -> ExchangeDeclareOptions {
-    ExchangeDeclareOptions {
-        durable: true,
-        ..ExchangeDeclareOptions::default()
-    }
-}
-
-fn durable_queue() -> QueueDeclareOptions {
-    QueueDeclareOptions {
-        durable: true,
-        ..QueueDeclareOptions::default()
-    }
-}
-
 impl Topology {
     /// Declares everything on `channel`.
     pub(crate) async fn declare(&self, channel: &Channel) -> Result<(), lapin::Error> {
         for exchange in &self.exchanges {
-            channel
-                .exchange_declare(
-                    ShortString::from(exchange.as_str()),
-                    ExchangeKind::Topic,
-                    durable_exchange(),
-                    FieldTable::default(),
-                )
-                .await?;
+            declare_exchange(channel, exchange, ExchangeKind::Topic).await?;
         }
         for queue in &self.queues {
             let dlx = queue.dead_letter_exchange();
             let dlq = queue.dead_letter_queue();
-            channel
-                .exchange_declare(
-                    dlx.as_str().into(),
-                    ExchangeKind::Fanout,
-                    durable_exchange(),
-                    FieldTable::default(),
-                )
-                .await?;
-            channel
-                .queue_declare(dlq.as_str().into(), durable_queue(), FieldTable::default())
-                .await?;
-            channel
-                .queue_bind(
-                    dlq.as_str().into(),
-                    dlx.as_str().into(),
-                    "".into(),
-                    QueueBindOptions::default(),
-                    FieldTable::default(),
-                )
-                .await?;
+            declare_exchange(channel, &dlx, ExchangeKind::Fanout).await?;
+            declare_queue(channel, &dlq, FieldTable::default()).await?;
+            bind(channel, &dlq, &dlx, "").await?;
             // Anything the broker itself dead-letters (a reject without
             // requeue) lands in the same DLQ as what we dead-letter on purpose.
             let mut arguments = FieldTable::default();
@@ -101,29 +63,58 @@ impl Topology {
                 "x-dead-letter-exchange".into(),
                 AMQPValue::LongString(dlx.as_str().into()),
             );
-            channel
-                .queue_declare(queue.name.as_str().into(), durable_queue(), arguments)
-                .await?;
+            declare_queue(channel, &queue.name, arguments).await?;
             for (exchange, routing_key) in &queue.bindings {
-                channel
-                    .exchange_declare(
-                        exchange.as_str().into(),
-                        ExchangeKind::Topic,
-                        durable_exchange(),
-                        FieldTable::default(),
-                    )
-                    .await?;
-                channel
-                    .queue_bind(
-                        queue.name.as_str().into(),
-                        exchange.as_str().into(),
-                        routing_key.as_str().into(),
-                        QueueBindOptions::default(),
-                        FieldTable::default(),
-                    )
-                    .await?;
+                declare_exchange(channel, exchange, ExchangeKind::Topic).await?;
+                bind(channel, &queue.name, exchange, routing_key).await?;
             }
         }
         Ok(())
     }
+}
+
+async fn declare_exchange(
+    channel: &Channel,
+    name: &str,
+    kind: ExchangeKind,
+) -> Result<(), lapin::Error> {
+    let durable = ExchangeDeclareOptions {
+        durable: true,
+        ..ExchangeDeclareOptions::default()
+    };
+    channel
+        .exchange_declare(name.into(), kind, durable, FieldTable::default())
+        .await
+}
+
+async fn declare_queue(
+    channel: &Channel,
+    name: &str,
+    arguments: FieldTable,
+) -> Result<(), lapin::Error> {
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    };
+    channel
+        .queue_declare(name.into(), durable, arguments)
+        .await?;
+    Ok(())
+}
+
+async fn bind(
+    channel: &Channel,
+    queue: &str,
+    exchange: &str,
+    routing_key: &str,
+) -> Result<(), lapin::Error> {
+    channel
+        .queue_bind(
+            queue.into(),
+            exchange.into(),
+            routing_key.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
 }

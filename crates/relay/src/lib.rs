@@ -288,16 +288,8 @@ impl<R: Row> Relay<R> {
         }
         // Marked first: these messages are in RabbitMQ whatever comes next.
         if !confirmed.is_empty() {
-            let ids: Vec<R::Id> = confirmed.iter().map(|row| row.id()).collect();
-            self.db
-                .run(
-                    table.published,
-                    sqlx::query(table.published)
-                        .persistent(false)
-                        .bind(ids)
-                        .execute(&self.pool),
-                )
-                .await?;
+            let ids = confirmed.iter().map(|row| row.id()).collect();
+            self.mark(table.published, ids).await?;
             for row in &confirmed {
                 self.count(row, "published");
             }
@@ -312,18 +304,17 @@ impl<R: Row> Relay<R> {
         if let Some(err) = broker_away {
             // The broker is away, not the messages at fault: hand the rows
             // it did not confirm back as they were.
-            self.db
-                .run(
-                    table.release,
-                    sqlx::query(table.release)
-                        .persistent(false)
-                        .bind(unconfirmed)
-                        .execute(&self.pool),
-                )
-                .await?;
+            self.mark(table.release, unconfirmed).await?;
             return Err(err.into());
         }
         Ok(pass)
+    }
+
+    /// Runs `sql` (published or release) on the rows `ids`.
+    async fn mark(&self, sql: &'static str, ids: Vec<R::Id>) -> Result<(), sqlx::Error> {
+        let query = sqlx::query(sql).persistent(false).bind(ids);
+        self.db.run(sql, query.execute(&self.pool)).await?;
+        Ok(())
     }
 
     /// Counts a failed attempt of `row`; `max_attempts` 0 sets it aside now.

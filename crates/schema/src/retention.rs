@@ -16,37 +16,29 @@ const INTERVAL: Duration = Duration::from_secs(600);
 
 /// One table's delete: `$1` is the age in seconds past which a done row
 /// goes, `$2` the most rows one statement deletes. Use an index on the
-/// age column so a sweep with nothing to delete costs a lookup.
-#[derive(Debug)]
-pub struct Sweep {
-    /// The DELETE; the spans name its table from it.
-    pub delete: &'static str,
-}
+/// age column so a sweep with nothing to delete costs a lookup. The spans
+/// name its table from it.
+pub type Sweep = &'static str;
 
 /// Published outbox events (the api's).
-pub const OUTBOX: Sweep = Sweep {
-    delete: "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox \
-         WHERE published_at < now() - make_interval(secs => $1) LIMIT $2)",
-};
+pub const OUTBOX: Sweep = "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox \
+     WHERE published_at < now() - make_interval(secs => $1) LIMIT $2)";
 
 /// Ids of applied events: a redelivery comes within minutes, not days.
-pub const PROCESSED_MESSAGES: Sweep = Sweep {
-    delete: "DELETE FROM processed_messages WHERE message_id IN (SELECT message_id \
-         FROM processed_messages WHERE processed_at < now() - make_interval(secs => $1) LIMIT $2)",
-};
+pub const PROCESSED_MESSAGES: Sweep = "DELETE FROM processed_messages WHERE message_id IN \
+     (SELECT message_id FROM processed_messages \
+     WHERE processed_at < now() - make_interval(secs => $1) LIMIT $2)";
 
 /// Sent notifications. Dead ones stay until an operator re-drives them.
-pub const SENT_NOTIFICATIONS: Sweep = Sweep {
-    delete: "DELETE FROM notifications WHERE id IN (SELECT id FROM notifications \
-         WHERE status = 'sent' AND sent_at < now() - make_interval(secs => $1) LIMIT $2)",
-};
+pub const SENT_NOTIFICATIONS: Sweep = "DELETE FROM notifications WHERE id IN \
+     (SELECT id FROM notifications \
+     WHERE status = 'sent' AND sent_at < now() - make_interval(secs => $1) LIMIT $2)";
 
 /// The bot's delivery records: a notification redelivered later than this
 /// would be posted again, so keep them longer than any redelivery takes.
-pub const DELIVERIES: Sweep = Sweep {
-    delete: "DELETE FROM deliveries WHERE notification_id IN (SELECT notification_id \
-         FROM deliveries WHERE delivered_at < now() - make_interval(secs => $1) LIMIT $2)",
-};
+pub const DELIVERIES: Sweep = "DELETE FROM deliveries WHERE notification_id IN \
+     (SELECT notification_id FROM deliveries \
+     WHERE delivered_at < now() - make_interval(secs => $1) LIMIT $2)";
 
 /// Deletes done rows of some tables once older than `keep`.
 #[derive(Debug, Clone)]
@@ -72,13 +64,13 @@ impl Retention {
     #[tracing::instrument(skip(self), fields(deleted = tracing::field::Empty))]
     pub async fn sweep(&self) -> Result<u64, sqlx::Error> {
         let mut deleted = 0;
-        for sweep in self.sweeps {
+        for &sweep in self.sweeps {
             loop {
                 let rows = self
                     .db
                     .run(
-                        sweep.delete,
-                        sqlx::query(sweep.delete)
+                        sweep,
+                        sqlx::query(sweep)
                             .bind(self.keep.as_secs_f64())
                             .bind(BATCH)
                             .execute(&self.pool),
@@ -136,13 +128,12 @@ mod tests {
             (DELIVERIES, "deliveries"),
         ] {
             assert_eq!(
-                Statement::parse(sweep.delete),
+                Statement::parse(sweep),
                 Statement {
                     operation: "DELETE",
                     collection: Some(table)
                 },
-                "{}",
-                sweep.delete
+                "{sweep}"
             );
         }
     }

@@ -149,33 +149,21 @@ impl Cache {
         let mut connection = self.connection.clone();
         let result: Result<Option<String>, redis::RedisError> =
             connection.get(self.key(id)).instrument(span.clone()).await;
-        let json = match result {
-            Ok(Some(json)) if json != TOMBSTONE => json,
-            Ok(_) => {
-                record_cache_hit(&span, false);
-                self.count("miss");
-                return None;
-            }
+        let game = match result {
+            Ok(Some(json)) if json != TOMBSTONE => serde_json::from_str(&json)
+                // An entry from an older version: a miss. It stays until
+                // its TTL, as reads only fill absent keys.
+                .inspect_err(|err| tracing::warn!(error = %err, "unreadable cache entry"))
+                .ok(),
+            Ok(_) => None,
             Err(err) => {
                 self.failed(&span, "GET", &err);
                 return None;
             }
         };
-        match serde_json::from_str(&json) {
-            Ok(game) => {
-                record_cache_hit(&span, true);
-                self.count("hit");
-                Some(game)
-            }
-            Err(err) => {
-                // An entry from an older version: a miss. It stays until
-                // its TTL, as reads only fill absent keys.
-                tracing::warn!(error = %err, "unreadable cache entry");
-                record_cache_hit(&span, false);
-                self.count("miss");
-                None
-            }
-        }
+        record_cache_hit(&span, game.is_some());
+        self.count(if game.is_some() { "hit" } else { "miss" });
+        game
     }
 
     /// Stores `game` for the TTL unless the key is present: a tombstone left

@@ -224,22 +224,28 @@ pub enum GameStatus {
 }
 
 impl GameStatus {
+    /// The status as the API and the database spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Scheduled => "scheduled",
+            Self::Cancelled => "cancelled",
+            Self::Completed => "completed",
+        }
+    }
+
     /// Parses the `status` query parameter.
     pub fn parse(value: &str) -> Result<Self, FieldError> {
-        match value {
-            "scheduled" => Ok(Self::Scheduled),
-            "cancelled" => Ok(Self::Cancelled),
-            "completed" => Ok(Self::Completed),
-            _ => Err(FieldError::new(
-                "status",
-                "must be one of scheduled, cancelled, completed",
-            )),
-        }
+        [Self::Scheduled, Self::Cancelled, Self::Completed]
+            .into_iter()
+            .find(|status| status.as_str() == value)
+            .ok_or_else(|| {
+                FieldError::new("status", "must be one of scheduled, cancelled, completed")
+            })
     }
 }
 
 /// A game night as the API returns it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema, sqlx::FromRow)]
 pub struct Game {
     /// Identifier, used in every URL about the game.
     pub id: Uuid,

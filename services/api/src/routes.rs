@@ -51,14 +51,9 @@ impl From<GameError> for ApiError {
             GameError::ParticipantNotFound => Self::NotFound("participant not found"),
             GameError::Full => Self::Conflict("the game is full".into()),
             GameError::AlreadyJoined => Self::Conflict("the player has already joined".into()),
-            GameError::NotScheduled(status) => Self::Conflict(format!(
-                "the game is {}",
-                match status {
-                    GameStatus::Scheduled => "scheduled",
-                    GameStatus::Cancelled => "cancelled",
-                    GameStatus::Completed => "completed",
-                }
-            )),
+            GameError::NotScheduled(status) => {
+                Self::Conflict(format!("the game is {}", status.as_str()))
+            }
             GameError::Database(err) => err.into(),
         }
     }

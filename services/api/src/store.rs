@@ -78,37 +78,6 @@ const DELETE_PLAYER: &str = "DELETE FROM participants WHERE game_id = $1 AND pla
 const TOUCH_GAME: &str = "UPDATE games SET updated_at = now() WHERE id = $1";
 const CANCEL_GAME: &str = "UPDATE games SET status = 'cancelled', updated_at = now() WHERE id = $1";
 
-#[derive(Debug, sqlx::FromRow)]
-struct GameRow {
-    id: Uuid,
-    title: String,
-    host: String,
-    scheduled_at: DateTime<Utc>,
-    max_players: i32,
-    reminder_minutes: i32,
-    status: GameStatus,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-    players: Vec<String>,
-}
-
-impl From<GameRow> for Game {
-    fn from(row: GameRow) -> Self {
-        Self {
-            id: row.id,
-            title: row.title,
-            host: row.host,
-            scheduled_at: row.scheduled_at,
-            max_players: row.max_players,
-            reminder_minutes: row.reminder_minutes,
-            status: row.status,
-            players: row.players,
-            created_at: row.created_at,
-            updated_at: row.updated_at,
-        }
-    }
-}
-
 impl Store {
     /// A store over `pool`, tracing every call through `db`, with the
     /// fault switches of `faults`.
@@ -119,11 +88,6 @@ impl Store {
     /// The pool, for readiness checks and the outbox relay.
     pub fn pool(&self) -> &PgPool {
         &self.pool
-    }
-
-    /// The traced database client.
-    pub fn db(&self) -> &DbClient {
-        &self.db
     }
 
     /// Creates a game and its `game.created` event.
@@ -152,11 +116,7 @@ impl Store {
                 reminder_minutes: new.reminder_minutes,
             };
             self.enqueue(&mut tx, &Envelope::new(id, event)).await?;
-            let game = self
-                .fetch(&mut *tx, id)
-                .await?
-                .ok_or(GameError::GameNotFound)?;
-            Ok((game, tx))
+            Ok((self.fetch(&mut tx, id).await?, tx))
         })
         .await
     }
@@ -176,12 +136,10 @@ impl Store {
         self.select(&self.pool, id, self.faults.db_delay).await
     }
 
-    /// The game with `id`, read inside a transaction.
-    async fn fetch<'e, E>(&self, executor: E, id: Uuid) -> Result<Option<Game>, sqlx::Error>
-    where
-        E: sqlx::PgExecutor<'e>,
-    {
-        self.select(executor, id, None).await
+    /// The game with `id`, read inside `tx` after a change to it.
+    async fn fetch(&self, tx: &mut Tx, id: Uuid) -> Result<Game, GameError> {
+        let game = self.select(&mut **tx, id, None).await?;
+        game.ok_or(GameError::GameNotFound)
     }
 
     /// `SELECT_GAME` in its database span; `delay` (a fault switch) is
@@ -204,8 +162,7 @@ impl Store {
                 .fetch_optional(executor)
                 .await
         };
-        let row: Option<GameRow> = self.db.run(SELECT_GAME, query).await?;
-        Ok(row.map(Game::from))
+        self.db.run(SELECT_GAME, query).await
     }
 
     /// Up to `limit` games after `after` in start-time order, optionally only
@@ -217,24 +174,17 @@ impl Store {
         after: Option<Position>,
         limit: i64,
     ) -> Result<Vec<Game>, sqlx::Error> {
-        let status = status.map(|status| match status {
-            GameStatus::Scheduled => "scheduled",
-            GameStatus::Cancelled => "cancelled",
-            GameStatus::Completed => "completed",
-        });
-        let rows: Vec<GameRow> = self
-            .db
+        self.db
             .run(
                 LIST_GAMES,
                 sqlx::query_as(LIST_GAMES)
-                    .bind(status)
+                    .bind(status.map(GameStatus::as_str))
                     .bind(after.map(|(at, _)| at))
                     .bind(after.map(|(_, id)| id))
                     .bind(limit)
                     .fetch_all(&self.pool),
             )
-            .await?;
-        Ok(rows.into_iter().map(Game::from).collect())
+            .await
     }
 
     /// Seats `player` at game `id`, writing `game.player_joined`.
@@ -255,29 +205,13 @@ impl Store {
             if seated >= i64::from(max_players) {
                 return Err(GameError::Full);
             }
-            let inserted = self
-                .db
-                .run(
-                    INSERT_PLAYER,
-                    sqlx::query(INSERT_PLAYER)
-                        .bind(id)
-                        .bind(player.as_str())
-                        .execute(&mut *tx),
-                )
-                .await?;
-            if inserted.rows_affected() == 0 {
-                return Err(GameError::AlreadyJoined);
-            }
-            self.touch(&mut tx, id).await?;
             let event = GameEvent::PlayerJoined {
                 player: player.as_str().to_owned(),
             };
-            self.enqueue(&mut tx, &Envelope::new(id, event)).await?;
-            let game = self
-                .fetch(&mut *tx, id)
-                .await?
-                .ok_or(GameError::GameNotFound)?;
-            Ok((game, tx))
+            let taken = GameError::AlreadyJoined;
+            self.change_seat(&mut tx, INSERT_PLAYER, id, player, taken, event)
+                .await?;
+            Ok((self.fetch(&mut tx, id).await?, tx))
         })
         .await
     }
@@ -287,24 +221,12 @@ impl Store {
     pub async fn leave(&self, id: Uuid, player: &PlayerName) -> Result<(), GameError> {
         self.transaction(|mut tx| async move {
             self.lock_scheduled(&mut tx, id).await?;
-            let deleted = self
-                .db
-                .run(
-                    DELETE_PLAYER,
-                    sqlx::query(DELETE_PLAYER)
-                        .bind(id)
-                        .bind(player.as_str())
-                        .execute(&mut *tx),
-                )
-                .await?;
-            if deleted.rows_affected() == 0 {
-                return Err(GameError::ParticipantNotFound);
-            }
-            self.touch(&mut tx, id).await?;
             let event = GameEvent::PlayerLeft {
                 player: player.as_str().to_owned(),
             };
-            self.enqueue(&mut tx, &Envelope::new(id, event)).await?;
+            let missing = GameError::ParticipantNotFound;
+            self.change_seat(&mut tx, DELETE_PLAYER, id, player, missing, event)
+                .await?;
             Ok(((), tx))
         })
         .await
@@ -323,11 +245,7 @@ impl Store {
                 .await?;
             self.enqueue(&mut tx, &Envelope::new(id, GameEvent::Cancelled {}))
                 .await?;
-            let game = self
-                .fetch(&mut *tx, id)
-                .await?
-                .ok_or(GameError::GameNotFound)?;
-            Ok((game, tx))
+            Ok((self.fetch(&mut tx, id).await?, tx))
         })
         .await
     }
@@ -349,14 +267,26 @@ impl Store {
         }
     }
 
-    async fn touch(&self, tx: &mut Tx, id: Uuid) -> Result<(), sqlx::Error> {
-        self.db
-            .run(
-                TOUCH_GAME,
-                sqlx::query(TOUCH_GAME).bind(id).execute(&mut **tx),
-            )
-            .await?;
-        Ok(())
+    /// Inserts or deletes (`sql`) `player`'s seat at game `id`; when a row
+    /// changed, touches the game and writes `event`, otherwise fails with
+    /// `unchanged`.
+    async fn change_seat(
+        &self,
+        tx: &mut Tx,
+        sql: &'static str,
+        id: Uuid,
+        player: &PlayerName,
+        unchanged: GameError,
+        event: GameEvent,
+    ) -> Result<(), GameError> {
+        let query = sqlx::query(sql).bind(id).bind(player.as_str());
+        let changed = self.db.run(sql, query.execute(&mut **tx)).await?;
+        if changed.rows_affected() == 0 {
+            return Err(unchanged);
+        }
+        let touch = sqlx::query(TOUCH_GAME).bind(id).execute(&mut **tx);
+        self.db.run(TOUCH_GAME, touch).await?;
+        Ok(self.enqueue(tx, &Envelope::new(id, event)).await?)
     }
 
     /// Runs `work` in a transaction and commits the transaction it hands back.

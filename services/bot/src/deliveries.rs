@@ -68,15 +68,12 @@ impl Deliveries {
         claim: Claim,
         discord_message_id: Option<&str>,
     ) -> Result<(), sqlx::Error> {
-        let Claim {
-            notification_id,
-            mut tx,
-        } = claim;
+        let mut tx = claim.tx;
         self.db
             .run(
                 COMPLETE,
                 sqlx::query(COMPLETE)
-                    .bind(notification_id)
+                    .bind(claim.notification_id)
                     .bind(discord_message_id)
                     .execute(&mut *tx),
             )

@@ -176,17 +176,13 @@ impl Discord {
         if status.is_success() {
             // Posted. The id only enriches the record: an answer that cannot
             // be read must not make us post again.
-            let message_id = match response.json::<PostedMessage>().await {
-                Ok(message) => Some(message.id),
-                Err(_) => {
-                    tracing::warn!(
-                        status = status.as_u16(),
-                        "Discord's answer carries no message id"
-                    );
-                    None
-                }
-            };
-            return Ok(message_id);
+            let posted = response.json::<PostedMessage>().await.inspect_err(|_| {
+                tracing::warn!(
+                    status = status.as_u16(),
+                    "Discord's answer carries no message id"
+                );
+            });
+            return Ok(posted.ok().map(|message| message.id));
         }
         Err(webhook_failure(status, retry_after(response.headers())))
     }

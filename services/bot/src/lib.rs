@@ -191,23 +191,17 @@ impl Bot {
                 async move { delivery.deliver(message, &stop).await }
             },
         );
-        let broker = self.broker.clone();
-        let pool = self.pool.clone();
+        let (broker, pool) = (self.broker.clone(), self.pool.clone());
         let health = service_runtime::health_routes().route(
             "/readyz",
-            axum::routing::get(move || {
-                let broker = broker.clone();
-                let pool = pool.clone();
-                async move {
-                    let (rabbitmq, postgresql) = tokio::join!(
-                        service_runtime::check(broker.is_ready()),
-                        service_runtime::check(schema::is_ready(&pool)),
-                    );
-                    service_runtime::readiness(
-                        &[("rabbitmq", rabbitmq), ("postgresql", postgresql)],
-                        &[],
-                    )
-                }
+            axum::routing::get(move || async move {
+                use service_runtime::check;
+                let (rabbitmq, postgresql) =
+                    tokio::join!(check(broker.is_ready()), check(schema::is_ready(&pool)));
+                service_runtime::readiness(
+                    &[("rabbitmq", rabbitmq), ("postgresql", postgresql)],
+                    &[],
+                )
             }),
         );
         let retention = self.retention.clone().run(shutdown.clone());

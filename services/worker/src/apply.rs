@@ -105,45 +105,23 @@ impl Applier {
             )
             .await?;
         let now = Utc::now();
-        let mut written = 0;
-        match &envelope.event {
+        // (kind, player, due) of each notification the event schedules.
+        let notifications = match &envelope.event {
             GameEvent::Created {
                 scheduled_at,
                 reminder_minutes,
                 ..
             } => {
-                written += self
-                    .insert(
-                        &mut tx,
-                        envelope.game_id,
-                        NotificationKind::Announcement,
-                        None,
-                        now,
-                    )
-                    .await?;
                 let remind_at = *scheduled_at - Duration::minutes(i64::from(*reminder_minutes));
-                written += self
-                    .insert(
-                        &mut tx,
-                        envelope.game_id,
-                        NotificationKind::Reminder,
-                        None,
-                        remind_at.max(now),
-                    )
-                    .await?;
+                vec![
+                    (NotificationKind::Announcement, None, now),
+                    (NotificationKind::Reminder, None, remind_at.max(now)),
+                ]
             }
             GameEvent::PlayerJoined { player } => {
-                written += self
-                    .insert(
-                        &mut tx,
-                        envelope.game_id,
-                        NotificationKind::PlayerJoined,
-                        Some(player),
-                        now,
-                    )
-                    .await?;
+                vec![(NotificationKind::PlayerJoined, Some(player.as_str()), now)]
             }
-            GameEvent::PlayerLeft { .. } => {}
+            GameEvent::PlayerLeft { .. } => vec![],
             GameEvent::Cancelled {} => {
                 self.db
                     .run(
@@ -153,16 +131,14 @@ impl Applier {
                             .execute(&mut *tx),
                     )
                     .await?;
-                written += self
-                    .insert(
-                        &mut tx,
-                        envelope.game_id,
-                        NotificationKind::Cancelled,
-                        None,
-                        now,
-                    )
-                    .await?;
+                vec![(NotificationKind::Cancelled, None, now)]
             }
+        };
+        let mut written = 0;
+        for (kind, player, due_at) in notifications {
+            written += self
+                .insert(&mut tx, envelope.game_id, kind, player, due_at)
+                .await?;
         }
         self.db.run("COMMIT", tx.commit()).await?;
         tracing::info!(notifications = written, "event applied");
