@@ -135,35 +135,24 @@ where
                 if let Some(protocol) = protocol {
                     attributes.push(KeyValue::new(semconv::NETWORK_PROTOCOL_VERSION, protocol));
                 }
-                match &result {
+                let error_type = match &result {
                     Ok(response) => {
                         let status = response.status();
-                        span.record(
-                            semconv::HTTP_RESPONSE_STATUS_CODE,
-                            i64::from(status.as_u16()),
-                        );
-                        attributes.push(KeyValue::new(
-                            semconv::HTTP_RESPONSE_STATUS_CODE,
-                            i64::from(status.as_u16()),
-                        ));
+                        let code = i64::from(status.as_u16());
+                        span.record(semconv::HTTP_RESPONSE_STATUS_CODE, code);
+                        attributes.push(KeyValue::new(semconv::HTTP_RESPONSE_STATUS_CODE, code));
                         // Servers mark only 5xx as errors: a 4xx is the
                         // client's mistake, correctly answered.
-                        if status.is_server_error() {
-                            span.record(semconv::ERROR_TYPE, status.as_str());
-                            span.set_status(Status::error(""));
-                            attributes.push(KeyValue::new(
-                                semconv::ERROR_TYPE,
-                                status.as_str().to_owned(),
-                            ));
-                        }
+                        status.is_server_error().then(|| status.as_str().to_owned())
                     }
-                    Err(_) => {
-                        // The inner service failed without a response (axum
-                        // routers never do; other tower stacks can).
-                        span.record(semconv::ERROR_TYPE, "_OTHER");
-                        span.set_status(Status::error(""));
-                        attributes.push(KeyValue::new(semconv::ERROR_TYPE, "_OTHER"));
-                    }
+                    // The inner service failed without a response (axum
+                    // routers never do; other tower stacks can).
+                    Err(_) => Some("_OTHER".to_owned()),
+                };
+                if let Some(error_type) = error_type {
+                    span.record(semconv::ERROR_TYPE, error_type.as_str());
+                    span.set_status(Status::error(""));
+                    attributes.push(KeyValue::new(semconv::ERROR_TYPE, error_type));
                 }
                 duration.record(start.elapsed().as_secs_f64(), &attributes);
                 result
