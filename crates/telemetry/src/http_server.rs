@@ -79,8 +79,7 @@ impl<S> tower::Layer<S> for HttpServerLayer {
     fn layer(&self, inner: S) -> Self::Service {
         HttpServer {
             inner,
-            duration: self.duration.clone(),
-            exported_params: self.exported_params,
+            layer: self.clone(),
         }
     }
 }
@@ -89,8 +88,8 @@ impl<S> tower::Layer<S> for HttpServerLayer {
 #[derive(Debug, Clone)]
 pub struct HttpServer<S> {
     inner: S,
-    duration: Histogram<f64>,
-    exported_params: &'static [&'static str],
+    /// The histogram and the parameters to export.
+    layer: HttpServerLayer,
 }
 
 impl<S, ReqBody, ResBody> tower::Service<Request<ReqBody>> for HttpServer<S>
@@ -116,10 +115,10 @@ where
         let protocol = protocol_version(request.version());
         let path = route
             .as_deref()
-            .map(|route| redacted_path(request.uri().path(), route, self.exported_params));
+            .map(|route| redacted_path(request.uri().path(), route, self.layer.exported_params));
         let span = server_span(&request, method, route.as_deref(), path, protocol);
         let future = span.in_scope(|| self.inner.call(request));
-        let duration = self.duration.clone();
+        let duration = self.layer.duration.clone();
 
         Box::pin(
             async move {
