@@ -27,13 +27,10 @@ use crate::config::LogFormat;
 #[derive(Debug)]
 enum ConsoleFormat {
     Json(Format<Json>),
-    /// Two copies of the human-readable format, with and without colours:
-    /// each line is rendered into a buffer first, and only the format (not a
-    /// buffer) can be told to use colours.
-    Pretty {
-        plain: Format<Full>,
-        colored: Format<Full>,
-    },
+    /// The human-readable format. Each line is rendered into a buffer
+    /// first, and only the format (not a buffer) can be told to use colours:
+    /// a copy of it is told, per event, whether the writer takes them.
+    Pretty(Format<Full>),
 }
 
 /// The console layer: each event as a line in `format` on `writer`, SDK
@@ -60,10 +57,7 @@ where
             .boxed(),
         // Fields as `key=value`, the layer's default.
         LogFormat::Pretty => layer
-            .event_format(ConsoleFormat::Pretty {
-                plain: format::format().with_ansi(false),
-                colored: format::format().with_ansi(true),
-            })
+            .event_format(ConsoleFormat::Pretty(format::format()))
             .boxed(),
     };
     layer
@@ -100,12 +94,8 @@ where
     ) -> fmt::Result {
         let ids = current_ids();
         match self {
-            Self::Pretty { plain, colored } => {
-                let inner = if writer.has_ansi_escapes() {
-                    colored
-                } else {
-                    plain
-                };
+            Self::Pretty(inner) => {
+                let inner = inner.clone().with_ansi(writer.has_ansi_escapes());
                 let mut line = String::new();
                 inner.format_event(ctx, Writer::new(&mut line), event)?;
                 let line = line.trim_end_matches('\n');
