@@ -16,41 +16,53 @@ use std::time::{Duration, Instant};
 use opentelemetry::trace::TraceContextExt;
 use tracing::{Event, Metadata, Subscriber};
 use tracing_subscriber::fmt::format::{self, Format, Full, Json, JsonFields, Writer};
-use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
 use tracing_subscriber::layer::{Context, Filter};
 use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::{Layer, Registry};
 
 use crate::config::LogFormat;
 
 /// Formats events like `tracing-subscriber` does, plus trace and span ids.
 #[derive(Debug)]
-pub(crate) enum ConsoleFormat {
+enum ConsoleFormat {
     Json(Format<Json>),
-    /// Two copies of the human-readable format, with and without colours:
-    /// each line is rendered into a buffer first, and only the format (not a
-    /// buffer) can be told to use colours.
-    Pretty {
-        plain: Format<Full>,
-        colored: Format<Full>,
-    },
+    /// The human-readable format. Each line is rendered into a buffer
+    /// first, and only the format (not a buffer) can be told to use colours:
+    /// a copy of it is told, per event, whether the writer takes them.
+    Pretty(Format<Full>),
 }
 
-impl ConsoleFormat {
-    pub(crate) fn new(format: LogFormat) -> Self {
-        match format {
-            LogFormat::Json => Self::Json(
+/// The console layer: each event as a line in `format` on `writer`, SDK
+/// diagnostics held back as [`ConsoleFilter`] says.
+pub(crate) fn layer<W>(
+    format: LogFormat,
+    sdk_diagnostics_interval: Duration,
+    writer: W,
+) -> Box<dyn Layer<Registry> + Send + Sync>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let layer = tracing_subscriber::fmt::layer().with_writer(writer);
+    let layer = match format {
+        LogFormat::Json => layer
+            .event_format(ConsoleFormat::Json(
                 format::format()
                     .json()
                     .flatten_event(true)
                     .with_current_span(false)
                     .with_span_list(false),
-            ),
-            LogFormat::Pretty => Self::Pretty {
-                plain: format::format().with_ansi(false),
-                colored: format::format().with_ansi(true),
-            },
-        }
-    }
+            ))
+            .fmt_fields(JsonFields::new())
+            .boxed(),
+        // Fields as `key=value`, the layer's default.
+        LogFormat::Pretty => layer
+            .event_format(ConsoleFormat::Pretty(format::format()))
+            .boxed(),
+    };
+    layer
+        .with_filter(ConsoleFilter::new(sdk_diagnostics_interval))
+        .boxed()
 }
 
 /// The ids of the OpenTelemetry span that is current on this thread, if any.
@@ -82,12 +94,8 @@ where
     ) -> fmt::Result {
         let ids = current_ids();
         match self {
-            Self::Pretty { plain, colored } => {
-                let inner = if writer.has_ansi_escapes() {
-                    colored
-                } else {
-                    plain
-                };
+            Self::Pretty(inner) => {
+                let inner = inner.clone().with_ansi(writer.has_ansi_escapes());
                 let mut line = String::new();
                 inner.format_event(ctx, Writer::new(&mut line), event)?;
                 let line = line.trim_end_matches('\n');
@@ -117,34 +125,6 @@ where
     }
 }
 
-/// The field formatter matching [`ConsoleFormat`].
-pub(crate) fn fields(format: LogFormat) -> ConsoleFields {
-    match format {
-        LogFormat::Json => ConsoleFields::Json(JsonFields::new()),
-        LogFormat::Pretty => ConsoleFields::Pretty(format::DefaultFields::new()),
-    }
-}
-
-/// Field formatter: JSON fields for JSON lines, `key=value` otherwise.
-#[derive(Debug)]
-pub(crate) enum ConsoleFields {
-    Json(JsonFields),
-    Pretty(format::DefaultFields),
-}
-
-impl<'writer> FormatFields<'writer> for ConsoleFields {
-    fn format_fields<R: tracing_subscriber::field::RecordFields>(
-        &self,
-        writer: Writer<'writer>,
-        fields: R,
-    ) -> fmt::Result {
-        match self {
-            Self::Json(inner) => inner.format_fields(writer, fields),
-            Self::Pretty(inner) => inner.format_fields(writer, fields),
-        }
-    }
-}
-
 /// What the console shows: events, never spans (see the module docs), and of
 /// the OpenTelemetry SDK's own diagnostics at most one event per call site
 /// every `interval`.
@@ -153,13 +133,13 @@ impl<'writer> FormatFields<'writer> for ConsoleFields {
 /// few batches per second that would drown the service's own log. The first
 /// warning of each kind is shown at once, then one per interval.
 #[derive(Debug)]
-pub(crate) struct ConsoleFilter {
+struct ConsoleFilter {
     interval: Duration,
     last_shown: Mutex<HashMap<tracing::callsite::Identifier, Instant>>,
 }
 
 impl ConsoleFilter {
-    pub(crate) fn new(interval: Duration) -> Self {
+    fn new(interval: Duration) -> Self {
         Self {
             interval,
             last_shown: Mutex::new(HashMap::new()),

@@ -6,15 +6,29 @@
 //! protocol whose transport is not compiled in is an [`InitError`] naming the
 //! variables that chose it and the feature that would provide it, rather than
 //! a silent fallback to the other transport (which would talk to the wrong
-//! port).
+//! port). Without any transport every exporting signal is such an error;
+//! telemetry then still works with export off (`OTEL_SDK_DISABLED=true`).
 
+// Without any transport only the error arm of `with_exporter!` is left: the
+// builder and configuration passed to it go unused.
+#![cfg_attr(
+    not(any(feature = "grpc", feature = "http-proto")),
+    allow(unused_variables)
+)]
+
+#[cfg(feature = "http-proto")]
+use opentelemetry_otlp::WithHttpConfig;
+#[cfg(feature = "grpc")]
+use opentelemetry_otlp::WithTonicConfig;
+#[cfg(any(feature = "grpc", feature = "http-proto"))]
+use opentelemetry_otlp::{
+    LogExporter, MetricExporter, RetryPolicy, SpanExporter, WithExportConfig,
+};
 use opentelemetry_sdk::logs::LoggerProviderBuilder;
 use opentelemetry_sdk::metrics::MeterProviderBuilder;
 use opentelemetry_sdk::trace::TracerProviderBuilder;
 
 use crate::{InitError, Protocol, TelemetryConfig};
-
-pub(crate) use transport::{logs, metrics, traces};
 
 /// The name of `protocol` in `OTEL_EXPORTER_OTLP_PROTOCOL`, and the cargo
 /// feature of this crate that compiles its transport in.
@@ -30,156 +44,123 @@ fn not_built(signal: &'static str, protocol: Protocol) -> InitError {
     InitError::TransportNotBuilt { signal, protocol }
 }
 
+/// The retry policy for every exporter: up to 3 retries with exponential
+/// backoff (100 ms doubling to 1.6 s, plus jitter) on 429, 502, 503, 504
+/// and network errors, honouring `Retry-After`; never on other 4xx, which
+/// would fail again. A collector next to the service absorbs longer
+/// outages with its own queue; retrying for longer here would only grow
+/// the in-memory backlog.
 #[cfg(any(feature = "grpc", feature = "http-proto"))]
-mod transport {
+fn retry_policy() -> RetryPolicy {
     use std::time::Duration;
-
-    #[cfg(feature = "http-proto")]
-    use opentelemetry_otlp::WithHttpConfig;
-    #[cfg(feature = "grpc")]
-    use opentelemetry_otlp::WithTonicConfig;
-    use opentelemetry_otlp::{
-        LogExporter, MetricExporter, RetryPolicy, SpanExporter, WithExportConfig,
-    };
-    use opentelemetry_sdk::metrics::Temporality;
-
-    use super::*;
-
-    /// The retry policy for every exporter: up to 3 retries with exponential
-    /// backoff (100 ms doubling to 1.6 s, plus jitter) on 429, 502, 503, 504
-    /// and network errors, honouring `Retry-After`; never on other 4xx, which
-    /// would fail again. A collector next to the service absorbs longer
-    /// outages with its own queue; retrying for longer here would only grow
-    /// the in-memory backlog.
-    fn retry_policy() -> RetryPolicy {
-        RetryPolicy::recommended()
-            .with_max_retries(3)
-            .with_initial_delay(Duration::from_millis(100))
-            .with_max_delay(Duration::from_millis(1600))
-    }
-
-    /// Builds one signal's exporter from its builder over the chosen
-    /// transport.
-    ///
-    /// The exporter builders read the endpoint, headers, timeout and
-    /// compression variables themselves; an explicit `config.endpoint`
-    /// (tests) takes precedence. (A macro because each signal's builder is
-    /// its own type.)
-    macro_rules! exporter {
-        ($builder:expr, $signal:literal, $protocol:expr, $config:expr) => {{
-            match $protocol {
-                #[cfg(feature = "grpc")]
-                Protocol::Grpc => {
-                    let builder = $builder.with_tonic().with_retry_policy(retry_policy());
-                    match &$config.endpoint {
-                        Some(endpoint) => builder.with_endpoint(endpoint.clone()).build(),
-                        None => builder.build(),
-                    }
-                    .map_err(|source| InitError::Exporter {
-                        signal: $signal,
-                        source,
-                    })
-                }
-                #[cfg(feature = "http-proto")]
-                Protocol::HttpProtobuf => {
-                    let builder = $builder
-                        .with_http()
-                        .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-                        .with_retry_policy(retry_policy());
-                    match &$config.endpoint {
-                        // The HTTP exporter appends `/v1/<signal>` only to the
-                        // endpoint it reads from OTEL_EXPORTER_OTLP_ENDPOINT;
-                        // an endpoint given in code is used as is.
-                        Some(endpoint) => builder
-                            .with_endpoint(format!(
-                                "{}/v1/{}",
-                                endpoint.trim_end_matches('/'),
-                                $signal
-                            ))
-                            .build(),
-                        None => builder.build(),
-                    }
-                    .map_err(|source| InitError::Exporter {
-                        signal: $signal,
-                        source,
-                    })
-                }
-                // Reachable when only one transport is compiled in.
-                #[allow(unreachable_patterns)]
-                other => Err(not_built($signal, other)),
-            }
-        }};
-    }
-
-    /// Adds the span exporter, batched.
-    pub(crate) fn traces(
-        builder: TracerProviderBuilder,
-        protocol: Protocol,
-        config: &TelemetryConfig,
-    ) -> Result<TracerProviderBuilder, InitError> {
-        let exporter = exporter!(SpanExporter::builder(), "traces", protocol, config)?;
-        Ok(builder.with_batch_exporter(exporter))
-    }
-
-    /// Adds the metric exporter, behind a periodic reader (which reads
-    /// `OTEL_METRIC_EXPORT_INTERVAL` itself).
-    pub(crate) fn metrics(
-        builder: MeterProviderBuilder,
-        protocol: Protocol,
-        config: &TelemetryConfig,
-    ) -> Result<MeterProviderBuilder, InitError> {
-        // Cumulative, always: Mimir (Grafana Cloud's metrics store) rejects
-        // delta temporality, whatever
-        // OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE says.
-        let exporter = exporter!(
-            MetricExporter::builder().with_temporality(Temporality::Cumulative),
-            "metrics",
-            protocol,
-            config
-        )?;
-        Ok(builder.with_periodic_exporter(exporter))
-    }
-
-    /// Adds the log record exporter, batched.
-    pub(crate) fn logs(
-        builder: LoggerProviderBuilder,
-        protocol: Protocol,
-        config: &TelemetryConfig,
-    ) -> Result<LoggerProviderBuilder, InitError> {
-        let exporter = exporter!(LogExporter::builder(), "logs", protocol, config)?;
-        Ok(builder.with_batch_exporter(exporter))
-    }
+    RetryPolicy::recommended()
+        .with_max_retries(3)
+        .with_initial_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_millis(1600))
 }
 
-/// Without any transport every exporting signal is an error; telemetry then
-/// still works with export off (`OTEL_SDK_DISABLED=true`).
-#[cfg(not(any(feature = "grpc", feature = "http-proto")))]
-mod transport {
-    use super::*;
+/// `$provider.$add(exporter)`, the exporter built from `$builder` over the
+/// chosen transport.
+///
+/// The exporter builders read the endpoint, headers, timeout and
+/// compression variables themselves; an explicit `config.endpoint`
+/// (tests) takes precedence. (A macro because each signal's builder is
+/// its own type.)
+macro_rules! with_exporter {
+    ($provider:ident.$add:ident($builder:expr), $signal:literal, $protocol:expr, $config:expr) => {
+        match $protocol {
+            #[cfg(feature = "grpc")]
+            Protocol::Grpc => {
+                let builder = $builder.with_tonic().with_retry_policy(retry_policy());
+                match &$config.endpoint {
+                    Some(endpoint) => builder.with_endpoint(endpoint.clone()),
+                    None => builder,
+                }
+                .build()
+                .map(|exporter| $provider.$add(exporter))
+                .map_err(|source| InitError::Exporter {
+                    signal: $signal,
+                    source,
+                })
+            }
+            #[cfg(feature = "http-proto")]
+            Protocol::HttpProtobuf => {
+                let builder = $builder
+                    .with_http()
+                    .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+                    .with_retry_policy(retry_policy());
+                match &$config.endpoint {
+                    // The HTTP exporter appends `/v1/<signal>` only to the
+                    // endpoint it reads from OTEL_EXPORTER_OTLP_ENDPOINT;
+                    // an endpoint given in code is used as is.
+                    Some(endpoint) => builder.with_endpoint(format!(
+                        "{}/v1/{}",
+                        endpoint.trim_end_matches('/'),
+                        $signal
+                    )),
+                    None => builder,
+                }
+                .build()
+                .map(|exporter| $provider.$add(exporter))
+                .map_err(|source| InitError::Exporter {
+                    signal: $signal,
+                    source,
+                })
+            }
+            // Reachable when a transport is left out.
+            #[allow(unreachable_patterns)]
+            other => Err(not_built($signal, other)),
+        }
+    };
+}
 
-    pub(crate) fn traces(
-        _: TracerProviderBuilder,
-        protocol: Protocol,
-        _: &TelemetryConfig,
-    ) -> Result<TracerProviderBuilder, InitError> {
-        Err(not_built("traces", protocol))
-    }
+/// Adds the span exporter, batched.
+pub(crate) fn traces(
+    provider: TracerProviderBuilder,
+    protocol: Protocol,
+    config: &TelemetryConfig,
+) -> Result<TracerProviderBuilder, InitError> {
+    with_exporter!(
+        provider.with_batch_exporter(SpanExporter::builder()),
+        "traces",
+        protocol,
+        config
+    )
+}
 
-    pub(crate) fn metrics(
-        _: MeterProviderBuilder,
-        protocol: Protocol,
-        _: &TelemetryConfig,
-    ) -> Result<MeterProviderBuilder, InitError> {
-        Err(not_built("metrics", protocol))
-    }
+/// Adds the metric exporter, behind a periodic reader (which reads
+/// `OTEL_METRIC_EXPORT_INTERVAL` itself).
+pub(crate) fn metrics(
+    provider: MeterProviderBuilder,
+    protocol: Protocol,
+    config: &TelemetryConfig,
+) -> Result<MeterProviderBuilder, InitError> {
+    // Cumulative, always: Mimir (Grafana Cloud's metrics store) rejects
+    // delta temporality, whatever
+    // OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE says.
+    with_exporter!(
+        provider.with_periodic_exporter(
+            MetricExporter::builder()
+                .with_temporality(opentelemetry_sdk::metrics::Temporality::Cumulative)
+        ),
+        "metrics",
+        protocol,
+        config
+    )
+}
 
-    pub(crate) fn logs(
-        _: LoggerProviderBuilder,
-        protocol: Protocol,
-        _: &TelemetryConfig,
-    ) -> Result<LoggerProviderBuilder, InitError> {
-        Err(not_built("logs", protocol))
-    }
+/// Adds the log record exporter, batched.
+pub(crate) fn logs(
+    provider: LoggerProviderBuilder,
+    protocol: Protocol,
+    config: &TelemetryConfig,
+) -> Result<LoggerProviderBuilder, InitError> {
+    with_exporter!(
+        provider.with_batch_exporter(LogExporter::builder()),
+        "logs",
+        protocol,
+        config
+    )
 }
 
 #[cfg(test)]

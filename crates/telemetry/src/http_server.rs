@@ -79,8 +79,7 @@ impl<S> tower::Layer<S> for HttpServerLayer {
     fn layer(&self, inner: S) -> Self::Service {
         HttpServer {
             inner,
-            duration: self.duration.clone(),
-            exported_params: self.exported_params,
+            layer: self.clone(),
         }
     }
 }
@@ -89,8 +88,8 @@ impl<S> tower::Layer<S> for HttpServerLayer {
 #[derive(Debug, Clone)]
 pub struct HttpServer<S> {
     inner: S,
-    duration: Histogram<f64>,
-    exported_params: &'static [&'static str],
+    /// The histogram and the parameters to export.
+    layer: HttpServerLayer,
 }
 
 impl<S, ReqBody, ResBody> tower::Service<Request<ReqBody>> for HttpServer<S>
@@ -116,10 +115,10 @@ where
         let protocol = protocol_version(request.version());
         let path = route
             .as_deref()
-            .map(|route| redacted_path(request.uri().path(), route, self.exported_params));
+            .map(|route| redacted_path(request.uri().path(), route, self.layer.exported_params));
         let span = server_span(&request, method, route.as_deref(), path, protocol);
         let future = span.in_scope(|| self.inner.call(request));
-        let duration = self.duration.clone();
+        let duration = self.layer.duration.clone();
 
         Box::pin(
             async move {
@@ -135,35 +134,24 @@ where
                 if let Some(protocol) = protocol {
                     attributes.push(KeyValue::new(semconv::NETWORK_PROTOCOL_VERSION, protocol));
                 }
-                match &result {
+                let error_type = match &result {
                     Ok(response) => {
                         let status = response.status();
-                        span.record(
-                            semconv::HTTP_RESPONSE_STATUS_CODE,
-                            i64::from(status.as_u16()),
-                        );
-                        attributes.push(KeyValue::new(
-                            semconv::HTTP_RESPONSE_STATUS_CODE,
-                            i64::from(status.as_u16()),
-                        ));
+                        let code = i64::from(status.as_u16());
+                        span.record(semconv::HTTP_RESPONSE_STATUS_CODE, code);
+                        attributes.push(KeyValue::new(semconv::HTTP_RESPONSE_STATUS_CODE, code));
                         // Servers mark only 5xx as errors: a 4xx is the
                         // client's mistake, correctly answered.
-                        if status.is_server_error() {
-                            span.record(semconv::ERROR_TYPE, status.as_str());
-                            span.set_status(Status::error(""));
-                            attributes.push(KeyValue::new(
-                                semconv::ERROR_TYPE,
-                                status.as_str().to_owned(),
-                            ));
-                        }
+                        status.is_server_error().then(|| status.as_str().to_owned())
                     }
-                    Err(_) => {
-                        // The inner service failed without a response (axum
-                        // routers never do; other tower stacks can).
-                        span.record(semconv::ERROR_TYPE, "_OTHER");
-                        span.set_status(Status::error(""));
-                        attributes.push(KeyValue::new(semconv::ERROR_TYPE, "_OTHER"));
-                    }
+                    // The inner service failed without a response (axum
+                    // routers never do; other tower stacks can).
+                    Err(_) => Some("_OTHER".to_owned()),
+                };
+                if let Some(error_type) = error_type {
+                    span.record(semconv::ERROR_TYPE, error_type.as_str());
+                    span.set_status(Status::error(""));
+                    attributes.push(KeyValue::new(semconv::ERROR_TYPE, error_type));
                 }
                 duration.record(start.elapsed().as_secs_f64(), &attributes);
                 result

@@ -236,29 +236,22 @@ impl Telemetry {
         }
         let tracer_provider = tracer_provider.build();
 
-        let meter_provider = match config.signals.metrics {
-            Some(protocol) => Some(
-                export::metrics(
-                    SdkMeterProvider::builder().with_resource(resource.clone()),
-                    protocol,
-                    config,
-                )?
-                .build(),
-            ),
-            None => None,
-        };
-
-        let logger_provider = match config.signals.logs {
-            Some(protocol) => Some(
-                export::logs(
-                    SdkLoggerProvider::builder().with_resource(resource),
-                    protocol,
-                    config,
-                )?
-                .build(),
-            ),
-            None => None,
-        };
+        let meter_provider = config
+            .signals
+            .metrics
+            .map(|protocol| {
+                let builder = SdkMeterProvider::builder().with_resource(resource.clone());
+                export::metrics(builder, protocol, config).map(|builder| builder.build())
+            })
+            .transpose()?;
+        let logger_provider = config
+            .signals
+            .logs
+            .map(|protocol| {
+                let builder = SdkLoggerProvider::builder().with_resource(resource);
+                export::logs(builder, protocol, config).map(|builder| builder.build())
+            })
+            .transpose()?;
 
         // Spans and events of the exporters' own stack never become
         // telemetry: exporting them would produce more of them.
@@ -266,12 +259,7 @@ impl Telemetry {
         let tracer = tracer_provider.tracer(service.name);
         let mut layers: Vec<Box<dyn Layer<Registry> + Send + Sync>> = vec![
             env_filter.boxed(),
-            tracing_subscriber::fmt::layer()
-                .event_format(console::ConsoleFormat::new(config.log_format))
-                .fmt_fields(console::fields(config.log_format))
-                .with_writer(writer)
-                .with_filter(console::ConsoleFilter::new(SDK_DIAGNOSTICS_INTERVAL))
-                .boxed(),
+            console::layer(config.log_format, SDK_DIAGNOSTICS_INTERVAL, writer),
             // Only the attributes our spans set themselves. The layer's
             // defaults add eight more to every span, each exported: code
             // location (our span helpers are all created in one file, so it

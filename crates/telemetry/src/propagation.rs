@@ -104,14 +104,10 @@ impl Extractor for StoredContext {
     }
 
     fn keys(&self) -> Vec<&str> {
-        [
-            ("traceparent", &self.traceparent),
-            ("tracestate", &self.tracestate),
-            ("baggage", &self.baggage),
-        ]
-        .into_iter()
-        .filter_map(|(key, value)| value.as_ref().map(|_| key))
-        .collect()
+        ["traceparent", "tracestate", "baggage"]
+            .into_iter()
+            .filter(|key| self.get(key).is_some())
+            .collect()
     }
 }
 

@@ -21,42 +21,41 @@ pub struct Statement {
     pub collection: Option<&'static str>,
 }
 
+/// Each operation that names a table, and the keyword the table follows.
+const TABLE_AFTER: [(&str, &str); 4] = [
+    ("INSERT", "INTO"),
+    ("UPDATE", "UPDATE"),
+    ("DELETE", "FROM"),
+    ("SELECT", "FROM"),
+];
+
+/// Words that can follow FROM/INTO/UPDATE but are not a table.
+const NOT_TABLES: [&str; 4] = ["LATERAL", "SELECT", "VALUES", "WHERE"];
+
 impl Statement {
     /// Reads the operation and table of `sql`.
     pub fn parse(sql: &'static str) -> Self {
-        let mut tokens = Tokens { rest: sql };
-        let Some(Token::Word(operation)) = tokens.next() else {
-            return Self {
-                operation: "",
-                collection: None,
-            };
-        };
-        let keyword = |word: &str, expected: &str| word.eq_ignore_ascii_case(expected);
-        if keyword(operation, "WITH") {
+        let operation = pieces(sql).next().filter(|piece| is_word(piece));
+        let operation = operation.unwrap_or_default();
+        if is(operation, "WITH") {
             // `WITH [RECURSIVE] name [(columns)] AS [[NOT] MATERIALIZED] (body)`:
-            // the first group after AS is the first CTE's body.
-            let mut after_as = false;
-            for token in tokens {
-                match token {
-                    Token::Word(word) if keyword(word, "AS") => after_as = true,
-                    Token::Group(body) if after_as => return Self::parse(body),
-                    _ => {}
-                }
+            // the first group after AS is the first CTE's body. It is read
+            // from past its `(`; its `)` is one more piece, after the table.
+            let mut after_with = pieces(sql).skip_while(|piece| !is(piece, "AS"));
+            if let Some(body) = after_with.find(|piece| piece.starts_with('(')) {
+                return Self::parse(&body[1..]);
             }
-            return Self {
-                operation,
-                collection: None,
-            };
         }
-        let collection = if keyword(operation, "INSERT") {
-            table_after(tokens, "INTO")
-        } else if keyword(operation, "UPDATE") {
-            table(tokens)
-        } else if keyword(operation, "DELETE") || keyword(operation, "SELECT") {
-            table_after(tokens, "FROM")
-        } else {
-            None
-        };
+        let collection = TABLE_AFTER
+            .iter()
+            .find(|(named, _)| is(operation, named))
+            .and_then(|(_, keyword)| {
+                let mut rest = pieces(sql).skip_while(|piece| !is(piece, keyword)).skip(1);
+                // `UPDATE ONLY games`, `DELETE FROM ONLY games`.
+                let table = rest.find(|piece| !is(piece, "ONLY"))?;
+                let not_table = NOT_TABLES.iter().any(|keyword| is(table, keyword));
+                (is_word(table) && !not_table).then_some(table)
+            });
         Self {
             operation,
             collection,
@@ -64,115 +63,53 @@ impl Statement {
     }
 }
 
-/// The table after the first outermost `keyword`.
-fn table_after(mut tokens: Tokens, keyword: &str) -> Option<&'static str> {
-    tokens
-        .find(|token| matches!(token, Token::Word(word) if word.eq_ignore_ascii_case(keyword)))?;
-    table(tokens)
+fn is(word: &str, keyword: &str) -> bool {
+    word.eq_ignore_ascii_case(keyword)
 }
 
-/// The table named next (past `ONLY`), if the next thing is a name.
-fn table(mut tokens: Tokens) -> Option<&'static str> {
-    match tokens.next()? {
-        Token::Word(word) if word.eq_ignore_ascii_case("ONLY") => table(tokens),
-        Token::Word(word) if !is_keyword(word) => Some(word),
-        _ => None,
-    }
-}
-
-/// Words that can follow FROM/INTO/UPDATE but are not a table.
-fn is_keyword(word: &str) -> bool {
-    ["LATERAL", "SELECT", "VALUES", "WHERE"]
-        .iter()
-        .any(|keyword| word.eq_ignore_ascii_case(keyword))
-}
-
-/// One outermost piece of a statement.
-#[derive(Debug, PartialEq, Eq)]
-enum Token {
-    /// A keyword, name, parameter, or number (`games`, `public.games`, `$1::text`).
-    Word(&'static str),
-    /// What is between a pair of parentheses, nested ones included.
-    Group(&'static str),
-    /// Anything else: operators, commas, string literals.
-    Other,
-}
-
-/// The outermost tokens of a statement.
-#[derive(Debug, Clone)]
-struct Tokens {
-    rest: &'static str,
-}
-
-impl Iterator for Tokens {
-    type Item = Token;
-
-    fn next(&mut self) -> Option<Token> {
-        let text = self.rest.trim_start();
-        let first = text.chars().next()?;
-        let (token, len) = if first == '(' {
-            let close = matching_paren(text);
-            (Token::Group(&text[1..close]), (close + 1).min(text.len()))
-        } else if first == '\'' {
-            (Token::Other, literal_end(text, '\''))
-        } else if is_word_char(first) {
-            let len = text
-                .find(|c: char| !is_word_char(c) && c != '"')
-                .unwrap_or(text.len());
-            (Token::Word(&text[..len]), len)
-        } else if first == '"' {
-            let len = literal_end(text, '"');
-            (Token::Word(&text[..len]), len)
-        } else {
-            (Token::Other, first.len_utf8())
-        };
-        self.rest = &text[len..];
-        Some(token)
-    }
+/// Whether a piece is a keyword or a name (`games`, `public.games`,
+/// `"Game Nights"`, `$1::text`).
+fn is_word(piece: &str) -> bool {
+    piece.starts_with(|c| is_word_char(c) || c == '"')
 }
 
 fn is_word_char(c: char) -> bool {
     c.is_alphanumeric() || matches!(c, '_' | '.' | '$' | ':')
 }
 
-/// The length of the literal quoted by `quote` that `text` starts with (a
-/// doubled quote inside it is part of it); the whole text if unterminated.
-fn literal_end(text: &str, quote: char) -> usize {
-    let mut inside = false;
-    for (at, c) in text.char_indices() {
-        if c == quote {
-            inside = !inside;
-            // A doubled quote reopens at once, so only a closing quote that
-            // is not followed by another ends the literal.
-            if !inside && !text[at + 1..].starts_with(quote) {
-                return at + 1;
-            }
-        }
-    }
-    text.len()
+/// The outermost pieces of `sql`, slices of it: words, groups from a `(` to
+/// its `)` (to the end if unclosed), string literals, and single characters
+/// of anything else.
+fn pieces(sql: &'static str) -> impl Iterator<Item = &'static str> {
+    let mut rest = sql;
+    std::iter::from_fn(move || {
+        let text = rest.trim_start();
+        let (piece, after) = text.split_at(piece_len(text));
+        rest = after;
+        (!piece.is_empty()).then_some(piece)
+    })
 }
 
-/// The index of the `)` closing the `(` that `text` starts with, skipping
-/// literals; the end of the text if it is never closed.
-fn matching_paren(text: &str) -> usize {
-    let mut depth = 0_usize;
-    let mut at = 0;
-    while let Some(c) = text[at..].chars().next() {
+/// The length of the piece `text` starts with. Quotes are tracked inside
+/// groups and words too, so a `(` or space in a literal or quoted name
+/// neither opens a group nor ends a word; a doubled quote closes the
+/// literal and opens the next at once.
+fn piece_len(text: &str) -> usize {
+    let word = is_word(text);
+    let (mut depth, mut quote) = (0_usize, None);
+    for (at, c) in text.char_indices() {
+        let continues_word = word && (is_word_char(c) || c == '"');
+        if at > 0 && depth == 0 && quote.is_none() && !continues_word {
+            return at;
+        }
         match c {
+            _ if quote == Some(c) => quote = None,
+            _ if quote.is_some() => {}
+            '\'' | '"' => quote = Some(c),
             '(' => depth += 1,
-            ')' => {
-                depth -= 1;
-                if depth == 0 {
-                    return at;
-                }
-            }
-            '\'' | '"' => {
-                at += literal_end(&text[at..], c);
-                continue;
-            }
+            ')' => depth = depth.saturating_sub(1),
             _ => {}
         }
-        at += c.len_utf8();
     }
     text.len()
 }
