@@ -5,30 +5,36 @@
 //! service's required variables.
 
 use std::ffi::OsString;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::process::ExitCode;
 
 use clap::error::ErrorKind;
 use clap::{Args, FromArgMatches, Subcommand};
 use telemetry::TelemetryConfig;
 use telemetry::config::{ignore_empty_variables, name_values_by_variable, parse_vars};
 
+use crate::CancellationToken;
 use crate::config::ServiceConfig;
 
+/// What a subcommand does.
+#[expect(missing_debug_implementations, reason = "a boxed future has no Debug")]
+pub enum Task {
+    /// Work run as the service runs (see [`crate::main`]), but not stopped
+    /// by SIGINT/SIGTERM.
+    Work(Pin<Box<dyn Future<Output = anyhow::Result<()>>>>),
+    /// Probe the service running at this listen address
+    /// ([`crate::healthcheck`]), without telemetry.
+    Healthcheck(SocketAddr),
+}
+
 /// What the command line asked for.
-#[derive(Debug)]
-pub enum Invocation<C, S> {
+enum Invocation<C, S> {
     /// No subcommand: run the service with these settings, checked.
     Run(C),
     /// A subcommand, with the options it declares.
     Command(S),
-}
-
-/// A parsed command line.
-#[derive(Debug)]
-pub struct Cli<C, S> {
-    /// The telemetry group, for [`crate::main`].
-    pub telemetry: TelemetryConfig,
-    /// What to do.
-    pub invocation: Invocation<C, S>,
 }
 
 /// The command line of `service`: its settings `C`, the telemetry group and
@@ -54,40 +60,46 @@ pub fn command<C: Args, S: Subcommand>(
     name_values_by_variable(cmd)
 }
 
-/// Parses the process's command line and environment; on an error (a
+/// The body of a service's `main`: parses `args` (the binary's name first)
+/// and the environment, then runs the service with `run` under
+/// [`crate::main`], or what `task` makes of the subcommand. On an error (a
 /// missing or invalid variable, named) or `--help`, prints and exits with
 /// clap's code (2 for bad configuration).
-pub fn parse<C: ServiceConfig, S: Subcommand>(
-    service: telemetry::Service,
-    about: &'static str,
-) -> Cli<C, S> {
-    try_parse_from(service, about, std::env::args_os()).unwrap_or_else(|err| err.exit())
-}
-
-/// [`parse`] from `args` (the first being the binary's name), for
-/// multi-call binaries and tests; `Err` instead of exiting.
-pub fn try_parse_from<C: ServiceConfig, S: Subcommand>(
+pub async fn main<C: ServiceConfig, S: Subcommand, Fut>(
     service: telemetry::Service,
     about: &'static str,
     args: impl IntoIterator<Item = impl Into<OsString> + Clone>,
-) -> Result<Cli<C, S>, clap::Error> {
+    run: impl FnOnce(C, CancellationToken) -> Fut,
+    task: impl FnOnce(S) -> Task,
+) -> ExitCode
+where
+    Fut: Future<Output = anyhow::Result<()>>,
+{
     let mut cmd = ignore_empty_variables(command::<C, S>(service, about));
-    let mut matches = cmd.try_get_matches_from_mut(args)?;
-    let format = |err: clap::Error| err.format(&mut cmd.clone());
-    let telemetry = TelemetryConfig::from_arg_matches_mut(&mut matches).map_err(format)?;
-    let invocation = if matches.subcommand_name().is_some() {
-        Invocation::Command(S::from_arg_matches_mut(&mut matches).map_err(format)?)
-    } else {
-        let config = C::from_arg_matches_mut(&mut matches).map_err(format)?;
+    let mut matches = cmd
+        .try_get_matches_from_mut(args)
+        .unwrap_or_else(|err| err.exit());
+    let parsed = TelemetryConfig::from_arg_matches_mut(&mut matches).and_then(|telemetry| {
+        if matches.subcommand_name().is_some() {
+            let command = S::from_arg_matches_mut(&mut matches)?;
+            return Ok((telemetry, Invocation::Command(command)));
+        }
+        let config = C::from_arg_matches_mut(&mut matches)?;
         config
             .check()
-            .map_err(|err| cmd.error(ErrorKind::ValueValidation, err))?;
-        Invocation::Run(config)
-    };
-    Ok(Cli {
-        telemetry,
-        invocation,
-    })
+            .map_err(|err| clap::Error::raw(ErrorKind::ValueValidation, err))?;
+        Ok((telemetry, Invocation::Run(config)))
+    });
+    let (telemetry, invocation) = parsed.unwrap_or_else(|err| err.format(&mut cmd).exit());
+    match invocation {
+        Invocation::Run(config) => {
+            crate::main(service, &telemetry, |shutdown| run(config, shutdown)).await
+        }
+        Invocation::Command(command) => match task(command) {
+            Task::Work(work) => crate::main(service, &telemetry, |_| work).await,
+            Task::Healthcheck(addr) => crate::healthcheck(addr).await,
+        },
+    }
 }
 
 /// The settings `C` as if the environment held exactly `vars` (empty ones
@@ -96,11 +108,10 @@ pub fn try_parse_from<C: ServiceConfig, S: Subcommand>(
 pub fn from_vars<'a, C: ServiceConfig>(
     vars: impl IntoIterator<Item = (&'a str, &'a str)>,
 ) -> Result<C, clap::Error> {
-    let cmd = clap::Command::new("test");
-    let config: C = parse_vars(cmd.clone(), vars)?;
+    let config: C = parse_vars(clap::Command::new("test"), vars)?;
     config
         .check()
-        .map_err(|err| cmd.clone().error(ErrorKind::ValueValidation, err))?;
+        .map_err(|err| clap::Error::raw(ErrorKind::ValueValidation, err))?;
     Ok(config)
 }
 
@@ -108,16 +119,13 @@ pub fn from_vars<'a, C: ServiceConfig>(
 /// each once, in declaration order: what `--help` shows and the docs must
 /// list.
 pub fn variables(cmd: &clap::Command) -> Vec<String> {
-    let mut variables = Vec::new();
-    let mut commands = vec![cmd];
-    while let Some(cmd) = commands.pop() {
-        for var in cmd.get_arguments().filter_map(clap::Arg::get_env) {
-            let var = var.to_string_lossy().into_owned();
-            if !variables.contains(&var) {
-                variables.push(var);
-            }
+    let own = cmd.get_arguments().filter_map(clap::Arg::get_env);
+    let own = own.map(|var| var.to_string_lossy().into_owned());
+    let mut all = Vec::new();
+    for var in own.chain(cmd.get_subcommands().flat_map(variables)) {
+        if !all.contains(&var) {
+            all.push(var);
         }
-        commands.extend(cmd.get_subcommands().collect::<Vec<_>>().into_iter().rev());
     }
-    variables
+    all
 }

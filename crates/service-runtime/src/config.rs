@@ -15,11 +15,12 @@
 use std::ffi::OsStr;
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::Arc;
 use std::time::Duration;
 
+use clap::builder::TypedValueParser;
 use clap::error::ErrorKind;
 use secrecy::{ExposeSecret, SecretString};
+use sqlx::ConnectOptions;
 use sqlx::postgres::PgConnectOptions;
 use url::Url;
 
@@ -32,8 +33,11 @@ pub struct ConfigError(pub String);
 /// A service's settings: a clap group, and the rules across its fields that
 /// clap cannot state.
 pub trait ServiceConfig: clap::Args + clap::FromArgMatches {
-    /// `Err` naming the variables when a rule across them is broken.
-    fn check(&self) -> Result<(), ConfigError>;
+    /// `Err` naming the variables when a rule across them is broken; by
+    /// default, there is none.
+    fn check(&self) -> Result<(), ConfigError> {
+        Ok(())
+    }
 }
 
 /// `DATABASE_URL`, parsed: PostgreSQL's connection options. A secret (it
@@ -44,23 +48,12 @@ pub struct DatabaseUrl(PgConnectOptions);
 impl DatabaseUrl {
     /// The value parser of a PostgreSQL URL (`postgres://` or
     /// `postgresql://`); its error names the variable, never the value.
-    pub fn parser() -> Secret<Self> {
-        Secret::new(
-            "a URL such as postgres://user:password@host:5432/database",
-            |value| {
-                let url = Url::parse(value).ok()?;
-                if !matches!(url.scheme(), "postgres" | "postgresql") || !url.has_host() {
-                    return None;
-                }
-                value.parse::<PgConnectOptions>().ok().map(Self)
-            },
-        )
-    }
-}
-
-impl From<PgConnectOptions> for DatabaseUrl {
-    fn from(options: PgConnectOptions) -> Self {
-        Self(options)
+    pub fn parser() -> SecretParser<Self> {
+        SecretParser {
+            schemes: &["postgres", "postgresql"],
+            expected: "a URL such as postgres://user:password@host:5432/database",
+            from_url: |url| PgConnectOptions::from_url(&url).ok().map(Self),
+        }
     }
 }
 
@@ -92,11 +85,12 @@ impl SecretUrl {
     /// The value parser of a URL with a host whose scheme is one of
     /// `schemes`; its error names the variable and says `expected`, never
     /// the value.
-    pub fn parser(schemes: &'static [&'static str], expected: &'static str) -> Secret<Self> {
-        Secret::new(expected, move |value| {
-            let url = Url::parse(value).ok()?;
-            (schemes.contains(&url.scheme()) && url.has_host()).then_some(Self(url))
-        })
+    pub fn parser(schemes: &'static [&'static str], expected: &'static str) -> SecretParser<Self> {
+        SecretParser {
+            schemes,
+            expected,
+            from_url: |url| Some(Self(url)),
+        }
     }
 
     /// The URL as a [`SecretString`], for clients that take text.
@@ -117,40 +111,18 @@ impl fmt::Debug for SecretUrl {
     }
 }
 
-/// A value parser for a secret: the error names the variable and says what
-/// is expected, and never holds the value (clap's `invalid value '…'`
-/// message would).
-#[derive(Clone)]
-pub struct Secret<T> {
-    parse: Arc<Parse<T>>,
+/// The value parser of a URL that holds a secret: a URL with a host, whose
+/// scheme is one of `schemes`, made a `T` by `from_url`. Its error names
+/// the variable and says what is expected, and never holds the value
+/// (clap's `invalid value '…'` message would).
+#[derive(Debug, Clone)]
+pub struct SecretParser<T> {
+    schemes: &'static [&'static str],
     expected: &'static str,
+    from_url: fn(Url) -> Option<T>,
 }
 
-/// How a [`Secret`] reads its text: `None` when it cannot.
-type Parse<T> = dyn Fn(&str) -> Option<T> + Send + Sync;
-
-impl<T> Secret<T> {
-    /// Parses with `parse`, whose `None` is reported as "expected `expected`".
-    pub fn new(
-        expected: &'static str,
-        parse: impl Fn(&str) -> Option<T> + Send + Sync + 'static,
-    ) -> Self {
-        Self {
-            parse: Arc::new(parse),
-            expected,
-        }
-    }
-}
-
-impl<T> fmt::Debug for Secret<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Secret")
-            .field("expected", &self.expected)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<T: Clone + Send + Sync + 'static> clap::builder::TypedValueParser for Secret<T> {
+impl<T: Clone + Send + Sync + 'static> TypedValueParser for SecretParser<T> {
     type Value = T;
 
     fn parse_ref(
@@ -159,34 +131,18 @@ impl<T: Clone + Send + Sync + 'static> clap::builder::TypedValueParser for Secre
         arg: Option<&clap::Arg>,
         value: &OsStr,
     ) -> Result<T, clap::Error> {
-        value
+        let url = value
             .to_str()
-            .and_then(|value| (self.parse)(value.trim()))
-            .ok_or_else(|| invalid(cmd, arg, self.expected))
-    }
-}
-
-/// `<VAR> is invalid: expected <expected>`, as a clap error (exit code 2)
-/// that holds no value.
-pub fn invalid(cmd: &clap::Command, arg: Option<&clap::Arg>, expected: &str) -> clap::Error {
-    clap::Error::raw(
-        ErrorKind::ValueValidation,
-        format!("{} is invalid: expected {expected}\n", name_of(arg)),
-    )
-    .with_cmd(cmd)
-}
-
-/// The variable that sets `arg`: the name its value is shown under (see
-/// [`telemetry::config::name_values_by_variable`]), else its option.
-fn name_of(arg: Option<&clap::Arg>) -> String {
-    let Some(arg) = arg else {
-        return "a setting".to_owned();
-    };
-    match (arg.get_value_names(), arg.get_env(), arg.get_long()) {
-        (Some([name, ..]), _, _) => name.to_string(),
-        (_, Some(env), _) => env.to_string_lossy().into_owned(),
-        (_, _, Some(long)) => format!("--{long}"),
-        _ => arg.get_id().to_string(),
+            .and_then(|value| Url::parse(value.trim()).ok());
+        url.filter(|url| self.schemes.contains(&url.scheme()) && url.has_host())
+            .and_then(self.from_url)
+            .ok_or_else(|| {
+                // The variable: see telemetry::config::name_values_by_variable.
+                let var = arg.and_then(|arg| arg.get_value_names()?.first());
+                let var = var.map_or("a setting", |var| var.as_str());
+                let message = format!("{var} is invalid: expected {}\n", self.expected);
+                clap::Error::raw(ErrorKind::ValueValidation, message).with_cmd(cmd)
+            })
     }
 }
 
@@ -222,7 +178,7 @@ pub struct RetentionConfig {
     /// Hours done rows (published events, applied event ids, sent
     /// notifications, delivery records) are kept before a sweep deletes
     /// them; at least 1.
-    #[arg(long = "retention-hours", env = "RETENTION_HOURS", default_value = "168", value_parser = hours)]
+    #[arg(long = "retention-hours", env = "RETENTION_HOURS", default_value = "168", value_parser = hours())]
     pub retention: Duration,
 }
 
@@ -256,7 +212,7 @@ pub struct ConsumerConfig<V: ConsumerVars> {
     #[arg(long, env = V::MAX_ATTEMPTS, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_attempts: u32,
     /// First retry delay in milliseconds, doubling per attempt.
-    #[arg(long = "retry-backoff-ms", env = V::RETRY_BACKOFF_MS, default_value = "500", value_parser = millis)]
+    #[arg(long = "retry-backoff-ms", env = V::RETRY_BACKOFF_MS, default_value = "500", value_parser = millis())]
     pub retry_backoff: Duration,
     #[arg(skip)]
     _vars: PhantomData<V>,
@@ -279,28 +235,21 @@ impl<V: ConsumerVars> ConsumerConfig<V> {
 }
 
 /// A whole number of milliseconds.
-pub fn millis(value: &str) -> Result<Duration, String> {
-    whole(value, "milliseconds").map(Duration::from_millis)
+pub fn millis() -> impl TypedValueParser<Value = Duration> {
+    clap::value_parser!(u64).map(Duration::from_millis)
 }
 
 /// A whole number of seconds.
-pub fn seconds(value: &str) -> Result<Duration, String> {
-    whole(value, "seconds").map(Duration::from_secs)
+pub fn seconds() -> impl TypedValueParser<Value = Duration> {
+    clap::value_parser!(u64).map(Duration::from_secs)
 }
 
 /// A whole number of hours, at least 1.
-pub fn hours(value: &str) -> Result<Duration, String> {
-    match whole(value, "hours, at least 1")? {
-        0 => Err("expected a whole number of hours, at least 1".to_owned()),
-        hours => Ok(Duration::from_secs(hours * 3600)),
-    }
-}
-
-fn whole(value: &str, unit: &str) -> Result<u64, String> {
-    value
-        .trim()
-        .parse()
-        .map_err(|_| format!("expected a whole number of {unit}"))
+pub fn hours() -> impl TypedValueParser<Value = Duration> {
+    // At most what a Duration holds.
+    clap::value_parser!(u64)
+        .range(1..=u64::MAX / 3600)
+        .map(Duration::from_hours)
 }
 
 #[cfg(test)]

@@ -104,11 +104,7 @@ mod tests {
         y: Option<Delay>,
     }
 
-    impl crate::config::ServiceConfig for Switches {
-        fn check(&self) -> Result<(), crate::config::ConfigError> {
-            Ok(())
-        }
-    }
+    impl crate::config::ServiceConfig for Switches {}
 
     fn switches(vars: &[(&str, &str)]) -> Result<Switches, clap::Error> {
         crate::cli::from_vars(vars.iter().copied())

@@ -6,6 +6,7 @@
 //!   parsed with errors that name the variable and never echo the value.
 //! - [`cli`]: a service's command line: its settings, the telemetry group,
 //!   its subcommands; every option also set by its environment variable.
+//!   [`cli::main`] is the body of a service's `main`.
 //! - [`fault`]: fault switches, failures made on purpose to be seen.
 //! - [`shutdown`]: one [`CancellationToken`] cancelled on SIGINT or SIGTERM.
 //! - [`periodic`]: a background pass run on wake-up, on an interval, and
@@ -39,7 +40,7 @@ pub use tokio_util::sync::CancellationToken;
 pub const SERVICE_NAMESPACE: &str = "gamenight";
 
 /// Runs a service: sets up telemetry as `config` says (the group its
-/// command line parsed, [`cli::Cli::telemetry`]), runs `work` until it
+/// command line parsed, see [`cli::main`]), runs `work` until it
 /// returns (it should return once the token it is given is cancelled by
 /// SIGINT/SIGTERM), then flushes telemetry.
 ///

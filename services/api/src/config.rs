@@ -5,8 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use service_runtime::config::{
-    ConfigError, DatabaseConfig, RabbitMqConfig, RetentionConfig, SecretUrl, ServiceConfig, millis,
-    seconds,
+    DatabaseConfig, RabbitMqConfig, RetentionConfig, SecretUrl, ServiceConfig, millis, seconds,
 };
 use service_runtime::fault::{Delay, Fault};
 
@@ -37,7 +36,7 @@ pub struct Config {
     /// Seconds a cached game stays fresh; 0 turns the cache off. Writes
     /// invalidate at once: the TTL bounds staleness should an invalidation
     /// be lost while Redis is unreachable.
-    #[arg(long = "cache-ttl-seconds", env = "CACHE_TTL_SECONDS", default_value = "60", value_parser = seconds)]
+    #[arg(long = "cache-ttl-seconds", env = "CACHE_TTL_SECONDS", default_value = "60", value_parser = seconds())]
     pub cache_ttl: Duration,
     /// Prefix of every Redis key, so that several deployments or test runs
     /// can share one Redis.
@@ -48,7 +47,7 @@ pub struct Config {
     pub events_exchange: String,
     /// Milliseconds between looks for events written by other replicas;
     /// this replica's are published at once.
-    #[arg(long = "outbox-poll-interval-ms", env = "OUTBOX_POLL_INTERVAL_MS", default_value = "1000", value_parser = millis)]
+    #[arg(long = "outbox-poll-interval-ms", env = "OUTBOX_POLL_INTERVAL_MS", default_value = "1000", value_parser = millis())]
     pub outbox_poll_interval: Duration,
     /// Apply pending migrations before serving (`api migrate` applies them
     /// and exits).
@@ -67,11 +66,7 @@ pub fn command() -> clap::Command {
     service_runtime::cli::command::<Config, Command>(crate::SERVICE, ABOUT)
 }
 
-impl ServiceConfig for Config {
-    fn check(&self) -> Result<(), ConfigError> {
-        Ok(())
-    }
-}
+impl ServiceConfig for Config {}
 
 /// Where the HTTP server listens: all `api healthcheck` needs.
 #[derive(Debug, Clone, clap::Args)]

@@ -268,20 +268,12 @@ async fn readyz(State(state): State<AppState>) -> impl axum::response::IntoRespo
 /// the environment say: the body of the binary's `main`, and of `demo
 /// service api`. Exits 2, naming the variable, on bad configuration.
 pub async fn main(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> ExitCode {
-    use service_runtime::cli::{Invocation, try_parse_from};
-    let cli = try_parse_from::<Config, config::Command>(SERVICE, config::ABOUT, args)
-        .unwrap_or_else(|err| err.exit());
-    match cli.invocation {
-        Invocation::Run(config) => {
-            service_runtime::main(SERVICE, &cli.telemetry, |shutdown| run(config, shutdown)).await
-        }
-        Invocation::Command(config::Command::Migrate(database)) => {
-            service_runtime::main(SERVICE, &cli.telemetry, |_| migrate(*database)).await
-        }
-        Invocation::Command(config::Command::Healthcheck(listen)) => {
-            service_runtime::healthcheck(listen.addr).await
-        }
-    }
+    use service_runtime::cli::Task;
+    service_runtime::cli::main(SERVICE, config::ABOUT, args, run, |command| match command {
+        config::Command::Migrate(database) => Task::Work(Box::pin(migrate(*database))),
+        config::Command::Healthcheck(listen) => Task::Healthcheck(listen.addr),
+    })
+    .await
 }
 
 /// Serves the api as `config` says until `shutdown`, applying pending

@@ -229,17 +229,11 @@ pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 /// environment say: the body of the binary's `main`, and of `demo service
 /// bot`. Exits 2, naming the variable, on bad configuration.
 pub async fn main(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> ExitCode {
-    use service_runtime::cli::{Invocation, try_parse_from};
-    let cli = try_parse_from::<Config, config::Command>(SERVICE, config::ABOUT, args)
-        .unwrap_or_else(|err| err.exit());
-    match cli.invocation {
-        Invocation::Run(config) => {
-            service_runtime::main(SERVICE, &cli.telemetry, |shutdown| run(config, shutdown)).await
-        }
-        Invocation::Command(config::Command::Healthcheck(listen)) => {
-            service_runtime::healthcheck(listen.addr).await
-        }
-    }
+    use service_runtime::cli::Task;
+    service_runtime::cli::main(SERVICE, config::ABOUT, args, run, |command| match command {
+        config::Command::Healthcheck(listen) => Task::Healthcheck(listen.addr),
+    })
+    .await
 }
 
 /// Runs the bot as `config` says until `shutdown`.

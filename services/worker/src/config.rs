@@ -61,7 +61,7 @@ pub struct Config {
     pub consumer: ConsumerConfig<Worker>,
     /// Milliseconds between looks for due notifications; new ones wake the
     /// scheduler at once.
-    #[arg(long = "scheduler-interval-ms", env = "SCHEDULER_INTERVAL_MS", default_value = "1000", value_parser = millis)]
+    #[arg(long = "scheduler-interval-ms", env = "SCHEDULER_INTERVAL_MS", default_value = "1000", value_parser = millis())]
     pub scheduler_interval: Duration,
     /// How long applied event ids and sent notifications are kept; dead
     /// notifications stay until re-driven.

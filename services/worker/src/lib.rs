@@ -253,24 +253,16 @@ impl Worker {
 /// service worker`. Exits 2, naming the variable, on bad configuration.
 pub async fn main(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> ExitCode {
     use config::Command;
-    use service_runtime::cli::{Invocation, try_parse_from};
-    let cli = try_parse_from::<Config, Command>(SERVICE, config::ABOUT, args)
-        .unwrap_or_else(|err| err.exit());
-    match cli.invocation {
-        Invocation::Run(config) => {
-            service_runtime::main(SERVICE, &cli.telemetry, |shutdown| run(config, shutdown)).await
-        }
-        Invocation::Command(Command::Healthcheck(listen)) => {
-            service_runtime::healthcheck(listen.addr).await
-        }
-        Invocation::Command(Command::Redrive {
+    use service_runtime::cli::Task;
+    service_runtime::cli::main(SERVICE, config::ABOUT, args, run, |command| match command {
+        Command::Healthcheck(listen) => Task::Healthcheck(listen.addr),
+        Command::Redrive {
             what,
             limit,
             config,
-        }) => {
-            service_runtime::main(SERVICE, &cli.telemetry, |_| redrive(*config, what, limit)).await
-        }
-    }
+        } => Task::Work(Box::pin(redrive(*config, what, limit))),
+    })
+    .await
 }
 
 /// Runs the worker as `config` says until `shutdown`.
