@@ -177,7 +177,7 @@ pub struct RabbitMqConfig {
 pub struct RetentionConfig {
     /// Hours done rows (published events, applied event ids, sent
     /// notifications, delivery records) are kept before a sweep deletes
-    /// them; at least 1.
+    /// them; at least 1, at most 876000 (a century).
     #[arg(long = "retention-hours", env = "RETENTION_HOURS", default_value = "168", value_parser = hours())]
     pub retention: Duration,
 }
@@ -244,13 +244,16 @@ pub fn seconds() -> impl TypedValueParser<Value = Duration> {
     clap::value_parser!(u64).map(Duration::from_secs)
 }
 
-/// A whole number of hours, at least 1.
+/// A whole number of hours, from 1 to [`MAX_HOURS`].
 pub fn hours() -> impl TypedValueParser<Value = Duration> {
-    // At most what a Duration holds.
     clap::value_parser!(u64)
-        .range(1..=u64::MAX / 3600)
+        .range(1..=MAX_HOURS)
         .map(Duration::from_hours)
 }
+
+/// A century: more than anyone keeps rows for, and an interval PostgreSQL
+/// can subtract from `now()`.
+pub const MAX_HOURS: u64 = 876_000;
 
 #[cfg(test)]
 mod tests {
@@ -368,7 +371,7 @@ mod tests {
                 .retention,
             Duration::from_secs(7200)
         );
-        for bad in ["0", "-1", "a week"] {
+        for bad in ["0", "-1", "a week", "876001", "18446744073709551615"] {
             let err = parse(&[("RETENTION_HOURS", bad)]).unwrap_err();
             assert!(err.to_string().contains("RETENTION_HOURS"), "{err}");
         }
