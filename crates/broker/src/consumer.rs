@@ -14,12 +14,11 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
-use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::types::{AMQPValue, FieldTable};
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Histogram, Meter};
-use opentelemetry::trace::Status;
 use opentelemetry_semantic_conventions::{attribute as semconv, metric};
-use telemetry::spans::{MESSAGING_SYSTEM_RABBITMQ, consumer_span, record_error};
+use telemetry::spans::{MESSAGING_SYSTEM_RABBITMQ, consumer_span, record_error, record_failure};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -67,23 +66,6 @@ impl Failure {
         Self::Unavailable {
             reason: reason.into(),
             retry_after: None,
-        }
-    }
-
-    fn reason(&self) -> &str {
-        match self {
-            Self::Permanent(reason) => reason,
-            Self::Transient { reason, .. } | Self::Unavailable { reason, .. } => reason,
-        }
-    }
-
-    /// The wait a server asked for before the next attempt.
-    fn retry_after(&self) -> Option<Duration> {
-        match self {
-            Self::Permanent(_) => None,
-            Self::Transient { retry_after, .. } | Self::Unavailable { retry_after, .. } => {
-                *retry_after
-            }
         }
     }
 }
@@ -297,15 +279,12 @@ where
             failure.get_or_insert(err);
         }
     }
-    match failure {
-        Some(err) => Err(err),
-        None => {
-            // Unacked prefetched messages go back to the queue when the
-            // channel closes.
-            let _ = crate::bounded("a close", channel.close(200, "shutting down".into())).await;
-            Ok(())
-        }
+    if failure.is_none() {
+        // Unacked prefetched messages go back to the queue when the channel
+        // closes.
+        let _ = crate::bounded("a close", channel.close(200, "shutting down".into())).await;
     }
+    failure.map_or(Ok(()), Err)
 }
 
 async fn handle<H, Fut>(
@@ -346,7 +325,8 @@ where
                 Err(failure) => failure,
             };
             let exhausted = attempt >= settings.max_attempts;
-            match &failure {
+            // `retry_after`: the wait a server asked for before the next attempt.
+            let (reason, retry_after) = match &failure {
                 Failure::Permanent(reason) => {
                     return dead_letter(broker, settings, &delivery, &message, reason).await;
                 }
@@ -354,14 +334,21 @@ where
                     let reason = format!("gave up after {attempt} attempts: {reason}");
                     return dead_letter(broker, settings, &delivery, &message, &reason).await;
                 }
-                _ => {}
-            }
+                Failure::Transient {
+                    reason,
+                    retry_after,
+                }
+                | Failure::Unavailable {
+                    reason,
+                    retry_after,
+                } => (reason.as_str(), *retry_after),
+            };
             let backoff = settings.initial_backoff * 2u32.saturating_pow(attempt - 1);
-            let requeue_now = exhausted && failure.retry_after().is_none();
+            let requeue_now = exhausted && retry_after.is_none();
             if !requeue_now {
                 // A server's Retry-After is honoured even before a requeue.
-                let wait = failure.retry_after().unwrap_or(backoff).min(settings.max_backoff);
-                tracing::warn!(reason = failure.reason(), attempt, retry_in = ?wait, "processing failed; retrying");
+                let wait = retry_after.unwrap_or(backoff).min(settings.max_backoff);
+                tracing::warn!(reason, attempt, retry_in = ?wait, "processing failed; retrying");
                 tokio::select! {
                     () = shutdown.cancelled() => {
                         // Shutting down mid-retry: hand the message back
@@ -375,7 +362,11 @@ where
             if exhausted {
                 // Only an Unavailable failure gets here: the dependency is
                 // still down, and the message goes back, not to the DLQ.
-                tracing::warn!(reason = failure.reason(), attempt, "dependency still down; message back on the queue");
+                tracing::warn!(
+                    reason,
+                    attempt,
+                    "dependency still down; message back on the queue"
+                );
                 requeue(&delivery).await?;
                 return Ok(Outcome::Requeued);
             }
@@ -404,10 +395,7 @@ where
         .map_or("unacknowledged", |outcome| outcome.as_str());
     match &outcome {
         Ok(Outcome::Processed) => {}
-        Ok(_) => {
-            span.record(semconv::ERROR_TYPE, label);
-            span.set_status(Status::error(label));
-        }
+        Ok(_) => record_failure(&span, label, label),
         Err(err) => record_error(&span, label, err),
     }
     if !matches!(outcome, Ok(Outcome::Processed)) {
@@ -459,10 +447,7 @@ async fn dead_letter(
 ) -> Result<Outcome, BrokerError> {
     tracing::error!(reason, routing_key = %message.routing_key, "dead-lettering message");
     let mut headers = FieldTable::default();
-    headers.insert(
-        REASON_HEADER.into(),
-        AMQPValue::LongString(LongString::from(reason)),
-    );
+    headers.insert(REASON_HEADER.into(), AMQPValue::LongString(reason.into()));
     let published = broker
         .publish_with_headers(
             &settings.queue.dead_letter_exchange(),

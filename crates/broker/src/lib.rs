@@ -216,9 +216,7 @@ impl Broker {
             }
             _ => {
                 let fresh = within_setup("not connected", self.connect()).await?;
-                let channel = fresh.channel.clone();
-                *connected = Some(fresh);
-                Ok(channel)
+                Ok(connected.insert(fresh).channel.clone())
             }
         }
     }
@@ -412,6 +410,13 @@ impl Broker {
             })
             .filter_map(|message| message_id(&message.delivery))
             .collect();
+        // Each publish's outcome goes on its span and the duration histogram.
+        let attributes = [
+            KeyValue::new(semconv::MESSAGING_SYSTEM, MESSAGING_SYSTEM_RABBITMQ),
+            KeyValue::new(semconv::MESSAGING_OPERATION_NAME, "publish"),
+            KeyValue::new(semconv::MESSAGING_OPERATION_TYPE, "send"),
+            KeyValue::new(semconv::MESSAGING_DESTINATION_NAME, exchange.to_owned()),
+        ];
         let mut discard_channel = false;
         let results = sent
             .into_iter()
@@ -426,7 +431,13 @@ impl Broker {
                     Ok(Confirmation::Nack(_)) => Err(BrokerError::Nacked),
                 };
                 discard_channel |= matches!(result, Err(BrokerError::ConfirmTimeout(_)));
-                self.record_publish(exchange, &span, elapsed, &result);
+                let mut attributes = attributes.to_vec();
+                if let Err(err) = &result {
+                    record_error(&span, err.kind(), err);
+                    attributes.push(KeyValue::new(semconv::ERROR_TYPE, err.kind()));
+                }
+                self.publish_duration
+                    .record(elapsed.as_secs_f64(), &attributes);
                 result
             })
             .collect();
@@ -434,28 +445,6 @@ impl Broker {
             self.discard_channel().await;
         }
         results
-    }
-
-    /// Records one publish's outcome on its span and the duration histogram.
-    fn record_publish(
-        &self,
-        exchange: &str,
-        span: &tracing::Span,
-        elapsed: Duration,
-        result: &Result<(), BrokerError>,
-    ) {
-        let mut attributes = vec![
-            KeyValue::new(semconv::MESSAGING_SYSTEM, MESSAGING_SYSTEM_RABBITMQ),
-            KeyValue::new(semconv::MESSAGING_OPERATION_NAME, "publish"),
-            KeyValue::new(semconv::MESSAGING_OPERATION_TYPE, "send"),
-            KeyValue::new(semconv::MESSAGING_DESTINATION_NAME, exchange.to_owned()),
-        ];
-        if let Err(err) = result {
-            record_error(span, err.kind(), err);
-            attributes.push(KeyValue::new(semconv::ERROR_TYPE, err.kind()));
-        }
-        self.publish_duration
-            .record(elapsed.as_secs_f64(), &attributes);
     }
 }
 

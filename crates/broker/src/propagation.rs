@@ -6,7 +6,7 @@
 //! compile lapin. It uses the same fixed propagator as the HTTP helpers
 //! ([`telemetry::propagation::propagator`]).
 
-use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
 use opentelemetry::Context;
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use telemetry::propagation::propagator;
@@ -36,8 +36,7 @@ impl Injector for AmqpInjector<'_> {
         // Propagation keys are short ASCII names; anything that is not a
         // valid AMQP short string is not a key a propagator would use.
         if let Ok(key) = ShortString::try_new(key) {
-            self.0
-                .insert(key, AMQPValue::LongString(LongString::from(value)));
+            self.0.insert(key, AMQPValue::LongString(value.into()));
         }
     }
 }

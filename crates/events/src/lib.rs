@@ -57,14 +57,8 @@ impl NotificationKind {
 
     /// Parses [`NotificationKind::as_str`].
     pub fn parse(value: &str) -> Option<Self> {
-        [
-            Self::Announcement,
-            Self::PlayerJoined,
-            Self::Reminder,
-            Self::Cancelled,
-        ]
-        .into_iter()
-        .find(|kind| kind.as_str() == value)
+        use serde::de::value::{Error, StrDeserializer};
+        Self::deserialize(StrDeserializer::<Error>::new(value)).ok()
     }
 
     /// The routing key of its messages: `notification.<kind>`.
@@ -190,6 +184,21 @@ mod tests {
             })
         );
         assert_eq!(serde_json::from_value::<Envelope>(json).unwrap(), envelope);
+    }
+
+    #[test]
+    fn a_notification_kind_parses_from_its_name_as_on_the_wire() {
+        for kind in [
+            NotificationKind::Announcement,
+            NotificationKind::PlayerJoined,
+            NotificationKind::Reminder,
+            NotificationKind::Cancelled,
+        ] {
+            assert_eq!(NotificationKind::parse(kind.as_str()), Some(kind));
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
+        }
+        assert_eq!(NotificationKind::parse("Reminder"), None);
+        assert_eq!(NotificationKind::parse(""), None);
     }
 
     #[test]

@@ -277,13 +277,12 @@ fn parse_bool(value: &str) -> Result<bool, String> {
 /// (`--log-format <LOG_FORMAT>`), so that clap's errors, which name the
 /// option by its value, name the variable.
 pub fn name_values_by_variable(cmd: Command) -> Command {
-    cmd.mut_args(|arg| match arg.get_env() {
-        Some(var) => {
-            let var = var.to_string_lossy().into_owned();
-            arg.value_name(var)
-        }
-        None => arg,
-    })
+    cmd.mut_args(
+        |arg| match arg.get_env().map(|var| var.to_string_lossy().into_owned()) {
+            Some(var) => arg.value_name(var),
+            None => arg,
+        },
+    )
     .mut_subcommands(name_values_by_variable)
 }
 

@@ -28,7 +28,6 @@ use axum::extract::MatchedPath;
 use http::{Method, Request, Response, Version};
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Histogram, Meter};
-use opentelemetry::trace::Status;
 use opentelemetry_semantic_conventions::{attribute as semconv, metric};
 use tracing::field::Empty;
 use tracing::{Instrument, Span};
@@ -149,8 +148,7 @@ where
                     Err(_) => Some("_OTHER".to_owned()),
                 };
                 if let Some(error_type) = error_type {
-                    span.record(semconv::ERROR_TYPE, error_type.as_str());
-                    span.set_status(Status::error(""));
+                    crate::spans::record_failure(&span, &error_type, "");
                     attributes.push(KeyValue::new(semconv::ERROR_TYPE, error_type));
                 }
                 duration.record(start.elapsed().as_secs_f64(), &attributes);
@@ -229,18 +227,13 @@ fn redacted_path(path: &str, route: &str, exported: &[&str]) -> String {
 /// The method as the conventions want it: one of the known methods, or
 /// `_OTHER` so that made-up methods cannot explode metric cardinality.
 fn method_name(method: &Method) -> &'static str {
-    match *method {
-        Method::GET => "GET",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::DELETE => "DELETE",
-        Method::PATCH => "PATCH",
-        Method::HEAD => "HEAD",
-        Method::OPTIONS => "OPTIONS",
-        Method::CONNECT => "CONNECT",
-        Method::TRACE => "TRACE",
-        _ => "_OTHER",
-    }
+    const KNOWN: [&str; 9] = [
+        "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "CONNECT", "TRACE",
+    ];
+    KNOWN
+        .into_iter()
+        .find(|known| *known == method.as_str())
+        .unwrap_or("_OTHER")
 }
 
 fn protocol_version(version: Version) -> Option<&'static str> {

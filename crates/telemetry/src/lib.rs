@@ -425,19 +425,15 @@ fn shut_down_on_thread(
     shutdown: impl FnOnce() -> OTelSdkResult + Send + 'static,
 ) -> Option<&'static str> {
     let done = done.clone();
-    let spawned = std::thread::Builder::new()
+    std::thread::Builder::new()
         .name(format!("telemetry-shutdown-{signal}"))
         .spawn(move || {
             // The receiver is gone once the deadline has passed.
             let _ = done.send((signal, shutdown()));
-        });
-    match spawned {
-        Ok(_) => Some(signal),
-        Err(err) => {
-            eprintln!("telemetry: cannot flush {signal}: {err}");
-            None
-        }
-    }
+        })
+        .inspect_err(|err| eprintln!("telemetry: cannot flush {signal}: {err}"))
+        .ok()
+        .map(|_| signal)
 }
 
 #[cfg(test)]

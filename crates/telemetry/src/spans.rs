@@ -192,7 +192,13 @@ pub async fn send_traced(
     request: reqwest::Request,
     url_template: Option<&'static str>,
 ) -> reqwest::Result<reqwest::Response> {
-    send(client, request, url_template, Propagation::Inject).await
+    send(
+        client,
+        request,
+        url_template,
+        crate::propagation::inject_http,
+    )
+    .await
 }
 
 #[cfg(feature = "reqwest")]
@@ -204,27 +210,20 @@ pub async fn send_traced_to_third_party(
     request: reqwest::Request,
     url_template: Option<&'static str>,
 ) -> reqwest::Result<reqwest::Response> {
-    send(client, request, url_template, Propagation::Withhold).await
+    send(client, request, url_template, |_| {}).await
 }
 
 #[cfg(feature = "reqwest")]
-/// Whether a request carries the trace context to whoever it goes to.
-enum Propagation {
-    Inject,
-    Withhold,
-}
-
-#[cfg(feature = "reqwest")]
+/// Sends `request` inside its CLIENT span, after `propagate` (in the span)
+/// has written to its headers the trace context it gives whoever it goes to.
 async fn send(
     client: &reqwest::Client,
     mut request: reqwest::Request,
     url_template: Option<&'static str>,
-    propagation: Propagation,
+    propagate: fn(&mut http::HeaderMap),
 ) -> reqwest::Result<reqwest::Response> {
     let span = http_client_span(request.method(), request.url(), url_template);
-    if let Propagation::Inject = propagation {
-        span.in_scope(|| crate::propagation::inject_http(request.headers_mut()));
-    }
+    span.in_scope(|| propagate(request.headers_mut()));
     let result = tracing::Instrument::instrument(client.execute(request), span.clone())
         .await
         .map_err(reqwest::Error::without_url);
@@ -245,8 +244,7 @@ pub fn record_response(span: &Span, status: http::StatusCode) {
         i64::from(status.as_u16()),
     );
     if status.is_client_error() || status.is_server_error() {
-        span.record(semconv::ERROR_TYPE, status.as_str());
-        span.set_status(Status::error(""));
+        record_failure(span, status.as_str(), "");
     }
 }
 
