@@ -50,6 +50,14 @@ pub(crate) enum ApiError {
 }
 
 impl ApiError {
+    /// A malformed request, no one field at fault.
+    pub(crate) fn bad_request(detail: impl Into<String>) -> Self {
+        Self::BadRequest {
+            detail: detail.into(),
+            field: None,
+        }
+    }
+
     /// A malformed path parameter or body, naming the field.
     pub(crate) fn bad_field(field: &str, detail: impl Into<String>) -> Self {
         Self::BadRequest {

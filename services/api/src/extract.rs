@@ -32,10 +32,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
                 if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
                     ApiError::PayloadTooLarge
                 } else {
-                    ApiError::BadRequest {
-                        detail: "the body could not be read".into(),
-                        field: None,
-                    }
+                    ApiError::bad_request("the body could not be read")
                 }
             })?;
         parse(&body).map(Self)
@@ -61,10 +58,7 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
             };
             ApiError::Validation(vec![crate::domain::FieldError { field, message }])
         } else {
-            ApiError::BadRequest {
-                detail: format!("the body is not valid JSON: {message}"),
-                field: None,
-            }
+            ApiError::bad_request(format!("the body is not valid JSON: {message}"))
         }
     })
 }

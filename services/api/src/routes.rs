@@ -134,10 +134,7 @@ async fn list_games(
     State(state): State<AppState>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<GamePage>, ApiError> {
-    let Query(query) = query.map_err(|err| ApiError::BadRequest {
-        detail: err.body_text(),
-        field: None,
-    })?;
+    let Query(query) = query.map_err(|err| ApiError::bad_request(err.body_text()))?;
     let status = query
         .status
         .as_deref()
