@@ -212,13 +212,8 @@ impl Cache {
         if !self.available() {
             return false;
         }
-        match ping(&mut self.connection.clone()).await {
-            Ok(()) => true,
-            Err(err) => {
-                self.trip(&err);
-                false
-            }
-        }
+        let pinged = ping(&mut self.connection.clone()).await;
+        pinged.inspect_err(|err| _ = self.trip(err)).is_ok()
     }
 
     /// Whether the cache is turned on (`CACHE_TTL_SECONDS` > 0).

@@ -184,17 +184,6 @@ impl NewGame {
         let reminder_minutes =
             in_range("reminder_minutes", request.reminder_minutes, REMINDER_RANGE);
 
-        let errors: Vec<FieldError> = [
-            title.as_ref().err(),
-            host.as_ref().err(),
-            scheduled_at.as_ref().err(),
-            max_players.as_ref().err(),
-            reminder_minutes.as_ref().err(),
-        ]
-        .into_iter()
-        .flatten()
-        .cloned()
-        .collect();
         match (title, host, scheduled_at, max_players, reminder_minutes) {
             (Ok(title), Ok(host), Ok(scheduled_at), Ok(max_players), Ok(reminder_minutes)) => {
                 Ok(Self {
@@ -205,7 +194,16 @@ impl NewGame {
                     reminder_minutes,
                 })
             }
-            _ => Err(errors),
+            (title, host, at, players, reminder) => Err([
+                title.err(),
+                host.err(),
+                at.err(),
+                players.err(),
+                reminder.err(),
+            ]
+            .into_iter()
+            .flatten()
+            .collect()),
         }
     }
 }

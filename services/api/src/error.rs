@@ -36,7 +36,7 @@ pub(crate) enum ApiError {
     PayloadTooLarge,
     /// The game or participant does not exist (404).
     #[error("{0}")]
-    NotFound(&'static str),
+    NotFound(String),
     /// The request conflicts with the game's state (409).
     #[error("{0}")]
     Conflict(String),
@@ -50,6 +50,14 @@ pub(crate) enum ApiError {
 }
 
 impl ApiError {
+    /// A malformed request, no one field at fault.
+    pub(crate) fn bad_request(detail: impl Into<String>) -> Self {
+        Self::BadRequest {
+            detail: detail.into(),
+            field: None,
+        }
+    }
+
     /// A malformed path parameter or body, naming the field.
     pub(crate) fn bad_field(field: &str, detail: impl Into<String>) -> Self {
         Self::BadRequest {
@@ -141,23 +149,14 @@ impl IntoResponse for ApiError {
             errors,
         };
         let body = serde_json::to_vec(&problem).unwrap_or_default();
-        let mut response = (
-            status,
-            [(header::CONTENT_TYPE, "application/problem+json")],
-            body,
-        )
-            .into_response();
-        if let Self::Unavailable(_) = self {
-            response.headers_mut().insert(
-                header::RETRY_AFTER,
-                header::HeaderValue::from_static(RETRY_AFTER_SECONDS),
-            );
-        }
-        response
+        let content_type = [(header::CONTENT_TYPE, "application/problem+json")];
+        let retry_after = matches!(self, Self::Unavailable(_))
+            .then_some([(header::RETRY_AFTER, RETRY_AFTER_SECONDS)]);
+        (status, content_type, retry_after, body).into_response()
     }
 }
 
 /// Answers routes that do not exist with a problem document.
 pub(crate) async fn not_found() -> ApiError {
-    ApiError::NotFound("no such route")
+    ApiError::NotFound("no such route".into())
 }

@@ -2,7 +2,6 @@
 //! field, instead of axum's plain-text defaults.
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, Request};
 use axum::http::header;
 use serde::de::DeserializeOwned;
@@ -27,20 +26,15 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
         if !is_json {
             return Err(ApiError::UnsupportedMediaType);
         }
-        let body =
-            Bytes::from_request(request, state)
-                .await
-                .map_err(|rejection| match rejection {
-                    BytesRejection::FailedToBufferBody(_)
-                        if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE =>
-                    {
-                        ApiError::PayloadTooLarge
-                    }
-                    _ => ApiError::BadRequest {
-                        detail: "the body could not be read".into(),
-                        field: None,
-                    },
-                })?;
+        let body = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::PayloadTooLarge
+                } else {
+                    ApiError::bad_request("the body could not be read")
+                }
+            })?;
         parse(&body).map(Self)
     }
 }
@@ -64,10 +58,7 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
             };
             ApiError::Validation(vec![crate::domain::FieldError { field, message }])
         } else {
-            ApiError::BadRequest {
-                detail: format!("the body is not valid JSON: {message}"),
-                field: None,
-            }
+            ApiError::bad_request(format!("the body is not valid JSON: {message}"))
         }
     })
 }

@@ -47,14 +47,11 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
 impl From<GameError> for ApiError {
     fn from(err: GameError) -> Self {
         match err {
-            GameError::GameNotFound => Self::NotFound("game not found"),
-            GameError::ParticipantNotFound => Self::NotFound("participant not found"),
-            GameError::Full => Self::Conflict("the game is full".into()),
-            GameError::AlreadyJoined => Self::Conflict("the player has already joined".into()),
-            GameError::NotScheduled(status) => {
-                Self::Conflict(format!("the game is {}", status.as_str()))
+            GameError::GameNotFound | GameError::ParticipantNotFound => {
+                Self::NotFound(err.to_string())
             }
             GameError::Database(err) => err.into(),
+            _ => Self::Conflict(err.to_string()),
         }
     }
 }
@@ -137,10 +134,7 @@ async fn list_games(
     State(state): State<AppState>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<GamePage>, ApiError> {
-    let Query(query) = query.map_err(|err| ApiError::BadRequest {
-        detail: err.body_text(),
-        field: None,
-    })?;
+    let Query(query) = query.map_err(|err| ApiError::bad_request(err.body_text()))?;
     let status = query
         .status
         .as_deref()
@@ -210,11 +204,7 @@ async fn get_game(
     if let Some(game) = state.cache.get(id).await {
         return Ok(Json(game));
     }
-    let game = state
-        .store
-        .find(id)
-        .await?
-        .ok_or(ApiError::NotFound("game not found"))?;
+    let game = state.store.find(id).await?.ok_or(GameError::GameNotFound)?;
     state.cache.put(&game).await;
     Ok(Json(game))
 }

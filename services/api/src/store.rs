@@ -29,7 +29,7 @@ pub enum GameError {
     #[error("the player has already joined")]
     AlreadyJoined,
     /// The game was cancelled or played, so it no longer changes.
-    #[error("the game is {0:?}, not scheduled")]
+    #[error("the game is {}", .0.as_str())]
     NotScheduled(GameStatus),
     /// The database failed.
     #[error(transparent)]

@@ -14,27 +14,14 @@ use crate::{HTTP_TIMEOUT, retry_after};
 /// Fetches games from the api.
 #[derive(Debug, Clone)]
 pub(crate) struct GameApi {
-    client: reqwest::Client,
-    base_url: reqwest::Url,
+    /// Whose timeout is [`HTTP_TIMEOUT`].
+    pub(crate) client: reqwest::Client,
+    pub(crate) base_url: reqwest::Url,
     /// `FAULT_API_TIMEOUT_PERCENT`: calls that get no answer on purpose.
-    timeout: Option<Fault>,
+    pub(crate) timeout: Option<Fault>,
 }
 
 impl GameApi {
-    /// The api at `base_url`, called through `client` (whose timeout is
-    /// [`HTTP_TIMEOUT`]).
-    pub(crate) fn new(
-        client: reqwest::Client,
-        base_url: reqwest::Url,
-        timeout: Option<Fault>,
-    ) -> Self {
-        Self {
-            client,
-            base_url,
-            timeout,
-        }
-    }
-
     /// The game `notification` is about. A game the api does not know is
     /// the message's own failure ([`Failure::Permanent`]); an api that is
     /// unreachable, slow or overloaded is waited out ([`Failure::Unavailable`]).
@@ -82,20 +69,21 @@ impl GameApi {
 
 /// Whose failure an api answer other than 2xx is.
 fn api_failure(status: StatusCode, retry_after: Option<std::time::Duration>) -> Failure {
-    match status {
-        // The api (or a gateway in front of it) is overloaded, restarting or
-        // asks us to slow down: wait.
-        StatusCode::REQUEST_TIMEOUT | StatusCode::TOO_MANY_REQUESTS => Failure::Unavailable {
+    // The api (or a gateway in front of it) is overloaded, restarting or
+    // asks us to slow down: wait.
+    let wait = matches!(
+        status,
+        StatusCode::REQUEST_TIMEOUT | StatusCode::TOO_MANY_REQUESTS
+    );
+    if wait || status.is_server_error() {
+        Failure::Unavailable {
             reason: format!("api answered {status}"),
             retry_after,
-        },
-        _ if status.is_server_error() => Failure::Unavailable {
-            reason: format!("api answered {status}"),
-            retry_after,
-        },
+        }
+    } else {
         // 404: the game is gone; any other 4xx: a request that will never
         // succeed. Both belong to the message.
-        _ => Failure::Permanent(format!("api answered {status} for the game")),
+        Failure::Permanent(format!("api answered {status} for the game"))
     }
 }
 
@@ -120,7 +108,11 @@ mod tests {
         let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}/", closed.local_addr().unwrap());
         drop(closed);
-        let api = GameApi::new(reqwest::Client::new(), url.parse().unwrap(), None);
+        let api = GameApi {
+            client: reqwest::Client::new(),
+            base_url: url.parse().unwrap(),
+            timeout: None,
+        };
         match api.game(&notification()).await {
             Err(Failure::Unavailable { reason, .. }) => {
                 assert!(reason.starts_with("api unreachable"), "{reason}")

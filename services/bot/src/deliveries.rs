@@ -22,11 +22,11 @@ const COMPLETE: &str = "UPDATE deliveries \
 const RECORD: &str = "INSERT INTO deliveries (notification_id, discord_message_id) \
      VALUES ($1, $2) ON CONFLICT (notification_id) DO NOTHING";
 
-/// The `deliveries` table.
+/// The `deliveries` table, through `pool`.
 #[derive(Debug, Clone)]
 pub struct Deliveries {
-    pool: PgPool,
-    db: DbClient,
+    pub(crate) pool: PgPool,
+    pub(crate) db: DbClient,
 }
 
 /// The right to post one notification, held until it is recorded
@@ -38,11 +38,6 @@ pub struct Claim {
 }
 
 impl Deliveries {
-    /// The table, through `pool`.
-    pub fn new(pool: PgPool, db: DbClient) -> Self {
-        Self { pool, db }
-    }
-
     /// Claims `notification_id` for posting: `None` when it was delivered
     /// before. Waits while another bot holds the claim.
     pub async fn claim(&self, notification_id: Uuid) -> Result<Option<Claim>, sqlx::Error> {

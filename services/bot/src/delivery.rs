@@ -77,13 +77,11 @@ impl Delivery {
             Err(Failure::Permanent(_)) => "rejected",
             Err(_) => "retried",
         };
-        self.delivered.add(
-            1,
-            &[
-                KeyValue::new("kind", kind),
-                KeyValue::new("outcome", outcome),
-            ],
-        );
+        let attributes = [
+            KeyValue::new("kind", kind),
+            KeyValue::new("outcome", outcome),
+        ];
+        self.delivered.add(1, &attributes);
         if let Ok(Delivered::Sent | Delivered::DryRun) = result {
             let lag = (Utc::now() - notification.due_at).num_milliseconds().max(0) as f64 / 1000.0;
             self.lag.record(lag, &[KeyValue::new("kind", kind)]);

@@ -143,13 +143,13 @@ impl Bot {
                 max_backoff: MAX_RETRY_AFTER,
             },
             delivery: Delivery {
-                api: GameApi::new(
-                    client.clone(),
-                    config.api_base_url.clone(),
-                    config.faults.api_timeout.clone(),
-                ),
+                api: GameApi {
+                    client: client.clone(),
+                    base_url: config.api_base_url.clone(),
+                    timeout: config.faults.api_timeout.clone(),
+                },
                 discord: Discord::new(client, &config.destination, &config.faults),
-                deliveries: Deliveries::new(pool, db),
+                deliveries: Deliveries { pool, db },
                 record_backoff: config.consumer.retry_backoff,
                 delivered: meter
                     .u64_counter("gamenight.notifications.delivered")

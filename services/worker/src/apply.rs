@@ -82,28 +82,14 @@ impl Applier {
     pub async fn apply(&self, envelope: &Envelope) -> Result<Applied, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         let first_time = self
-            .db
-            .run(
-                MARK_PROCESSED,
-                sqlx::query(MARK_PROCESSED)
-                    .bind(envelope.message_id)
-                    .execute(&mut *tx),
-            )
+            .execute(&mut tx, MARK_PROCESSED, envelope.message_id)
             .await?
-            .rows_affected()
             == 1;
         if !first_time {
             tracing::info!(message_id = %envelope.message_id, "duplicate event ignored");
             return Ok(Applied::Duplicate);
         }
-        self.db
-            .run(
-                LOCK_GAME,
-                sqlx::query(LOCK_GAME)
-                    .bind(envelope.game_id)
-                    .execute(&mut *tx),
-            )
-            .await?;
+        self.execute(&mut tx, LOCK_GAME, envelope.game_id).await?;
         let now = Utc::now();
         // (kind, player, due) of each notification the event schedules.
         let notifications = match &envelope.event {
@@ -123,13 +109,7 @@ impl Applier {
             }
             GameEvent::PlayerLeft { .. } => vec![],
             GameEvent::Cancelled {} => {
-                self.db
-                    .run(
-                        DROP_REMINDERS,
-                        sqlx::query(DROP_REMINDERS)
-                            .bind(envelope.game_id)
-                            .execute(&mut *tx),
-                    )
+                self.execute(&mut tx, DROP_REMINDERS, envelope.game_id)
                     .await?;
                 vec![(NotificationKind::Cancelled, None, now)]
             }
@@ -143,6 +123,18 @@ impl Applier {
         self.db.run("COMMIT", tx.commit()).await?;
         tracing::info!(notifications = written, "event applied");
         Ok(Applied::Notifications(written))
+    }
+
+    /// Runs `sql`, whose one parameter is `id`, in `tx`; returns how many
+    /// rows it changed.
+    async fn execute(
+        &self,
+        tx: &mut Transaction<'static, Postgres>,
+        sql: &'static str,
+        id: Uuid,
+    ) -> Result<u64, sqlx::Error> {
+        let query = sqlx::query(sql).bind(id).execute(&mut **tx);
+        Ok(self.db.run(sql, query).await?.rows_affected())
     }
 
     /// Inserts one notification unless the game was cancelled; returns how
