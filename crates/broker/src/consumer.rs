@@ -19,6 +19,7 @@ use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Histogram, Meter};
 use opentelemetry_semantic_conventions::{attribute as semconv, metric};
 use telemetry::spans::{MESSAGING_SYSTEM_RABBITMQ, consumer_span, record_error, record_failure};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -102,6 +103,11 @@ pub struct Settings {
     pub initial_backoff: Duration,
     /// Longest retry delay, also the cap on a server's `Retry-After`.
     pub max_backoff: Duration,
+    /// While this reads `true`, no new message is taken: the handlers keep
+    /// what they hold, and the prefetched messages wait with RabbitMQ's
+    /// unacked ones. One message is still taken when none is in hand, so
+    /// that a handler can find out whether what paused it is over.
+    pub pause: Option<watch::Receiver<bool>>,
 }
 
 /// What became of a message, for the `gamenight.messages.processed` counter.
@@ -246,7 +252,12 @@ where
     // Handlers run on this task, each to its end: a handler dropped halfway
     // could leave its work half done (a post sent, its record not written).
     let mut in_hand = FuturesUnordered::new();
+    let mut pause = settings.pause.clone();
     let mut failure = loop {
+        let paused = pause
+            .as_mut()
+            .is_some_and(|pause| *pause.borrow_and_update());
+        let take = in_hand.len() < concurrency && (in_hand.is_empty() || !paused);
         tokio::select! {
             // Shutdown first, then finished handlers, then new deliveries:
             // with prefetched deliveries ready too, an unbiased select would
@@ -258,7 +269,13 @@ where
                     break Some(err);
                 }
             }
-            next = deliveries.next(), if in_hand.len() < concurrency => match next {
+            // Resumed: look again. An owner gone can pause no more.
+            resumed = changed(pause.as_mut()), if paused => {
+                if resumed.is_err() {
+                    pause = None;
+                }
+            }
+            next = deliveries.next(), if take => match next {
                 Some(Ok(delivery)) => {
                     in_hand.push(handle(broker, settings, instruments, shutdown, handler, delivery));
                 }
@@ -285,6 +302,14 @@ where
         let _ = crate::bounded("a close", channel.close(200, "shutting down".into())).await;
     }
     failure.map_or(Ok(()), Err)
+}
+
+/// Completes when `pause` changes or its sender is dropped; never without one.
+async fn changed(pause: Option<&mut watch::Receiver<bool>>) -> Result<(), watch::error::RecvError> {
+    match pause {
+        Some(pause) => pause.changed().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn handle<H, Fut>(

@@ -50,6 +50,7 @@ async fn a_message_whose_dependency_is_down_goes_back_on_the_queue_not_to_the_dl
         max_attempts: 2,
         initial_backoff: Duration::from_millis(10),
         max_backoff: Duration::from_millis(50),
+        pause: None,
     };
     let handler_calls = calls.clone();
     let task = tokio::spawn(consumer::run(
@@ -162,6 +163,7 @@ fn settings(queue: &QueueSpec, prefetch: u16, initial_backoff: Duration) -> Sett
         max_attempts: 5,
         initial_backoff,
         max_backoff: initial_backoff,
+        pause: None,
     }
 }
 
@@ -287,6 +289,7 @@ async fn the_consumer_is_back_within_two_seconds_after_each_of_several_outages()
             // The worker's retry settings: a backoff that kept doubling
             // across outages would reach the 30 s cap.
             max_backoff: Duration::from_secs(30),
+            pause: None,
             ..settings(&queue, 1, Duration::from_millis(100))
         },
         &meter(),
@@ -620,6 +623,7 @@ async fn a_dead_letter_carries_its_reason_and_a_retry_waits_as_long_as_asked() {
         broker.clone(),
         Settings {
             max_backoff: Duration::from_secs(5),
+            pause: None,
             ..settings(&queue, 2, Duration::from_millis(100))
         },
         &meter(),
@@ -839,6 +843,7 @@ async fn transient_failures_back_off_doubling_then_go_to_the_dlq_with_the_count(
         Settings {
             max_attempts: 3,
             max_backoff: Duration::from_secs(5),
+            pause: None,
             ..settings(&queue, 1, Duration::from_millis(500))
         },
         &meter(),
@@ -870,4 +875,83 @@ async fn transient_failures_back_off_doubling_then_go_to_the_dlq_with_the_count(
             "gave up after 3 attempts: flaky".into()
         ))
     );
+}
+
+/// While paused, the consumer takes a message only when none is in hand, so
+/// the one it holds can find out whether the pause is over; resumed, it
+/// takes up to its concurrency again. Nothing is dead-lettered or lost.
+#[tokio::test]
+async fn a_paused_consumer_takes_one_message_at_a_time_until_resumed() {
+    let (broker, queue, _names) = queue_with_messages(6).await;
+    let (pause_tx, pause) = tokio::sync::watch::channel(true);
+    let (started_tx, mut started) = mpsc::unbounded_channel();
+    let release = Arc::new(tokio::sync::Semaphore::new(0));
+    let finished = Arc::new(AtomicU32::new(0));
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(consumer::run(
+        broker.clone(),
+        Settings {
+            concurrency: 3,
+            pause: Some(pause),
+            ..settings(&queue, 6, Duration::from_millis(10))
+        },
+        &meter(),
+        shutdown.clone(),
+        {
+            let (release, finished) = (release.clone(), finished.clone());
+            move |message| {
+                let (started, release, finished) =
+                    (started_tx.clone(), release.clone(), finished.clone());
+                async move {
+                    let _ = started.send(message.message_id);
+                    release.acquire().await.unwrap().forget();
+                    finished.fetch_add(1, Ordering::SeqCst);
+                    Ok(())
+                }
+            }
+        },
+    ));
+    let next = async |started: &mut mpsc::UnboundedReceiver<Option<String>>| {
+        tokio::time::timeout(Duration::from_secs(10), started.recv())
+            .await
+            .ok()
+            .flatten()
+    };
+    // Paused: one in hand, and no other taken while it is.
+    assert!(next(&mut started).await.is_some());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        started.try_recv().is_err(),
+        "a second message taken while paused"
+    );
+    // Its end lets exactly one more in.
+    release.add_permits(1);
+    assert!(next(&mut started).await.is_some());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        started.try_recv().is_err(),
+        "a third message taken while paused"
+    );
+    // Resumed: up to the concurrency at once.
+    pause_tx.send(false).unwrap();
+    assert!(next(&mut started).await.is_some());
+    assert!(next(&mut started).await.is_some());
+    release.add_permits(5);
+    for _ in 0..2 {
+        assert!(next(&mut started).await.is_some());
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while finished.load(Ordering::SeqCst) < 6 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not every message handled"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ready(&broker, &queue.dead_letter_queue()).await, 0);
 }
