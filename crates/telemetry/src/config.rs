@@ -23,8 +23,10 @@ pub const DEFAULT_ENVIRONMENT: &str = "development";
 /// `debug` they log every connection, which is noise in a service's own log.
 /// lapin logs a message the broker returned as unroutable at `warn`, payload
 /// and all (player names included); the broker crate reports it as an error
-/// of its own, so only lapin's errors are kept.
-pub const DEFAULT_LOG_FILTER: &str = "info,h2=warn,hyper=warn,hyper_util=warn,tonic=warn,tower=warn,reqwest=warn,opentelemetry=warn,opentelemetry_sdk=warn,opentelemetry-otlp=warn,lapin::returned_messages=error";
+/// of its own, so only lapin's errors are kept. Discord's rate limiter opens
+/// an `info` span for every answer it reads, outside any trace; the bot
+/// reports what matters of it (waits, 429s) itself.
+pub const DEFAULT_LOG_FILTER: &str = "info,h2=warn,hyper=warn,hyper_util=warn,tonic=warn,tower=warn,reqwest=warn,opentelemetry=warn,opentelemetry_sdk=warn,opentelemetry-otlp=warn,lapin::returned_messages=error,twilight_http_ratelimiting=warn";
 
 /// A signal's OTLP transport (`OTEL_EXPORTER_OTLP_[SIGNAL_]PROTOCOL`).
 /// `http/json` is not built in.

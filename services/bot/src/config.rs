@@ -2,7 +2,9 @@
 //! environment variable (`bot --help` lists them), and its subcommands.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
+use clap::builder::TypedValueParser;
 use clap::error::ErrorKind;
 use clap::{ArgMatches, Args, FromArgMatches};
 use service_runtime::config::{
@@ -56,6 +58,17 @@ pub struct Config {
     /// Discord, as it already could with several bots or a redelivery.
     #[command(flatten)]
     pub consumer: ConsumerConfig<Bot>,
+    /// Minutes after its due time a notification may still be posted
+    /// (1 to 10080, a week). Older, it is recorded `expired` and not
+    /// posted: news of a game nobody can act on any more. An announcement
+    /// or a reminder also expires when its game starts.
+    #[arg(
+        long = "notification-max-age-minutes",
+        env = "NOTIFICATION_MAX_AGE_MINUTES",
+        default_value = "60",
+        value_parser = minutes(7 * 24 * 60),
+    )]
+    pub notification_max_age: Duration,
     /// How long delivery records are kept; a redelivery after that would
     /// post again.
     #[command(flatten)]
@@ -191,6 +204,13 @@ impl FromArgMatches for Destination {
         *self = Self::from_arg_matches(matches)?;
         Ok(())
     }
+}
+
+/// A whole number of minutes, from 1 to `max`.
+fn minutes(max: u64) -> impl TypedValueParser<Value = Duration> {
+    clap::value_parser!(u64)
+        .range(1..=max)
+        .map(|minutes| Duration::from_secs(minutes * 60))
 }
 
 /// An http(s) URL with a host. Not a secret: clap's message may show it.

@@ -7,17 +7,31 @@ use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
 use broker::consumer::{Failure, Message};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use events::{Notification, NotificationKind};
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Histogram};
 use service_runtime::CancellationToken;
 use telemetry::db::DbError as _;
+use tokio::time::Instant;
 
 use crate::api::GameApi;
 use crate::deliveries::{Claim, Deliveries};
-use crate::discord::{Discord, Posted};
+use crate::discord::{Discord, Sent};
 use crate::render::{self, GameStatus};
+
+/// Reports `notification` expired at `deadline`: in the log and on the
+/// span, with the trace id.
+fn expired(notification: &Notification, deadline: DateTime<Utc>) -> Delivered {
+    tracing::warn!(
+        notification.id = %notification.notification_id,
+        kind = notification.kind.as_str(),
+        due_at = %notification.due_at,
+        %deadline,
+        "notification expired: its moment passed before Discord took it; not posted"
+    );
+    Delivered::Expired
+}
 
 /// Longest wait between attempts to record a delivery already posted.
 const MAX_RECORD_BACKOFF: Duration = Duration::from_secs(5);
@@ -30,6 +44,9 @@ pub(crate) struct Delivery {
     pub(crate) deliveries: Deliveries,
     /// First wait between attempts to record a posted delivery.
     pub(crate) record_backoff: Duration,
+    /// `NOTIFICATION_MAX_AGE_MINUTES`: past its due time by more, a
+    /// notification is not posted.
+    pub(crate) max_age: Duration,
     pub(crate) delivered: Counter<u64>,
     pub(crate) lag: Histogram<f64>,
 }
@@ -46,6 +63,9 @@ enum Delivered {
     Duplicate,
     /// About a game that was cancelled meanwhile: acknowledged, not posted.
     Skipped,
+    /// Its moment passed before it could be posted: acknowledged, not
+    /// posted late.
+    Expired,
 }
 
 impl Delivered {
@@ -55,6 +75,7 @@ impl Delivered {
             Self::DryRun => "dry_run",
             Self::Duplicate => "duplicate",
             Self::Skipped => "skipped",
+            Self::Expired => "expired",
         }
     }
 }
@@ -95,6 +116,10 @@ impl Delivery {
         shutdown: &CancellationToken,
     ) -> Result<Delivered, Failure> {
         let id = notification.notification_id;
+        let deadline = notification.due_at + self.max_age;
+        if deadline <= Utc::now() {
+            return Ok(expired(notification, deadline));
+        }
         // Whether it was delivered before cannot be known without the
         // database: wait for it rather than risk a second post.
         let claim = match self.deliveries.claim(id).await {
@@ -133,10 +158,26 @@ impl Delivery {
             claim.release().await;
             return Ok(Delivered::Skipped);
         }
+        // An announcement or a reminder is for before the game.
+        let deadline = match notification.kind {
+            NotificationKind::Announcement | NotificationKind::Reminder => {
+                deadline.min(game.scheduled_at)
+            }
+            NotificationKind::PlayerJoined | NotificationKind::Cancelled => deadline,
+        };
         let body = render::discord_message(notification, &game);
-        let (delivered, message_id) = match self.discord.send(notification, &body).await? {
-            Posted::Discord { message_id } => (Delivered::Sent, message_id),
-            Posted::DryRun => (Delivered::DryRun, None),
+        let left = (deadline - Utc::now()).to_std().unwrap_or_default();
+        let sent = self
+            .discord
+            .send(notification, &body, Instant::now() + left, shutdown)
+            .await?;
+        let (delivered, message_id) = match sent {
+            Sent::Posted { message_id } => (Delivered::Sent, message_id),
+            Sent::DryRun => (Delivered::DryRun, None),
+            Sent::Expired => {
+                claim.release().await;
+                return Ok(expired(notification, deadline));
+            }
         };
         self.record(claim, id, message_id.as_deref(), shutdown)
             .await;

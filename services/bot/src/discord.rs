@@ -6,16 +6,26 @@
 //! appears in a log, a span (`url.full` carries [`WEBHOOK_TEMPLATE`]), an
 //! error or `Debug` output, and no trace context is sent to Discord.
 
+use std::pin::pin;
 use std::time::Duration;
 
+use backon::BackoffBuilder as _;
 use broker::consumer::Failure;
 use events::Notification;
+use futures_util::FutureExt as _;
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::{Counter, Histogram, Meter};
 use reqwest::StatusCode;
+use service_runtime::CancellationToken;
 use service_runtime::fault::Fault;
 use telemetry::spans::{http_client_span, record_response, send_traced_to_third_party};
+use tokio::time::Instant;
+use tracing::Instrument as _;
 
+use crate::HTTP_TIMEOUT;
+use crate::breaker::{Breaker, PROBE_INTERVAL, PROBE_TIMEOUT, Turn};
 use crate::config::{Destination, Faults};
-use crate::retry_after;
+use crate::pacing::{Pacer, RateLimited, Scope};
 
 /// How the webhook's URL appears in spans: its path holds the token.
 const WEBHOOK_TEMPLATE: &str = "/api/webhooks/{id}/{token}";
@@ -39,13 +49,41 @@ impl std::fmt::Debug for Webhook {
     }
 }
 
-/// What a message that reached its destination became.
+/// What became of a message handed to [`Discord::send`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Posted {
+pub(crate) enum Sent {
     /// Discord took it; the id it gave the message, when its answer said.
-    Discord { message_id: Option<String> },
+    Posted { message_id: Option<String> },
     /// Logged, in dry run.
     DryRun,
+    /// Its deadline passed while Discord was away or pacing us: not posted.
+    Expired,
+}
+
+/// What one post got back.
+#[derive(Debug)]
+enum Answer {
+    /// Taken, with the message's id when Discord's answer gave it.
+    Posted(Option<String>),
+    /// 429: Discord asks us to slow down.
+    RateLimited(RateLimited),
+    /// No answer from Discord itself: a 5xx or 408, a timeout, no
+    /// connection. Discord is away, the message is fine.
+    Away(String),
+    /// Any other 4xx: Discord will never take this message.
+    Refused(StatusCode),
+}
+
+/// The bot's instruments for Discord.
+#[derive(Debug, Clone)]
+struct Instruments {
+    /// `gamenight.discord.wait`: time a post waited, by `reason`.
+    waits: Histogram<f64>,
+    /// `gamenight.discord.rate_limited`: 429s, by `scope`.
+    rate_limited: Counter<u64>,
+    /// `gamenight.discord.invalid_requests`: answers Cloudflare counts
+    /// toward its ban (401, 403, 429 other than `shared`).
+    invalid: Counter<u64>,
 }
 
 /// Posts messages to the webhook, or logs them in dry run.
@@ -53,6 +91,11 @@ pub(crate) enum Posted {
 pub(crate) struct Discord {
     client: reqwest::Client,
     webhook: Webhook,
+    pacer: Pacer,
+    breaker: Breaker,
+    /// First wait before posting again after a lost answer.
+    retry_backoff: Duration,
+    instruments: Instruments,
     /// `FAULT_WEBHOOK_FAILURE_PERCENT`: answered 503 in Discord's place.
     failure: Option<Fault>,
     /// `FAULT_WEBHOOK_RATE_LIMIT_PERCENT`: answered 429 in Discord's place.
@@ -61,78 +104,228 @@ pub(crate) struct Discord {
 
 impl Discord {
     /// Posts to `destination` through `client`, with the webhook fault
-    /// switches of `faults`.
-    pub(crate) fn new(client: reqwest::Client, destination: &Destination, faults: &Faults) -> Self {
-        let webhook = match destination {
+    /// switches of `faults`, waiting `retry_backoff` (doubling, up to a
+    /// second) before posting again after a lost answer.
+    pub(crate) fn new(
+        client: reqwest::Client,
+        destination: &Destination,
+        faults: &Faults,
+        retry_backoff: Duration,
+        meter: &Meter,
+    ) -> Self {
+        let (webhook, webhook_id) = match destination {
             Destination::Discord(url) => {
                 let mut url = secrecy::ExposeSecret::expose_secret(url).clone();
+                // `/api/webhooks/{id}/{token}`: the id names the bucket.
+                let id = url
+                    .path_segments()
+                    .and_then(|segments| segments.rev().nth(1))
+                    .unwrap_or_default()
+                    .to_owned();
                 // Discord then answers 200 with the message it created, whose
                 // id goes into the delivery record.
                 url.query_pairs_mut().append_pair("wait", "true");
-                Webhook::Discord(url)
+                (Webhook::Discord(url), id)
             }
             Destination::DryRun => {
                 tracing::warn!("BOT_DRY_RUN=true: messages are logged, not sent to Discord");
-                Webhook::DryRun
+                (Webhook::DryRun, "dry-run".to_owned())
             }
         };
         Self {
             client,
             webhook,
+            pacer: Pacer::new(&webhook_id),
+            breaker: Breaker::new(
+                meter
+                    .u64_gauge("gamenight.discord.breaker.open")
+                    .with_description(
+                        "1 while Discord is unavailable: no new notification is taken, \
+                         one is posted every second as a probe.",
+                    )
+                    .build(),
+            ),
+            retry_backoff,
+            instruments: Instruments {
+                waits: meter
+                    .f64_histogram("gamenight.discord.wait")
+                    .with_unit("s")
+                    .with_description(
+                        "Time a post waited before going to Discord, by reason: \
+                         rate_limit (its bucket spent, or a 429's Retry-After), \
+                         outage (Discord unavailable).",
+                    )
+                    .with_boundaries(vec![
+                        0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+                    ])
+                    .build(),
+                rate_limited: meter
+                    .u64_counter("gamenight.discord.rate_limited")
+                    .with_unit("{response}")
+                    .with_description("429 answers from Discord, by scope: user, global, shared.")
+                    .build(),
+                invalid: meter
+                    .u64_counter("gamenight.discord.invalid_requests")
+                    .with_unit("{response}")
+                    .with_description(
+                        "Answers Discord counts as invalid requests (401, 403, 429 but \
+                         shared): 10,000 in 10 minutes ban the IP for a while.",
+                    )
+                    .build(),
+            },
             failure: faults.webhook_failure.clone(),
             rate_limit: faults.webhook_rate_limit.clone(),
         }
     }
 
+    /// `true` while Discord is unavailable: the consumer takes no new
+    /// notification.
+    pub(crate) fn paused(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.breaker.paused()
+    }
+
     /// Sends `body`, the rendered `notification`: posted to the webhook, or
-    /// logged in dry run.
+    /// logged in dry run. Discord being away or pacing us is waited out,
+    /// spending no attempt, until `deadline` (then [`Sent::Expired`]) or
+    /// `shutdown` (then the notification goes back to the queue). Only a
+    /// refusal (a 4xx other than 408 and 429) is the message's failure.
     pub(crate) async fn send(
         &self,
         notification: &Notification,
         body: &serde_json::Value,
-    ) -> Result<Posted, Failure> {
-        if let Some(failure) = self.injected_failure() {
-            return Err(failure);
-        }
-        match &self.webhook {
-            Webhook::DryRun => {
-                // Recorded like the real call would be, so the trace has the
-                // same shape with or without a webhook.
-                tracing::info_span!("discord webhook (dry run)", otel.kind = "internal").in_scope(
-                    || {
-                        tracing::info!(
-                            kind = notification.kind.as_str(),
-                            notification_id = %notification.notification_id,
-                            game_id = %notification.game_id,
-                            "dry run: would post to Discord"
-                        );
-                    },
-                );
-                Ok(Posted::DryRun)
+        deadline: Instant,
+        shutdown: &CancellationToken,
+    ) -> Result<Sent, Failure> {
+        let mut backoff = backon::ExponentialBuilder::new()
+            .with_min_delay(self.retry_backoff)
+            .with_max_delay(PROBE_INTERVAL)
+            .with_jitter()
+            .without_max_times()
+            .build();
+        loop {
+            // Waits only: a post in flight is never abandoned, or Discord
+            // could take a message we then post again.
+            let wait = async {
+                let turn = self.waited("outage", self.breaker.turn()).await;
+                let permit = match turn {
+                    Turn::Post => Some(self.waited("rate_limit", self.pacer.acquire()).await),
+                    Turn::Probe => None,
+                };
+                (turn, permit)
+            };
+            let (turn, permit) = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => return Err(shutting_down()),
+                () = tokio::time::sleep_until(deadline) => return Ok(Sent::Expired),
+                ready = wait => ready,
+            };
+            if turn == Turn::Post && self.breaker.is_open() {
+                // Opened while this post waited for its permit: wait for
+                // the probe instead (the permit is handed back unused).
+                continue;
             }
-            Webhook::Discord(url) => {
-                let message_id = self.post(url, body).await?;
-                tracing::info!(
-                    kind = notification.kind.as_str(),
-                    "notification delivered to Discord"
-                );
-                Ok(Posted::Discord { message_id })
+            let answer = match self.injected_answer() {
+                Some(answer) => answer,
+                None => match &self.webhook {
+                    Webhook::DryRun => {
+                        dry_run(notification);
+                        return Ok(Sent::DryRun);
+                    }
+                    Webhook::Discord(url) => {
+                        let timeout = match turn {
+                            Turn::Post => HTTP_TIMEOUT,
+                            Turn::Probe => PROBE_TIMEOUT,
+                        };
+                        self.post(url, body, timeout, permit).await
+                    }
+                },
+            };
+            let wait = match answer {
+                Answer::Posted(message_id) => {
+                    self.breaker.answered();
+                    tracing::info!(
+                        kind = notification.kind.as_str(),
+                        "notification delivered to Discord"
+                    );
+                    return Ok(Sent::Posted { message_id });
+                }
+                Answer::Refused(status) => {
+                    self.breaker.answered();
+                    return Err(Failure::Permanent(format!(
+                        "webhook refused the message: {status}"
+                    )));
+                }
+                Answer::RateLimited(limited) => {
+                    self.breaker.answered();
+                    self.pacer.pause(limited.retry_after);
+                    let scope = limited.scope.as_str();
+                    self.instruments
+                        .rate_limited
+                        .add(1, &[KeyValue::new("scope", scope)]);
+                    tracing::warn!(
+                        scope,
+                        retry_after = ?limited.retry_after,
+                        "Discord rate-limited the post; every post waits"
+                    );
+                    continue;
+                }
+                Answer::Away(reason) => {
+                    self.breaker.failed(&reason);
+                    tracing::warn!(reason, "Discord did not answer; the post waits for it");
+                    if self.breaker.is_open() {
+                        // The breaker paces the probes.
+                        continue;
+                    }
+                    backoff.next().unwrap_or(PROBE_INTERVAL)
+                }
+            };
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => return Err(shutting_down()),
+                () = tokio::time::sleep_until(deadline) => return Ok(Sent::Expired),
+                () = tokio::time::sleep(wait) => {}
             }
         }
     }
 
+    /// Runs `wait`; one that does not finish at once is a span of the
+    /// trace and a `gamenight.discord.wait` sample with `reason`.
+    async fn waited<T>(&self, reason: &'static str, wait: impl Future<Output = T>) -> T {
+        let mut wait = pin!(wait);
+        if let Some(ready) = wait.as_mut().now_or_never() {
+            return ready;
+        }
+        let start = Instant::now();
+        let span = tracing::info_span!("wait for discord", gamenight.discord.wait.reason = reason);
+        let ready = wait.instrument(span).await;
+        self.instruments.waits.record(
+            start.elapsed().as_secs_f64(),
+            &[KeyValue::new("reason", reason)],
+        );
+        ready
+    }
+
     /// A webhook fault switch standing in for Discord's answer, in dry run
     /// too: the call is traced as if the webhook had answered, and nothing
-    /// is posted. The failure then takes the path a real one does.
-    fn injected_failure(&self) -> Option<Failure> {
+    /// is posted. The answer then takes the path a real one does.
+    fn injected_answer(&self) -> Option<Answer> {
         let fired = |fault: &Option<Fault>| fault.as_ref().filter(|f| f.fires()).cloned();
-        let (fault, status, retry_after) = if let Some(fault) = fired(&self.failure) {
-            (fault, StatusCode::SERVICE_UNAVAILABLE, None)
+        let (fault, status, answer) = if let Some(fault) = fired(&self.failure) {
+            let status = StatusCode::SERVICE_UNAVAILABLE;
+            (
+                fault,
+                status,
+                Answer::Away(format!("webhook answered {status}")),
+            )
         } else if let Some(fault) = fired(&self.rate_limit) {
+            let limited = RateLimited {
+                scope: Scope::User,
+                retry_after: Duration::from_secs(1),
+            };
             (
                 fault,
                 StatusCode::TOO_MANY_REQUESTS,
-                Some(Duration::from_secs(1)),
+                Answer::RateLimited(limited),
             )
         } else {
             return None;
@@ -144,35 +337,52 @@ impl Discord {
         let span = http_client_span(&reqwest::Method::POST, &url, Some(WEBHOOK_TEMPLATE));
         span.in_scope(|| fault.report(&format!("the webhook answers {status}; nothing is posted")));
         record_response(&span, status);
-        Some(webhook_failure(status, retry_after))
+        Some(answer)
     }
 
-    /// Posts `body` to the webhook and classifies the answer; on success,
-    /// the id Discord gave the message.
+    /// Posts `body` to the webhook, waiting up to `timeout` for the answer,
+    /// and hands the answer's rate-limit headers to the pacer.
     async fn post(
         &self,
         url: &reqwest::Url,
         body: &serde_json::Value,
-    ) -> Result<Option<String>, Failure> {
+        timeout: Duration,
+        permit: Option<twilight_http_ratelimiting::Permit>,
+    ) -> Answer {
         let request = self
             .client
             .post(url.clone())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body.to_string())
-            .build()
-            .map_err(|_| Failure::Permanent("cannot build the webhook request".into()))?;
+            .timeout(timeout)
+            .build();
+        let Ok(request) = request else {
+            return Answer::Refused(StatusCode::BAD_REQUEST);
+        };
         // Errors from reqwest name the URL, which holds the token: report
-        // the kind of failure only.
-        let response = send_traced_to_third_party(&self.client, request, Some(WEBHOOK_TEMPLATE))
-            .await
-            .map_err(|err| {
-                Failure::unavailable(if err.is_timeout() {
-                    "webhook timed out"
-                } else {
-                    "webhook unreachable"
-                })
-            })?;
+        // the kind of failure only. No answer: the permit goes back unused.
+        let response =
+            match send_traced_to_third_party(&self.client, request, Some(WEBHOOK_TEMPLATE)).await {
+                Ok(response) => response,
+                Err(err) if err.is_timeout() => return Answer::Away("webhook timed out".into()),
+                Err(_) => return Answer::Away("webhook unreachable".into()),
+            };
         let status = response.status();
+        let limited = match permit {
+            Some(permit) => self.pacer.complete(permit, status, response.headers()),
+            None => crate::pacing::limited(status, response.headers()),
+        };
+        if matches!(status.as_u16(), 401 | 403)
+            || limited.is_some_and(|limited| limited.scope != Scope::Shared)
+        {
+            self.instruments.invalid.add(
+                1,
+                &[KeyValue::new(
+                    "http.response.status_code",
+                    i64::from(status.as_u16()),
+                )],
+            );
+        }
         if status.is_success() {
             // Posted. The id only enriches the record: an answer that cannot
             // be read must not make us post again.
@@ -182,10 +392,34 @@ impl Discord {
                     "Discord's answer carries no message id"
                 );
             });
-            return Ok(posted.ok().map(|message| message.id));
+            return Answer::Posted(posted.ok().map(|message| message.id));
         }
-        Err(webhook_failure(status, retry_after(response.headers())))
+        match limited {
+            Some(limited) => Answer::RateLimited(limited),
+            None if status == StatusCode::REQUEST_TIMEOUT || status.is_server_error() => {
+                Answer::Away(format!("webhook answered {status}"))
+            }
+            None => Answer::Refused(status),
+        }
     }
+}
+
+/// Why a notification waiting for Discord goes back to the queue.
+fn shutting_down() -> Failure {
+    Failure::unavailable("shutting down while waiting for Discord")
+}
+
+/// Logs the message that would have been posted, in a span shaped like
+/// the real call, so the trace looks the same with or without a webhook.
+fn dry_run(notification: &Notification) {
+    tracing::info_span!("discord webhook (dry run)", otel.kind = "internal").in_scope(|| {
+        tracing::info!(
+            kind = notification.kind.as_str(),
+            notification_id = %notification.notification_id,
+            game_id = %notification.game_id,
+            "dry run: would post to Discord"
+        );
+    });
 }
 
 /// The part of Discord's answer to `?wait=true` the bot keeps.
@@ -195,53 +429,9 @@ struct PostedMessage {
     id: String,
 }
 
-/// Whose failure a webhook answer other than 2xx is.
-fn webhook_failure(status: StatusCode, retry_after: Option<Duration>) -> Failure {
-    match status {
-        // Discord asks us to slow down, or is not there: wait.
-        StatusCode::REQUEST_TIMEOUT
-        | StatusCode::TOO_MANY_REQUESTS
-        | StatusCode::BAD_GATEWAY
-        | StatusCode::SERVICE_UNAVAILABLE
-        | StatusCode::GATEWAY_TIMEOUT => Failure::Unavailable {
-            reason: format!("webhook answered {status}"),
-            retry_after,
-        },
-        // Discord failed on this message: retried, up to BOT_MAX_ATTEMPTS.
-        _ if status.is_server_error() => Failure::transient(format!("webhook answered {status}")),
-        // Any other 4xx: Discord will never take this message.
-        _ => Failure::Permanent(format!("webhook refused the message: {status}")),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn discord_throttling_or_unavailable_is_waited_out_and_a_refusal_is_final() {
-        for status in [
-            StatusCode::TOO_MANY_REQUESTS,
-            StatusCode::BAD_GATEWAY,
-            StatusCode::SERVICE_UNAVAILABLE,
-            StatusCode::GATEWAY_TIMEOUT,
-        ] {
-            assert!(
-                matches!(webhook_failure(status, None), Failure::Unavailable { .. }),
-                "{status}"
-            );
-        }
-        assert!(matches!(
-            webhook_failure(StatusCode::INTERNAL_SERVER_ERROR, None),
-            Failure::Transient { .. }
-        ));
-        for status in [StatusCode::BAD_REQUEST, StatusCode::NOT_FOUND] {
-            assert!(
-                matches!(webhook_failure(status, None), Failure::Permanent(_)),
-                "{status}"
-            );
-        }
-    }
 
     #[test]
     fn the_webhook_url_never_shows_in_debug_output() {

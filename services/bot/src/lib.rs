@@ -44,10 +44,12 @@
 //! - [`Bot`]: the wiring: the consumer, `/readyz`, retention.
 
 mod api;
+mod breaker;
 pub mod config;
 pub mod deliveries;
 mod delivery;
 mod discord;
+mod pacing;
 pub mod render;
 
 use std::ffi::OsString;
@@ -125,6 +127,13 @@ impl Bot {
             meter,
         )?);
         let client = reqwest::Client::builder().timeout(HTTP_TIMEOUT).build()?;
+        let discord = Discord::new(
+            client.clone(),
+            &config.destination,
+            &config.faults,
+            config.consumer.retry_backoff,
+            meter,
+        );
         Ok(Self {
             broker,
             retention: schema::retention::Retention::new(
@@ -141,23 +150,26 @@ impl Bot {
                 max_attempts: config.consumer.max_attempts,
                 initial_backoff: config.consumer.retry_backoff,
                 max_backoff: MAX_RETRY_AFTER,
+                pause: Some(discord.paused()),
             },
             delivery: Delivery {
                 api: GameApi {
-                    client: client.clone(),
+                    client,
                     base_url: config.api_base_url.clone(),
                     timeout: config.faults.api_timeout.clone(),
                 },
-                discord: Discord::new(client, &config.destination, &config.faults),
+                discord,
                 deliveries: Deliveries { pool, db },
                 record_backoff: config.consumer.retry_backoff,
+                max_age: config.notification_max_age,
                 delivered: meter
                     .u64_counter("gamenight.notifications.delivered")
                     .with_unit("{notification}")
                     .with_description(
                         "Notifications handled, by kind and outcome: sent, dry_run, \
                          duplicate (delivered before, not posted again), skipped (game \
-                         cancelled), rejected (dead-lettered), retried.",
+                         cancelled), expired (its moment passed, not posted), rejected \
+                         (dead-lettered), retried.",
                     )
                     .build(),
                 lag: meter
@@ -217,8 +229,14 @@ impl Bot {
 /// `Retry-After` in seconds (Discord sends fractions), if present and sane:
 /// how long the api or Discord asked us to wait.
 pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    seconds(headers, reqwest::header::RETRY_AFTER.as_str())
+}
+
+/// Header `name` as seconds (fractions allowed), if present and sane,
+/// capped at [`MAX_RETRY_AFTER`]: no server makes us wait longer.
+pub(crate) fn seconds(headers: &HeaderMap, name: &str) -> Option<Duration> {
     headers
-        .get(reqwest::header::RETRY_AFTER)
+        .get(name)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.trim().parse::<f64>().ok())
         .filter(|seconds| seconds.is_finite() && *seconds >= 0.0)

@@ -224,6 +224,8 @@ struct Gateway {
     requests: Arc<Mutex<Vec<Instant>>>,
     /// The game it answers with is cancelled.
     cancelled: Arc<AtomicBool>,
+    /// When the game it answers with starts (default: in 2035).
+    scheduled_at: Arc<Mutex<Option<chrono::DateTime<chrono::Utc>>>>,
 }
 
 impl Gateway {
@@ -251,7 +253,10 @@ impl Gateway {
                 "id": Uuid::new_v4(),
                 "title": "Catan night",
                 "host": "ada",
-                "scheduled_at": "2035-01-04T19:00:00Z",
+                "scheduled_at": gateway.scheduled_at.lock().unwrap().map_or_else(
+                    || "2035-01-04T19:00:00Z".to_owned(),
+                    |at| at.to_rfc3339(),
+                ),
                 "max_players": 4,
                 "reminder_minutes": 60,
                 "status": if gateway.cancelled.load(Ordering::Relaxed) {
@@ -416,9 +421,11 @@ async fn outcomes_are_counted_and_the_lag_recorded_in_seconds() {
 }
 
 /// The webhook-failure fault switch stands in for Discord answering 503:
-/// nothing is posted, and the bot tries again.
+/// nothing is posted, the bot tries again until the answers in a row open
+/// its breaker, and the notification stays in hand, then goes back to the
+/// queue on shutdown; never to the dead letters.
 #[tokio::test]
-async fn with_the_webhook_failure_switch_on_nothing_is_posted_and_the_bot_retries() {
+async fn with_the_webhook_failure_switch_on_nothing_is_posted_and_the_bot_waits() {
     let faults = service_runtime::cli::from_vars::<Config>([
         ("RABBITMQ_URL", "amqp://h"),
         ("DATABASE_URL", "postgres://h/db"),
@@ -428,16 +435,159 @@ async fn with_the_webhook_failure_switch_on_nothing_is_posted_and_the_bot_retrie
     ])
     .unwrap()
     .faults;
-    let (gateway, api_url) = Gateway::start([]).await;
-    let meter = opentelemetry::metrics::noop::NoopMeterProvider::new().meter("test");
-    let running = Running::start_with(&api_url, meter, faults).await;
+    let receiver = Receiver::start().await.unwrap();
+    let config = TelemetryConfig::otlp(Protocol::HttpProtobuf, receiver.http_endpoint());
+    let telemetry = Telemetry::build_with_writer(bot::SERVICE, &config, std::io::sink).unwrap();
+    let (_gateway, api_url) = Gateway::start([]).await;
+    let running = Running::start_with(&api_url, telemetry.meter("bot"), faults).await;
     running.publish(Uuid::new_v4(), "announcement", None).await;
-    // Each attempt reads the game, then meets the failure.
+    // Three answers in a row, 50 ms apart and more, open the breaker.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Held, not dead-lettered.
+    let dlq = format!("{}.dlq", running.queue);
+    assert_eq!(running.queue_counts(&dlq).await, Some((0, 0)));
+    assert_eq!(
+        running
+            .queue_counts(&running.queue)
+            .await
+            .map(|(ready, _)| ready),
+        Some(0)
+    );
+    let discord = running.stop().await;
+    telemetry.shutdown().await;
+
+    assert!(discord.received().is_empty());
+    let breaker: Vec<_> = receiver
+        .metrics()
+        .iter()
+        .filter(|metric| metric.name() == "gamenight.discord.breaker.open")
+        .flat_map(|metric| metric.gauge_points().to_vec())
+        .filter_map(|point| point.value)
+        .collect();
+    assert_eq!(
+        breaker.last(),
+        Some(&otlp_testkit::proto::metrics::v1::number_data_point::Value::AsInt(1)),
+        "the breaker opened: {breaker:?}"
+    );
+}
+
+/// Posts that reached the fake and were taken.
+fn delivered(discord: &FakeDiscord) -> Vec<test_support::Received> {
+    discord
+        .received()
+        .into_iter()
+        .filter(|post| post.reply == Reply::Delivered)
+        .collect()
+}
+
+/// Discord down for 60 s, answering 500: a notification is Discord's to
+/// wait for, not the message's fault. Nothing is dead-lettered (the bot
+/// allows 3 attempts here), the bot probes about once a second instead of
+/// spinning its messages, and every notification is posted once within
+/// 2 s of Discord's return.
+#[tokio::test]
+async fn a_60_s_discord_outage_answering_500_dead_letters_nothing() {
+    let (_gateway, api_url) = Gateway::start([]).await;
+    let running = Running::start(&api_url).await;
+    running.discord.reply_always(Reply::ServerError);
+    let notifications: Vec<Uuid> = (0..12).map(|_| Uuid::new_v4()).collect();
+    for id in &notifications {
+        running.publish(*id, "announcement", None).await;
+    }
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let during = running.discord.received().len();
+    running.discord.reply_always(Reply::Delivered);
+    let back = Instant::now();
     running
-        .poll("a second attempt", || async {
-            gateway.requests().len() >= 2
+        .poll("every notification posted", || async {
+            delivered(&running.discord).len() >= notifications.len()
         })
         .await;
+
+    let posts = delivered(&running.discord);
+    let first = posts.iter().map(|post| post.at).min().unwrap();
+    assert!(
+        first.saturating_duration_since(back) <= Duration::from_secs(2),
+        "first post {:?} after Discord's return",
+        first.saturating_duration_since(back)
+    );
+    // Three failures open the breaker; then about one probe a second.
+    assert!(during <= 75, "{during} posts tried in a 60 s outage");
+    let dead = running
+        .queue_counts(&format!("{}.dlq", running.queue))
+        .await
+        .map(|(messages, _)| messages);
+    assert_eq!(dead, Some(0), "nothing dead-lettered");
+    for id in &notifications {
+        assert!(running.recorded(*id).await.is_some(), "{id} not recorded");
+    }
     let discord = running.stop().await;
-    assert!(discord.received().is_empty());
+    assert_eq!(
+        delivered(&discord).len(),
+        notifications.len(),
+        "each posted once"
+    );
+}
+
+/// A notification past `NOTIFICATION_MAX_AGE_MINUTES` (60 by default), or
+/// an announcement whose game starts while Discord is away, is recorded
+/// `expired`: counted, acknowledged, not posted and not dead-lettered.
+#[tokio::test]
+async fn a_notification_past_its_deadline_is_expired_not_posted() {
+    let receiver = Receiver::start().await.unwrap();
+    let config = TelemetryConfig::otlp(Protocol::HttpProtobuf, receiver.http_endpoint());
+    let telemetry = Telemetry::build_with_writer(bot::SERVICE, &config, std::io::sink).unwrap();
+    let (gateway, api_url) = Gateway::start([]).await;
+    *gateway.scheduled_at.lock().unwrap() = Some(chrono::Utc::now() + chrono::Duration::seconds(3));
+    let running = Running::start_with(&api_url, telemetry.meter("bot"), Faults::default()).await;
+
+    let stale = Uuid::new_v4();
+    let due_at = chrono::Utc::now() - chrono::Duration::minutes(61);
+    running
+        .publish_due(stale, "player_joined", Some("linus"), due_at)
+        .await;
+    // Discord is away until after the game has started.
+    running.discord.reply_always(Reply::ServerError);
+    let announced = Uuid::new_v4();
+    running.publish(announced, "announcement", None).await;
+    running
+        .poll("both handled", || async {
+            running
+                .queue_counts(&running.queue)
+                .await
+                .is_some_and(|(ready, _)| ready == 0)
+                && !gateway.requests().is_empty()
+        })
+        .await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    running.discord.reply_always(Reply::Delivered);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(running.recorded(stale).await, None);
+    assert_eq!(running.recorded(announced).await, None);
+    let dead = running
+        .queue_counts(&format!("{}.dlq", running.queue))
+        .await
+        .map(|(messages, _)| messages);
+    assert_eq!(dead, Some(0), "nothing dead-lettered");
+    let discord = running.stop().await;
+    telemetry.shutdown().await;
+
+    assert!(
+        delivered(&discord).is_empty(),
+        "posted late: {:?}",
+        discord.received()
+    );
+    assert_eq!(
+        gateway.requests().len(),
+        1,
+        "the stale one is not even looked up"
+    );
+    let delivered = "gamenight.notifications.delivered";
+    for kind in ["player_joined", "announcement"] {
+        assert_eq!(
+            receiver.counter_total(delivered, &[("kind", kind), ("outcome", "expired")]),
+            Some(1),
+            "{kind}"
+        );
+    }
 }

@@ -135,6 +135,7 @@ impl Worker {
                 max_attempts: config.consumer.max_attempts,
                 initial_backoff: config.consumer.retry_backoff,
                 max_backoff: Duration::from_secs(30),
+                pause: None,
             },
             _due: meter
                 .i64_observable_gauge("gamenight.notifications.due")

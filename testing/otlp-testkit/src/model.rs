@@ -317,6 +317,14 @@ impl Metric {
         }
     }
 
+    /// The gauge data points, empty when this is not a gauge.
+    pub fn gauge_points(&self) -> &[opentelemetry_proto::tonic::metrics::v1::NumberDataPoint] {
+        match &self.metric.data {
+            Some(metric::Data::Gauge(gauge)) => &gauge.data_points,
+            _ => &[],
+        }
+    }
+
     /// The sum data points, empty when this is not a sum (counter).
     pub fn sum_points(&self) -> &[opentelemetry_proto::tonic::metrics::v1::NumberDataPoint] {
         match &self.metric.data {
