@@ -443,6 +443,8 @@ async fn serve(listener: TcpListener, shared: Shared) {
     let mut connections = JoinSet::new();
     loop {
         let Ok((stream, _)) = listener.accept().await else {
+            // Out of file descriptors, say: give the connections time to close.
+            tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
         let service = TowerToHyperService::new(app.clone());
