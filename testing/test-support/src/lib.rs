@@ -17,7 +17,7 @@ use std::future::Future;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-pub use discord::{FakeDiscord, Received, Reply};
+pub use discord::{FakeDiscord, Received, Reply, RouteLimit, Stats};
 pub use proxy::TcpProxy;
 use sqlx::Connection;
 
