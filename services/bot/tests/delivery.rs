@@ -591,3 +591,41 @@ async fn a_notification_past_its_deadline_is_expired_not_posted() {
         );
     }
 }
+
+/// A 429 with `X-RateLimit-Global` stops every post, not just the one it
+/// answered, for its `Retry-After`; then each notification is posted once,
+/// and the 429 spent no attempt.
+#[tokio::test]
+async fn a_global_429_pauses_every_post_for_its_retry_after() {
+    let (_gateway, api_url) = Gateway::start([]).await;
+    let running = Running::start(&api_url).await;
+    running.discord.reply_next([Reply::GlobalRateLimited(2.0)]);
+    let notifications: Vec<Uuid> = (0..5).map(|_| Uuid::new_v4()).collect();
+    for id in &notifications {
+        running.publish(*id, "announcement", None).await;
+    }
+    running
+        .poll("every notification posted", || async {
+            delivered(&running.discord).len() >= notifications.len()
+        })
+        .await;
+    let discord = running.stop().await;
+
+    let received = discord.received();
+    let limited = received
+        .iter()
+        .find(|post| post.status == 429)
+        .expect("the global 429");
+    let after: Vec<Duration> = received
+        .iter()
+        .filter(|post| post.at > limited.at)
+        .map(|post| post.at - limited.at)
+        .collect();
+    assert_eq!(after.len(), notifications.len(), "{received:?}");
+    assert!(
+        after.iter().all(|wait| *wait >= Duration::from_secs(2)),
+        "posted within the global Retry-After: {after:?}"
+    );
+    assert_eq!(delivered(&discord).len(), notifications.len(), "each posted once");
+    assert_eq!(discord.stats().rate_limited_global, 1);
+}
