@@ -1,6 +1,15 @@
 //! Discord, as the bot posts to it: the webhook (or a dry run standing in
-//! for it), whose failure an answer other than 2xx is, and the webhook
-//! fault switches that answer in Discord's place.
+//! for it), and the webhook fault switches that answer in Discord's place.
+//!
+//! A post first waits for its turn: while Discord is away, for the
+//! [`Breaker`] to close or to be the next probe; then for the rate limit
+//! ([`Pacer`]). Only the waits end at the notification's deadline or at
+//! shutdown; a post in flight is always seen through, so that Discord never
+//! takes a message the bot then posts again. Discord's answer decides what
+//! follows: taken; refused for good (a 4xx other than 408 and 429: the
+//! message's failure); rate-limited (every post waits the `Retry-After`); or
+//! lost (5xx, 408, timeout, no connection: posted again after a backoff,
+//! and the breaker counts it). None of these spends an attempt.
 //!
 //! The webhook's URL is a credential (its path holds the token): it never
 //! appears in a log, a span (`url.full` carries [`WEBHOOK_TEMPLATE`]), an

@@ -11,11 +11,14 @@
 //!
 //! Only what belongs to the message counts against it: a 4xx from Discord
 //! (other than 408 and 429) and a game the api does not know are
-//! dead-lettered at once, a 500 from Discord after `BOT_MAX_ATTEMPTS`. A
-//! dependency that is down or asks us to slow down (PostgreSQL unreachable;
-//! the api or Discord unreachable, timing out, answering 408, 429, 502, 503
-//! or 504, any 5xx from the api) is waited out, honouring `Retry-After`: the
-//! notification goes back on the queue, never to the dead letters.
+//! dead-lettered at once. A dependency that is down or asks us to slow down
+//! is waited out and never dead-letters: PostgreSQL or the api (unreachable,
+//! timing out, 408, 429, 5xx) by putting the notification back on the queue,
+//! honouring `Retry-After`; Discord (the same, and its rate-limit headers)
+//! by holding the notification while the consumer takes no new one (see
+//! `discord`). A notification whose moment has passed (more than
+//! `NOTIFICATION_MAX_AGE_MINUTES` past due, or an announcement or reminder
+//! of a game that has started) is acknowledged as `expired`, not posted.
 //!
 //! # What "once" leaves open
 //! The post and its record cannot be one transaction. If recording fails
@@ -37,8 +40,11 @@
 //!   send, record), and what it counts.
 //! - `api`: the call to the api for the game, and whose failure its
 //!   answer is.
-//! - `discord`: the webhook (or the dry run), whose failure its answer is,
-//!   and the webhook fault switches answering in its place.
+//! - `discord`: the webhook (or the dry run): each post waits for its
+//!   turn, and what Discord's answer means; the webhook fault switches
+//!   answering in its place.
+//! - `pacing`: Discord's rate limits, read from its answers.
+//! - `breaker`: whether Discord is there; the consumer's pause.
 //! - [`deliveries`]: the record of what was posted.
 //! - [`render`]: the Discord message.
 //! - [`Bot`]: the wiring: the consumer, `/readyz`, retention.
