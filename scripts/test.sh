@@ -50,6 +50,8 @@ debian_tool() { # debian_tool PACKAGE BINARY WHAT-FOR
 step "the alerting rules, with promtool"
 debian_tool prometheus promtool "check grafana/alerts"
 "$prometheus_tools/promtool" check rules grafana/alerts/*.yml
+# Their unit tests: series in, alerts expected out (grafana/alert-tests).
+"$prometheus_tools/promtool" test rules grafana/alert-tests/*.yml
 
 step "the guides' TraceQL and LogQL"
 # Parsed with the grammars of Grafana's own query editors, installed once

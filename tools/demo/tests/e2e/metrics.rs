@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use test_support::Reply;
 use test_support::docs::{every_promql_query, promql_metric_names};
 
 use crate::helpers::Running;
@@ -24,10 +25,13 @@ fn service_metrics(query: &str) -> Vec<String> {
 #[tokio::test]
 async fn every_service_metric_the_dashboards_alerts_and_guides_query_is_exported() {
     let running = Running::start(&[]).await;
+    // A 429 first: the Discord instruments a smooth run leaves silent (429s,
+    // invalid requests, the wait it imposes) then have samples to export.
+    running.discord.reply_next([Reply::RateLimited(0.5)]);
     running.create_game(chrono::Duration::hours(3), 60).await;
     running
         .discord
-        .wait_for_requests(1, Duration::from_secs(60))
+        .wait_for_requests(2, Duration::from_secs(60))
         .await;
     // Observable gauges (backlogs, depths) go out with each export (every
     // second here), and everything with the last one at shutdown.
