@@ -2,13 +2,16 @@
 # The benchmark (docs/PERFORMANCE.md, "Rerun it"): builds the release `bench` tool and
 # runs it. Options go to the tool (`scripts/bench.sh --help` lists them):
 #
-#   scripts/bench.sh [overhead|pipeline|all] [--quick] [--markdown FILE] ...
+#   scripts/bench.sh [overhead|pipeline|discord|all] [--quick] [--markdown FILE] ...
 #
 #   overhead  the api under wrk with telemetry off, on, collector down and
 #             collector stuck, for GET /games/{id} and POST /games
 #   pipeline  POST /games at stepped rates through api, worker and bot to a
 #             local webhook: create→webhook latency, lost, duplicates
-#   all       both (the default, about 20 minutes; --quick: 1-2 minutes)
+#   discord   a backlog of 500 announcements against a webhook limited to 5
+#             posts per 2 s, by one bot and by two: share of the permitted
+#             rate reached, posts answered 429 (about 7 minutes)
+#   all       all three (the default, about 27 minutes; --quick: 2-3 minutes)
 #
 # Uses the PostgreSQL, Redis and RabbitMQ at DATABASE_URL, REDIS_URL and
 # RABBITMQ_URL (default: the local servers the tests use), on a database,

@@ -141,6 +141,44 @@ impl Discord {
                 (Webhook::DryRun, "dry-run".to_owned())
             }
         };
+        let instruments = Instruments {
+            waits: meter
+                .f64_histogram("gamenight.discord.wait")
+                .with_unit("s")
+                .with_description(
+                    "Time a post waited before going to Discord, by reason: \
+                     rate_limit (its bucket spent, or a 429's Retry-After), \
+                     outage (Discord unavailable).",
+                )
+                .with_boundaries(vec![
+                    0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+                ])
+                .build(),
+            rate_limited: meter
+                .u64_counter("gamenight.discord.rate_limited")
+                .with_unit("{response}")
+                .with_description("429 answers from Discord, by scope: user, global, shared.")
+                .build(),
+            invalid: meter
+                .u64_counter("gamenight.discord.invalid_requests")
+                .with_unit("{response}")
+                .with_description(
+                    "Answers Discord counts as invalid requests (401, 403, 429 but \
+                     shared): 10,000 in 10 minutes ban the IP for a while.",
+                )
+                .build(),
+        };
+        // Every series from the start: Prometheus sees no increase in a
+        // counter's first sample, so a first 429 counted before the first
+        // export would never show.
+        for scope in [Scope::User, Scope::Global, Scope::Shared] {
+            let scope = KeyValue::new("scope", scope.as_str());
+            instruments.rate_limited.add(0, &[scope]);
+        }
+        for status in [401, 403, 429] {
+            let status = KeyValue::new("http.response.status_code", status);
+            instruments.invalid.add(0, &[status]);
+        }
         Self {
             client,
             webhook,
@@ -155,33 +193,7 @@ impl Discord {
                     .build(),
             ),
             retry_backoff,
-            instruments: Instruments {
-                waits: meter
-                    .f64_histogram("gamenight.discord.wait")
-                    .with_unit("s")
-                    .with_description(
-                        "Time a post waited before going to Discord, by reason: \
-                         rate_limit (its bucket spent, or a 429's Retry-After), \
-                         outage (Discord unavailable).",
-                    )
-                    .with_boundaries(vec![
-                        0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
-                    ])
-                    .build(),
-                rate_limited: meter
-                    .u64_counter("gamenight.discord.rate_limited")
-                    .with_unit("{response}")
-                    .with_description("429 answers from Discord, by scope: user, global, shared.")
-                    .build(),
-                invalid: meter
-                    .u64_counter("gamenight.discord.invalid_requests")
-                    .with_unit("{response}")
-                    .with_description(
-                        "Answers Discord counts as invalid requests (401, 403, 429 but \
-                         shared): 10,000 in 10 minutes ban the IP for a while.",
-                    )
-                    .build(),
-            },
+            instruments,
             failure: faults.webhook_failure.clone(),
             rate_limit: faults.webhook_rate_limit.clone(),
         }

@@ -626,6 +626,10 @@ async fn a_global_429_pauses_every_post_for_its_retry_after() {
         after.iter().all(|wait| *wait >= Duration::from_secs(2)),
         "posted within the global Retry-After: {after:?}"
     );
-    assert_eq!(delivered(&discord).len(), notifications.len(), "each posted once");
+    assert_eq!(
+        delivered(&discord).len(),
+        notifications.len(),
+        "each posted once"
+    );
     assert_eq!(discord.stats().rate_limited_global, 1);
 }

@@ -11,12 +11,15 @@
 //!   collector stuck, side by side under `wrk`.
 //! - [`pipeline`]: mode `pipeline`, a stepped rate through all three
 //!   services.
+//! - [`discord`]: mode `discord`, a backlog drained against a rate-limited
+//!   webhook, by one bot and by several.
 //! - [`wrk`]: running `wrk` and reading its output.
 //! - [`table`]: tables as text and Markdown, medians.
 //! - [`system`]: tools, servers, CPU pinning, memory, machine and commit.
 
 #![allow(clippy::print_stdout)]
 
+mod discord;
 mod overhead;
 mod pipeline;
 mod system;
@@ -76,6 +79,18 @@ struct Cli {
     /// load, before it counts as lost [default: 15; quick: 5]
     #[arg(long, value_parser = demo::parse_seconds)]
     drain: Option<Duration>,
+    /// discord: announcements in the backlog [default: 500; quick: 50]
+    #[arg(long)]
+    backlog: Option<usize>,
+    /// discord: bots sharing the webhook, one run each [default: 1,2; quick: 1]
+    #[arg(long, value_delimiter = ',')]
+    bots: Option<Vec<usize>>,
+    /// discord: posts the stand-in webhook takes per window
+    #[arg(long, default_value_t = 5)]
+    discord_limit: u16,
+    /// discord: the stand-in webhook's window
+    #[arg(long, default_value = "2s", value_parser = demo::parse_seconds)]
+    discord_window: Duration,
     /// pipeline: run the services with telemetry off
     /// (`OTEL_SDK_DISABLED=true`), to see what it costs end to end
     #[arg(long)]
@@ -94,6 +109,7 @@ struct Cli {
 enum Mode {
     Overhead,
     Pipeline,
+    Discord,
     All,
 }
 
@@ -126,6 +142,20 @@ impl Cli {
             step: self.step.unwrap_or(secs(if quick { 5 } else { 20 })),
             drain: self.drain.unwrap_or(secs(if quick { 5 } else { 15 })),
             telemetry: !self.telemetry_off,
+        }
+    }
+}
+
+impl Cli {
+    fn discord(&self) -> discord::Settings {
+        discord::Settings {
+            backlog: self.backlog.unwrap_or(if self.quick { 50 } else { 500 }),
+            bots: self
+                .bots
+                .clone()
+                .unwrap_or_else(|| if self.quick { vec![1] } else { vec![1, 2] }),
+            limit: self.discord_limit,
+            window: self.discord_window,
         }
     }
 }
@@ -233,6 +263,7 @@ async fn main() -> ExitCode {
 async fn run(cli: &Cli, cleanup: &Cleanup) -> anyhow::Result<()> {
     let overhead = matches!(cli.mode, Mode::Overhead | Mode::All);
     let pipeline = matches!(cli.mode, Mode::Pipeline | Mode::All);
+    let discord = matches!(cli.mode, Mode::Discord | Mode::All);
     if overhead {
         system::require_tool("wrk", "install it (apt-get install -y wrk)").await?;
         system::require_tool("taskset", "install util-linux").await?;
@@ -286,6 +317,9 @@ async fn run(cli: &Cli, cleanup: &Cleanup) -> anyhow::Result<()> {
     }
     if pipeline {
         tables.push(pipeline::run(&cli.pipeline(), &binary, cleanup).await?);
+    }
+    if discord {
+        tables.push(discord::run(&cli.discord(), &binary, cleanup).await?);
     }
 
     println!();

@@ -27,6 +27,21 @@ async fn reported(running: &Running, span: &Span, switch: &str) {
     );
 }
 
+/// The bot's `wait for discord` span for `reason` in `trace_id`: the trace
+/// of a notification that waited shows the wait.
+async fn waited(running: &Running, trace_id: &str, reason: &str) -> Span {
+    running
+        .receiver
+        .wait_for_span_where(&format!("a {reason} wait in {trace_id}"), |s| {
+            s.trace_id() == trace_id
+                && s.service_name() == "bot"
+                && s.name() == "wait for discord"
+                && s.str_attr("gamenight.discord.wait.reason") == Some(reason)
+        })
+        .await
+        .unwrap()
+}
+
 /// The bot's webhook call, the first to answer `status`.
 async fn webhook_call(running: &Running, status: i64) -> Span {
     running
@@ -69,6 +84,8 @@ async fn a_failing_webhook_is_a_503_retried_and_nothing_is_posted() {
         })
         .await
         .unwrap();
+    // Three in a row open the breaker: the next tries wait for it.
+    waited(&running, &call.trace_id(), "outage").await;
     let (_, discord) = running.stop().await;
     assert!(
         discord.received().is_empty(),
@@ -83,6 +100,12 @@ async fn a_rate_limited_webhook_is_a_429_waited_out() {
     let call = webhook_call(&running, 429).await;
     assert!(call.is_error());
     reported(&running, &call, "FAULT_WEBHOOK_RATE_LIMIT_PERCENT").await;
+    let wait = waited(&running, &call.trace_id(), "rate_limit").await;
+    assert!(
+        wait.duration_micros() >= 900_000,
+        "the Retry-After of 1 s: {} µs",
+        wait.duration_micros()
+    );
     running.stop().await;
 }
 
