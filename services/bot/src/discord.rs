@@ -21,7 +21,6 @@ use std::time::Duration;
 use backon::BackoffBuilder as _;
 use broker::consumer::Failure;
 use events::Notification;
-use futures_util::FutureExt as _;
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Histogram, Meter};
 use reqwest::StatusCode;
@@ -38,6 +37,9 @@ use crate::pacing::{Pacer, RateLimited, Scope};
 
 /// How the webhook's URL appears in spans: its path holds the token.
 const WEBHOOK_TEMPLATE: &str = "/api/webhooks/{id}/{token}";
+/// A wait for the rate limiter's go-ahead (a message to its task) or for
+/// a post in flight on the same bucket this short goes unreported.
+const UNNOTICED_WAIT: Duration = Duration::from_millis(5);
 /// The host a fault switch's stand-in webhook call names in dry run.
 const DRY_RUN_WEBHOOK: &str = "https://discord.com/api/webhooks/0/dry-run";
 
@@ -146,7 +148,7 @@ impl Discord {
                 .f64_histogram("gamenight.discord.wait")
                 .with_unit("s")
                 .with_description(
-                    "Time a post waited before going to Discord, by reason: \
+                    "Time a post waited (over 5 ms) before going to Discord, by reason: \
                      rate_limit (its bucket spent, or a 429's Retry-After), \
                      outage (Discord unavailable).",
                 )
@@ -309,14 +311,15 @@ impl Discord {
         }
     }
 
-    /// Runs `wait`; one that does not finish at once is a span of the
-    /// trace and a `gamenight.discord.wait` sample with `reason`.
+    /// Runs `wait`; one that takes longer than [`UNNOTICED_WAIT`] is a
+    /// span of the trace (from then on) and a `gamenight.discord.wait`
+    /// sample with `reason`.
     async fn waited<T>(&self, reason: &'static str, wait: impl Future<Output = T>) -> T {
+        let start = Instant::now();
         let mut wait = pin!(wait);
-        if let Some(ready) = wait.as_mut().now_or_never() {
+        if let Ok(ready) = tokio::time::timeout(UNNOTICED_WAIT, wait.as_mut()).await {
             return ready;
         }
-        let start = Instant::now();
         let span = tracing::info_span!("wait for discord", gamenight.discord.wait.reason = reason);
         let ready = wait.instrument(span).await;
         self.instruments.waits.record(

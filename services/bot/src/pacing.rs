@@ -10,6 +10,20 @@
 //! webhook spent the bucket, or a global limit) stops every post of this
 //! bot until its `Retry-After` has passed: the bot posts to one webhook
 //! only, so the route's scope and the global scope are the same posts.
+//!
+//! Several bots on one webhook each see only their own answers: each one's
+//! `Remaining` is stale by the others' posts, and in every window one of
+//! them would spend a request the others already took. After a route 429
+//! the pacer therefore leaves the bucket's last request to the others for
+//! [`SHARED_FOR`]: the bots then share each window without a 429, at the
+//! cost of at most that one request per window.
+//!
+//! Several bots on one webhook each see only their own answers: each one's
+//! `Remaining` is stale by the others' posts, and in every window one of
+//! them would spend a request the others already took. After a route 429
+//! the pacer therefore leaves the bucket's last request to the others for
+//! [`SHARED_FOR`]: the bots then share each window without a 429, at the
+//! cost of at most that one request per window.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -49,13 +63,26 @@ pub(crate) struct RateLimited {
     pub(crate) retry_after: Duration,
 }
 
+/// How long a route 429 makes the pacer keep one request of each bucket in
+/// reserve: the bucket is shared with another client (another bot on the
+/// same webhook), whose posts this bot's answers did not show yet.
+const SHARED_FOR: Duration = Duration::from_secs(600);
+
 /// Paces the posts to one webhook.
 #[derive(Debug, Clone)]
 pub(crate) struct Pacer {
     limiter: RateLimiter,
     endpoint: Endpoint,
+    state: Arc<Mutex<State>>,
+}
+
+#[derive(Debug)]
+struct State {
     /// Until when a 429 stops every post.
-    paused_until: Arc<Mutex<Instant>>,
+    paused_until: Instant,
+    /// Until when the bucket is taken to be shared: each bot then leaves
+    /// its last request to the others rather than race them for it.
+    shared_until: Instant,
 }
 
 impl Pacer {
@@ -69,7 +96,10 @@ impl Pacer {
                 method: Method::Post,
                 path: format!("webhooks/{webhook_id}"),
             },
-            paused_until: Arc::new(Mutex::new(Instant::now())),
+            state: Arc::new(Mutex::new(State {
+                paused_until: Instant::now(),
+                shared_until: Instant::now(),
+            })),
         }
     }
 
@@ -77,7 +107,7 @@ impl Pacer {
     /// the webhook's bucket, to be completed with the answer's headers.
     pub(crate) async fn acquire(&self) -> Permit {
         loop {
-            let until = *self.lock();
+            let until = self.lock().paused_until;
             if until <= Instant::now() {
                 break;
             }
@@ -87,28 +117,38 @@ impl Pacer {
     }
 
     /// Hands Discord's answer (`status`, `headers`) back to the limiter,
-    /// and says whether it was a 429.
+    /// and says whether it was a 429. A route 429 the limiter did not see
+    /// coming means another client spends the same bucket: for a while,
+    /// the bucket's last request is left to it.
     pub(crate) fn complete(
         &self,
         permit: Permit,
         status: reqwest::StatusCode,
         headers: &HeaderMap,
     ) -> Option<RateLimited> {
-        permit.complete(bucket(headers));
-        limited(status, headers)
+        let limited = limited(status, headers);
+        let mut state = self.lock();
+        let now = Instant::now();
+        if limited.is_some_and(|limited| limited.scope == Scope::User) {
+            state.shared_until = now + SHARED_FOR;
+        }
+        let mut bucket = bucket(headers);
+        if let Some(bucket) = bucket.as_mut().filter(|_| state.shared_until > now) {
+            bucket.remaining = bucket.remaining.saturating_sub(1);
+        }
+        permit.complete(bucket);
+        limited
     }
 
     /// Stops every post for `retry_after`, as a 429 asks.
     pub(crate) fn pause(&self, retry_after: Duration) {
         let until = Instant::now() + retry_after;
-        let mut paused = self.lock();
-        *paused = (*paused).max(until);
+        let mut state = self.lock();
+        state.paused_until = state.paused_until.max(until);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Instant> {
-        self.paused_until
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -225,5 +265,36 @@ mod tests {
             "{:?}",
             start.elapsed()
         );
+    }
+
+    #[tokio::test]
+    async fn after_a_route_429_the_last_request_of_a_bucket_is_left_to_the_others() {
+        let pacer = Pacer::new("1");
+        let bucket = |remaining: &str| {
+            headers(&[
+                ("x-ratelimit-bucket", "b"),
+                ("x-ratelimit-limit", "5"),
+                ("x-ratelimit-remaining", remaining),
+                ("x-ratelimit-reset-after", "1"),
+            ])
+        };
+        let remaining = async || {
+            tokio::task::yield_now().await;
+            let bucket = pacer.limiter.bucket(pacer.endpoint.clone()).await;
+            bucket.map(|bucket| bucket.remaining)
+        };
+        let ok = reqwest::StatusCode::OK;
+        let permit = pacer.acquire().await;
+        pacer.complete(permit, ok, &bucket("2"));
+        assert_eq!(remaining().await, Some(2), "alone: every request is ours");
+
+        let mut limited = bucket("0");
+        limited.insert("x-ratelimit-scope", "user".parse().unwrap());
+        let permit = pacer.acquire().await;
+        let answer = pacer.complete(permit, reqwest::StatusCode::TOO_MANY_REQUESTS, &limited);
+        assert_eq!(answer.map(|answer| answer.scope), Some(Scope::User));
+        let permit = pacer.acquire().await;
+        pacer.complete(permit, ok, &bucket("2"));
+        assert_eq!(remaining().await, Some(1), "shared: one left to the others");
     }
 }
