@@ -247,12 +247,14 @@ async fn run(cli: &Cli) -> anyhow::Result<Report> {
         doing.set(format!(
             "{fault}: over, waiting for the pipeline to catch up"
         ));
-        let (sent_when_back, created_when_back, _) = live.counts();
+        let sent_when_back = live.counts().0;
         let caught_up = Instant::now() + CATCH_UP + done.back.duration_since(done.started);
         // After Discord's faults the bot posts a backlog in no particular
         // order, so a new game's post says little: it has caught up once
-        // as many games were announced as had been created by then.
-        let backlog_posted = || !fault.is_discord() || announced() >= created_when_back;
+        // no more games wait than a second of load brings.
+        let rate = usize::try_from(cli.rate).unwrap_or(usize::MAX);
+        let backlog_posted =
+            || !fault.is_discord() || announced().saturating_add(rate) >= live.counts().1;
         while Instant::now() < caught_up
             && !(backlog_posted()
                 && posts(&discord)
