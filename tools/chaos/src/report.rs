@@ -796,7 +796,7 @@ mod tests {
                 ("after", 41_300),
             ],
         );
-        let report = report(&sent, &posted, &[outage.clone()]);
+        let report = report(&sent, &posted, std::slice::from_ref(&outage));
         assert_eq!(report.latency.map(|l| l.max), Some(300 * MS));
         let held = report.held_back.expect("a Discord fault holds games back");
         assert_eq!(held.games, 3);
