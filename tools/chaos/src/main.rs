@@ -34,8 +34,8 @@ use otlp_testkit::{Receiver, has_str_attributes, str_attribute};
 use test_support::{FakeDiscord, RouteLimit};
 use tokio_util::sync::CancellationToken;
 
-use crate::faults::DiscordFaults;
-use crate::report::{Consumed, Counted, Criteria, Report};
+use crate::faults::{DiscordFaults, Fault};
+use crate::report::{Consumed, Counted, Criteria, Injected, Report};
 
 /// Game `n` is titled `chaos game n`.
 const TITLE_PREFIX: &str = "chaos game ";
@@ -300,6 +300,7 @@ async fn run(cli: &Cli) -> anyhow::Result<Report> {
         .collect();
     let counted = Counted {
         discord: discord.stats(),
+        rate_limited_unprovoked: rate_limited_outside_storms(&discord, &injected),
         run: run_time,
         expired: counter_over_restarts(
             &receiver,
@@ -335,6 +336,22 @@ fn route_limit(rate: u32) -> RouteLimit {
         limit: u16::try_from(rate.saturating_mul(2)).unwrap_or(u16::MAX),
         window: Duration::from_secs(1),
     }
+}
+
+/// The 429s `discord` answered outside the 429 storms among `injected`.
+fn rate_limited_outside_storms(discord: &FakeDiscord, injected: &[Injected]) -> u64 {
+    let storms: Vec<_> = injected
+        .iter()
+        .filter(|fault| matches!(fault.fault, Fault::DiscordStorm(_)))
+        .map(|fault| fault.started..=fault.back)
+        .collect();
+    let outside = discord
+        .received()
+        .iter()
+        .filter(|received| received.status == 429)
+        .filter(|received| !storms.iter().any(|storm| storm.contains(&received.at)))
+        .count();
+    u64::try_from(outside).unwrap_or(u64::MAX)
 }
 
 /// What counter `name` counted in points carrying `attributes`, over

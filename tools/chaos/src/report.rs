@@ -54,6 +54,9 @@ pub(crate) struct Consumed {
 pub(crate) struct Counted {
     /// What the webhook answered over the run.
     pub(crate) discord: Stats,
+    /// Of its 429s, those answered outside a 429 storm: the route limit
+    /// the bot should pace itself under, never reach.
+    pub(crate) rate_limited_unprovoked: u64,
     /// How long the webhook was in use: from the start of the load to the
     /// end of the drain.
     pub(crate) run: Duration,
@@ -449,10 +452,11 @@ impl fmt::Display for Report {
         let c = &self.counted;
         writeln!(
             f,
-            "Discord 429s                 {} (route {}, global {})",
+            "Discord 429s                 {} (route {}, global {}; {} outside the storm)",
             c.discord.rate_limited_route + c.discord.rate_limited_global,
             c.discord.rate_limited_route,
-            c.discord.rate_limited_global
+            c.discord.rate_limited_global,
+            c.rate_limited_unprovoked
         )?;
         let invalid = c.invalid_per_ban_window();
         writeln!(
@@ -847,6 +851,7 @@ mod tests {
                 rate_limited_route: invalid,
                 ..Stats::default()
             },
+            rate_limited_unprovoked: 3,
             run: Duration::from_secs(run_secs),
             expired: 0,
             dead_letters,
@@ -871,6 +876,8 @@ mod tests {
         );
         let text = broken.to_string();
         assert!(text.contains("dead-lettered                2  ✗"), "{text}");
-        assert!(text.contains("Discord 429s                 1000 (route 1000, global 0)"));
+        assert!(text.contains(
+            "Discord 429s                 1000 (route 1000, global 0; 3 outside the storm)"
+        ));
     }
 }
