@@ -28,12 +28,14 @@ use anyhow::Context;
 use clap::Parser;
 use demo::load::{self, posts};
 use demo::{Names, Options, Stack};
-use otlp_testkit::Receiver;
+use otlp_testkit::proto::metrics::v1::number_data_point::Value;
 use otlp_testkit::proto::trace::v1::span::SpanKind;
-use test_support::FakeDiscord;
+use otlp_testkit::{Receiver, has_str_attributes, str_attribute};
+use test_support::{FakeDiscord, RouteLimit};
 use tokio_util::sync::CancellationToken;
 
-use crate::report::{Consumed, Criteria, Report};
+use crate::faults::{DiscordFaults, Fault};
+use crate::report::{Consumed, Counted, Criteria, Injected, Report};
 
 /// Game `n` is titled `chaos game n`.
 const TITLE_PREFIX: &str = "chaos game ";
@@ -56,7 +58,8 @@ impl Doing {
 }
 
 /// How long to wait, after a fault, for the pipeline to catch up before
-/// the next one.
+/// the next one, beyond as long as the fault lasted (a backlog built up
+/// over that long drains, at twice the load's pace, in about as long).
 const CATCH_UP: Duration = Duration::from_secs(30);
 
 /// Steady load between the end of one fault's recovery and the next fault.
@@ -81,7 +84,16 @@ struct Cli {
     /// not announced by then is lost.
     #[arg(long, default_value = "30s", value_parser = demo::parse_seconds)]
     drain: Duration,
-    /// The CI run: 15 s of load, one fault of each kind, 15 s to drain.
+    /// How long the Discord outage lasts: a quarter each of 500s,
+    /// 502/503s, requests never answered and connections refused.
+    #[arg(long, default_value = "60s", value_parser = demo::parse_seconds)]
+    discord_outage: Duration,
+    /// How long the Discord 429 storm lasts (route and global 429s with a
+    /// Retry-After of 1 to 2 s).
+    #[arg(long, default_value = "30s", value_parser = demo::parse_seconds)]
+    discord_storm: Duration,
+    /// The CI run: 15 s of load, one fault of each kind (a 20 s Discord
+    /// outage, a 10 s 429 storm), 15 s to drain.
     #[arg(long)]
     short: bool,
     /// Print the figures but exit 0 even when they break the criteria.
@@ -106,6 +118,8 @@ async fn main() -> ExitCode {
         cli.duration = Duration::from_secs(15);
         cli.rabbitmq_outages = 1;
         cli.drain = Duration::from_secs(15);
+        cli.discord_outage = Duration::from_secs(20);
+        cli.discord_storm = Duration::from_secs(10);
     }
     // On Ctrl-C the run is dropped: services killed, servers stopped and
     // their directory removed.
@@ -141,7 +155,11 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: &Cli) -> anyhow::Result<Report> {
-    let faults = faults::schedule(cli.rabbitmq_outages);
+    let discord_faults = DiscordFaults {
+        outage: cli.discord_outage,
+        storm: cli.discord_storm,
+    };
+    let faults = faults::schedule(cli.rabbitmq_outages, discord_faults);
     println!(
         "gamenight fault-injection run: {} games/s for {} s, faults: {}\n",
         cli.rate,
@@ -164,6 +182,14 @@ async fn run(cli: &Cli) -> anyhow::Result<Report> {
         .await
         .context("cannot start the OTLP receiver")?;
     let discord = Arc::new(FakeDiscord::start().await);
+    let route_limit = route_limit(cli.rate);
+    discord.set_rate_limit(Some(route_limit));
+    println!(
+        "  discord          {} posts per {} s on the webhook's route (2 × {} games/s)",
+        route_limit.limit,
+        route_limit.window.as_secs(),
+        cli.rate
+    );
     let names = Names {
         database_url: servers.database_url(),
         redis_url: servers.redis_url(),
@@ -208,29 +234,38 @@ async fn run(cli: &Cli) -> anyhow::Result<Report> {
     // (a game sent after it was over has been announced), so that each
     // recovery is measured on its own.
     let slot = cli.duration / (faults.len() as u32 + 1);
+    let announced = announced_count(discord.clone());
     let mut injected = Vec::new();
     let mut not_before = load_start;
     for (i, &fault) in faults.iter().enumerate() {
         let slot_start = load_start + slot * (i as u32 + 1);
         tokio::time::sleep_until(slot_start.max(not_before).into()).await;
         let status = |text: String| doing.set(text);
-        let done = faults::inject(fault, &servers, &mut stack, status)
+        let mut done = faults::inject(fault, &servers, &mut stack, &discord, status)
             .await
             .with_context(|| format!("cannot inject {fault}"))?;
         doing.set(format!(
             "{fault}: over, waiting for the pipeline to catch up"
         ));
         let sent_when_back = live.counts().0;
-        let caught_up = Instant::now() + CATCH_UP;
+        let caught_up = Instant::now() + CATCH_UP + done.back.duration_since(done.started);
+        // After Discord's faults the bot posts a backlog in no particular
+        // order, so a new game's post says little: it has caught up once
+        // no more games wait than a second of load brings.
+        let rate = usize::try_from(cli.rate).unwrap_or(usize::MAX);
+        let backlog_posted =
+            || !fault.is_discord() || announced().saturating_add(rate) >= live.counts().1;
         while Instant::now() < caught_up
-            && !posts(&discord)
-                .iter()
-                .filter_map(|post| load::game_number(TITLE_PREFIX, post.title.as_deref()?))
-                .any(|number| number > sent_when_back)
+            && !(backlog_posted()
+                && posts(&discord)
+                    .iter()
+                    .filter_map(|post| load::game_number(TITLE_PREFIX, post.title.as_deref()?))
+                    .any(|number| number > sent_when_back))
         {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         doing.set(String::new());
+        done.caught_up = Instant::now();
         not_before = Instant::now() + SETTLE;
         injected.push(done);
     }
@@ -245,6 +280,7 @@ async fn run(cli: &Cli) -> anyhow::Result<Report> {
     // Every created game announced, or the drain deadline.
     doing.set("draining".to_owned());
     load::drain(&discord, &requests, cli.drain).await;
+    let run_time = load_start.elapsed();
     stop_progress.cancel();
     let _ = progress.await;
 
@@ -262,6 +298,20 @@ async fn run(cli: &Cli) -> anyhow::Result<Report> {
             at: SystemTime::UNIX_EPOCH + Duration::from_nanos(span.span.start_time_unix_nano),
         })
         .collect();
+    let counted = Counted {
+        discord: discord.stats(),
+        rate_limited_unprovoked: rate_limited_outside_storms(&discord, &injected),
+        run: run_time,
+        expired: counter_over_restarts(
+            &receiver,
+            "gamenight.notifications.delivered",
+            &[("outcome", "expired")],
+        ),
+        dead_letters: servers
+            .dead_letters()
+            .await
+            .context("cannot count the dead letters")?,
+    };
     let report = Report::new(
         load_start,
         load_time,
@@ -269,10 +319,59 @@ async fn run(cli: &Cli) -> anyhow::Result<Report> {
         &posts(&discord),
         &injected,
         &consumed,
+        counted,
         Criteria::default(),
     );
     print!("\n{report}");
     Ok(report)
+}
+
+/// The webhook route's limit for a load of `rate` games a second, each of
+/// which makes one announcement: twice that many posts per 1 s window.
+/// The bot keeps up with room to spare, and catches up on a backlog about
+/// as fast as it built up, but only by pacing itself from the
+/// `X-RateLimit-*` headers: posting as fast as it can gets 429s.
+fn route_limit(rate: u32) -> RouteLimit {
+    RouteLimit {
+        limit: u16::try_from(rate.saturating_mul(2)).unwrap_or(u16::MAX),
+        window: Duration::from_secs(1),
+    }
+}
+
+/// The 429s `discord` answered outside the 429 storms among `injected`.
+fn rate_limited_outside_storms(discord: &FakeDiscord, injected: &[Injected]) -> u64 {
+    let storms: Vec<_> = injected
+        .iter()
+        .filter(|fault| matches!(fault.fault, Fault::DiscordStorm(_)))
+        .map(|fault| fault.started..=fault.back)
+        .collect();
+    let outside = discord
+        .received()
+        .iter()
+        .filter(|received| received.status == 429)
+        .filter(|received| !storms.iter().any(|storm| storm.contains(&received.at)))
+        .count();
+    u64::try_from(outside).unwrap_or(u64::MAX)
+}
+
+/// What counter `name` counted in points carrying `attributes`, over
+/// every process that exported it: a restarted service counts from 0, so
+/// the last total of each process (`service.instance.id`) and attribute
+/// set, summed. A process killed counts what it exported last.
+fn counter_over_restarts(receiver: &Receiver, name: &str, attributes: &[(&str, &str)]) -> u64 {
+    let mut last = std::collections::HashMap::new();
+    for metric in receiver.metrics().iter().filter(|m| m.name() == name) {
+        let instance = str_attribute(&metric.resource, "service.instance.id").unwrap_or_default();
+        for point in metric.sum_points() {
+            if let Some(Value::AsInt(total)) = point.value
+                && has_str_attributes(&point.attributes, attributes)
+            {
+                let series = (instance.to_owned(), format!("{:?}", point.attributes));
+                last.insert(series, u64::try_from(total).unwrap_or_default());
+            }
+        }
+    }
+    last.values().sum()
 }
 
 /// A function counting the distinct games announced so far.

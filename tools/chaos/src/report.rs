@@ -4,9 +4,17 @@ use std::collections::HashMap;
 use std::fmt;
 use std::time::{Duration, Instant, SystemTime};
 
-use demo::load::{Delivery, Outcome, Post, Request};
+use demo::load::{Delivery, Latency, Outcome, Post, Request};
+use test_support::Stats;
 
 use crate::faults::Fault;
+
+/// The 401, 403 and 429 answers in 10 minutes for which Cloudflare bans a
+/// client from Discord's API.
+pub(crate) const DISCORD_BAN_THRESHOLD: u64 = 10_000;
+
+/// The span of time Discord counts invalid requests over.
+const BAN_WINDOW: Duration = Duration::from_secs(10 * 60);
 
 /// One fault as it happened.
 #[derive(Debug, Clone)]
@@ -21,6 +29,10 @@ pub(crate) struct Injected {
     pub(crate) back: Instant,
     /// `back` on the wall clock, to compare with span timestamps.
     pub(crate) back_wall: SystemTime,
+    /// When the pipeline had caught up after it (a game created after
+    /// `back` was posted), or gave up waiting: until then, games created
+    /// since `started` queue behind the ones the fault held back.
+    pub(crate) caught_up: Instant,
 }
 
 /// How long before a bot SIGKILL took hold a post may have reached the
@@ -36,11 +48,47 @@ pub(crate) struct Consumed {
     pub(crate) at: SystemTime,
 }
 
+/// What was counted beyond the requests and the posts: by the stand-in
+/// Discord, the bot's metrics and the broker.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Counted {
+    /// What the webhook answered over the run.
+    pub(crate) discord: Stats,
+    /// Of its 429s, those answered outside a 429 storm: the route limit
+    /// the bot should pace itself under, never reach.
+    pub(crate) rate_limited_unprovoked: u64,
+    /// How long the webhook was in use: from the start of the load to the
+    /// end of the drain.
+    pub(crate) run: Duration,
+    /// Notifications the bot gave up on as too old
+    /// (`gamenight.notifications.delivered`, `outcome=expired`).
+    pub(crate) expired: u64,
+    /// Messages in the dead-letter queues at the end.
+    pub(crate) dead_letters: u64,
+}
+
+impl Counted {
+    /// The webhook's invalid answers (401, 403, 429) as a rate per
+    /// [`BAN_WINDOW`], the span Discord bans over: the count itself for a
+    /// run that lasted no time.
+    pub(crate) fn invalid_per_ban_window(&self) -> f64 {
+        let invalid = self.discord.invalid as f64;
+        if self.run.is_zero() {
+            return invalid;
+        }
+        invalid * BAN_WINDOW.as_secs_f64() / self.run.as_secs_f64()
+    }
+}
+
 /// Limits a run must keep to pass.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Criteria {
+    /// Longest create→webhook of a game no Discord fault held back.
     pub(crate) max_latency: Duration,
+    /// Longest from a dependency back to the pipeline moving.
     pub(crate) max_recovery: Duration,
+    /// Longest from Discord back to its first post.
+    pub(crate) max_first_post: Duration,
 }
 
 impl Default for Criteria {
@@ -48,8 +96,30 @@ impl Default for Criteria {
         Self {
             max_latency: Duration::from_secs(10),
             max_recovery: Duration::from_secs(2),
+            max_first_post: Duration::from_secs(2),
         }
     }
+}
+
+/// How soon Discord had a post again after one of its faults.
+#[derive(Debug, Clone)]
+pub(crate) struct DiscordReturn {
+    pub(crate) fault: Fault,
+    /// When the fault began, from the start of the load.
+    pub(crate) at: Duration,
+    /// From Discord back (answering again, its last `Retry-After` over)
+    /// to the first post it took. `None`: never.
+    pub(crate) first_post: Option<Duration>,
+}
+
+/// Create→webhook of the games a Discord fault held back: not yet posted
+/// when it began, created before the pipeline had caught up after it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HeldBack {
+    /// Games created then.
+    pub(crate) games: usize,
+    /// Their create→webhook; `None` when none was announced.
+    pub(crate) latency: Option<Latency>,
 }
 
 /// How long after one fault the pipeline was moving again.
@@ -79,12 +149,22 @@ pub(crate) struct Report {
     /// the documented window, reported but not a failure.
     pub(crate) killed_before_record: usize,
     pub(crate) recoveries: Vec<Recovery>,
+    /// Create→webhook of the games no Discord fault held back: what
+    /// [`Criteria::max_latency`] applies to.
+    pub(crate) latency: Option<Latency>,
+    /// The games a Discord fault held back; `None` without Discord faults.
+    pub(crate) held_back: Option<HeldBack>,
+    /// After each Discord fault, how soon Discord had a post again.
+    pub(crate) discord_returns: Vec<DiscordReturn>,
+    pub(crate) counted: Counted,
     criteria: Criteria,
 }
 
 impl Report {
     /// The figures of a run: the requests sent from `load_start` on, the
-    /// webhook's posts, the faults and the messages consumed.
+    /// webhook's posts, the faults, the messages consumed and what else
+    /// was counted.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         load_start: Instant,
         load: Duration,
@@ -92,6 +172,7 @@ impl Report {
         posts: &[Post],
         injected: &[Injected],
         consumed: &[Consumed],
+        counted: Counted,
         criteria: Criteria,
     ) -> Self {
         let created_titles: HashMap<&str, &Request> = requests
@@ -136,11 +217,57 @@ impl Report {
             })
             .collect();
 
+        let discord_faults: Vec<&Injected> = injected
+            .iter()
+            .filter(|fault| fault.fault.is_discord())
+            .collect();
+        let mut first_posts: HashMap<&str, Instant> = HashMap::new();
+        for post in posts {
+            if let Some(title) = post.title.as_deref() {
+                let first = first_posts.entry(title).or_insert(post.at);
+                *first = (*first).min(post.at);
+            }
+        }
+        // Held back: created before the pipeline had caught up after a
+        // Discord fault, and not yet posted when it began, having been
+        // created at most `max_latency` before it (on its way then).
+        let (held, free): (Vec<Request>, Vec<Request>) =
+            requests.iter().cloned().partition(|request| {
+                let posted = first_posts.get(request.title.as_str());
+                discord_faults.iter().any(|fault| {
+                    request.sent_at + criteria.max_latency >= fault.started
+                        && request.sent_at <= fault.caught_up
+                        && posted.is_none_or(|&at| at >= fault.started)
+                })
+            });
+        let held_back = (!discord_faults.is_empty()).then(|| HeldBack {
+            games: held
+                .iter()
+                .filter(|r| r.outcome == Outcome::Created)
+                .count(),
+            latency: Delivery::new(&held, posts).latency,
+        });
+        let discord_returns = discord_faults
+            .iter()
+            .map(|fault| DiscordReturn {
+                fault: fault.fault,
+                at: fault.started.saturating_duration_since(load_start),
+                first_post: posts
+                    .iter()
+                    .filter_map(|post| post.at.checked_duration_since(fault.back))
+                    .min(),
+            })
+            .collect();
+
         Self {
             load,
             delivery: Delivery::new(requests, posts),
             killed_before_record: killed_before_record(posts, injected),
             recoveries,
+            latency: Delivery::new(&free, posts).latency,
+            held_back,
+            discord_returns,
+            counted,
             criteria,
         }
     }
@@ -151,6 +278,7 @@ impl Report {
         let Criteria {
             max_latency,
             max_recovery,
+            max_first_post,
         } = self.criteria;
         let mut failures = Vec::new();
         let delivery = &self.delivery;
@@ -164,12 +292,23 @@ impl Report {
                 "duplicate webhook posts",
             ),
             (delivery.status_500, "HTTP 500 answers"),
+            (
+                usize::try_from(self.counted.dead_letters).unwrap_or(usize::MAX),
+                "dead-lettered messages",
+            ),
         ] {
             if count > 0 {
                 failures.push(format!("{count} {what} (must be 0)"));
             }
         }
-        if let Some(latency) = delivery.latency
+        let invalid = self.counted.invalid_per_ban_window();
+        if invalid >= DISCORD_BAN_THRESHOLD as f64 {
+            failures.push(format!(
+                "{invalid:.0} invalid Discord requests per 10 minutes \
+                 (must stay under {DISCORD_BAN_THRESHOLD}, Discord's ban threshold)"
+            ));
+        }
+        if let Some(latency) = self.latency
             && latency.max > max_latency
         {
             failures.push(format!(
@@ -193,6 +332,17 @@ impl Report {
                         seconds(max_recovery)
                     ));
                 }
+            }
+        }
+        for back in &self.discord_returns {
+            if back.first_post.is_none_or(|took| took > max_first_post) {
+                failures.push(format!(
+                    "{} at {}: first post {} after Discord returned (must be ≤ {})",
+                    back.fault,
+                    seconds(back.at),
+                    back.first_post.map_or_else(|| "never".to_owned(), seconds),
+                    seconds(max_first_post)
+                ));
             }
         }
         failures
@@ -238,6 +388,7 @@ impl fmt::Display for Report {
         let Criteria {
             max_latency,
             max_recovery,
+            max_first_post,
         } = self.criteria;
         let d = &self.delivery;
         let mark = |bad: bool| if bad { "  ✗" } else { "" };
@@ -271,17 +422,73 @@ impl fmt::Display for Report {
         )?;
         writeln!(f, "HTTP other non-2xx           {}", d.other_non_2xx)?;
         writeln!(f, "no answer (refused/timeout)  {}", d.no_answer)?;
-        match d.latency {
-            Some(l) => writeln!(
-                f,
-                "create→webhook               p50 {}  p90 {}  p99 {}  max {}{}",
+        let percentiles = |l: Latency| {
+            format!(
+                "p50 {}  p90 {}  p99 {}  max {}",
                 seconds(l.p50),
                 seconds(l.p90),
                 seconds(l.p99),
-                seconds(l.max),
+                seconds(l.max)
+            )
+        };
+        match self.latency {
+            Some(l) => writeln!(
+                f,
+                "create→webhook               {}{}",
+                percentiles(l),
                 mark(l.max > max_latency)
             )?,
             None => writeln!(f, "create→webhook               no game announced")?,
+        }
+        if let Some(held) = self.held_back {
+            writeln!(
+                f,
+                "  held back by Discord*      {} games{}",
+                held.games,
+                held.latency
+                    .map_or_else(String::new, |l| format!("  {}", percentiles(l)))
+            )?;
+        }
+        let c = &self.counted;
+        writeln!(
+            f,
+            "Discord 429s                 {} (route {}, global {}; {} outside the storm)",
+            c.discord.rate_limited_route + c.discord.rate_limited_global,
+            c.discord.rate_limited_route,
+            c.discord.rate_limited_global,
+            c.rate_limited_unprovoked
+        )?;
+        let invalid = c.invalid_per_ban_window();
+        writeln!(
+            f,
+            "Discord invalid requests     {} ({invalid:.0} per 10 min; \
+             banned at {DISCORD_BAN_THRESHOLD}){}",
+            c.discord.invalid,
+            mark(invalid >= DISCORD_BAN_THRESHOLD as f64)
+        )?;
+        writeln!(f, "notifications expired        {}", c.expired)?;
+        writeln!(
+            f,
+            "dead-lettered                {}{}",
+            c.dead_letters,
+            mark(c.dead_letters > 0)
+        )?;
+        for back in &self.discord_returns {
+            let took = back.first_post.map_or_else(|| "never".to_owned(), seconds);
+            writeln!(
+                f,
+                "Discord back → first post    {took} ({} at {}){}",
+                back.fault,
+                seconds(back.at),
+                mark(back.first_post.is_none_or(|took| took > max_first_post))
+            )?;
+        }
+        if self.held_back.is_some() {
+            writeln!(
+                f,
+                "* not yet posted when a Discord fault began, created before the pipeline \
+                 caught up after it: no limit on their create→webhook"
+            )?;
         }
         if self.recoveries.is_empty() {
             return Ok(());
@@ -343,6 +550,15 @@ mod tests {
     }
 
     fn report(requests: &[Request], posts: &[Post], injected: &[Injected]) -> Report {
+        report_counting(requests, posts, injected, Counted::default())
+    }
+
+    fn report_counting(
+        requests: &[Request],
+        posts: &[Post],
+        injected: &[Injected],
+        counted: Counted,
+    ) -> Report {
         let start = requests[0].sent_at;
         Report::new(
             start,
@@ -351,8 +567,31 @@ mod tests {
             posts,
             injected,
             &[],
+            counted,
             Criteria::default(),
         )
+    }
+
+    /// The failures but those of consumers never seen back: these
+    /// reports are given no CONSUMER spans.
+    fn but_consumers(report: &Report) -> Vec<String> {
+        report
+            .failures()
+            .into_iter()
+            .filter(|failure| !failure.contains("back after never"))
+            .collect()
+    }
+
+    /// `fault` from `started` to `back` ms after `t`, caught up at `caught_up`.
+    fn fault(t: Instant, fault: Fault, started: u64, back: u64, caught_up: u64) -> Injected {
+        Injected {
+            fault,
+            started: t + Duration::from_millis(started),
+            down: t + Duration::from_millis(started),
+            back: t + Duration::from_millis(back),
+            back_wall: SystemTime::now(),
+            caught_up: t + Duration::from_millis(caught_up),
+        }
     }
 
     #[test]
@@ -396,6 +635,7 @@ mod tests {
             down: t + 5_050 * MS,
             back: t + 5_300 * MS,
             back_wall: SystemTime::now(),
+            caught_up: t + 5_400 * MS,
         };
         let posts = posts(
             t,
@@ -459,6 +699,7 @@ mod tests {
             down: t + 1_200 * MS,
             back: t + 3_000 * MS,
             back_wall: SystemTime::now(),
+            caught_up: t + 4_000 * MS,
         }];
         let report = report(&requests, &posts, &injected);
         let recovery = &report.recoveries[0];
@@ -473,5 +714,170 @@ mod tests {
                 .iter()
                 .any(|f| f.contains("worker back after never"))
         );
+    }
+
+    #[test]
+    fn discord_must_get_a_post_within_two_seconds_of_its_return() {
+        const OUTAGE: Fault = Fault::DiscordOutage(Duration::from_secs(20));
+        const STORM: Fault = Fault::DiscordStorm(Duration::from_secs(10));
+        let t = Instant::now();
+        let requests = requests(t, &[("a", 0, Outcome::Created)]);
+        let injected = [
+            fault(t, OUTAGE, 1_000, 21_000, 22_000),
+            fault(t, STORM, 30_000, 40_000, 41_000),
+        ];
+        let first_posts = |outage_ms: u64, storm_ms: u64| {
+            posts(
+                t,
+                &[
+                    ("a", 100),
+                    ("x", 21_000 + outage_ms),
+                    ("y", 40_000 + storm_ms),
+                ],
+            )
+        };
+        let failures = |posts: &[Post]| -> Vec<String> {
+            report(&requests, posts, &injected)
+                .failures()
+                .into_iter()
+                .filter(|failure| failure.contains("Discord returned"))
+                .collect()
+        };
+        assert_eq!(failures(&first_posts(2_000, 500)), Vec::<String>::new());
+        assert_eq!(
+            failures(&first_posts(2_001, 500)),
+            ["discord outage 20 s at 1.00 s: \
+                 first post 2.00 s after Discord returned (must be ≤ 2.00 s)"]
+        );
+        // A post before the return does not count; none after it: never.
+        let storm_never = posts(t, &[("a", 100), ("x", 21_500), ("y", 39_000)]);
+        assert_eq!(
+            failures(&storm_never),
+            ["discord 429 storm 10 s at 30.00 s: \
+                 first post never after Discord returned (must be ≤ 2.00 s)"]
+        );
+        let report = report(&requests, &first_posts(300, 2_500), &injected);
+        assert_eq!(
+            report
+                .discord_returns
+                .iter()
+                .map(|back| back.first_post)
+                .collect::<Vec<_>>(),
+            [Some(300 * MS), Some(2_500 * MS)]
+        );
+        assert!(report.to_string().contains(
+            "Discord back → first post    2.50 s (discord 429 storm 10 s at 30.00 s)  ✗"
+        ));
+    }
+
+    #[test]
+    fn games_a_discord_fault_held_back_are_no_latency_failure_but_others_are() {
+        let t = Instant::now();
+        let outage = fault(
+            t,
+            Fault::DiscordOutage(Duration::from_secs(20)),
+            1_000,
+            21_000,
+            40_000,
+        );
+        let sent = requests(
+            t,
+            &[
+                ("before", 0, Outcome::Created),
+                ("on its way", 800, Outcome::Created),
+                ("during", 5_000, Outcome::Created),
+                ("catching up", 30_000, Outcome::Created),
+                ("after", 41_000, Outcome::Created),
+            ],
+        );
+        let posted = posts(
+            t,
+            &[
+                ("before", 200),
+                ("on its way", 21_050),
+                ("during", 21_100),
+                ("catching up", 39_000),
+                ("after", 41_300),
+            ],
+        );
+        let report = report(&sent, &posted, std::slice::from_ref(&outage));
+        assert_eq!(report.latency.map(|l| l.max), Some(300 * MS));
+        let held = report.held_back.expect("a Discord fault holds games back");
+        assert_eq!(held.games, 3);
+        assert_eq!(held.latency.map(|l| l.max), Some(20_250 * MS));
+        assert_eq!(but_consumers(&report), Vec::<String>::new());
+
+        // A game created once the pipeline had caught up is held to the
+        // limit, Discord fault or not; so is one that was already late
+        // when the fault began.
+        let slow = posts(t, &[("during", 21_100), ("after", 52_000)]);
+        let late = requests(
+            t,
+            &[
+                ("during", 5_000, Outcome::Created),
+                ("after", 41_000, Outcome::Created),
+            ],
+        );
+        assert_eq!(
+            but_consumers(&report_counting(
+                &late,
+                &slow,
+                &[outage],
+                Counted::default()
+            )),
+            ["create→webhook max 11.00 s (must be ≤ 10.00 s)"]
+        );
+        let storm = Fault::DiscordStorm(Duration::from_secs(10));
+        let long_before = requests(t, &[("long before", 1_000, Outcome::Created)]);
+        let posted_in_storm = posts(t, &[("long before", 14_000)]);
+        let stuck = [fault(t, storm, 12_000, 22_000, 23_000)];
+        let report = report_counting(&long_before, &posted_in_storm, &stuck, Counted::default());
+        assert_eq!(report.held_back.map(|held| held.games), Some(0));
+        assert!(
+            report_counting(&sent, &posted, &[], Counted::default())
+                .held_back
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_dead_letter_or_invalid_requests_at_a_banning_rate_break_a_criterion() {
+        let t = Instant::now();
+        let requests = requests(t, &[("a", 0, Outcome::Created)]);
+        let posts = posts(t, &[("a", 100)]);
+        let counted = |invalid: u64, run_secs: u64, dead_letters: u64| Counted {
+            discord: Stats {
+                invalid,
+                rate_limited_route: invalid,
+                ..Stats::default()
+            },
+            rate_limited_unprovoked: 3,
+            run: Duration::from_secs(run_secs),
+            expired: 0,
+            dead_letters,
+        };
+        // 999 in a minute is 9,990 in ten: under the threshold.
+        let fine = report_counting(&requests, &posts, &[], counted(999, 60, 0));
+        assert_eq!(fine.counted.invalid_per_ban_window(), 9_990.0);
+        assert!(fine.failures().is_empty(), "{:?}", fine.failures());
+        assert!(
+            fine.to_string()
+                .contains("Discord invalid requests     999 (9990 per 10 min; banned at 10000)\n")
+        );
+
+        let broken = report_counting(&requests, &posts, &[], counted(1_000, 60, 2));
+        assert_eq!(
+            broken.failures(),
+            [
+                "2 dead-lettered messages (must be 0)",
+                "10000 invalid Discord requests per 10 minutes \
+                 (must stay under 10000, Discord's ban threshold)",
+            ]
+        );
+        let text = broken.to_string();
+        assert!(text.contains("dead-lettered                2  ✗"), "{text}");
+        assert!(text.contains(
+            "Discord 429s                 1000 (route 1000, global 0; 3 outside the storm)"
+        ));
     }
 }

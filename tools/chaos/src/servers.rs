@@ -117,6 +117,37 @@ impl Servers {
         ctl?;
         listening
     }
+
+    /// The messages waiting in the node's dead-letter queues (`*.dlq`).
+    pub(crate) async fn dead_letters(&self) -> anyhow::Result<u64> {
+        let listed = run(self.rabbitmq.ctl(&[
+            "list_queues",
+            "--quiet",
+            "--no-table-headers",
+            "name",
+            "messages",
+        ]))
+        .await?;
+        dead_letters_listed(&String::from_utf8_lossy(&listed.stdout))
+    }
+}
+
+/// The messages in the dead-letter queues of `list_queues name messages`
+/// output: one queue a line, its name and count separated by a tab.
+fn dead_letters_listed(listed: &str) -> anyhow::Result<u64> {
+    let mut total = 0;
+    for line in listed.lines().filter(|line| !line.trim().is_empty()) {
+        let (name, messages) = line
+            .rsplit_once('\t')
+            .with_context(|| format!("unexpected list_queues line {line:?}"))?;
+        if name.ends_with(".dlq") {
+            total += messages
+                .trim()
+                .parse::<u64>()
+                .with_context(|| format!("unexpected message count in {line:?}"))?;
+        }
+    }
+    Ok(total)
 }
 
 impl Drop for Servers {
@@ -414,4 +445,16 @@ async fn wait_for_port(port: u16) -> anyhow::Result<Instant> {
 fn running_as_root() -> bool {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata("/proc/self").is_ok_and(|meta| meta.uid() == 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_dead_letter_queues_count() {
+        let listed = "gamenight.bot\t12\ngamenight.bot.dlq\t2\ngamenight.worker.dlq\t1\n\n";
+        assert_eq!(dead_letters_listed(listed).ok(), Some(3));
+        assert!(dead_letters_listed("gamenight.bot.dlq\tmany").is_err());
+    }
 }

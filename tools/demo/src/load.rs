@@ -151,7 +151,7 @@ async fn create_game(client: &reqwest::Client, url: &str, title: &str) -> Outcom
     }
 }
 
-/// One post the webhook received.
+/// One post the webhook took (answered 2xx): a message in the channel.
 #[derive(Debug, Clone)]
 pub struct Post {
     /// The title of the game it announces, if it names one.
@@ -161,11 +161,13 @@ pub struct Post {
 }
 
 /// The webhook's posts so far, each with the title of the game it
-/// announces.
+/// announces: the requests it answered 2xx. One it answered 5xx or 429,
+/// or never answered, put no message in the channel.
 pub fn posts(discord: &FakeDiscord) -> Vec<Post> {
     discord
         .received()
         .into_iter()
+        .filter(|received| (200..300).contains(&received.status))
         .map(|received| Post {
             title: received.body["embeds"][0]["title"]
                 .as_str()
