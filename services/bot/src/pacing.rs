@@ -104,16 +104,21 @@ impl Pacer {
     }
 
     /// Waits until a post may go: past a 429's pause, then for a permit of
-    /// the webhook's bucket, to be completed with the answer's headers.
+    /// the webhook's bucket, to be completed with the answer's headers. A
+    /// post queued for its permit when a 429 came waits out that 429 too.
     pub(crate) async fn acquire(&self) -> Permit {
         loop {
             let until = self.lock().paused_until;
-            if until <= Instant::now() {
-                break;
+            if until > Instant::now() {
+                tokio::time::sleep_until(until).await;
+                continue;
             }
-            tokio::time::sleep_until(until).await;
+            let permit = self.limiter.acquire(self.endpoint.clone()).await;
+            if self.lock().paused_until <= Instant::now() {
+                return permit;
+            }
+            // Paused meanwhile: the permit goes back unused.
         }
-        self.limiter.acquire(self.endpoint.clone()).await
     }
 
     /// Hands Discord's answer (`status`, `headers`) back to the limiter,
@@ -296,5 +301,30 @@ mod tests {
         let permit = pacer.acquire().await;
         pacer.complete(permit, ok, &bucket("2"));
         assert_eq!(remaining().await, Some(1), "shared: one left to the others");
+    }
+
+    #[tokio::test]
+    async fn a_post_queued_behind_the_one_that_met_a_429_waits_it_out_too() {
+        let pacer = Pacer::new("1");
+        let first = pacer.acquire().await;
+        let queued = tokio::spawn({
+            let pacer = pacer.clone();
+            async move {
+                let _permit = pacer.acquire().await;
+                Instant::now()
+            }
+        });
+        // Queued behind the post in flight, past the (absent) pause.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let answer = headers(&[("x-ratelimit-global", "true"), ("retry-after", "0.3")]);
+        let limited = pacer.complete(first, reqwest::StatusCode::TOO_MANY_REQUESTS, &answer);
+        let paused_at = Instant::now();
+        pacer.pause(limited.unwrap().retry_after);
+        let went = queued.await.unwrap();
+        assert!(
+            went - paused_at >= Duration::from_millis(300),
+            "went {:?} into the pause",
+            went - paused_at
+        );
     }
 }

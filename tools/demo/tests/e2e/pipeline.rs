@@ -174,7 +174,8 @@ async fn a_webhook_failing_for_a_while_is_waited_out_not_dead_lettered() {
     assert_eq!(posted.len(), 1, "posted once");
     let amqp = Amqp::connect().await;
     assert_eq!(
-        amqp.ready_messages(&format!("{}.dlq", names.bot_queue)).await,
+        amqp.ready_messages(&format!("{}.dlq", names.bot_queue))
+            .await,
         0,
         "nothing dead-lettered"
     );
