@@ -59,7 +59,7 @@ impl Doing {
 
 /// How long to wait, after a fault, for the pipeline to catch up before
 /// the next one, beyond as long as the fault lasted (a backlog built up
-/// over that long drains, at twice the load's pace, in about as long).
+/// over that long drains, at up to four times the load's pace, in less).
 const CATCH_UP: Duration = Duration::from_secs(30);
 
 /// Steady load between the end of one fault's recovery and the next fault.
