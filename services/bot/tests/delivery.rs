@@ -176,6 +176,25 @@ impl Running {
             .unwrap();
     }
 
+    /// Asserts that the bot's dead-letter queue is empty.
+    async fn assert_nothing_dead_lettered(&self) {
+        let dlq = format!("{}.dlq", self.queue);
+        let dead = self.queue_counts(&dlq).await.map(|(messages, _)| messages);
+        assert_eq!(dead, Some(0), "nothing dead-lettered");
+    }
+
+    /// Waits until the queue is empty and the bot has asked `gateway` for
+    /// a game: what was published has been taken.
+    async fn wait_until_taken(&self, gateway: &Gateway) {
+        self.poll("the notifications taken", || async {
+            self.queue_counts(&self.queue)
+                .await
+                .is_some_and(|(ready, _)| ready == 0)
+                && !gateway.requests().is_empty()
+        })
+        .await;
+    }
+
     /// Polls `condition` every 50 ms for up to 30 s.
     async fn poll<F, Fut>(&self, what: &str, condition: F)
     where
@@ -301,11 +320,7 @@ async fn an_api_answering_429_or_503_is_waited_out_not_dead_lettered() {
         requests[1].duration_since(requests[0]) >= Duration::from_secs(1),
         "Retry-After honoured"
     );
-    let dead = running
-        .queue_counts(&format!("{}.dlq", running.queue))
-        .await
-        .map(|(messages, _)| messages);
-    assert_eq!(dead, Some(0), "nothing dead-lettered");
+    running.assert_nothing_dead_lettered().await;
     running.stop().await;
 }
 
@@ -367,23 +382,13 @@ async fn a_post_whose_record_fails_is_recorded_later_and_never_posted_again() {
 /// lag behind when it was due is recorded in seconds.
 #[tokio::test]
 async fn outcomes_are_counted_and_the_lag_recorded_in_seconds() {
-    let receiver = Receiver::start().await.unwrap();
-    let config = TelemetryConfig::otlp(Protocol::HttpProtobuf, receiver.http_endpoint());
-    let telemetry = Telemetry::build_with_writer(bot::SERVICE, &config, std::io::sink).unwrap();
+    let (receiver, telemetry) = exporting().await;
     let (gateway, api_url) = Gateway::start([]).await;
     gateway.cancelled.store(true, Ordering::Relaxed);
     let running = Running::start_with(&api_url, telemetry.meter("bot"), Faults::default()).await;
 
     running.publish(Uuid::new_v4(), "reminder", None).await;
-    running
-        .poll("the reminder handled", || async {
-            running
-                .queue_counts(&running.queue)
-                .await
-                .is_some_and(|(ready, _)| ready == 0)
-                && !gateway.requests().is_empty()
-        })
-        .await;
+    running.wait_until_taken(&gateway).await;
     let due_at = chrono::Utc::now() - chrono::Duration::seconds(90);
     running
         .publish_due(Uuid::new_v4(), "cancelled", None, due_at)
@@ -435,17 +440,14 @@ async fn with_the_webhook_failure_switch_on_nothing_is_posted_and_the_bot_waits(
     ])
     .unwrap()
     .faults;
-    let receiver = Receiver::start().await.unwrap();
-    let config = TelemetryConfig::otlp(Protocol::HttpProtobuf, receiver.http_endpoint());
-    let telemetry = Telemetry::build_with_writer(bot::SERVICE, &config, std::io::sink).unwrap();
+    let (receiver, telemetry) = exporting().await;
     let (_gateway, api_url) = Gateway::start([]).await;
     let running = Running::start_with(&api_url, telemetry.meter("bot"), faults).await;
     running.publish(Uuid::new_v4(), "announcement", None).await;
     // Three answers in a row, 50 ms apart and more, open the breaker.
     tokio::time::sleep(Duration::from_secs(2)).await;
     // Held, not dead-lettered.
-    let dlq = format!("{}.dlq", running.queue);
-    assert_eq!(running.queue_counts(&dlq).await, Some((0, 0)));
+    running.assert_nothing_dead_lettered().await;
     assert_eq!(
         running
             .queue_counts(&running.queue)
@@ -469,6 +471,14 @@ async fn with_the_webhook_failure_switch_on_nothing_is_posted_and_the_bot_waits(
         Some(&otlp_testkit::proto::metrics::v1::number_data_point::Value::AsInt(1)),
         "the breaker opened: {breaker:?}"
     );
+}
+
+/// An OTLP receiver, and the bot's telemetry exporting to it.
+async fn exporting() -> (Receiver, Telemetry) {
+    let receiver = Receiver::start().await.unwrap();
+    let config = TelemetryConfig::otlp(Protocol::HttpProtobuf, receiver.http_endpoint());
+    let telemetry = Telemetry::build_with_writer(bot::SERVICE, &config, std::io::sink).unwrap();
+    (receiver, telemetry)
 }
 
 /// Posts that reached the fake and were taken.
@@ -513,11 +523,7 @@ async fn a_60_s_discord_outage_answering_500_dead_letters_nothing() {
     );
     // Three failures open the breaker; then about one probe a second.
     assert!(during <= 75, "{during} posts tried in a 60 s outage");
-    let dead = running
-        .queue_counts(&format!("{}.dlq", running.queue))
-        .await
-        .map(|(messages, _)| messages);
-    assert_eq!(dead, Some(0), "nothing dead-lettered");
+    running.assert_nothing_dead_lettered().await;
     for id in &notifications {
         assert!(running.recorded(*id).await.is_some(), "{id} not recorded");
     }
@@ -534,9 +540,7 @@ async fn a_60_s_discord_outage_answering_500_dead_letters_nothing() {
 /// `expired`: counted, acknowledged, not posted and not dead-lettered.
 #[tokio::test]
 async fn a_notification_past_its_deadline_is_expired_not_posted() {
-    let receiver = Receiver::start().await.unwrap();
-    let config = TelemetryConfig::otlp(Protocol::HttpProtobuf, receiver.http_endpoint());
-    let telemetry = Telemetry::build_with_writer(bot::SERVICE, &config, std::io::sink).unwrap();
+    let (receiver, telemetry) = exporting().await;
     let (gateway, api_url) = Gateway::start([]).await;
     *gateway.scheduled_at.lock().unwrap() = Some(chrono::Utc::now() + chrono::Duration::seconds(3));
     let running = Running::start_with(&api_url, telemetry.meter("bot"), Faults::default()).await;
@@ -550,25 +554,13 @@ async fn a_notification_past_its_deadline_is_expired_not_posted() {
     running.discord.reply_always(Reply::ServerError);
     let announced = Uuid::new_v4();
     running.publish(announced, "announcement", None).await;
-    running
-        .poll("both handled", || async {
-            running
-                .queue_counts(&running.queue)
-                .await
-                .is_some_and(|(ready, _)| ready == 0)
-                && !gateway.requests().is_empty()
-        })
-        .await;
+    running.wait_until_taken(&gateway).await;
     tokio::time::sleep(Duration::from_secs(4)).await;
     running.discord.reply_always(Reply::Delivered);
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(running.recorded(stale).await, None);
     assert_eq!(running.recorded(announced).await, None);
-    let dead = running
-        .queue_counts(&format!("{}.dlq", running.queue))
-        .await
-        .map(|(messages, _)| messages);
-    assert_eq!(dead, Some(0), "nothing dead-lettered");
+    running.assert_nothing_dead_lettered().await;
     let discord = running.stop().await;
     telemetry.shutdown().await;
 

@@ -185,7 +185,7 @@ async fn run(cli: &Cli) -> anyhow::Result<Report> {
     let route_limit = route_limit(cli.rate);
     discord.set_rate_limit(Some(route_limit));
     println!(
-        "  discord          {} posts per {} s on the webhook's route (2 × {} games/s)",
+        "  discord          {} posts per {} s on the webhook's route ({} games/s)",
         route_limit.limit,
         route_limit.window.as_secs(),
         cli.rate

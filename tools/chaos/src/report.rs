@@ -152,6 +152,9 @@ pub(crate) struct Report {
     /// Create→webhook of the games no Discord fault held back: what
     /// [`Criteria::max_latency`] applies to.
     pub(crate) latency: Option<Latency>,
+    /// When (after the load began) the slowest of those games was created:
+    /// where to look when it is too slow.
+    pub(crate) slowest_created_at: Option<Duration>,
     /// The games a Discord fault held back; `None` without Discord faults.
     pub(crate) held_back: Option<HeldBack>,
     /// After each Discord fault, how soon Discord had a post again.
@@ -240,6 +243,11 @@ impl Report {
                         && posted.is_none_or(|&at| at >= fault.started)
                 })
             });
+        let slowest_created_at = free
+            .iter()
+            .filter_map(|r| Some((*first_posts.get(r.title.as_str())? - r.sent_at, r.sent_at)))
+            .max()
+            .map(|(_, sent_at)| sent_at.saturating_duration_since(load_start));
         let held_back = (!discord_faults.is_empty()).then(|| HeldBack {
             games: held
                 .iter()
@@ -265,6 +273,7 @@ impl Report {
             killed_before_record: killed_before_record(posts, injected),
             recoveries,
             latency: Delivery::new(&free, posts).latency,
+            slowest_created_at,
             held_back,
             discord_returns,
             counted,
@@ -434,8 +443,11 @@ impl fmt::Display for Report {
         match self.latency {
             Some(l) => writeln!(
                 f,
-                "create→webhook               {}{}",
+                "create→webhook               {}{}{}",
                 percentiles(l),
+                self.slowest_created_at
+                    .map(|at| format!(" (created at {})", seconds(at)))
+                    .unwrap_or_default(),
                 mark(l.max > max_latency)
             )?,
             None => writeln!(f, "create→webhook               no game announced")?,
