@@ -225,10 +225,16 @@ impl Discord {
             .with_jitter()
             .without_max_times()
             .build();
+        // Before posting again after a lost answer, while the breaker is
+        // still closed.
+        let mut backing_off = Duration::ZERO;
         loop {
             // Waits only: a post in flight is never abandoned, or Discord
             // could take a message we then post again.
             let wait = async {
+                if !backing_off.is_zero() {
+                    tokio::time::sleep(backing_off).await;
+                }
                 let turn = self.waited("outage", self.breaker.turn()).await;
                 let permit = match turn {
                     Turn::Post => Some(self.waited("rate_limit", self.pacer.acquire()).await),
@@ -238,7 +244,10 @@ impl Discord {
             };
             let (turn, permit) = tokio::select! {
                 biased;
-                () = shutdown.cancelled() => return Err(shutting_down()),
+                // Back to the queue.
+                () = shutdown.cancelled() => {
+                    return Err(Failure::unavailable("shutting down while waiting for Discord"));
+                }
                 () = tokio::time::sleep_until(deadline) => return Ok(Sent::Expired),
                 ready = wait => ready,
             };
@@ -263,7 +272,8 @@ impl Discord {
                     }
                 },
             };
-            let wait = match answer {
+            backing_off = Duration::ZERO;
+            match answer {
                 Answer::Posted(message_id) => {
                     self.breaker.answered();
                     tracing::info!(
@@ -290,23 +300,15 @@ impl Discord {
                         retry_after = ?limited.retry_after,
                         "Discord rate-limited the post; every post waits"
                     );
-                    continue;
                 }
                 Answer::Away(reason) => {
                     self.breaker.failed(&reason);
                     tracing::warn!(reason, "Discord did not answer; the post waits for it");
-                    if self.breaker.is_open() {
-                        // The breaker paces the probes.
-                        continue;
+                    // Once open, the breaker paces the probes.
+                    if !self.breaker.is_open() {
+                        backing_off = backoff.next().unwrap_or(PROBE_INTERVAL);
                     }
-                    backoff.next().unwrap_or(PROBE_INTERVAL)
                 }
-            };
-            tokio::select! {
-                biased;
-                () = shutdown.cancelled() => return Err(shutting_down()),
-                () = tokio::time::sleep_until(deadline) => return Ok(Sent::Expired),
-                () = tokio::time::sleep(wait) => {}
             }
         }
     }
@@ -426,11 +428,6 @@ impl Discord {
             None => Answer::Refused(status),
         }
     }
-}
-
-/// Why a notification waiting for Discord goes back to the queue.
-fn shutting_down() -> Failure {
-    Failure::unavailable("shutting down while waiting for Discord")
 }
 
 /// Logs the message that would have been posted, in a span shaped like
