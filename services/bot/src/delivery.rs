@@ -28,7 +28,7 @@ fn expired(notification: &Notification, deadline: DateTime<Utc>) -> Delivered {
         kind = notification.kind.as_str(),
         due_at = %notification.due_at,
         %deadline,
-        "notification expired: its moment passed before Discord took it; not posted"
+        "notification expired: its moment passed; not posted"
     );
     Delivered::Expired
 }

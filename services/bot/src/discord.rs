@@ -83,6 +83,8 @@ enum Answer {
     Away(String),
     /// Any other 4xx: Discord will never take this message.
     Refused(StatusCode),
+    /// The request could not even be built: nothing was sent.
+    Unsendable,
 }
 
 /// The bot's instruments for Discord.
@@ -288,6 +290,11 @@ impl Discord {
                         "webhook refused the message: {status}"
                     )));
                 }
+                Answer::Unsendable => {
+                    return Err(Failure::Permanent(
+                        "cannot build the webhook request".into(),
+                    ));
+                }
                 Answer::RateLimited(limited) => {
                     self.breaker.answered();
                     self.pacer.pause(limited.retry_after);
@@ -383,7 +390,7 @@ impl Discord {
             .timeout(timeout)
             .build();
         let Ok(request) = request else {
-            return Answer::Refused(StatusCode::BAD_REQUEST);
+            return Answer::Unsendable;
         };
         // Errors from reqwest name the URL, which holds the token: report
         // the kind of failure only. No answer: the permit goes back unused.
