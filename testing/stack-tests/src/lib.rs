@@ -1,8 +1,12 @@
-//! Checks for the files `docker compose up` reads, runnable without Docker.
+//! Checks for the files `docker compose up` and `kubectl apply` read,
+//! runnable without Docker or a cluster.
 //!
 //! # Layout
 //! - [`alloy`]: a parser for config.alloy's syntax.
+//! - [`kubernetes`]: the kustomize overlays rendered, and a container's
+//!   environment resolved from them as the kubelet would.
 //! - `tests/stack.rs`: the cross-checks between compose, Dockerfile,
 //!   config.alloy, the services' configuration and the docs.
 
 pub mod alloy;
+pub mod kubernetes;
