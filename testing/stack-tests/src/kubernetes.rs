@@ -387,6 +387,12 @@ impl Sources<'_> {
         }
         let mut data = BTreeMap::new();
         for (key, encoded) in strings("data") {
+            // kustomize folds long values over lines; Go's decoder, which
+            // the API server uses, skips \r and \n.
+            let encoded: String = encoded
+                .chars()
+                .filter(|c| !matches!(c, '\r' | '\n'))
+                .collect();
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(&encoded)
                 .map_err(|_| format!("Secret {name:?} key {key:?} is not base64"))?;
