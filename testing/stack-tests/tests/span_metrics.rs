@@ -72,7 +72,9 @@ fn produced() -> (BTreeSet<String>, BTreeSet<String>) {
     let spanmetrics = blocks
         .iter()
         .find(|b| b.name == "otelcol.connector.spanmetrics")
-        .expect("config.alloy has an otelcol.connector.spanmetrics: the dashboards read its metrics");
+        .expect(
+            "config.alloy has an otelcol.connector.spanmetrics: the dashboards read its metrics",
+        );
     let namespace = string_attribute(spanmetrics, "namespace")
         .unwrap_or_else(|| "traces.span.metrics".to_owned());
     let unit = spanmetrics
@@ -137,8 +139,12 @@ fn mentioned(text: &str) -> BTreeSet<String> {
 /// in `by`/`without` of aggregations over them.
 fn labels_used(expr: &Expr, names: &BTreeSet<String>, found: &mut BTreeSet<String>) -> bool {
     match expr {
-        Expr::VectorSelector(selector) | Expr::MatrixSelector(promql_parser::parser::MatrixSelector { vs: selector, .. }) => {
-            let ours = selector.name.as_ref().is_some_and(|name| names.contains(name));
+        Expr::VectorSelector(selector)
+        | Expr::MatrixSelector(promql_parser::parser::MatrixSelector { vs: selector, .. }) => {
+            let ours = selector
+                .name
+                .as_ref()
+                .is_some_and(|name| names.contains(name));
             if ours {
                 found.extend(selector.matchers.matchers.iter().map(|m| m.name.clone()));
             }
@@ -218,7 +224,9 @@ fn every_label_queried_on_a_span_metric_is_one_alloy_produces() {
             if label == "__name__" {
                 continue;
             }
-            panic!("{file}: {query} asks for the label {label}, which the connectors do not set; they set {labels:?}");
+            panic!(
+                "{file}: {query} asks for the label {label}, which the connectors do not set; they set {labels:?}"
+            );
         }
     }
     assert!(checked > 0, "no query reads the span metrics");

@@ -256,16 +256,24 @@ fn config_alloy_uses_only_arguments_alloy_accepts() {
 /// unset (the default share), a whole share, a fraction and everything.
 #[test]
 fn sampling_alloy_uses_only_arguments_and_values_alloy_accepts() {
-    let blocks = alloy::parse(&read("grafana-alloy/sampling.alloy")).unwrap_or_else(|err| panic!("{err}"));
+    let blocks =
+        alloy::parse(&read("grafana-alloy/sampling.alloy")).unwrap_or_else(|err| panic!("{err}"));
     let problems = alloy::schema::check_names(&blocks);
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     for percent in ["", "25", "0.5", "100"] {
         let env = |name: &str| {
-            assert_eq!(name, "TRACE_SAMPLING_PERCENT", "sampling.alloy reads {name}");
+            assert_eq!(
+                name, "TRACE_SAMPLING_PERCENT",
+                "sampling.alloy reads {name}"
+            );
             percent.to_owned()
         };
         let problems = alloy::schema::check_values(&blocks, &env);
-        assert!(problems.is_empty(), "TRACE_SAMPLING_PERCENT={percent:?}:\n{}", problems.join("\n"));
+        assert!(
+            problems.is_empty(),
+            "TRACE_SAMPLING_PERCENT={percent:?}:\n{}",
+            problems.join("\n")
+        );
     }
 }
 

@@ -137,7 +137,9 @@ impl TryFrom<Vars> for Config {
                 "GRAFANA_CLOUD_LOKI_INSTANCE_ID",
             )?,
             token,
-            trace_sampling_percent: vars.trace_sampling_percent.filter(|percent| *percent < 100.0),
+            trace_sampling_percent: vars
+                .trace_sampling_percent
+                .filter(|percent| *percent < 100.0),
         })
     }
 }

@@ -124,7 +124,10 @@ impl Report {
                             .into_iter()
                             .any(|p| p.as_ref().is_some_and(|p| p.contains(service)))
                     };
-                    for finding in findings.iter_mut().filter(|f| !f.arrived && runs(&f.source)) {
+                    for finding in findings
+                        .iter_mut()
+                        .filter(|f| !f.arrived && runs(&f.source))
+                    {
                         finding.arrived = true;
                         finding.detail = format!(
                             "no trace kept in {minutes} minutes; it runs, and its traces are sampled"

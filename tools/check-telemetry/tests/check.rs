@@ -216,7 +216,8 @@ async fn a_running_service_with_no_kept_trace_is_not_missing_when_traces_are_sam
         "  ✓ worker    no trace kept in 10 minutes; it runs, and its traces are sampled"
     );
     assert!(
-        text.contains("Traces are sampled: Alloy keeps every trace with an error") && text.contains("and 10 % of the rest"),
+        text.contains("Traces are sampled: Alloy keeps every trace with an error")
+            && text.contains("and 10 % of the rest"),
         "{text}"
     );
     // A service that sent nothing at all is still missing.

@@ -600,37 +600,127 @@ const REQUIRED: &[(&str, &str)] = &[
     ("otelcol.processor.tail_sampling", "output"),
     ("otelcol.processor.tail_sampling/policy", "name"),
     ("otelcol.processor.tail_sampling/policy", "type"),
-    ("otelcol.processor.tail_sampling/policy/latency", "threshold_ms"),
-    ("otelcol.processor.tail_sampling/policy/numeric_attribute", "key"),
-    ("otelcol.processor.tail_sampling/policy/numeric_attribute", "min_value"),
-    ("otelcol.processor.tail_sampling/policy/numeric_attribute", "max_value"),
-    ("otelcol.processor.tail_sampling/policy/probabilistic", "sampling_percentage"),
-    ("otelcol.processor.tail_sampling/policy/status_code", "status_codes"),
-    ("otelcol.processor.tail_sampling/policy/string_attribute", "key"),
-    ("otelcol.processor.tail_sampling/policy/string_attribute", "values"),
-    ("otelcol.processor.tail_sampling/policy/rate_limiting", "spans_per_second"),
-    ("otelcol.processor.tail_sampling/policy/bytes_limiting", "bytes_per_second"),
-    ("otelcol.processor.tail_sampling/policy/span_count", "min_spans"),
-    ("otelcol.processor.tail_sampling/policy/boolean_attribute", "key"),
-    ("otelcol.processor.tail_sampling/policy/boolean_attribute", "value"),
-    ("otelcol.processor.tail_sampling/policy/ottl_condition", "error_mode"),
+    (
+        "otelcol.processor.tail_sampling/policy/latency",
+        "threshold_ms",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/numeric_attribute",
+        "key",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/numeric_attribute",
+        "min_value",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/numeric_attribute",
+        "max_value",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/probabilistic",
+        "sampling_percentage",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/status_code",
+        "status_codes",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/string_attribute",
+        "key",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/string_attribute",
+        "values",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/rate_limiting",
+        "spans_per_second",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/bytes_limiting",
+        "bytes_per_second",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/span_count",
+        "min_spans",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/boolean_attribute",
+        "key",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/boolean_attribute",
+        "value",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/ottl_condition",
+        "error_mode",
+    ),
     ("otelcol.processor.tail_sampling/policy/trace_state", "key"),
-    ("otelcol.processor.tail_sampling/policy/trace_state", "values"),
-    ("otelcol.processor.tail_sampling/policy/composite", "max_total_spans_per_second"),
-    ("otelcol.processor.tail_sampling/policy/composite", "policy_order"),
-    ("otelcol.processor.tail_sampling/policy/composite/composite_sub_policy", "name"),
-    ("otelcol.processor.tail_sampling/policy/composite/composite_sub_policy", "type"),
-    ("otelcol.processor.tail_sampling/policy/composite/rate_allocation", "policy"),
-    ("otelcol.processor.tail_sampling/policy/composite/rate_allocation", "percent"),
-    ("otelcol.processor.tail_sampling/policy/and", "and_sub_policy"),
-    ("otelcol.processor.tail_sampling/policy/not", "not_sub_policy"),
-    ("otelcol.processor.tail_sampling/policy/drop", "drop_sub_policy"),
-    ("otelcol.processor.tail_sampling/policy/and/and_sub_policy", "name"),
-    ("otelcol.processor.tail_sampling/policy/and/and_sub_policy", "type"),
-    ("otelcol.processor.tail_sampling/policy/not/not_sub_policy", "name"),
-    ("otelcol.processor.tail_sampling/policy/not/not_sub_policy", "type"),
-    ("otelcol.processor.tail_sampling/policy/drop/drop_sub_policy", "name"),
-    ("otelcol.processor.tail_sampling/policy/drop/drop_sub_policy", "type"),
+    (
+        "otelcol.processor.tail_sampling/policy/trace_state",
+        "values",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/composite",
+        "max_total_spans_per_second",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/composite",
+        "policy_order",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/composite/composite_sub_policy",
+        "name",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/composite/composite_sub_policy",
+        "type",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/composite/rate_allocation",
+        "policy",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/composite/rate_allocation",
+        "percent",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/and",
+        "and_sub_policy",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/not",
+        "not_sub_policy",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/drop",
+        "drop_sub_policy",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/and/and_sub_policy",
+        "name",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/and/and_sub_policy",
+        "type",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/not/not_sub_policy",
+        "name",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/not/not_sub_policy",
+        "type",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/drop/drop_sub_policy",
+        "name",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/drop/drop_sub_policy",
+        "type",
+    ),
     ("otelcol.exporter.otlphttp", "client"),
     ("otelcol.exporter.otlphttp/client", "endpoint"),
     ("prometheus.exporter.postgres", "data_source_names"),
@@ -940,7 +1030,9 @@ fn check_tail_sampling(block: &Block, env: &dyn Fn(&str) -> String, problems: &m
             .and_then(|v| v.evaluate(env))
             .unwrap_or_default();
         if name.is_empty() {
-            problems.push(format!("line {line}: {id}: \"policy name cannot be empty\""));
+            problems.push(format!(
+                "line {line}: {id}: \"policy name cannot be empty\""
+            ));
         } else if names.contains(&name) {
             problems.push(format!(
                 "line {line}: {id}: \"duplicate policy name {name:?}\""
@@ -1169,7 +1261,11 @@ mod tests {
             "otelcol.processor.tail_sampling \"t\" {\n  policy {\n    name = \"a\"\n    type = \"and\"\n    and {\n      latency {\n        threshold_ms = 1\n      }\n      and_sub_policy {\n        name = \"b\"\n        type = \"latency\"\n        latency {\n          treshold_ms = 1\n        }\n      }\n    }\n  }\n  output { }\n}\n",
         );
         assert_eq!(misplaced.len(), 3, "{misplaced:?}");
-        assert!(misplaced[0].contains("latency is not a block of otelcol.processor.tail_sampling (in policy/and)"));
+        assert!(
+            misplaced[0].contains(
+                "latency is not a block of otelcol.processor.tail_sampling (in policy/and)"
+            )
+        );
         assert!(misplaced[1].contains("treshold_ms is not an argument of otelcol.processor.tail_sampling (in policy/and/and_sub_policy/latency); did you mean threshold_ms?"));
         assert!(misplaced[2].contains("needs threshold_ms"));
         let no_policy = names("otelcol.processor.tail_sampling \"t\" {\n  output { }\n}\n");

@@ -103,11 +103,18 @@ fn probabilistic(salt: &str, percent: f64, trace_id: &[u8]) -> bool {
         let (mantissa, shift) = if exponent == 0 {
             (u128::from(bits & ((1 << 52) - 1)), 1074)
         } else {
-            (u128::from(bits & ((1 << 52) - 1) | (1 << 52)), 1075 - exponent)
+            (
+                u128::from(bits & ((1 << 52) - 1) | (1 << 52)),
+                1075 - exponent,
+            )
         };
         let product = u128::from(u64::MAX) * mantissa;
-        u64::try_from(product.checked_shr(u32::try_from(shift).unwrap()).unwrap_or(0))
-            .unwrap_or(u64::MAX)
+        u64::try_from(
+            product
+                .checked_shr(u32::try_from(shift).unwrap())
+                .unwrap_or(0),
+        )
+        .unwrap_or(u64::MAX)
     };
     fnv1a(&[salt.as_bytes(), trace_id]) <= threshold
 }
@@ -159,7 +166,10 @@ fn keeps(policy: &Block, trace: &Trace, env: &dyn Fn(&str) -> String) -> bool {
         // (exactly, or a regular expression matched anywhere as Go's
         // MatchString does).
         "string_attribute" => {
-            assert!(!flag(config, "invert_match"), "invert_match is not evaluated here");
+            assert!(
+                !flag(config, "invert_match"),
+                "invert_match is not evaluated here"
+            );
             let key = string(config, "key");
             let values = strings(config, "values");
             let matcher: Box<dyn Fn(&str) -> bool> = if flag(config, "enabled_regex_matching") {
@@ -275,4 +285,88 @@ async fn a_request_slower_than_the_alert_threshold_is_kept_as_slow() {
     let request = receiver.wait_for_span("GET /games/{id}").await.unwrap();
     assert!(request.duration_micros() >= 1_100_000, "{request:?}");
     assert_kept_by(&receiver.trace(&request.trace_id()), "slow");
+}
+
+/// The span-metric series a game's whole life adds, as grafana/README.md
+/// estimates them: every distinct service, span name, kind and status
+/// (the connector's dimensions) the services record while a game is
+/// created, listed, read, joined, left and cancelled, with its
+/// notifications posted. An estimate for the README, not a check:
+/// `cargo test -p demo --test e2e -- --ignored --nocapture span_metric`.
+#[tokio::test]
+#[ignore = "prints an estimate for grafana/README.md"]
+async fn span_metric_combinations_of_a_games_life() {
+    let running = Running::start(&[]).await;
+    // The reminder is due at once: announcement, reminder, join, cancel.
+    let game = running.create_game(chrono::Duration::minutes(30), 60).await;
+    let url = format!(
+        "{}/games/{}",
+        running.stack.api_url,
+        game["id"].as_str().unwrap()
+    );
+    let client = &running.client;
+    assert_eq!(
+        client
+            .get(format!("{}/games", running.stack.api_url))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(client.get(&url).send().await.unwrap().status(), 200);
+    let join = serde_json::json!({ "player": "grace" });
+    assert_eq!(
+        client
+            .post(format!("{url}/participants"))
+            .json(&join)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        201
+    );
+    assert_eq!(
+        client
+            .delete(format!("{url}/participants/grace"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    assert_eq!(
+        client
+            .post(format!("{url}/cancel"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    running
+        .discord
+        .wait_for_requests(3, std::time::Duration::from_secs(60))
+        .await;
+    let (receiver, _) = running.stop().await;
+    let combinations: std::collections::BTreeSet<(String, String, i32, i32)> = receiver
+        .spans()
+        .iter()
+        .map(|s| {
+            let status = s.span.status.as_ref().map_or(0, |status| status.code);
+            (
+                s.service_name().to_owned(),
+                s.name().to_owned(),
+                s.span.kind,
+                status,
+            )
+        })
+        .collect();
+    for combination in &combinations {
+        println!("{combination:?}");
+    }
+    println!(
+        "{} combinations of service, span name, kind and status",
+        combinations.len()
+    );
 }
