@@ -297,7 +297,7 @@ async fn a_request_slower_than_the_alert_threshold_is_kept_as_slow() {
 #[ignore = "prints an estimate for grafana/README.md"]
 async fn span_metric_combinations_of_a_games_life() {
     let running = Running::start(&[]).await;
-    // The reminder is due at once: announcement, reminder, join, cancel.
+    // The reminder is due at once.
     let game = running.create_game(chrono::Duration::minutes(30), 60).await;
     let url = format!(
         "{}/games/{}",
@@ -315,6 +315,11 @@ async fn span_metric_combinations_of_a_games_life() {
         200
     );
     assert_eq!(client.get(&url).send().await.unwrap().status(), 200);
+    // Announcement and reminder posted before the game changes.
+    running
+        .discord
+        .wait_for_requests(2, std::time::Duration::from_secs(60))
+        .await;
     let join = serde_json::json!({ "player": "grace" });
     assert_eq!(
         client
@@ -344,6 +349,7 @@ async fn span_metric_combinations_of_a_games_life() {
             .status(),
         200
     );
+    // Then the cancellation.
     running
         .discord
         .wait_for_requests(3, std::time::Duration::from_secs(60))
