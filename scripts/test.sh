@@ -31,7 +31,7 @@ if [ ! -x "$venv/bin/check-jsonschema" ]; then
   "$venv/bin/pip" install --quiet --disable-pip-version-check check-jsonschema==0.39.0 \
     || die "cannot install check-jsonschema from PyPI"
 fi
-"$venv/bin/check-jsonschema" --builtin-schema vendor.compose-spec docker-compose.yml docker-compose.base.yml
+"$venv/bin/check-jsonschema" --builtin-schema vendor.compose-spec docker-compose.yml docker-compose.base.yml docker-compose.sampling.yml
 
 # Debian's Prometheus tools, unpacked into target/ rather than installed:
 # installing the packages would start their servers.

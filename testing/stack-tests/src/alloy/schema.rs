@@ -1,5 +1,5 @@
 //! What Alloy itself checks when it loads a configuration, for the
-//! components config.alloy uses — so a misspelt argument or a value Alloy
+//! components grafana-alloy/ uses — so a misspelt argument or a value Alloy
 //! rejects fails a test here rather than `docker compose up`.
 //!
 //! The names come from the components' `Arguments` structs in
@@ -76,6 +76,8 @@ const POLICY_TYPES: &[&str] = &[
     "not",
     "drop",
 ];
+/// otelcol.connector.spanmetrics' `Dimension`: a span or resource attribute.
+const DIMENSION: &[&str] = &["name", "default"];
 const DEBUG_METRICS: &[&str] = &["disable_high_cardinality_metrics", "level"];
 /// The blocks that also take the attributes of Prometheus' HTTP client.
 const WITH_PROMETHEUS_HTTP_CLIENT: &[&str] =
@@ -380,6 +382,94 @@ const SCHEMAS: &[Schema] = &[
         &[],
     ),
     (
+        "otelcol.connector.servicegraph",
+        &[
+            "latency_histogram_buckets",
+            "dimensions",
+            "cache_loop",
+            "store_expiration_loop",
+            "virtual_node_peer_attributes",
+            "virtual_node_extra_label",
+            "metrics_flush_interval",
+            "database_name_attributes",
+            "exponential_histogram_max_size",
+        ],
+        &["store", "output", "debug_metrics"],
+    ),
+    (
+        "otelcol.connector.servicegraph/store",
+        &["max_items", "ttl"],
+        &[],
+    ),
+    (
+        "otelcol.connector.spanmetrics",
+        &[
+            "exclude_dimensions",
+            "dimensions_cache_size",
+            "resource_metrics_cache_size",
+            "resource_metrics_key_attributes",
+            "aggregation_cardinality_limit",
+            "aggregation_temporality",
+            "metrics_flush_interval",
+            "metrics_expiration",
+            "series_expiration",
+            "metric_timestamp_cache_size",
+            "namespace",
+            "include_instrumentation_scope",
+            "include_collector_instance_id",
+        ],
+        &[
+            "dimension",
+            "calls_dimension",
+            "histogram",
+            "exemplars",
+            "events",
+            "output",
+            "debug_metrics",
+        ],
+    ),
+    (
+        "otelcol.connector.spanmetrics/calls_dimension",
+        DIMENSION,
+        &[],
+    ),
+    ("otelcol.connector.spanmetrics/dimension", DIMENSION, &[]),
+    (
+        "otelcol.connector.spanmetrics/events",
+        &["enabled"],
+        &["dimension"],
+    ),
+    (
+        "otelcol.connector.spanmetrics/events/dimension",
+        DIMENSION,
+        &[],
+    ),
+    (
+        "otelcol.connector.spanmetrics/exemplars",
+        &["enabled", "max_per_data_point"],
+        &[],
+    ),
+    (
+        "otelcol.connector.spanmetrics/histogram",
+        &["disable", "unit"],
+        &["dimension", "exponential", "explicit"],
+    ),
+    (
+        "otelcol.connector.spanmetrics/histogram/dimension",
+        DIMENSION,
+        &[],
+    ),
+    (
+        "otelcol.connector.spanmetrics/histogram/explicit",
+        &["buckets"],
+        &[],
+    ),
+    (
+        "otelcol.connector.spanmetrics/histogram/exponential",
+        &["max_size"],
+        &[],
+    ),
+    (
         "otelcol.exporter.otlphttp",
         &[
             "traces_endpoint",
@@ -534,6 +624,7 @@ const SCHEMAS: &[Schema] = &[
             "clustering",
         ],
     ),
+    ("prometheus.scrape/clustering", &["enabled"], &[]),
     (
         "prometheus.relabel",
         &["forward_to", "max_cache_size"],
@@ -721,12 +812,20 @@ const REQUIRED: &[(&str, &str)] = &[
         "otelcol.processor.tail_sampling/policy/drop/drop_sub_policy",
         "type",
     ),
+    ("otelcol.connector.servicegraph", "output"),
+    ("otelcol.connector.spanmetrics", "histogram"),
+    ("otelcol.connector.spanmetrics", "output"),
+    ("otelcol.connector.spanmetrics/calls_dimension", "name"),
+    ("otelcol.connector.spanmetrics/dimension", "name"),
+    ("otelcol.connector.spanmetrics/events/dimension", "name"),
+    ("otelcol.connector.spanmetrics/histogram/dimension", "name"),
     ("otelcol.exporter.otlphttp", "client"),
     ("otelcol.exporter.otlphttp/client", "endpoint"),
     ("prometheus.exporter.postgres", "data_source_names"),
     ("prometheus.exporter.redis", "redis_addr"),
     ("prometheus.scrape", "targets"),
     ("prometheus.scrape", "forward_to"),
+    ("prometheus.scrape/clustering", "enabled"),
     ("prometheus.relabel", "forward_to"),
     ("prometheus.relabel/rule", "action"),
     ("prometheus.remote_write/endpoint", "url"),
@@ -922,6 +1021,28 @@ pub fn check_values(blocks: &[Block], env: &dyn Fn(&str) -> String) -> Vec<Strin
             }
             "otelcol.processor.tail_sampling" => {
                 check_tail_sampling(block, env, &mut problems);
+            // HistogramConfig.Validate(): exactly one kind of buckets, in
+            // a unit it knows.
+            "otelcol.connector.spanmetrics" => {
+                if let Some(histogram) = block.block("histogram") {
+                    let kinds = ["explicit", "exponential"]
+                        .iter()
+                        .filter(|kind| histogram.block(kind).is_some())
+                        .count();
+                    if kinds != 1 {
+                        problems.push(format!(
+                            "line {}: {id}: \"either exponential or explicit histogram configuration must be specified\", and only one",
+                            histogram.line
+                        ));
+                    }
+                    let unit = string(histogram, "unit");
+                    if !["", "ms", "s"].contains(&unit.as_str()) {
+                        problems.push(format!(
+                            "line {}: {id}: unknown unit {unit:?}, allowed units are \"ms\" and \"s\"",
+                            histogram.line
+                        ));
+                    }
+                }
             }
             "otelcol.exporter.otlphttp" => {
                 let endpoints = ["traces_endpoint", "metrics_endpoint", "logs_endpoint"];
@@ -1171,6 +1292,26 @@ mod tests {
         );
         let both = |_: &str| "x".to_owned();
         assert!(check_values(&blocks, &both).is_empty());
+    }
+
+    #[test]
+    fn a_span_metrics_histogram_needs_one_kind_of_buckets_in_a_unit_alloy_knows() {
+        let config = |histogram: &str| {
+            parse(&format!(
+                "otelcol.connector.spanmetrics \"x\" {{\n  histogram {{\n{histogram}\n  }}\n  output {{ }}\n}}\n"
+            ))
+            .unwrap()
+        };
+        let empty = |_: &str| String::new();
+        let problems = check_values(&config("    unit = \"us\""), &empty);
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].contains("either exponential or explicit"));
+        assert!(problems[1].contains("unknown unit \"us\""));
+        let both = config("    explicit { }\n    exponential { }");
+        assert_eq!(check_values(&both, &empty).len(), 1);
+        let fine = config("    unit = \"s\"\n    explicit { }");
+        assert!(check_values(&fine, &empty).is_empty());
+        assert!(check_names(&fine).is_empty(), "{:?}", check_names(&fine));
     }
 
     #[test]
