@@ -86,8 +86,10 @@ fn produced() -> (BTreeSet<String>, BTreeSet<String>) {
     } else {
         format!("{namespace}.")
     };
+    // A histogram's series, and its family's name, which prose uses
+    // (`traces_span_metrics_duration_seconds_{bucket,sum,count}`).
     let histogram = |name: String| {
-        ["_bucket", "_sum", "_count"]
+        ["_bucket", "_sum", "_count", ""]
             .into_iter()
             .map(move |suffix| format!("{name}{suffix}"))
     };

@@ -1021,6 +1021,7 @@ pub fn check_values(blocks: &[Block], env: &dyn Fn(&str) -> String) -> Vec<Strin
             }
             "otelcol.processor.tail_sampling" => {
                 check_tail_sampling(block, env, &mut problems);
+            }
             // HistogramConfig.Validate(): exactly one kind of buckets, in
             // a unit it knows.
             "otelcol.connector.spanmetrics" => {
