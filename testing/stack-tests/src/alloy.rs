@@ -327,6 +327,24 @@ impl Value {
         }
     }
 
+    /// The number this value has when Alloy reads environment variables
+    /// through `env`: a number as written, or `encoding.from_json(...)` of a
+    /// string (Alloy has no string-to-number function, so a number from the
+    /// environment is read as JSON) that holds one. `None` for anything
+    /// else, as for a value Alloy would refuse to load.
+    pub fn number(&self, env: &dyn Fn(&str) -> String) -> Option<f64> {
+        match self {
+            Value::Number(number) => number.replace('_', "").parse().ok(),
+            Value::Call { function, args } if function == "encoding.from_json" => {
+                match args.as_slice() {
+                    [arg] => arg.evaluate(env)?.trim().parse().ok(),
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
+    }
+
     fn walk<'v>(&'v self, visit: &mut dyn FnMut(&'v Value)) {
         visit(self);
         match self {

@@ -408,6 +408,32 @@ fn the_alloy_files_use_only_arguments_alloy_accepts() {
     }
 }
 
+/// The tail sampling that takes traces.alloy's place: every argument one
+/// Alloy accepts, and every value it takes, with TRACE_SAMPLING_PERCENT
+/// unset (the default share), a whole share, a fraction and everything.
+#[test]
+fn sampling_alloy_uses_only_arguments_and_values_alloy_accepts() {
+    let blocks =
+        alloy::parse(&read("grafana-alloy/sampling.alloy")).unwrap_or_else(|err| panic!("{err}"));
+    let problems = alloy::schema::check_names(&blocks);
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    for percent in ["", "25", "0.5", "100"] {
+        let env = |name: &str| {
+            assert_eq!(
+                name, "TRACE_SAMPLING_PERCENT",
+                "sampling.alloy reads {name}"
+            );
+            percent.to_owned()
+        };
+        let problems = alloy::schema::check_values(&blocks, &env);
+        assert!(
+            problems.is_empty(),
+            "TRACE_SAMPLING_PERCENT={percent:?}:\n{}",
+            problems.join("\n")
+        );
+    }
+}
+
 /// Alloy refuses to start on values its components reject (empty
 /// credentials, batch sizes out of order, no endpoint), and those values
 /// come from the environment compose gives it: check both ways a user runs

@@ -38,6 +38,44 @@ type Schema = (
 );
 
 const OUTPUT: &[&str] = &["metrics", "logs", "traces"];
+/// The blocks of `otelcol.processor.tail_sampling`'s shared policy config
+/// (`SharedPolicyConfig` in its types.go): what a policy, or a policy nested
+/// in `and`, `not`, `drop` or `composite`, can be.
+const POLICY_KINDS: &[&str] = &[
+    "latency",
+    "numeric_attribute",
+    "probabilistic",
+    "status_code",
+    "string_attribute",
+    "rate_limiting",
+    "bytes_limiting",
+    "span_count",
+    "boolean_attribute",
+    "ottl_condition",
+    "trace_state",
+];
+/// Policy types the processor knows (`getSharedPolicyEvaluator`,
+/// `getPolicyEvaluator`; Alloy's tail_sampling_test.go uses each): the
+/// kinds, the types that need no block, and the combinations.
+const POLICY_TYPES: &[&str] = &[
+    "latency",
+    "numeric_attribute",
+    "probabilistic",
+    "status_code",
+    "string_attribute",
+    "rate_limiting",
+    "bytes_limiting",
+    "span_count",
+    "boolean_attribute",
+    "ottl_condition",
+    "trace_state",
+    "always_sample",
+    "trace_flags",
+    "composite",
+    "and",
+    "not",
+    "drop",
+];
 /// otelcol.connector.spanmetrics' `Dimension`: a span or resource attribute.
 const DIMENSION: &[&str] = &["name", "default"];
 const DEBUG_METRICS: &[&str] = &["disable_high_cardinality_metrics", "level"];
@@ -146,6 +184,163 @@ const SCHEMAS: &[Schema] = &[
         "otelcol.processor.resourcedetection/system",
         &["hostname_sources"],
         &["resource_attributes"],
+    ),
+    (
+        "otelcol.processor.tail_sampling",
+        &[
+            "decision_wait",
+            "decision_wait_after_root_received",
+            "num_traces",
+            "block_on_overflow",
+            "expected_new_traces_per_sec",
+            "sample_on_first_match",
+            "drop_pending_traces_on_shutdown",
+            "maximum_trace_size_bytes",
+            "decision_cache",
+        ],
+        &["policy", "output", "debug_metrics"],
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy",
+        &["name", "type"],
+        &[
+            "latency",
+            "numeric_attribute",
+            "probabilistic",
+            "status_code",
+            "string_attribute",
+            "rate_limiting",
+            "bytes_limiting",
+            "span_count",
+            "boolean_attribute",
+            "ottl_condition",
+            "trace_state",
+            "composite",
+            "and",
+            "not",
+            "drop",
+        ],
+    ),
+    // The policy kinds, the same wherever a policy is nested (see
+    // `canonical`).
+    (
+        "otelcol.processor.tail_sampling/policy/latency",
+        &["threshold_ms", "upper_threshold_ms"],
+        &[],
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/numeric_attribute",
+        &["key", "min_value", "max_value", "invert_match"],
+        &[],
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/probabilistic",
+        &["hash_salt", "sampling_percentage"],
+        &[],
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/status_code",
+        &["status_codes"],
+        &[],
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/string_attribute",
+        &[
+            "key",
+            "values",
+            "enabled_regex_matching",
+            "cache_max_size",
+            "invert_match",
+        ],
+        &[],
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/rate_limiting",
+        &["spans_per_second", "burst_capacity"],
+        &[],
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/bytes_limiting",
+        &["bytes_per_second", "burst_capacity"],
+        &[],
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/span_count",
+        &["min_spans", "max_spans"],
+        &[],
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/boolean_attribute",
+        &["key", "value", "invert_match"],
+        &[],
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/ottl_condition",
+        &["error_mode", "span", "spanevent"],
+        &[],
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/trace_state",
+        &["key", "values"],
+        &[],
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/composite",
+        &["max_total_spans_per_second", "policy_order"],
+        &["composite_sub_policy", "rate_allocation"],
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/composite/composite_sub_policy",
+        &["name", "type"],
+        &[
+            "latency",
+            "numeric_attribute",
+            "probabilistic",
+            "status_code",
+            "string_attribute",
+            "rate_limiting",
+            "bytes_limiting",
+            "span_count",
+            "boolean_attribute",
+            "ottl_condition",
+            "trace_state",
+            "and",
+        ],
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/composite/rate_allocation",
+        &["policy", "percent"],
+        &[],
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/and",
+        &[],
+        &["and_sub_policy"],
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/not",
+        &[],
+        &["not_sub_policy"],
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/drop",
+        &[],
+        &["drop_sub_policy"],
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/and/and_sub_policy",
+        &["name", "type"],
+        POLICY_KINDS,
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/not/not_sub_policy",
+        &["name", "type"],
+        POLICY_KINDS,
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/drop/drop_sub_policy",
+        &["name", "type"],
+        POLICY_KINDS,
     ),
     (
         "otelcol.processor.attributes",
@@ -629,6 +824,131 @@ const REQUIRED: &[(&str, &str)] = &[
     ("otelcol.processor.attributes", "output"),
     ("otelcol.processor.attributes/action", "action"),
     ("otelcol.processor.batch", "output"),
+    ("otelcol.processor.tail_sampling", "policy"),
+    ("otelcol.processor.tail_sampling", "output"),
+    ("otelcol.processor.tail_sampling/policy", "name"),
+    ("otelcol.processor.tail_sampling/policy", "type"),
+    (
+        "otelcol.processor.tail_sampling/policy/latency",
+        "threshold_ms",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/numeric_attribute",
+        "key",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/numeric_attribute",
+        "min_value",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/numeric_attribute",
+        "max_value",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/probabilistic",
+        "sampling_percentage",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/status_code",
+        "status_codes",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/string_attribute",
+        "key",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/string_attribute",
+        "values",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/rate_limiting",
+        "spans_per_second",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/bytes_limiting",
+        "bytes_per_second",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/span_count",
+        "min_spans",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/boolean_attribute",
+        "key",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/boolean_attribute",
+        "value",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/ottl_condition",
+        "error_mode",
+    ),
+    ("otelcol.processor.tail_sampling/policy/trace_state", "key"),
+    (
+        "otelcol.processor.tail_sampling/policy/trace_state",
+        "values",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/composite",
+        "max_total_spans_per_second",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/composite",
+        "policy_order",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/composite/composite_sub_policy",
+        "name",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/composite/composite_sub_policy",
+        "type",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/composite/rate_allocation",
+        "policy",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/composite/rate_allocation",
+        "percent",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/and",
+        "and_sub_policy",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/not",
+        "not_sub_policy",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/drop",
+        "drop_sub_policy",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/and/and_sub_policy",
+        "name",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/and/and_sub_policy",
+        "type",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/not/not_sub_policy",
+        "name",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/not/not_sub_policy",
+        "type",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/drop/drop_sub_policy",
+        "name",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/drop/drop_sub_policy",
+        "type",
+    ),
     ("otelcol.connector.servicegraph", "output"),
     ("otelcol.connector.spanmetrics", "histogram"),
     ("otelcol.connector.spanmetrics", "output"),
@@ -672,13 +992,39 @@ const REQUIRED: &[(&str, &str)] = &[
     ("prometheus.remote_write/endpoint", "url"),
 ];
 
+/// The table entry `path` is checked against. Tail-sampling policies nest
+/// (`policy > and > and_sub_policy > latency`), and a nested one takes the
+/// same arguments as a top-level one: a path deeper than the table is looked
+/// up by its last two segments (`and/and_sub_policy`), then its last
+/// (`latency`), under `otelcol.processor.tail_sampling/policy`. Which blocks
+/// may nest where is still checked, step by step, by `check_block`.
+fn canonical(path: &str) -> String {
+    const POLICY: &str = "otelcol.processor.tail_sampling/policy";
+    let known = |path: &str| SCHEMAS.iter().any(|(name, _, _)| *name == path);
+    if known(path) || !path.starts_with(POLICY) {
+        return path.to_owned();
+    }
+    let segments: Vec<&str> = path.rsplit('/').take(2).collect();
+    if let [last, before] = segments.as_slice() {
+        let two = format!("{POLICY}/{before}/{last}");
+        if known(&two) {
+            return two;
+        }
+        let one = format!("{POLICY}/{last}");
+        if known(&one) {
+            return one;
+        }
+    }
+    path.to_owned()
+}
+
 fn schema(path: &str) -> Option<(&'static [&'static str], &'static [&'static str])> {
     let (attributes, blocks) = match path.rsplit_once('/') {
         Some((_, "output")) => (OUTPUT, &[][..]),
         Some((_, "debug_metrics")) => (DEBUG_METRICS, &[][..]),
         _ => SCHEMAS
             .iter()
-            .find(|(name, _, _)| *name == path)
+            .find(|(name, _, _)| *name == canonical(path))
             .map(|(_, attributes, blocks)| (*attributes, *blocks))?,
     };
     Some((attributes, blocks))
@@ -743,7 +1089,8 @@ fn check_block(block: &Block, path: &str, problems: &mut Vec<String>) {
             ));
         }
     }
-    for (_, required) in REQUIRED.iter().filter(|(at, _)| *at == path) {
+    let canonical = canonical(path);
+    for (_, required) in REQUIRED.iter().filter(|(at, _)| *at == canonical) {
         if block.attribute(required).is_none() && block.block(required).is_none() {
             problems.push(format!(
                 "line {}: {} needs {required}",
@@ -833,6 +1180,9 @@ pub fn check_values(blocks: &[Block], env: &dyn Fn(&str) -> String) -> Vec<Strin
                     ));
                 }
             }
+            "otelcol.processor.tail_sampling" => {
+                check_tail_sampling(block, env, &mut problems);
+            }
             // HistogramConfig.Validate(): exactly one kind of buckets, in
             // a unit it knows.
             "otelcol.connector.spanmetrics" => {
@@ -897,6 +1247,129 @@ pub fn check_values(blocks: &[Block], env: &dyn Fn(&str) -> String) -> Vec<Strin
         }
     }
     problems
+}
+
+/// A Go duration (`"30s"`, `"1m30s"`, `"500ms"`) in milliseconds; `None`
+/// when Go's `time.ParseDuration` would refuse it.
+fn duration_ms(text: &str) -> Option<f64> {
+    if text == "0" {
+        return Some(0.0);
+    }
+    let mut rest = text;
+    let mut total = 0.0;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .filter(|&end| end > 0)?;
+        let value: f64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_end] {
+            "ns" => 1e-6,
+            "us" | "µs" => 1e-3,
+            "ms" => 1.0,
+            "s" => 1e3,
+            "m" => 60e3,
+            "h" => 3600e3,
+            _ => return None,
+        };
+        total += value * scale;
+        rest = &rest[unit_end..];
+    }
+    Some(total)
+}
+
+/// What `otelcol.processor.tail_sampling` refuses: its `Validate()`
+/// (decision_wait and num_traces above zero) and what the processor checks
+/// when it builds its policies (`loadSamplingPolicy`, the evaluators'
+/// constructors): a name, unique; a known type; status codes it knows; a
+/// sampling percentage that is a number once read from the environment.
+fn check_tail_sampling(block: &Block, env: &dyn Fn(&str) -> String, problems: &mut Vec<String>) {
+    let id = block.id();
+    if let Some(wait) = block.attribute("decision_wait") {
+        let ms = wait.evaluate(env).as_deref().and_then(duration_ms);
+        if !ms.is_some_and(|ms| ms >= 1.0) {
+            problems.push(format!(
+                "line {}: {id}: \"decision_wait must be greater than zero\"",
+                block.line
+            ));
+        }
+    }
+    if let Some(traces) = block.attribute("num_traces")
+        && !traces.number(env).is_some_and(|n| n >= 1.0)
+    {
+        problems.push(format!(
+            "line {}: {id}: \"num_traces must be greater than zero\"",
+            block.line
+        ));
+    }
+    let mut names = Vec::new();
+    for policy in block.blocks.iter().filter(|b| b.name == "policy") {
+        let line = policy.line;
+        let name = policy
+            .attribute("name")
+            .and_then(|v| v.evaluate(env))
+            .unwrap_or_default();
+        if name.is_empty() {
+            problems.push(format!(
+                "line {line}: {id}: \"policy name cannot be empty\""
+            ));
+        } else if names.contains(&name) {
+            problems.push(format!(
+                "line {line}: {id}: \"duplicate policy name {name:?}\""
+            ));
+        }
+        names.push(name.clone());
+        let kind = policy
+            .attribute("type")
+            .and_then(|v| v.evaluate(env))
+            .unwrap_or_default();
+        if !POLICY_TYPES.contains(&kind.as_str()) {
+            problems.push(format!(
+                "line {line}: {id}: policy {name:?}: \"unknown sampling policy type {kind}\""
+            ));
+        } else if POLICY_KINDS.contains(&kind.as_str()) && policy.block(&kind).is_none() {
+            // Alloy passes the zero value of the missing block: a policy
+            // that never matches (or, for probabilistic, samples 0 %).
+            problems.push(format!(
+                "line {line}: {id}: policy {name:?} of type {kind} has no {kind} block"
+            ));
+        }
+        if let Some(codes) = policy.block("status_code") {
+            let known = ["OK", "ERROR", "UNSET"];
+            let listed = match codes.attribute("status_codes") {
+                Some(Value::List(codes)) => codes.iter().map(|c| c.evaluate(env)).collect(),
+                _ => Vec::new(),
+            };
+            if listed.is_empty() {
+                problems.push(format!(
+                    "line {}: {id}: \"expected at least one status code to filter on\"",
+                    codes.line
+                ));
+            }
+            for code in listed {
+                if !code.as_deref().is_some_and(|code| known.contains(&code)) {
+                    problems.push(format!(
+                        "line {}: {id}: unknown status code {code:?}, supported: OK, ERROR, UNSET",
+                        codes.line
+                    ));
+                }
+            }
+        }
+        if let Some(share) = policy.block("probabilistic") {
+            let percent = share
+                .attribute("sampling_percentage")
+                .and_then(|v| v.number(env));
+            if !percent.is_some_and(|p| p >= 0.0) {
+                problems.push(format!(
+                    "line {}: {id}: sampling_percentage is not a number of 0 or more",
+                    share.line
+                ));
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -1048,5 +1521,91 @@ mod tests {
         let problems = check_values(&blocks, &user_only);
         assert!(problems[0].contains("no password provided"), "{problems:?}");
         assert_eq!(problems.len(), 2, "{problems:?}");
+    }
+
+    const SAMPLING: &str = r#"
+        otelcol.processor.tail_sampling "t" {
+          decision_wait = "30s"
+          policy {
+            name = "errors"
+            type = "status_code"
+            status_code {
+              status_codes = ["ERROR"]
+            }
+          }
+          policy {
+            name = "both"
+            type = "and"
+            and {
+              and_sub_policy {
+                name = "slow"
+                type = "latency"
+                latency {
+                  threshold_ms = 1000
+                }
+              }
+            }
+          }
+          policy {
+            name = "share"
+            type = "probabilistic"
+            probabilistic {
+              sampling_percentage = encoding.from_json(coalesce(sys.env("P"), "10"))
+            }
+          }
+          output { }
+        }
+        "#;
+
+    #[test]
+    fn tail_sampling_policies_are_checked_where_they_nest() {
+        assert!(names(SAMPLING).is_empty(), "{:?}", names(SAMPLING));
+        let misplaced = names(
+            "otelcol.processor.tail_sampling \"t\" {\n  policy {\n    name = \"a\"\n    type = \"and\"\n    and {\n      latency {\n        threshold_ms = 1\n      }\n      and_sub_policy {\n        name = \"b\"\n        type = \"latency\"\n        latency {\n          treshold_ms = 1\n        }\n      }\n    }\n  }\n  output { }\n}\n",
+        );
+        assert_eq!(misplaced.len(), 3, "{misplaced:?}");
+        assert!(
+            misplaced[0].contains(
+                "latency is not a block of otelcol.processor.tail_sampling (in policy/and)"
+            )
+        );
+        assert!(misplaced[1].contains("treshold_ms is not an argument of otelcol.processor.tail_sampling (in policy/and/and_sub_policy/latency); did you mean threshold_ms?"));
+        assert!(misplaced[2].contains("needs threshold_ms"));
+        let no_policy = names("otelcol.processor.tail_sampling \"t\" {\n  output { }\n}\n");
+        assert_eq!(no_policy.len(), 1, "{no_policy:?}");
+        assert!(no_policy[0].contains("needs policy"));
+    }
+
+    #[test]
+    fn tail_sampling_values_the_processor_refuses_are_reported() {
+        let blocks = parse(SAMPLING).unwrap();
+        let unset = |_: &str| String::new();
+        assert!(check_values(&blocks, &unset).is_empty());
+        let not_a_number = |_: &str| "ten".to_owned();
+        let problems = check_values(&blocks, &not_a_number);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("sampling_percentage is not a number"));
+
+        let broken = SAMPLING
+            .replace("\"30s\"", "\"0s\"")
+            .replace("[\"ERROR\"]", "[\"Error\"]")
+            .replace("\"share\"", "\"errors\"")
+            .replace("\"and\"\n", "\"or\"\n");
+        let problems = check_values(&parse(&broken).unwrap(), &unset);
+        assert_eq!(problems.len(), 4, "{problems:?}");
+        assert!(problems[0].contains("decision_wait must be greater than zero"));
+        assert!(problems[1].contains("unknown status code Some(\"Error\")"));
+        assert!(problems[2].contains("unknown sampling policy type or"));
+        assert!(problems[3].contains("duplicate policy name \"errors\""));
+    }
+
+    #[test]
+    fn go_durations_are_read_as_go_reads_them() {
+        assert_eq!(duration_ms("30s"), Some(30_000.0));
+        assert_eq!(duration_ms("1m30s"), Some(90_000.0));
+        assert_eq!(duration_ms("500ms"), Some(500.0));
+        assert_eq!(duration_ms("0"), Some(0.0));
+        assert_eq!(duration_ms("30"), None);
+        assert_eq!(duration_ms("s"), None);
     }
 }
