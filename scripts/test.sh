@@ -31,7 +31,17 @@ if [ ! -x "$venv/bin/check-jsonschema" ]; then
   "$venv/bin/pip" install --quiet --disable-pip-version-check check-jsonschema==0.39.0 \
     || die "cannot install check-jsonschema from PyPI"
 fi
-"$venv/bin/check-jsonschema" --builtin-schema vendor.compose-spec docker-compose.yml docker-compose.base.yml
+"$venv/bin/check-jsonschema" --builtin-schema vendor.compose-spec docker-compose.yml docker-compose.base.yml docker-compose.sampling.yml
+
+# The Kubernetes checks (testing/stack-tests/tests/kubernetes.rs) render the
+# overlays with kubectl's kustomize and validate them with
+# kubernetes-validate, installed beside check-jsonschema.
+command -v "${KUBECTL:-kubectl}" >/dev/null \
+  || die "kubectl not found: it renders deploy/kubernetes (https://kubernetes.io/docs/tasks/tools/), or set KUBECTL to its path"
+if [ ! -x "$venv/bin/kubernetes-validate" ]; then
+  "$venv/bin/pip" install --quiet --disable-pip-version-check kubernetes-validate==1.37.0 \
+    || die "cannot install kubernetes-validate from PyPI"
+fi
 
 # Debian's Prometheus tools, unpacked into target/ rather than installed:
 # installing the packages would start their servers.

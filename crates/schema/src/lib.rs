@@ -41,3 +41,26 @@ pub fn connect_lazy(options: &PgConnectOptions, size: u32, meter: &Meter) -> (Pg
 pub async fn is_ready(pool: &PgPool) -> bool {
     sqlx::query("SELECT 1").execute(pool).await.is_ok()
 }
+
+/// Versions of the migrations built into this binary that `pool`'s database
+/// has not applied successfully: all of them before the first `api migrate`
+/// (no history table yet). It only reads, so the services' role may ask
+/// (`api migrate --wait`, the init container on Kubernetes).
+pub async fn pending_migrations(pool: &PgPool) -> Result<Vec<i64>, sqlx::Error> {
+    let applied: Vec<i64> =
+        match sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+            .fetch_all(pool)
+            .await
+        {
+            Ok(applied) => applied,
+            // undefined_table: nothing applied yet.
+            Err(sqlx::Error::Database(err)) if err.code().as_deref() == Some("42P01") => Vec::new(),
+            Err(err) => return Err(err),
+        };
+    Ok(MIGRATOR
+        .iter()
+        .filter(|migration| !migration.migration_type.is_down_migration())
+        .map(|migration| migration.version)
+        .filter(|version| !applied.contains(version))
+        .collect())
+}

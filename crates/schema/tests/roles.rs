@@ -79,10 +79,29 @@ async fn checks(names: &Names) {
     );
     assert!(ran.status.success(), "{ran:?}");
     let owner = pool_as(names, &names.owner).await;
+    let app = pool_as(names, &names.app).await;
+    // What `api migrate --wait` asks as the services' role: every migration
+    // is pending before the first `api migrate`, none after.
+    let known = schema::MIGRATOR.iter().count();
+    assert!(known > 0);
+    assert_eq!(schema::pending_migrations(&app).await.unwrap().len(), known);
     schema::MIGRATOR.run(&owner).await.unwrap();
+    assert_eq!(
+        schema::pending_migrations(&app).await.unwrap(),
+        Vec::<i64>::new()
+    );
+    // A failed migration is still pending.
+    owner
+        .execute("UPDATE _sqlx_migrations SET success = false WHERE version = (SELECT max(version) FROM _sqlx_migrations)")
+        .await
+        .unwrap();
+    assert_eq!(schema::pending_migrations(&app).await.unwrap().len(), 1);
+    owner
+        .execute("UPDATE _sqlx_migrations SET success = true")
+        .await
+        .unwrap();
 
     // The services' role: rows, in every table the migrations made.
-    let app = pool_as(names, &names.app).await;
     sqlx::query(
         "INSERT INTO games (id, title, host, scheduled_at, max_players, reminder_minutes) \
          VALUES ($1, 'Catan night', 'ada', now() + interval '1 day', 4, 60)",

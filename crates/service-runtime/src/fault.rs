@@ -8,14 +8,17 @@
 //! parsed by [`Fault::percent`] or [`Delay::millis`]. When a switch
 //! fires it says so where the effect shows: a WARN event `fault injected`
 //! with `fault.switch` naming the variable, which is both an event on the
-//! current span and a log record carrying its trace id. Where the switches
-//! act and what each looks like: RUNTIME_CONFIG.md, "Fault switches".
+//! current span and a log record carrying its trace id, and the span itself
+//! gets the attribute `fault.switch` too (tail sampling keeps such traces,
+//! and it reads span attributes, not events). Where the switches act and
+//! what each looks like: RUNTIME_CONFIG.md, "Fault switches".
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use clap::builder::TypedValueParser;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// A switch that fires on a share of the calls it guards: evenly spread
 /// and counted, not drawn at random, so 25 fires on every fourth call and
@@ -87,8 +90,11 @@ impl Delay {
 }
 
 /// A WARN event `fault injected: {what}` with `fault.switch = var`: an event
-/// on the current span, exported as a log record with its trace id.
+/// on the current span, exported as a log record with its trace id; and
+/// `fault.switch = var` on the span, where Alloy's tail sampling
+/// (grafana-alloy/sampling.alloy) sees it.
 fn report(var: &'static str, what: &str) {
+    tracing::Span::current().set_attribute("fault.switch", var);
     tracing::warn!(fault.switch = var, "fault injected: {what}");
 }
 

@@ -97,11 +97,25 @@ pub struct Faults {
 const DB_DELAY: &str = "FAULT_DB_DELAY_MS";
 const POISON: &str = "FAULT_POISON_PERCENT";
 
+/// `api migrate`: where, and whether to apply or only wait.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Migrate {
+    #[command(flatten)]
+    pub database: DatabaseConfig,
+    /// Apply nothing: wait until every migration this binary knows has been
+    /// applied (by another `api migrate`), then exit 0. Only reads, so the
+    /// services' role may run it (an init container on Kubernetes).
+    #[arg(long)]
+    pub wait: bool,
+}
+
+impl ServiceConfig for Migrate {}
+
 /// What `api` can do besides serving (its default).
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
     /// Apply pending migrations and exit.
-    Migrate(Box<DatabaseConfig>),
+    Migrate(Box<Migrate>),
     /// Exit 0 if the running API answers on /healthz (for container
     /// HEALTHCHECKs).
     Healthcheck(Listen),

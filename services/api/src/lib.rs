@@ -270,7 +270,10 @@ async fn readyz(State(state): State<AppState>) -> impl axum::response::IntoRespo
 pub async fn main(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> ExitCode {
     use service_runtime::cli::Task;
     service_runtime::cli::main(SERVICE, config::ABOUT, args, run, |command| match command {
-        config::Command::Migrate(database) => Task::Work(Box::pin(migrate(*database))),
+        config::Command::Migrate(migrate) if migrate.wait => {
+            Task::Work(Box::pin(wait_for_migrations(migrate.database)))
+        }
+        config::Command::Migrate(migrate) => Task::Work(Box::pin(self::migrate(migrate.database))),
         config::Command::Healthcheck(listen) => Task::Healthcheck(listen.addr),
     })
     .await
@@ -286,6 +289,30 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     }
     let listener = service_runtime::bind(config.listen.addr).await?;
     Ok(app.serve(listener, &meter, shutdown).await?)
+}
+
+/// How often `api migrate --wait` asks again.
+const MIGRATIONS_POLL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Returns once `DATABASE_URL` has every migration this binary knows
+/// applied; applies nothing. While PostgreSQL is unreachable or migrations
+/// are pending it says so and asks again every 2 s, without end: the
+/// caller (an init container) decides how long is too long.
+pub async fn wait_for_migrations(
+    database: service_runtime::config::DatabaseConfig,
+) -> anyhow::Result<()> {
+    let meter = opentelemetry::global::meter(SERVICE.name);
+    let (pool, _) = schema::connect_lazy(database.database_url.expose_secret(), 1, &meter);
+    loop {
+        match schema::pending_migrations(&pool).await {
+            Ok(pending) if pending.is_empty() => break,
+            Ok(pending) => tracing::info!(?pending, "waiting for migrations to be applied"),
+            Err(err) => tracing::warn!(error = %err, "cannot read the migrations applied"),
+        }
+        tokio::time::sleep(MIGRATIONS_POLL).await;
+    }
+    tracing::info!("every migration is applied");
+    Ok(())
 }
 
 /// Applies pending migrations to `DATABASE_URL`, and returns.

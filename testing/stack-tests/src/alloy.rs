@@ -1,5 +1,5 @@
-//! A parser for the part of Alloy's configuration syntax config.alloy uses:
-//! blocks (`otelcol.processor.batch "default" { ... }`), attributes
+//! A parser for the part of Alloy's configuration syntax grafana-alloy/
+//! uses: blocks (`otelcol.processor.batch "default" { ... }`), attributes
 //! (`key = value`), strings, numbers, lists, objects, references
 //! (`otelcol.processor.batch.default.input`) and calls (`sys.env("X")`).
 //!
@@ -7,10 +7,253 @@
 //! start-up: multi-line lists and objects need a trailing comma, and
 //! `"${VAR}"` is a literal string (environment variables are read with
 //! `sys.env`).
+//!
+//! Alloy runs the `.alloy` files of one directory as one configuration, so
+//! what a place runs is a set of files: [`load`] reads one, and
+//! [`compose_alloy`] finds the set compose mounts, from the compose files
+//! themselves.
 
 use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde_yaml_ng::{Mapping, Value as Yaml};
 
 pub mod schema;
+
+/// The compose files of `docker compose up`.
+pub const COMPOSE: &[&str] = &["docker-compose.yml"];
+
+/// The compose files of the stack with tail sampling
+/// (`docker compose -f docker-compose.yml -f docker-compose.sampling.yml`).
+pub const COMPOSE_SAMPLING: &[&str] = &["docker-compose.yml", "docker-compose.sampling.yml"];
+
+/// One file of a configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct File {
+    /// Its path from the repository root: `grafana-alloy/config.alloy`.
+    pub path: String,
+    /// Its top-level blocks, in order.
+    pub blocks: Vec<Block>,
+}
+
+/// Why a set of files cannot be read as a configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Parse { path: String, source: ParseError },
+    #[error("{path}: {source}")]
+    Yaml {
+        path: String,
+        source: serde_yaml_ng::Error,
+    },
+    /// The compose files do not say what Alloy loads.
+    #[error("{0}")]
+    Compose(String),
+}
+
+fn repo_path(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(path)
+}
+
+fn read(path: &str) -> Result<String, LoadError> {
+    std::fs::read_to_string(repo_path(path)).map_err(|source| LoadError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Reads and parses `paths` (from the repository root): the configuration
+/// Alloy runs when they are the `.alloy` files of its directory.
+pub fn load(paths: &[&str]) -> Result<Vec<File>, LoadError> {
+    paths
+        .iter()
+        .map(|path| {
+            let blocks = parse(&read(path)?).map_err(|source| LoadError::Parse {
+                path: (*path).to_owned(),
+                source,
+            })?;
+            Ok(File {
+                path: (*path).to_owned(),
+                blocks,
+            })
+        })
+        .collect()
+}
+
+/// The files Alloy loads when compose reads `compose_files`
+/// ([`compose_alloy`], then [`load`]).
+pub fn load_compose(compose_files: &[&str]) -> Result<Vec<File>, LoadError> {
+    let mounted = compose_alloy(compose_files)?;
+    let paths: Vec<&str> = mounted.files.iter().map(String::as_str).collect();
+    load(&paths)
+}
+
+/// The top-level blocks of every file, in order.
+pub fn blocks(files: &[File]) -> Vec<Block> {
+    files.iter().flat_map(|file| file.blocks.clone()).collect()
+}
+
+/// What compose's `alloy` service runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComposeAlloy {
+    /// The directory its command hands `alloy run`, inside the container.
+    pub directory: String,
+    /// The repository files mounted into it, in mount order.
+    pub files: Vec<String>,
+    /// Every mount target inside `directory`, ours or not.
+    pub targets: Vec<String>,
+}
+
+/// The `.alloy` files compose's `alloy` service loads when compose reads
+/// `compose_files` (as `docker compose -f a -f b` does): the repository
+/// files mounted into the directory its command gives `alloy run`.
+pub fn compose_alloy(compose_files: &[&str]) -> Result<ComposeAlloy, LoadError> {
+    let service = compose_service(compose_files, "alloy")?;
+    let words: Vec<&str> = service
+        .get("command")
+        .and_then(Yaml::as_sequence)
+        .into_iter()
+        .flatten()
+        .filter_map(Yaml::as_str)
+        .collect();
+    // `run [flags] <path>`: the one argument that is not a flag.
+    let directory = words
+        .iter()
+        .skip_while(|word| **word != "run")
+        .skip(1)
+        .find(|word| !word.starts_with('-'))
+        .ok_or_else(|| LoadError::Compose(format!("alloy's command {words:?} runs no path")))?
+        .trim_end_matches('/')
+        .to_owned();
+    let mut alloy = ComposeAlloy {
+        directory,
+        files: Vec::new(),
+        targets: Vec::new(),
+    };
+    for (source, target) in volumes(&service) {
+        if Path::new(&target).parent() != Some(Path::new(&alloy.directory)) {
+            continue;
+        }
+        if let Some(file) = source.strip_prefix("./")
+            && target.ends_with(".alloy")
+        {
+            alloy.files.push(file.to_owned());
+        }
+        alloy.targets.push(target);
+    }
+    if alloy.files.is_empty() {
+        return Err(LoadError::Compose(format!(
+            "compose mounts no .alloy file into {}, the directory alloy runs",
+            alloy.directory
+        )));
+    }
+    Ok(alloy)
+}
+
+/// Compose's `name` service as `compose_files` define it together:
+/// `extends` resolved, `volumes` merged by target and `environment` by name,
+/// as compose merges them; any other key of a later definition replaces the
+/// earlier one.
+pub fn compose_service(compose_files: &[&str], name: &str) -> Result<Mapping, LoadError> {
+    let mut merged = Mapping::new();
+    for file in compose_files {
+        if let Some(definition) = service_definition(file, name)? {
+            merged = merge(merged, definition);
+        }
+    }
+    if merged.is_empty() {
+        return Err(LoadError::Compose(format!(
+            "no service {name} in {compose_files:?}"
+        )));
+    }
+    Ok(merged)
+}
+
+fn service_definition(file: &str, name: &str) -> Result<Option<Mapping>, LoadError> {
+    let yaml_error = |source| LoadError::Yaml {
+        path: file.to_owned(),
+        source,
+    };
+    let mut document: Yaml = serde_yaml_ng::from_str(&read(file)?).map_err(yaml_error)?;
+    document.apply_merge().map_err(yaml_error)?;
+    let Some(service) = document.get_mut("services").and_then(|s| s.get_mut(name)) else {
+        return Ok(None);
+    };
+    // Merge keys nested in the service (`environment: <<: [...]`) too.
+    service.apply_merge().map_err(yaml_error)?;
+    if let Some(environment) = service.get_mut("environment") {
+        environment.apply_merge().map_err(yaml_error)?;
+    }
+    let Some(mut service) = service.as_mapping().cloned() else {
+        return Err(LoadError::Compose(format!(
+            "{file}: {name} is not a mapping"
+        )));
+    };
+    if let Some(extends) = service.remove("extends") {
+        let base_file = extends.get("file").and_then(Yaml::as_str).unwrap_or(file);
+        let base_name = extends
+            .get("service")
+            .and_then(Yaml::as_str)
+            .unwrap_or(name);
+        let base = service_definition(base_file, base_name)?.ok_or_else(|| {
+            LoadError::Compose(format!(
+                "{file}: {name} extends {base_name} of {base_file}, which does not exist"
+            ))
+        })?;
+        service = merge(base, service);
+    }
+    Ok(Some(service))
+}
+
+fn merge(mut base: Mapping, over: Mapping) -> Mapping {
+    for (key, value) in over {
+        match (key.as_str(), base.get_mut(&key)) {
+            (Some("environment"), Some(Yaml::Mapping(environment))) => {
+                if let Yaml::Mapping(over) = value {
+                    environment.extend(over);
+                }
+            }
+            (Some("volumes"), Some(Yaml::Sequence(mounts))) => {
+                for mount in value.as_sequence().into_iter().flatten() {
+                    let target = mount_target(mount);
+                    mounts.retain(|existing| mount_target(existing) != target);
+                    mounts.push(mount.clone());
+                }
+            }
+            _ => {
+                base.insert(key, value);
+            }
+        }
+    }
+    base
+}
+
+/// `source:target[:mode]` (compose's short syntax) → target.
+fn mount_target(mount: &Yaml) -> Option<&str> {
+    mount.as_str()?.split(':').nth(1)
+}
+
+/// A service's bind mounts as (source, target).
+fn volumes(service: &Mapping) -> Vec<(String, String)> {
+    service
+        .get("volumes")
+        .and_then(Yaml::as_sequence)
+        .into_iter()
+        .flatten()
+        .filter_map(Yaml::as_str)
+        .filter_map(|mount| {
+            let mut parts = mount.split(':');
+            Some((parts.next()?.to_owned(), parts.next()?.to_owned()))
+        })
+        .collect()
+}
 
 /// A component or configuration block, e.g. `prometheus.scrape "redis"`, or
 /// a block nested in one (`client { ... }`).
@@ -80,6 +323,24 @@ impl Value {
                 }
                 _ => None,
             },
+            _ => None,
+        }
+    }
+
+    /// The number this value has when Alloy reads environment variables
+    /// through `env`: a number as written, or `encoding.from_json(...)` of a
+    /// string (Alloy has no string-to-number function, so a number from the
+    /// environment is read as JSON) that holds one. `None` for anything
+    /// else, as for a value Alloy would refuse to load.
+    pub fn number(&self, env: &dyn Fn(&str) -> String) -> Option<f64> {
+        match self {
+            Value::Number(number) => number.replace('_', "").parse().ok(),
+            Value::Call { function, args } if function == "encoding.from_json" => {
+                match args.as_slice() {
+                    [arg] => arg.evaluate(env)?.trim().parse().ok(),
+                    _ => None,
+                }
+            }
             _ => None,
         }
     }
@@ -195,7 +456,7 @@ impl Block {
 
 /// Why the configuration does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("config.alloy line {line}: {message}")]
+#[error("line {line}: {message}")]
 pub struct ParseError {
     /// 1-based line.
     pub line: usize,

@@ -1,4 +1,4 @@
-//! The scraped series that config.alloy's keep-lists keep, and that the
+//! The scraped series that Alloy's keep-lists keep, and that the
 //! dashboards, alerts and guides ask for, read off the real exporters: the
 //! postgres and redis exporters Alloy embeds (Debian's packages of them, run
 //! against the local servers) and RabbitMQ's own endpoint. A keep-list or a
@@ -19,7 +19,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use stack_tests::alloy;
-use test_support::docs::{every_promql_query, promql_metric_names, repo_file as read};
+use test_support::docs::{every_promql_query, promql_metric_names};
 
 /// An exporter process, killed when dropped.
 struct Exporter(Child);
@@ -153,7 +153,7 @@ fn every_scraped_series_the_keep_lists_and_queries_name_is_exported() {
     }
 
     // Every alternative of a keep-list keeps at least one real series.
-    let blocks = alloy::parse(&read("grafana-alloy/config.alloy")).unwrap();
+    let blocks = alloy::blocks(&alloy::load_compose(alloy::COMPOSE).unwrap());
     for (source, names) in &exported {
         let relabel = blocks
             .iter()
@@ -170,7 +170,7 @@ fn every_scraped_series_the_keep_lists_and_queries_name_is_exported() {
                 let keep = regex::Regex::new(&format!("^(?:{alternative})$")).unwrap();
                 assert!(
                     names.iter().any(|name| keep.is_match(name)),
-                    "config.alloy keeps {alternative:?} for {source}, which matches nothing it exports"
+                    "Alloy keeps {alternative:?} for {source}, which matches nothing it exports"
                 );
             }
         }

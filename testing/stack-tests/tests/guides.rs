@@ -33,9 +33,8 @@ fn every_promql_query_in_the_guides_parses() {
 /// id>`; a guide that names another value (the type before the collector
 /// renamed it, a component that does not exist) shows the reader nothing.
 #[test]
-fn every_exporter_label_in_the_guides_names_an_exporter_of_config_alloy() {
-    let exporters: Vec<String> = alloy::parse(&read("grafana-alloy/config.alloy"))
-        .unwrap()
+fn every_exporter_label_in_the_guides_names_an_exporter_compose_runs() {
+    let exporters: Vec<String> = alloy::blocks(&alloy::load_compose(alloy::COMPOSE).unwrap())
         .iter()
         .filter_map(|block| {
             let (_, kind) = alloy::schema::EXPORTER_TYPES
@@ -46,7 +45,7 @@ fn every_exporter_label_in_the_guides_names_an_exporter_of_config_alloy() {
         .collect();
     assert!(
         !exporters.is_empty(),
-        "config.alloy defines no otelcol exporter"
+        "the Alloy files compose mounts define no otelcol exporter"
     );
     let label = Regex::new(r#"exporter="([^"]*)""#).unwrap();
     let value = Regex::new(r"`((?:otlp|otlphttp|otlp_http)[a-z_]*/otelcol\.[a-z_.]+)`").unwrap();
@@ -56,7 +55,7 @@ fn every_exporter_label_in_the_guides_names_an_exporter_of_config_alloy() {
         for found in label.captures_iter(&text).chain(value.captures_iter(&text)) {
             assert!(
                 exporters.contains(&found[1].to_owned()),
-                "{guide}: {:?} is not an exporter label Alloy {} reports; config.alloy's: {exporters:?}",
+                "{guide}: {:?} is not an exporter label Alloy {} reports; compose's Alloy has: {exporters:?}",
                 &found[1],
                 alloy::schema::ALLOY_VERSION
             );

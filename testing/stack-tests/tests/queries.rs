@@ -1,7 +1,6 @@
 //! Every PromQL expression a reader pastes or Grafana and Prometheus run
 //! (the guides' blocks, the dashboards' targets, the alerting rules): it
-//! parses, and the scraped series it names survive config.alloy's
-//! keep-lists. Whether the exporters send those series at all is
+//! parses, and the scraped series it names survive Alloy's keep-lists. Whether the exporters send those series at all is
 //! exporters.rs's question; the services' own metrics are checked end to end
 //! in tools/demo/tests/e2e/metrics.rs.
 
@@ -36,21 +35,20 @@ fn every_promql_query_parses() {
 /// reader sees no data.
 #[test]
 fn every_scraped_metric_a_guide_dashboard_or_alert_queries_is_on_a_keep_list() {
-    let keep_lists: Vec<Regex> = alloy::parse(&read("grafana-alloy/config.alloy"))
-        .unwrap()
+    let keep_lists: Vec<Regex> = alloy::blocks(&alloy::load_compose(alloy::COMPOSE).unwrap())
         .into_iter()
         .filter(|block| block.name == "prometheus.relabel")
         .flat_map(|block| block.strings("regex"))
         .map(|regex| Regex::new(&format!("^(?:{regex})$")).unwrap())
         .collect();
-    assert!(keep_lists.len() >= 4, "config.alloy's keep-lists are gone");
+    assert!(keep_lists.len() >= 4, "Alloy's keep-lists are gone");
     let mut checked = 0;
     for (file, query) in every_promql_query() {
         for name in promql_metric_names(&query).unwrap() {
             if scraped_source(&name).is_some() {
                 assert!(
                     keep_lists.iter().any(|keep| keep.is_match(&name)),
-                    "{file} queries {name}, which config.alloy's keep-lists drop: readers would see no data"
+                    "{file} queries {name}, which Alloy's keep-lists drop: readers would see no data"
                 );
                 checked += 1;
             }
@@ -108,11 +106,11 @@ fn the_check_telemetry_looks_for_every_scraped_series_something_queries() {
 }
 
 /// Each source's keep-list, as the check names it, is a `prometheus.relabel`
-/// of config.alloy, and its scrape a `prometheus.scrape` of the source's
-/// name.
+/// of the Alloy compose runs, and its scrape a `prometheus.scrape` of the
+/// source's name.
 #[test]
 fn the_keep_lists_and_scrapes_the_check_telemetry_names_exist() {
-    let blocks = alloy::parse(&read("grafana-alloy/config.alloy")).unwrap();
+    let blocks = alloy::blocks(&alloy::load_compose(alloy::COMPOSE).unwrap());
     for scraped in check_telemetry::SCRAPED {
         let has = |name: &str, label: &str| {
             blocks

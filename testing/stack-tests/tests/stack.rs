@@ -1,5 +1,6 @@
-//! The compose files, the Dockerfile and config.alloy against each other,
-//! the services' configuration and the docs.
+//! The compose files, the Dockerfile and the Alloy configuration
+//! (grafana-alloy/, the files compose mounts) against each other, the
+//! services' configuration and the docs.
 
 #![allow(clippy::unwrap_used)]
 
@@ -103,8 +104,39 @@ fn port_of(host_port: &str) -> u16 {
     host_port.rsplit(':').next().unwrap().parse().unwrap()
 }
 
-fn config_alloy() -> Vec<Block> {
-    alloy::parse(&read("grafana-alloy/config.alloy")).unwrap_or_else(|err| panic!("{err}"))
+/// The ways compose runs Alloy: by default, and with tail sampling.
+const COMPOSE_SETS: [(&str, &[&str]); 2] = [
+    ("docker compose up", alloy::COMPOSE),
+    ("with docker-compose.sampling.yml", alloy::COMPOSE_SAMPLING),
+];
+
+/// The files Alloy loads when compose reads `compose_files`.
+fn alloy_files(compose_files: &[&str]) -> Vec<alloy::File> {
+    alloy::load_compose(compose_files).unwrap_or_else(|err| panic!("{err}"))
+}
+
+/// The blocks Alloy loads when compose reads `compose_files`.
+fn alloy_blocks(compose_files: &[&str]) -> Vec<Block> {
+    alloy::blocks(&alloy_files(compose_files))
+}
+
+/// Alloy's environment when compose reads `compose_files`, values as
+/// written.
+fn alloy_environment(compose_files: &[&str]) -> BTreeMap<String, String> {
+    let service = alloy::compose_service(compose_files, "alloy").unwrap();
+    service["environment"]
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .map(|(key, value)| {
+            let value = match value {
+                Value::String(s) => s.clone(),
+                Value::Number(n) => n.to_string(),
+                other => panic!("alloy: unexpected value {other:?}"),
+            };
+            (key.as_str().unwrap().to_owned(), value)
+        })
+        .collect()
 }
 
 /// The component a reference such as `otelcol.processor.batch.default.input`
@@ -116,28 +148,139 @@ fn target<'b>(blocks: &'b [Block], reference: &str) -> Option<&'b Block> {
         .find(|block| reference.starts_with(&format!("{}.", block.id())))
 }
 
+/// Alloy refuses a configuration in which two files (or one) define the
+/// same component: each place must mount exactly one file per hinge.
 #[test]
-fn every_component_config_alloy_references_is_defined() {
-    let blocks = config_alloy();
-    let mut ids = BTreeSet::new();
-    for block in &blocks {
-        assert!(ids.insert(block.id()), "{} is defined twice", block.id());
-    }
-    for block in &blocks {
-        for reference in &block.references() {
-            assert!(
-                target(&blocks, reference).is_some(),
-                "{} (line {}) refers to {reference}, which is not defined",
-                block.id(),
-                block.line
-            );
+fn every_component_is_defined_once_across_the_files_alloy_loads() {
+    for (setup, compose_files) in COMPOSE_SETS {
+        let mut defined: BTreeMap<String, String> = BTreeMap::new();
+        for file in alloy_files(compose_files) {
+            for block in &file.blocks {
+                let at = format!("{} line {}", file.path, block.line);
+                if let Some(first) = defined.insert(block.id(), at.clone()) {
+                    panic!("{setup}: {} is defined in {first} and in {at}", block.id());
+                }
+            }
         }
     }
 }
 
 #[test]
+fn every_component_the_alloy_files_reference_is_defined() {
+    for (setup, compose_files) in COMPOSE_SETS {
+        let files = alloy_files(compose_files);
+        let blocks = alloy::blocks(&files);
+        for file in &files {
+            for block in &file.blocks {
+                for reference in &block.references() {
+                    assert!(
+                        target(&blocks, reference).is_some(),
+                        "{setup}: {} ({} line {}) refers to {reference}, which none of {:?} defines",
+                        block.id(),
+                        file.path,
+                        block.line,
+                        files.iter().map(|f| &f.path).collect::<Vec<_>>(),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Compose gives `alloy run` a directory of ours: the image's own
+/// /etc/alloy holds an example config.alloy (grafana/alloy's Dockerfile
+/// copies it there), which Alloy would load beside ours.
+#[test]
+fn compose_runs_alloy_on_a_directory_that_holds_only_the_alloy_files_of_the_repo() {
+    for (setup, compose_files) in COMPOSE_SETS {
+        let mounted = alloy::compose_alloy(compose_files).unwrap();
+        assert_ne!(
+            mounted.directory, "/etc/alloy",
+            "{setup}: the image's example config.alloy is in /etc/alloy"
+        );
+        assert_eq!(
+            mounted.targets.len(),
+            mounted.files.len(),
+            "{setup}: {} also holds {:?}",
+            mounted.directory,
+            mounted.targets
+        );
+        for file in &mounted.files {
+            assert!(
+                file.starts_with("grafana-alloy/")
+                    && file.ends_with(".alloy")
+                    && repo_path(file).is_file(),
+                "{setup}: compose mounts {file}, which is not an .alloy file of grafana-alloy/"
+            );
+        }
+    }
+}
+
+/// A file of grafana-alloy/ that no compose setup mounts is a configuration
+/// nobody runs (or one compose forgot).
+#[test]
+fn compose_mounts_every_alloy_file_of_grafana_alloy() {
+    let mounted: BTreeSet<String> = COMPOSE_SETS
+        .iter()
+        .flat_map(|(_, compose_files)| alloy::compose_alloy(compose_files).unwrap().files)
+        .collect();
+    let present: BTreeSet<String> = std::fs::read_dir(repo_path("grafana-alloy"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .filter(|name| name.ends_with(".alloy"))
+        .map(|name| format!("grafana-alloy/{name}"))
+        .collect();
+    assert_eq!(
+        present.difference(&mounted).collect::<Vec<_>>(),
+        Vec::<&String>::new(),
+        "no compose setup mounts these"
+    );
+    assert!(present.len() >= 5, "{present:?}");
+}
+
+/// Alloy makes span metrics and the service graph from every span; Tempo's
+/// metrics-generator in otel-lgtm would make a second copy of the same
+/// series from what reaches it.
+#[test]
+fn the_local_tempo_generates_no_span_metrics_nor_service_graph() {
+    let lgtm = alloy::compose_service(alloy::COMPOSE, "lgtm").unwrap();
+    let mounts: Vec<&str> = lgtm["volumes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|mount| mount.as_str().unwrap())
+        .collect();
+    assert!(
+        mounts.contains(&"./grafana/tempo.yaml:/otel-lgtm/tempo-config.yaml:ro"),
+        "lgtm runs the image's Tempo configuration: {mounts:?}"
+    );
+    let tempo: Value = serde_yaml_ng::from_str(&read("grafana/tempo.yaml")).unwrap();
+    let processors = &tempo["overrides"]["defaults"]["metrics_generator"]["processors"];
+    assert_eq!(
+        processors.as_sequence().map(Vec::len),
+        Some(0),
+        "grafana/tempo.yaml: Tempo's generator runs {processors:?}"
+    );
+    let blocks = alloy_blocks(alloy::COMPOSE);
+    for connector in [
+        "otelcol.connector.spanmetrics",
+        "otelcol.connector.servicegraph",
+    ] {
+        assert!(
+            blocks.iter().any(|block| block.name == connector),
+            "nobody makes what {connector} made"
+        );
+    }
+}
+
+#[test]
 fn every_component_is_on_a_path_from_a_source_to_an_exporter() {
-    let blocks = config_alloy();
+    for (setup, compose_files) in COMPOSE_SETS {
+        on_a_path_from_a_source_to_an_exporter(setup, &alloy_blocks(compose_files));
+    }
+}
+
+fn on_a_path_from_a_source_to_an_exporter(setup: &str, blocks: &[Block]) {
     let components: Vec<&Block> = blocks.iter().filter(|b| b.label.is_some()).collect();
     // Data flows from a block to what it forwards to (`.input`,
     // `.receiver`), and from an exporter to the scrape that reads its
@@ -146,7 +289,7 @@ fn every_component_is_on_a_path_from_a_source_to_an_exporter() {
     let mut used_helpers = BTreeSet::new();
     for block in &components {
         for reference in &block.references() {
-            let to = target(&blocks, reference).unwrap().id();
+            let to = target(blocks, reference).unwrap().id();
             if reference.ends_with(".targets") {
                 flows.entry(to).or_default().insert(block.id());
             } else if reference.ends_with(".handler") {
@@ -201,54 +344,94 @@ fn every_component_is_on_a_path_from_a_source_to_an_exporter() {
         }
         assert!(
             from_sources.contains(id),
-            "{id} receives nothing: no source reaches it"
+            "{setup}: {id} receives nothing: no source reaches it"
         );
         assert!(
             to_sinks.contains(id),
-            "{id} leads nowhere: it reaches no exporter"
+            "{setup}: {id} leads nowhere: it reaches no exporter"
         );
     }
     assert!(
         ids.iter().any(|id| is_sink(id)),
-        "config.alloy exports nothing"
+        "{setup}: Alloy exports nothing"
     );
 }
 
 #[test]
-fn every_variable_config_alloy_reads_is_passed_by_compose_and_documented() {
-    let blocks = config_alloy();
-    let read_vars: BTreeSet<String> = blocks.iter().flat_map(Block::env_vars).collect();
-    assert!(!read_vars.is_empty());
-    let alloy_env = environment(&compose("docker-compose.base.yml"), "alloy");
+fn every_variable_the_alloy_files_read_is_passed_by_compose_and_documented() {
     let env_example = read(".env.example");
     let runtime_config = read("RUNTIME_CONFIG.md");
-    for var in &read_vars {
-        assert!(
-            alloy_env.contains_key(var),
-            "config.alloy reads {var}, but compose does not pass it to alloy"
-        );
-        assert!(
-            documented_in_env_example(&env_example, var),
-            "{var} is missing from .env.example"
-        );
-        assert!(
-            runtime_config.contains(&format!("`{var}`")),
-            "{var} is missing from RUNTIME_CONFIG.md"
-        );
-    }
-    // And compose passes nothing config.alloy does not read.
-    for var in alloy_env.keys() {
-        assert!(
-            read_vars.contains(var),
-            "compose passes {var} to alloy, which never reads it"
-        );
+    for (setup, compose_files) in COMPOSE_SETS {
+        let blocks = alloy_blocks(compose_files);
+        let read_vars: BTreeSet<String> = blocks.iter().flat_map(Block::env_vars).collect();
+        assert!(!read_vars.is_empty());
+        let alloy_env = alloy_environment(compose_files);
+        for var in &read_vars {
+            assert!(
+                alloy_env.contains_key(var),
+                "{setup}: Alloy reads {var}, but compose does not pass it to alloy"
+            );
+            assert!(
+                documented_in_env_example(&env_example, var),
+                "{var} is missing from .env.example"
+            );
+            assert!(
+                runtime_config.contains(&format!("`{var}`")),
+                "{var} is missing from RUNTIME_CONFIG.md"
+            );
+        }
+        // And compose passes nothing the files it mounts do not read.
+        for var in alloy_env.keys() {
+            assert!(
+                read_vars.contains(var),
+                "{setup}: compose passes {var} to alloy, which never reads it"
+            );
+        }
     }
 }
 
 #[test]
-fn config_alloy_uses_only_arguments_alloy_accepts() {
-    let problems = alloy::schema::check_names(&config_alloy());
+fn the_alloy_files_use_only_arguments_alloy_accepts() {
+    let mut checked = BTreeSet::new();
+    for (_, compose_files) in COMPOSE_SETS {
+        for file in alloy_files(compose_files) {
+            if checked.insert(file.path.clone()) {
+                let problems = alloy::schema::check_names(&file.blocks);
+                assert!(
+                    problems.is_empty(),
+                    "{}:\n{}",
+                    file.path,
+                    problems.join("\n")
+                );
+            }
+        }
+    }
+}
+
+/// The tail sampling that takes traces.alloy's place: every argument one
+/// Alloy accepts, and every value it takes, with TRACE_SAMPLING_PERCENT
+/// unset (the default share), a whole share, a fraction and everything.
+#[test]
+fn sampling_alloy_uses_only_arguments_and_values_alloy_accepts() {
+    let blocks =
+        alloy::parse(&read("grafana-alloy/sampling.alloy")).unwrap_or_else(|err| panic!("{err}"));
+    let problems = alloy::schema::check_names(&blocks);
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+    for percent in ["", "25", "0.5", "100"] {
+        let env = |name: &str| {
+            assert_eq!(
+                name, "TRACE_SAMPLING_PERCENT",
+                "sampling.alloy reads {name}"
+            );
+            percent.to_owned()
+        };
+        let problems = alloy::schema::check_values(&blocks, &env);
+        assert!(
+            problems.is_empty(),
+            "TRACE_SAMPLING_PERCENT={percent:?}:\n{}",
+            problems.join("\n")
+        );
+    }
 }
 
 /// Alloy refuses to start on values its components reject (empty
@@ -257,9 +440,15 @@ fn config_alloy_uses_only_arguments_alloy_accepts() {
 /// the stack — no .env at all, and a .env filled in for Grafana Cloud as
 /// SETUP_GRAFANA_CLOUD.md says (the example values of .env.example).
 #[test]
-fn config_alloy_passes_alloys_validation_locally_and_with_grafana_cloud() {
-    let blocks = config_alloy();
-    let alloy_env = environment(&compose("docker-compose.base.yml"), "alloy");
+fn the_alloy_files_pass_alloys_validation_locally_and_with_grafana_cloud() {
+    for (setup, compose_files) in COMPOSE_SETS {
+        passes_alloys_validation(setup, compose_files);
+    }
+}
+
+fn passes_alloys_validation(compose_setup: &str, compose_files: &[&str]) {
+    let files = alloy_files(compose_files);
+    let alloy_env = alloy_environment(compose_files);
     let filled: BTreeMap<String, String> = read(".env.example")
         .lines()
         .filter_map(|line| line.trim_start_matches("# ").split_once('='))
@@ -283,8 +472,15 @@ fn config_alloy_passes_alloys_validation_locally_and_with_grafana_cloud() {
                 .map(|value| substitute(value, &dotenv))
                 .unwrap_or_default()
         };
-        let problems = alloy::schema::check_values(&blocks, &env);
-        assert!(problems.is_empty(), "{setup}:\n{}", problems.join("\n"));
+        for file in &files {
+            let problems = alloy::schema::check_values(&file.blocks, &env);
+            assert!(
+                problems.is_empty(),
+                "{compose_setup}, {setup}: {}:\n{}",
+                file.path,
+                problems.join("\n")
+            );
+        }
     }
 }
 
@@ -340,7 +536,7 @@ fn ports_and_host_names_agree_across_services_alloy_and_compose() {
     assert_eq!(published, [format!("127.0.0.1:{api_port}:{api_port}")]);
 
     // Services send OTLP/HTTP to Alloy's HTTP receiver.
-    let blocks = config_alloy();
+    let blocks = alloy_blocks(alloy::COMPOSE);
     let receiver = blocks
         .iter()
         .find(|b| b.name == "otelcol.receiver.otlp")
@@ -690,8 +886,8 @@ fn lgtm_is_healthy_only_once_all_its_backends_are_ready() {
 }
 
 /// The table of Alloy's arguments was read from one release; a pin moved
-/// without reading the new release's sources again would check config.alloy
-/// against the wrong one.
+/// without reading the new release's sources again would check the Alloy
+/// files against the wrong one.
 #[test]
 fn compose_pins_the_alloy_release_stack_tests_read() {
     let base = compose("docker-compose.base.yml");
@@ -815,7 +1011,11 @@ fn the_dockerfile_builds_packages_and_binaries_that_exist_from_paths_that_exist(
 fn every_variable_the_compose_files_read_is_documented() {
     let env_example = read(".env.example");
     let runtime_config = read("RUNTIME_CONFIG.md");
-    for file in ["docker-compose.yml", "docker-compose.base.yml"] {
+    for file in [
+        "docker-compose.yml",
+        "docker-compose.base.yml",
+        "docker-compose.sampling.yml",
+    ] {
         let text = read(file);
         let mut rest = text.as_str();
         while let Some(start) = rest.find("${") {

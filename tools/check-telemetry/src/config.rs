@@ -25,6 +25,10 @@ pub struct Config {
     /// It needs the read scopes (`traces:read`, `metrics:read`,
     /// `logs:read`).
     pub token: Option<SecretString>,
+    /// The share of traces Alloy keeps, in percent, when it tail-samples
+    /// (`TRACE_SAMPLING_PERCENT`, as Alloy reads it in
+    /// grafana-alloy/sampling.alloy); `None` when it keeps every trace.
+    pub trace_sampling_percent: Option<f64>,
 }
 
 /// One backend's base URL, and the basic-auth user Grafana Cloud wants.
@@ -84,6 +88,12 @@ struct Vars {
     /// read scopes).
     #[arg(long, env, hide_env_values = true, value_parser = secret)]
     grafana_cloud_api_token: Option<SecretString>,
+    /// The share of traces Alloy keeps when it tail-samples
+    /// (grafana-alloy/sampling.alloy), 0 to 100; unset when it keeps every
+    /// trace. Below 100, a service whose metrics or logs arrive but none of
+    /// whose traces was kept is not missing.
+    #[arg(long, env, value_parser = percent)]
+    trace_sampling_percent: Option<f64>,
 }
 
 impl TryFrom<Vars> for Config {
@@ -127,6 +137,9 @@ impl TryFrom<Vars> for Config {
                 "GRAFANA_CLOUD_LOKI_INSTANCE_ID",
             )?,
             token,
+            trace_sampling_percent: vars
+                .trace_sampling_percent
+                .filter(|percent| *percent < 100.0),
         })
     }
 }
@@ -165,6 +178,16 @@ impl Config {
     ) -> Result<Self, clap::Error> {
         telemetry::config::parse_vars(clap::Command::new("check-telemetry"), vars)
     }
+}
+
+/// A percentage from 0 to 100, as Alloy's probabilistic policy takes it.
+fn percent(value: &str) -> Result<f64, String> {
+    value
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|percent| (0.0..=100.0).contains(percent))
+        .ok_or_else(|| "expected a percentage from 0 to 100".to_owned())
 }
 
 /// A token: never parsed, so never echoed.

@@ -114,10 +114,30 @@ impl Report {
         };
 
         let traces = match traces {
-            Ok(found) => Answer::Found {
-                findings: per_service(Signal::Traces, &found),
-                notes: Vec::new(),
-            },
+            Ok(found) => {
+                let mut findings = per_service(Signal::Traces, &found);
+                let mut notes = Vec::new();
+                if let Some(percent) = config.trace_sampling_percent {
+                    // Sampled out, not missing: the service runs.
+                    let runs = |service: &str| {
+                        [&presence.metrics, &presence.logs]
+                            .into_iter()
+                            .any(|p| p.as_ref().is_some_and(|p| p.contains(service)))
+                    };
+                    for finding in findings
+                        .iter_mut()
+                        .filter(|f| !f.arrived && runs(&f.source))
+                    {
+                        finding.arrived = true;
+                        finding.detail = format!(
+                            "no trace kept in {minutes} minutes; it runs, and its traces are sampled"
+                        );
+                        finding.cause = None;
+                    }
+                    notes.push(sampling_note(percent));
+                }
+                Answer::Found { findings, notes }
+            }
             Err(failure) => failed(Signal::Traces, &config.tempo, failure),
         };
         let metrics = match metrics {
@@ -174,6 +194,13 @@ impl Report {
             .find(|section| section.signal == signal)
             .map(|section| &section.answer)
     }
+}
+
+/// What the report says when Alloy tail-samples traces.
+fn sampling_note(percent: f64) -> String {
+    format!(
+        "Traces are sampled: Alloy keeps every trace with an error, slower than 1 s, dead-lettered or fault-switched, and {percent} % of the rest (TRACE_SAMPLING_PERCENT, grafana-alloy/sampling.alloy). A trace you look for may have been dropped; span metrics, the service graph, metrics and logs count everything."
+    )
 }
 
 fn services_list() -> String {

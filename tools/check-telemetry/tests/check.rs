@@ -199,6 +199,37 @@ async fn a_service_with_metrics_but_no_traces_is_idle_not_down() {
     );
 }
 
+/// With tail sampling, a quiet service may have no kept trace in the
+/// window: that is not a failure, and the report says traces are sampled.
+#[tokio::test]
+async fn a_running_service_with_no_kept_trace_is_not_missing_when_traces_are_sampled() {
+    let mut data = Data::healthy();
+    data.without_traces_of("worker");
+    let (report, text) = StandIns::local(data)
+        .await
+        .set("TRACE_SAMPLING_PERCENT", "10")
+        .check()
+        .await;
+    assert!(report.all_arrived(), "{text}");
+    assert_eq!(
+        line(&text, "traces", "worker"),
+        "  ✓ worker    no trace kept in 10 minutes; it runs, and its traces are sampled"
+    );
+    assert!(
+        text.contains("Traces are sampled: Alloy keeps every trace with an error")
+            && text.contains("and 10 % of the rest"),
+        "{text}"
+    );
+    // A service that sent nothing at all is still missing.
+    let (report, text) = StandIns::local(Data::healthy().without_service("bot"))
+        .await
+        .set("TRACE_SAMPLING_PERCENT", "10")
+        .check()
+        .await;
+    assert!(!report.all_arrived(), "{text}");
+    assert!(line(&text, "traces", "bot").starts_with("  ✗"), "{text}");
+}
+
 #[tokio::test]
 async fn nothing_from_the_services_while_scrapes_arrive_points_at_alloys_otlp_export() {
     // What a wrong GRAFANA_CLOUD_OTLP_INSTANCE_ID looks like from the

@@ -12,7 +12,7 @@
 //!   and everything it declares is documented (two of its variables are
 //!   Alloy's, in the Alloy table);
 //! - the Compose and Alloy sections are checked against the compose files
-//!   and config.alloy by testing/stack-tests.
+//!   and the Alloy files compose mounts by testing/stack-tests.
 //!
 //! .env.example has a line for every variable a binary declares, and every
 //! variable it sets is documented in RUNTIME_CONFIG.md.

@@ -1,5 +1,5 @@
 //! What Alloy itself checks when it loads a configuration, for the
-//! components config.alloy uses — so a misspelt argument or a value Alloy
+//! components grafana-alloy/ uses — so a misspelt argument or a value Alloy
 //! rejects fails a test here rather than `docker compose up`.
 //!
 //! The names come from the components' `Arguments` structs in
@@ -38,6 +38,46 @@ type Schema = (
 );
 
 const OUTPUT: &[&str] = &["metrics", "logs", "traces"];
+/// The blocks of `otelcol.processor.tail_sampling`'s shared policy config
+/// (`SharedPolicyConfig` in its types.go): what a policy, or a policy nested
+/// in `and`, `not`, `drop` or `composite`, can be.
+const POLICY_KINDS: &[&str] = &[
+    "latency",
+    "numeric_attribute",
+    "probabilistic",
+    "status_code",
+    "string_attribute",
+    "rate_limiting",
+    "bytes_limiting",
+    "span_count",
+    "boolean_attribute",
+    "ottl_condition",
+    "trace_state",
+];
+/// Policy types the processor knows (`getSharedPolicyEvaluator`,
+/// `getPolicyEvaluator`; Alloy's tail_sampling_test.go uses each): the
+/// kinds, the types that need no block, and the combinations.
+const POLICY_TYPES: &[&str] = &[
+    "latency",
+    "numeric_attribute",
+    "probabilistic",
+    "status_code",
+    "string_attribute",
+    "rate_limiting",
+    "bytes_limiting",
+    "span_count",
+    "boolean_attribute",
+    "ottl_condition",
+    "trace_state",
+    "always_sample",
+    "trace_flags",
+    "composite",
+    "and",
+    "not",
+    "drop",
+];
+/// otelcol.connector.spanmetrics' `Dimension`: a span or resource attribute.
+const DIMENSION: &[&str] = &["name", "default"];
 const DEBUG_METRICS: &[&str] = &["disable_high_cardinality_metrics", "level"];
 /// The blocks that also take the attributes of Prometheus' HTTP client.
 const WITH_PROMETHEUS_HTTP_CLIENT: &[&str] =
@@ -146,6 +186,163 @@ const SCHEMAS: &[Schema] = &[
         &["resource_attributes"],
     ),
     (
+        "otelcol.processor.tail_sampling",
+        &[
+            "decision_wait",
+            "decision_wait_after_root_received",
+            "num_traces",
+            "block_on_overflow",
+            "expected_new_traces_per_sec",
+            "sample_on_first_match",
+            "drop_pending_traces_on_shutdown",
+            "maximum_trace_size_bytes",
+            "decision_cache",
+        ],
+        &["policy", "output", "debug_metrics"],
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy",
+        &["name", "type"],
+        &[
+            "latency",
+            "numeric_attribute",
+            "probabilistic",
+            "status_code",
+            "string_attribute",
+            "rate_limiting",
+            "bytes_limiting",
+            "span_count",
+            "boolean_attribute",
+            "ottl_condition",
+            "trace_state",
+            "composite",
+            "and",
+            "not",
+            "drop",
+        ],
+    ),
+    // The policy kinds, the same wherever a policy is nested (see
+    // `canonical`).
+    (
+        "otelcol.processor.tail_sampling/policy/latency",
+        &["threshold_ms", "upper_threshold_ms"],
+        &[],
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/numeric_attribute",
+        &["key", "min_value", "max_value", "invert_match"],
+        &[],
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/probabilistic",
+        &["hash_salt", "sampling_percentage"],
+        &[],
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/status_code",
+        &["status_codes"],
+        &[],
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/string_attribute",
+        &[
+            "key",
+            "values",
+            "enabled_regex_matching",
+            "cache_max_size",
+            "invert_match",
+        ],
+        &[],
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/rate_limiting",
+        &["spans_per_second", "burst_capacity"],
+        &[],
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/bytes_limiting",
+        &["bytes_per_second", "burst_capacity"],
+        &[],
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/span_count",
+        &["min_spans", "max_spans"],
+        &[],
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/boolean_attribute",
+        &["key", "value", "invert_match"],
+        &[],
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/ottl_condition",
+        &["error_mode", "span", "spanevent"],
+        &[],
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/trace_state",
+        &["key", "values"],
+        &[],
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/composite",
+        &["max_total_spans_per_second", "policy_order"],
+        &["composite_sub_policy", "rate_allocation"],
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/composite/composite_sub_policy",
+        &["name", "type"],
+        &[
+            "latency",
+            "numeric_attribute",
+            "probabilistic",
+            "status_code",
+            "string_attribute",
+            "rate_limiting",
+            "bytes_limiting",
+            "span_count",
+            "boolean_attribute",
+            "ottl_condition",
+            "trace_state",
+            "and",
+        ],
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/composite/rate_allocation",
+        &["policy", "percent"],
+        &[],
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/and",
+        &[],
+        &["and_sub_policy"],
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/not",
+        &[],
+        &["not_sub_policy"],
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/drop",
+        &[],
+        &["drop_sub_policy"],
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/and/and_sub_policy",
+        &["name", "type"],
+        POLICY_KINDS,
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/not/not_sub_policy",
+        &["name", "type"],
+        POLICY_KINDS,
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/drop/drop_sub_policy",
+        &["name", "type"],
+        POLICY_KINDS,
+    ),
+    (
         "otelcol.processor.attributes",
         &[],
         &["action", "include", "exclude", "output", "debug_metrics"],
@@ -175,6 +372,74 @@ const SCHEMAS: &[Schema] = &[
         &["output", "debug_metrics"],
     ),
     (
+        "otelcol.processor.k8sattributes",
+        &[
+            "auth_type",
+            "passthrough",
+            "wait_for_metadata",
+            "wait_for_metadata_timeout",
+            "watch_sync_period",
+        ],
+        &[
+            "extract",
+            "filter",
+            "pod_association",
+            "exclude",
+            "output",
+            "debug_metrics",
+        ],
+    ),
+    (
+        "otelcol.processor.k8sattributes/extract",
+        &[
+            "metadata",
+            "otel_annotations",
+            "deployment_name_from_replicaset",
+        ],
+        &["annotation", "label"],
+    ),
+    (
+        "otelcol.processor.k8sattributes/extract/annotation",
+        &["tag_name", "key", "key_regex", "from"],
+        &[],
+    ),
+    (
+        "otelcol.processor.k8sattributes/extract/label",
+        &["tag_name", "key", "key_regex", "from"],
+        &[],
+    ),
+    (
+        "otelcol.processor.k8sattributes/filter",
+        &["node", "namespace"],
+        &["field", "label"],
+    ),
+    (
+        "otelcol.processor.k8sattributes/filter/field",
+        &["key", "value", "op"],
+        &[],
+    ),
+    (
+        "otelcol.processor.k8sattributes/filter/label",
+        &["key", "value", "op"],
+        &[],
+    ),
+    (
+        "otelcol.processor.k8sattributes/pod_association",
+        &[],
+        &["source"],
+    ),
+    (
+        "otelcol.processor.k8sattributes/pod_association/source",
+        &["from", "name"],
+        &[],
+    ),
+    ("otelcol.processor.k8sattributes/exclude", &[], &["pod"]),
+    (
+        "otelcol.processor.k8sattributes/exclude/pod",
+        &["name"],
+        &[],
+    ),
+    (
         "otelcol.auth.basic",
         &["username", "password"],
         &["client_auth", "htpasswd", "debug_metrics"],
@@ -182,6 +447,166 @@ const SCHEMAS: &[Schema] = &[
     (
         "otelcol.auth.basic/client_auth",
         &["username", "username_file", "password", "password_file"],
+        &[],
+    ),
+    (
+        "otelcol.connector.servicegraph",
+        &[
+            "latency_histogram_buckets",
+            "dimensions",
+            "cache_loop",
+            "store_expiration_loop",
+            "virtual_node_peer_attributes",
+            "virtual_node_extra_label",
+            "metrics_flush_interval",
+            "database_name_attributes",
+            "exponential_histogram_max_size",
+        ],
+        &["store", "output", "debug_metrics"],
+    ),
+    (
+        "otelcol.connector.servicegraph/store",
+        &["max_items", "ttl"],
+        &[],
+    ),
+    (
+        "otelcol.connector.spanmetrics",
+        &[
+            "exclude_dimensions",
+            "dimensions_cache_size",
+            "resource_metrics_cache_size",
+            "resource_metrics_key_attributes",
+            "aggregation_cardinality_limit",
+            "aggregation_temporality",
+            "metrics_flush_interval",
+            "metrics_expiration",
+            "series_expiration",
+            "metric_timestamp_cache_size",
+            "namespace",
+            "include_instrumentation_scope",
+            "include_collector_instance_id",
+        ],
+        &[
+            "dimension",
+            "calls_dimension",
+            "histogram",
+            "exemplars",
+            "events",
+            "output",
+            "debug_metrics",
+        ],
+    ),
+    (
+        "otelcol.connector.spanmetrics/calls_dimension",
+        DIMENSION,
+        &[],
+    ),
+    ("otelcol.connector.spanmetrics/dimension", DIMENSION, &[]),
+    (
+        "otelcol.connector.spanmetrics/events",
+        &["enabled"],
+        &["dimension"],
+    ),
+    (
+        "otelcol.connector.spanmetrics/events/dimension",
+        DIMENSION,
+        &[],
+    ),
+    (
+        "otelcol.connector.spanmetrics/exemplars",
+        &["enabled", "max_per_data_point"],
+        &[],
+    ),
+    (
+        "otelcol.connector.spanmetrics/histogram",
+        &["disable", "unit"],
+        &["dimension", "exponential", "explicit"],
+    ),
+    (
+        "otelcol.connector.spanmetrics/histogram/dimension",
+        DIMENSION,
+        &[],
+    ),
+    (
+        "otelcol.connector.spanmetrics/histogram/explicit",
+        &["buckets"],
+        &[],
+    ),
+    (
+        "otelcol.connector.spanmetrics/histogram/exponential",
+        &["max_size"],
+        &[],
+    ),
+    (
+        "otelcol.exporter.loadbalancing",
+        &["routing_key", "timeout"],
+        &[
+            "protocol",
+            "resolver",
+            "retry_on_failure",
+            "sending_queue",
+            "debug_metrics",
+        ],
+    ),
+    ("otelcol.exporter.loadbalancing/protocol", &[], &["otlp"]),
+    (
+        "otelcol.exporter.loadbalancing/protocol/otlp",
+        &["timeout"],
+        &["queue", "retry", "client"],
+    ),
+    (
+        "otelcol.exporter.loadbalancing/protocol/otlp/client",
+        &[
+            "compression",
+            "read_buffer_size",
+            "write_buffer_size",
+            "wait_for_ready",
+            "headers",
+            "balancer_name",
+            "authority",
+            "auth",
+        ],
+        &["tls", "keepalive"],
+    ),
+    (
+        "otelcol.exporter.loadbalancing/protocol/otlp/client/tls",
+        &[
+            "insecure",
+            "insecure_skip_verify",
+            "server_name",
+            "ca_pem",
+            "ca_file",
+            "cert_pem",
+            "cert_file",
+            "key_pem",
+            "key_file",
+            "min_version",
+            "max_version",
+            "reload_interval",
+            "cipher_suites",
+            "include_system_ca_certs_pool",
+            "curve_preferences",
+        ],
+        &["tpm"],
+    ),
+    (
+        "otelcol.exporter.loadbalancing/resolver",
+        &[],
+        &["static", "dns", "kubernetes", "aws_cloud_map"],
+    ),
+    (
+        "otelcol.exporter.loadbalancing/resolver/static",
+        &["hostnames"],
+        &[],
+    ),
+    (
+        "otelcol.exporter.loadbalancing/resolver/dns",
+        &["hostname", "port", "interval", "timeout"],
+        &[],
+    ),
+    (
+        "otelcol.exporter.loadbalancing/resolver/kubernetes",
+        &["service", "ports", "timeout", "return_hostnames"],
         &[],
     ),
     (
@@ -339,6 +764,7 @@ const SCHEMAS: &[Schema] = &[
             "clustering",
         ],
     ),
+    ("prometheus.scrape/clustering", &["enabled"], &[]),
     (
         "prometheus.relabel",
         &["forward_to", "max_cache_size"],
@@ -401,16 +827,199 @@ const REQUIRED: &[(&str, &str)] = &[
     ("otelcol.processor.attributes", "output"),
     ("otelcol.processor.attributes/action", "action"),
     ("otelcol.processor.batch", "output"),
+    ("otelcol.processor.tail_sampling", "policy"),
+    ("otelcol.processor.tail_sampling", "output"),
+    ("otelcol.processor.tail_sampling/policy", "name"),
+    ("otelcol.processor.tail_sampling/policy", "type"),
+    (
+        "otelcol.processor.tail_sampling/policy/latency",
+        "threshold_ms",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/numeric_attribute",
+        "key",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/numeric_attribute",
+        "min_value",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/numeric_attribute",
+        "max_value",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/probabilistic",
+        "sampling_percentage",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/status_code",
+        "status_codes",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/string_attribute",
+        "key",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/string_attribute",
+        "values",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/rate_limiting",
+        "spans_per_second",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/bytes_limiting",
+        "bytes_per_second",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/span_count",
+        "min_spans",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/boolean_attribute",
+        "key",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/boolean_attribute",
+        "value",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/ottl_condition",
+        "error_mode",
+    ),
+    ("otelcol.processor.tail_sampling/policy/trace_state", "key"),
+    (
+        "otelcol.processor.tail_sampling/policy/trace_state",
+        "values",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/composite",
+        "max_total_spans_per_second",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/composite",
+        "policy_order",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/composite/composite_sub_policy",
+        "name",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/composite/composite_sub_policy",
+        "type",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/composite/rate_allocation",
+        "policy",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/composite/rate_allocation",
+        "percent",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/and",
+        "and_sub_policy",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/not",
+        "not_sub_policy",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/drop",
+        "drop_sub_policy",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/and/and_sub_policy",
+        "name",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/and/and_sub_policy",
+        "type",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/not/not_sub_policy",
+        "name",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/not/not_sub_policy",
+        "type",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/drop/drop_sub_policy",
+        "name",
+    ),
+    (
+        "otelcol.processor.tail_sampling/policy/drop/drop_sub_policy",
+        "type",
+    ),
+    ("otelcol.connector.servicegraph", "output"),
+    ("otelcol.connector.spanmetrics", "histogram"),
+    ("otelcol.connector.spanmetrics", "output"),
+    ("otelcol.connector.spanmetrics/calls_dimension", "name"),
+    ("otelcol.connector.spanmetrics/dimension", "name"),
+    ("otelcol.connector.spanmetrics/events/dimension", "name"),
+    ("otelcol.connector.spanmetrics/histogram/dimension", "name"),
+    ("otelcol.processor.k8sattributes", "output"),
+    ("otelcol.processor.k8sattributes/pod_association", "source"),
+    (
+        "otelcol.processor.k8sattributes/pod_association/source",
+        "from",
+    ),
+    ("otelcol.processor.k8sattributes/exclude/pod", "name"),
+    ("otelcol.processor.k8sattributes/filter/field", "key"),
+    ("otelcol.processor.k8sattributes/filter/field", "value"),
+    ("otelcol.processor.k8sattributes/filter/label", "key"),
+    ("otelcol.processor.k8sattributes/filter/label", "value"),
+    ("otelcol.exporter.loadbalancing", "protocol"),
+    ("otelcol.exporter.loadbalancing", "resolver"),
+    ("otelcol.exporter.loadbalancing/protocol", "otlp"),
+    ("otelcol.exporter.loadbalancing/protocol/otlp", "client"),
+    (
+        "otelcol.exporter.loadbalancing/resolver/static",
+        "hostnames",
+    ),
+    ("otelcol.exporter.loadbalancing/resolver/dns", "hostname"),
+    (
+        "otelcol.exporter.loadbalancing/resolver/kubernetes",
+        "service",
+    ),
     ("otelcol.exporter.otlphttp", "client"),
     ("otelcol.exporter.otlphttp/client", "endpoint"),
     ("prometheus.exporter.postgres", "data_source_names"),
     ("prometheus.exporter.redis", "redis_addr"),
     ("prometheus.scrape", "targets"),
     ("prometheus.scrape", "forward_to"),
+    ("prometheus.scrape/clustering", "enabled"),
     ("prometheus.relabel", "forward_to"),
     ("prometheus.relabel/rule", "action"),
     ("prometheus.remote_write/endpoint", "url"),
 ];
+
+/// The table entry `path` is checked against. Tail-sampling policies nest
+/// (`policy > and > and_sub_policy > latency`), and a nested one takes the
+/// same arguments as a top-level one: a path deeper than the table is looked
+/// up by its last two segments (`and/and_sub_policy`), then its last
+/// (`latency`), under `otelcol.processor.tail_sampling/policy`. Which blocks
+/// may nest where is still checked, step by step, by `check_block`.
+fn canonical(path: &str) -> String {
+    const POLICY: &str = "otelcol.processor.tail_sampling/policy";
+    let known = |path: &str| SCHEMAS.iter().any(|(name, _, _)| *name == path);
+    if known(path) || !path.starts_with(POLICY) {
+        return path.to_owned();
+    }
+    let segments: Vec<&str> = path.rsplit('/').take(2).collect();
+    if let [last, before] = segments.as_slice() {
+        let two = format!("{POLICY}/{before}/{last}");
+        if known(&two) {
+            return two;
+        }
+        let one = format!("{POLICY}/{last}");
+        if known(&one) {
+            return one;
+        }
+    }
+    path.to_owned()
+}
 
 fn schema(path: &str) -> Option<(&'static [&'static str], &'static [&'static str])> {
     let (attributes, blocks) = match path.rsplit_once('/') {
@@ -418,7 +1027,7 @@ fn schema(path: &str) -> Option<(&'static [&'static str], &'static [&'static str
         Some((_, "debug_metrics")) => (DEBUG_METRICS, &[][..]),
         _ => SCHEMAS
             .iter()
-            .find(|(name, _, _)| *name == path)
+            .find(|(name, _, _)| *name == canonical(path))
             .map(|(_, attributes, blocks)| (*attributes, *blocks))?,
     };
     Some((attributes, blocks))
@@ -483,7 +1092,8 @@ fn check_block(block: &Block, path: &str, problems: &mut Vec<String>) {
             ));
         }
     }
-    for (_, required) in REQUIRED.iter().filter(|(at, _)| *at == path) {
+    let canonical = canonical(path);
+    for (_, required) in REQUIRED.iter().filter(|(at, _)| *at == canonical) {
         if block.attribute(required).is_none() && block.block(required).is_none() {
             problems.push(format!(
                 "line {}: {} needs {required}",
@@ -573,6 +1183,32 @@ pub fn check_values(blocks: &[Block], env: &dyn Fn(&str) -> String) -> Vec<Strin
                     ));
                 }
             }
+            "otelcol.processor.tail_sampling" => {
+                check_tail_sampling(block, env, &mut problems);
+            }
+            // HistogramConfig.Validate(): exactly one kind of buckets, in
+            // a unit it knows.
+            "otelcol.connector.spanmetrics" => {
+                if let Some(histogram) = block.block("histogram") {
+                    let kinds = ["explicit", "exponential"]
+                        .iter()
+                        .filter(|kind| histogram.block(kind).is_some())
+                        .count();
+                    if kinds != 1 {
+                        problems.push(format!(
+                            "line {}: {id}: \"either exponential or explicit histogram configuration must be specified\", and only one",
+                            histogram.line
+                        ));
+                    }
+                    let unit = string(histogram, "unit");
+                    if !["", "ms", "s"].contains(&unit.as_str()) {
+                        problems.push(format!(
+                            "line {}: {id}: unknown unit {unit:?}, allowed units are \"ms\" and \"s\"",
+                            histogram.line
+                        ));
+                    }
+                }
+            }
             "otelcol.exporter.otlphttp" => {
                 let endpoints = ["traces_endpoint", "metrics_endpoint", "logs_endpoint"];
                 let client = block.block("client").map(|c| string(c, "endpoint"));
@@ -614,6 +1250,129 @@ pub fn check_values(blocks: &[Block], env: &dyn Fn(&str) -> String) -> Vec<Strin
         }
     }
     problems
+}
+
+/// A Go duration (`"30s"`, `"1m30s"`, `"500ms"`) in milliseconds; `None`
+/// when Go's `time.ParseDuration` would refuse it.
+fn duration_ms(text: &str) -> Option<f64> {
+    if text == "0" {
+        return Some(0.0);
+    }
+    let mut rest = text;
+    let mut total = 0.0;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .filter(|&end| end > 0)?;
+        let value: f64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_end] {
+            "ns" => 1e-6,
+            "us" | "µs" => 1e-3,
+            "ms" => 1.0,
+            "s" => 1e3,
+            "m" => 60e3,
+            "h" => 3600e3,
+            _ => return None,
+        };
+        total += value * scale;
+        rest = &rest[unit_end..];
+    }
+    Some(total)
+}
+
+/// What `otelcol.processor.tail_sampling` refuses: its `Validate()`
+/// (decision_wait and num_traces above zero) and what the processor checks
+/// when it builds its policies (`loadSamplingPolicy`, the evaluators'
+/// constructors): a name, unique; a known type; status codes it knows; a
+/// sampling percentage that is a number once read from the environment.
+fn check_tail_sampling(block: &Block, env: &dyn Fn(&str) -> String, problems: &mut Vec<String>) {
+    let id = block.id();
+    if let Some(wait) = block.attribute("decision_wait") {
+        let ms = wait.evaluate(env).as_deref().and_then(duration_ms);
+        if !ms.is_some_and(|ms| ms >= 1.0) {
+            problems.push(format!(
+                "line {}: {id}: \"decision_wait must be greater than zero\"",
+                block.line
+            ));
+        }
+    }
+    if let Some(traces) = block.attribute("num_traces")
+        && !traces.number(env).is_some_and(|n| n >= 1.0)
+    {
+        problems.push(format!(
+            "line {}: {id}: \"num_traces must be greater than zero\"",
+            block.line
+        ));
+    }
+    let mut names = Vec::new();
+    for policy in block.blocks.iter().filter(|b| b.name == "policy") {
+        let line = policy.line;
+        let name = policy
+            .attribute("name")
+            .and_then(|v| v.evaluate(env))
+            .unwrap_or_default();
+        if name.is_empty() {
+            problems.push(format!(
+                "line {line}: {id}: \"policy name cannot be empty\""
+            ));
+        } else if names.contains(&name) {
+            problems.push(format!(
+                "line {line}: {id}: \"duplicate policy name {name:?}\""
+            ));
+        }
+        names.push(name.clone());
+        let kind = policy
+            .attribute("type")
+            .and_then(|v| v.evaluate(env))
+            .unwrap_or_default();
+        if !POLICY_TYPES.contains(&kind.as_str()) {
+            problems.push(format!(
+                "line {line}: {id}: policy {name:?}: \"unknown sampling policy type {kind}\""
+            ));
+        } else if POLICY_KINDS.contains(&kind.as_str()) && policy.block(&kind).is_none() {
+            // Alloy passes the zero value of the missing block: a policy
+            // that never matches (or, for probabilistic, samples 0 %).
+            problems.push(format!(
+                "line {line}: {id}: policy {name:?} of type {kind} has no {kind} block"
+            ));
+        }
+        if let Some(codes) = policy.block("status_code") {
+            let known = ["OK", "ERROR", "UNSET"];
+            let listed = match codes.attribute("status_codes") {
+                Some(Value::List(codes)) => codes.iter().map(|c| c.evaluate(env)).collect(),
+                _ => Vec::new(),
+            };
+            if listed.is_empty() {
+                problems.push(format!(
+                    "line {}: {id}: \"expected at least one status code to filter on\"",
+                    codes.line
+                ));
+            }
+            for code in listed {
+                if !code.as_deref().is_some_and(|code| known.contains(&code)) {
+                    problems.push(format!(
+                        "line {}: {id}: unknown status code {code:?}, supported: OK, ERROR, UNSET",
+                        codes.line
+                    ));
+                }
+            }
+        }
+        if let Some(share) = policy.block("probabilistic") {
+            let percent = share
+                .attribute("sampling_percentage")
+                .and_then(|v| v.number(env));
+            if !percent.is_some_and(|p| p >= 0.0) {
+                problems.push(format!(
+                    "line {}: {id}: sampling_percentage is not a number of 0 or more",
+                    share.line
+                ));
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -701,6 +1460,26 @@ mod tests {
     }
 
     #[test]
+    fn a_span_metrics_histogram_needs_one_kind_of_buckets_in_a_unit_alloy_knows() {
+        let config = |histogram: &str| {
+            parse(&format!(
+                "otelcol.connector.spanmetrics \"x\" {{\n  histogram {{\n{histogram}\n  }}\n  output {{ }}\n}}\n"
+            ))
+            .unwrap()
+        };
+        let empty = |_: &str| String::new();
+        let problems = check_values(&config("    unit = \"us\""), &empty);
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].contains("either exponential or explicit"));
+        assert!(problems[1].contains("unknown unit \"us\""));
+        let both = config("    explicit { }\n    exponential { }");
+        assert_eq!(check_values(&both, &empty).len(), 1);
+        let fine = config("    unit = \"s\"\n    explicit { }");
+        assert!(check_values(&fine, &empty).is_empty());
+        assert!(check_names(&fine).is_empty(), "{:?}", check_names(&fine));
+    }
+
+    #[test]
     fn the_http_client_arguments_of_prometheus_components_are_accepted() {
         let problems = names(
             "prometheus.remote_write \"x\" {\n  endpoint {\n    url = \"http://a\"\n    bearer_token = \"t\"\n  }\n}\n",
@@ -745,5 +1524,91 @@ mod tests {
         let problems = check_values(&blocks, &user_only);
         assert!(problems[0].contains("no password provided"), "{problems:?}");
         assert_eq!(problems.len(), 2, "{problems:?}");
+    }
+
+    const SAMPLING: &str = r#"
+        otelcol.processor.tail_sampling "t" {
+          decision_wait = "30s"
+          policy {
+            name = "errors"
+            type = "status_code"
+            status_code {
+              status_codes = ["ERROR"]
+            }
+          }
+          policy {
+            name = "both"
+            type = "and"
+            and {
+              and_sub_policy {
+                name = "slow"
+                type = "latency"
+                latency {
+                  threshold_ms = 1000
+                }
+              }
+            }
+          }
+          policy {
+            name = "share"
+            type = "probabilistic"
+            probabilistic {
+              sampling_percentage = encoding.from_json(coalesce(sys.env("P"), "10"))
+            }
+          }
+          output { }
+        }
+        "#;
+
+    #[test]
+    fn tail_sampling_policies_are_checked_where_they_nest() {
+        assert!(names(SAMPLING).is_empty(), "{:?}", names(SAMPLING));
+        let misplaced = names(
+            "otelcol.processor.tail_sampling \"t\" {\n  policy {\n    name = \"a\"\n    type = \"and\"\n    and {\n      latency {\n        threshold_ms = 1\n      }\n      and_sub_policy {\n        name = \"b\"\n        type = \"latency\"\n        latency {\n          treshold_ms = 1\n        }\n      }\n    }\n  }\n  output { }\n}\n",
+        );
+        assert_eq!(misplaced.len(), 3, "{misplaced:?}");
+        assert!(
+            misplaced[0].contains(
+                "latency is not a block of otelcol.processor.tail_sampling (in policy/and)"
+            )
+        );
+        assert!(misplaced[1].contains("treshold_ms is not an argument of otelcol.processor.tail_sampling (in policy/and/and_sub_policy/latency); did you mean threshold_ms?"));
+        assert!(misplaced[2].contains("needs threshold_ms"));
+        let no_policy = names("otelcol.processor.tail_sampling \"t\" {\n  output { }\n}\n");
+        assert_eq!(no_policy.len(), 1, "{no_policy:?}");
+        assert!(no_policy[0].contains("needs policy"));
+    }
+
+    #[test]
+    fn tail_sampling_values_the_processor_refuses_are_reported() {
+        let blocks = parse(SAMPLING).unwrap();
+        let unset = |_: &str| String::new();
+        assert!(check_values(&blocks, &unset).is_empty());
+        let not_a_number = |_: &str| "ten".to_owned();
+        let problems = check_values(&blocks, &not_a_number);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("sampling_percentage is not a number"));
+
+        let broken = SAMPLING
+            .replace("\"30s\"", "\"0s\"")
+            .replace("[\"ERROR\"]", "[\"Error\"]")
+            .replace("\"share\"", "\"errors\"")
+            .replace("\"and\"\n", "\"or\"\n");
+        let problems = check_values(&parse(&broken).unwrap(), &unset);
+        assert_eq!(problems.len(), 4, "{problems:?}");
+        assert!(problems[0].contains("decision_wait must be greater than zero"));
+        assert!(problems[1].contains("unknown status code Some(\"Error\")"));
+        assert!(problems[2].contains("unknown sampling policy type or"));
+        assert!(problems[3].contains("duplicate policy name \"errors\""));
+    }
+
+    #[test]
+    fn go_durations_are_read_as_go_reads_them() {
+        assert_eq!(duration_ms("30s"), Some(30_000.0));
+        assert_eq!(duration_ms("1m30s"), Some(90_000.0));
+        assert_eq!(duration_ms("500ms"), Some(500.0));
+        assert_eq!(duration_ms("0"), Some(0.0));
+        assert_eq!(duration_ms("30"), None);
+        assert_eq!(duration_ms("s"), None);
     }
 }

@@ -1,14 +1,17 @@
 //! Each fault switch, turned on, shows where RUNTIME_CONFIG.md says it
-//! does: the span it acts in, with its status and a `fault injected` event
-//! naming the switch, and the same line as a log record in the trace.
+//! does: the span it acts in, with its status, a `fault injected` event and
+//! a `fault.switch` attribute naming the switch, and the same line as a log
+//! record in the trace.
 
 use otlp_testkit::proto::trace::v1::span::SpanKind;
 use otlp_testkit::{AnyValueExt, Span};
 
 use crate::helpers::Running;
+use crate::sampling;
 
-/// The `fault injected` event on `span` names `switch`, and the log record
-/// of it is in the span's trace.
+/// The `fault injected` event on `span` names `switch`, so does the span's
+/// own `fault.switch` (what tail sampling reads), and the log record of it
+/// is in the span's trace.
 async fn reported(running: &Running, span: &Span, switch: &str) {
     assert_eq!(
         span.event_str_attrs("fault.switch"),
@@ -16,6 +19,7 @@ async fn reported(running: &Running, span: &Span, switch: &str) {
         "{span:?}: {:?}",
         span.event_names()
     );
+    assert_eq!(span.str_attr("fault.switch"), Some(switch), "{span:?}");
     let log = running
         .receiver
         .wait_for_log(&span.trace_id(), "fault injected")
@@ -67,6 +71,7 @@ async fn a_failing_webhook_is_a_503_retried_and_nothing_is_posted() {
     let call = webhook_call(&running, 503).await;
     assert!(call.is_error());
     assert_eq!(call.str_attr("error.type"), Some("503"));
+    sampling::assert_kept_by(&running.receiver.trace(&call.trace_id()), "errors");
     reported(&running, &call, "FAULT_WEBHOOK_FAILURE_PERCENT").await;
     // Retried: a second faulted call for the same notification.
     running
@@ -164,6 +169,9 @@ async fn a_slow_query_is_a_long_database_span_under_the_request() {
         .await
         .unwrap();
     assert_eq!(request.trace_id(), query.trace_id());
+    // Neither failed nor over a second: only the switch's mark keeps it.
+    let trace = running.receiver.trace(&request.trace_id());
+    assert_eq!(sampling::kept_by(&trace), ["fault-switches"], "{trace}");
     running.stop().await;
 }
 
@@ -189,5 +197,14 @@ async fn a_poison_message_is_dead_lettered_by_the_worker_in_the_requests_trace()
         .await
         .unwrap();
     assert_eq!(dead_letter.service_name(), "worker");
+    let consumer = running
+        .receiver
+        .wait_for_span_where("the dead-lettered CONSUMER span", |s| {
+            s.trace_id() == request.trace_id() && s.str_attr("error.type") == Some("dead_lettered")
+        })
+        .await
+        .unwrap();
+    assert_eq!(consumer.kind(), SpanKind::Consumer);
+    sampling::assert_kept_by(&running.receiver.trace(&request.trace_id()), "dead-letters");
     running.stop().await;
 }

@@ -10,4 +10,5 @@ mod helpers;
 mod leaks;
 mod metrics;
 mod pipeline;
+mod sampling;
 mod trace;

@@ -35,6 +35,8 @@ async fn creating_a_game_is_one_trace_across_api_worker_and_bot() {
     let request = receiver.wait_for_span("POST /games").await.unwrap();
     let trace = receiver.trace(&request.trace_id());
     assert_eq!(trace.roots().len(), 1, "{trace}");
+    // Nothing special: with tail sampling, only the share may keep it.
+    crate::sampling::assert_kept_only_by_the_share(&trace);
     assert_eq!(trace.roots()[0].span_id(), request.span_id());
     assert_eq!(request.service_name(), "api");
     assert_eq!(request.kind(), SpanKind::Server);
