@@ -106,19 +106,29 @@ fn the_check_telemetry_looks_for_every_scraped_series_something_queries() {
 }
 
 /// Each source's keep-list, as the check names it, is a `prometheus.relabel`
-/// of the Alloy compose runs, and its scrape a `prometheus.scrape` of the
-/// source's name.
+/// of the file it names, among those compose mounts, and its scrape a
+/// `prometheus.scrape` of the source's name.
 #[test]
 fn the_keep_lists_and_scrapes_the_check_telemetry_names_exist() {
-    let blocks = alloy::blocks(&alloy::load_compose(alloy::COMPOSE).unwrap());
+    let files = alloy::load_compose(alloy::COMPOSE).unwrap();
+    let has = |blocks: &[alloy::Block], name: &str, label: &str| {
+        blocks
+            .iter()
+            .any(|block| block.name == name && block.label.as_deref() == Some(label))
+    };
     for scraped in check_telemetry::SCRAPED {
-        let has = |name: &str, label: &str| {
-            blocks
-                .iter()
-                .any(|block| block.name == name && block.label.as_deref() == Some(label))
-        };
-        assert!(has("prometheus.relabel", scraped.keep_list), "{scraped:?}");
-        assert!(has("prometheus.scrape", scraped.source), "{scraped:?}");
+        let file = files
+            .iter()
+            .find(|file| file.path == format!("grafana-alloy/{}", scraped.keep_list_file))
+            .unwrap_or_else(|| panic!("compose mounts no {}", scraped.keep_list_file));
+        assert!(
+            has(&file.blocks, "prometheus.relabel", scraped.keep_list),
+            "{scraped:?}"
+        );
+        assert!(
+            has(&alloy::blocks(&files), "prometheus.scrape", scraped.source),
+            "{scraped:?}"
+        );
     }
 }
 

@@ -31,8 +31,10 @@ pub const SERVICES: [&str; 3] = ["api", "worker", "bot"];
 pub struct Scraped {
     /// What the report calls it.
     pub source: &'static str,
-    /// The label of its `prometheus.relabel` block in config.alloy.
+    /// The label of its `prometheus.relabel` block.
     pub keep_list: &'static str,
+    /// The file of grafana-alloy/ that holds that block.
+    pub keep_list_file: &'static str,
     /// The prefixes of its metric names.
     pub prefixes: &'static [&'static str],
     /// The series the dashboards, alerting rules and guides query: each
@@ -46,6 +48,7 @@ pub const SCRAPED: [Scraped; 4] = [
     Scraped {
         source: "postgres",
         keep_list: "postgres",
+        keep_list_file: "config.alloy",
         prefixes: &["pg_"],
         series: &[
             "pg_up",
@@ -61,6 +64,7 @@ pub const SCRAPED: [Scraped; 4] = [
     Scraped {
         source: "redis",
         keep_list: "redis",
+        keep_list_file: "config.alloy",
         prefixes: &["redis_"],
         series: &[
             "redis_up",
@@ -76,6 +80,7 @@ pub const SCRAPED: [Scraped; 4] = [
     Scraped {
         source: "rabbitmq",
         keep_list: "rabbitmq",
+        keep_list_file: "config.alloy",
         prefixes: &["rabbitmq_"],
         series: &[
             "rabbitmq_alarms_free_disk_space_watermark",
@@ -96,6 +101,7 @@ pub const SCRAPED: [Scraped; 4] = [
     Scraped {
         source: "alloy",
         keep_list: "alloy",
+        keep_list_file: "export.alloy",
         prefixes: &["otelcol_", "prometheus_remote_storage_", "alloy_"],
         series: &[
             "otelcol_exporter_queue_capacity",

@@ -342,8 +342,9 @@ fn scraped_finding(scraped: &Scraped, names: &BTreeSet<String>) -> Finding {
         (
             format!("none of the {total} series the dashboards use"),
             others_arrive.then(|| format!(
-                "Alloy forwards its other scrapes but nothing of {source}: prometheus.scrape \"{source}\" fails (Alloy's UI, http://localhost:12345, shows why), or config.alloy's keep-list, prometheus.relabel \"{keep}\", drops everything.",
+                "Alloy forwards its other scrapes but nothing of {source}: prometheus.scrape \"{source}\" fails (Alloy's UI, http://localhost:12345, shows why), or {file}'s keep-list, prometheus.relabel \"{keep}\", drops everything.",
                 source = scraped.source,
+                file = scraped.keep_list_file,
                 keep = scraped.keep_list,
             )),
         )
@@ -355,7 +356,8 @@ fn scraped_finding(scraped: &Scraped, names: &BTreeSet<String>) -> Finding {
                 missing.join(", ")
             ),
             Some(format!(
-                "config.alloy's keep-list, prometheus.relabel \"{keep}\", does not keep {it}, or the exporter has not reported {it} yet: add {it} to the rule's regex.",
+                "{file}'s keep-list, prometheus.relabel \"{keep}\", does not keep {it}, or the exporter has not reported {it} yet: add {it} to the rule's regex.",
+                file = scraped.keep_list_file,
                 keep = scraped.keep_list,
                 it = if missing.len() == 1 { "it" } else { "them" },
             )),
