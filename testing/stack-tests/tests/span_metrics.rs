@@ -169,11 +169,14 @@ fn labels_used(expr: &Expr, names: &BTreeSet<String>, found: &mut BTreeSet<Strin
         }
         Expr::Paren(paren) => labels_used(&paren.expr, names, found),
         Expr::Subquery(subquery) => labels_used(&subquery.expr, names, found),
-        Expr::Call(call) => call
-            .args
-            .args
-            .iter()
-            .fold(false, |ours, arg| labels_used(arg, names, found) || ours),
+        // Every argument is walked (no short circuit): each may hold labels.
+        Expr::Call(call) => {
+            let mut ours = false;
+            for arg in &call.args.args {
+                ours |= labels_used(arg, names, found);
+            }
+            ours
+        }
         Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => false,
     }
 }
