@@ -535,6 +535,9 @@ const SCHEMAS: &[Schema] = &[
     (
         "otelcol.connector.spanmetrics/histogram/exponential",
         &["max_size"],
+        &[],
+    ),
+    (
         "otelcol.exporter.loadbalancing",
         &["routing_key", "timeout"],
         &[
