@@ -127,6 +127,8 @@ impl Drop for RemovedOnDrop {
 pub struct Launch {
     binary: PathBuf,
     name: &'static str,
+    /// The service's own arguments, after `service <name>`.
+    args: Vec<String>,
     env: Vec<(String, String)>,
     /// The log message that says it is ready.
     ready: String,
@@ -147,10 +149,18 @@ impl Launch {
         Self {
             binary: binary.to_owned(),
             name,
+            args: Vec::new(),
             env: env.into_iter().collect(),
             ready: ready.to_owned(),
             cpus: None,
         }
+    }
+
+    /// Passes `args` to the service (`<binary> service <name> <args>`), as
+    /// a container's `args` are passed to its image's entrypoint.
+    pub fn with_args(mut self, args: impl IntoIterator<Item = String>) -> Self {
+        self.args = args.into_iter().collect();
+        self
     }
 
     /// Runs it on the CPUs in `cpus` only (`taskset -c <cpus>`, which
@@ -195,6 +205,7 @@ impl Launch {
         };
         let mut child = command
             .args(["service", name])
+            .args(&self.args)
             .env_clear()
             .envs(self.env.iter().cloned())
             .stdout(Stdio::piped())

@@ -7,6 +7,7 @@
 
 mod faults;
 mod helpers;
+mod kubernetes;
 mod leaks;
 mod metrics;
 mod pipeline;
