@@ -407,12 +407,15 @@ impl Block {
     }
 
     /// Dotted identifiers this block refers to (not calls), nested blocks
-    /// included.
+    /// included; the standard library's constants (`constants.hostname`)
+    /// are values, not components, and are left out.
     pub fn references(&self) -> BTreeSet<String> {
         self.values()
             .into_iter()
             .filter_map(|value| match value {
-                Value::Reference(reference) => Some(reference.clone()),
+                Value::Reference(reference) if !reference.starts_with("constants.") => {
+                    Some(reference.clone())
+                }
                 _ => None,
             })
             .collect()
@@ -818,6 +821,7 @@ mod tests {
               client {
                 endpoint = sys.env("ENDPOINT") /* inline */
                 auth     = otelcol.auth.basic.cloud.handler
+                headers  = {"x-host" = constants.hostname}
               }
             }
             prometheus.scrape "redis" {
@@ -837,8 +841,10 @@ mod tests {
                 .references()
                 .contains("otelcol.auth.basic.cloud.handler")
         );
+        // A constant of the standard library is a value, not a component.
+        assert_eq!(blocks[0].references().len(), 1);
         let client = blocks[0].block("client").unwrap();
-        assert_eq!(client.attributes.len(), 2);
+        assert_eq!(client.attributes.len(), 3);
         assert_eq!(client.line, 4);
         assert!(
             blocks[1]

@@ -2,7 +2,7 @@
 //! `kubectl kustomize` and validated by `kubernetes-validate --strict`, and
 //! the rendered objects held to what the services, Alloy and Kubernetes
 //! need — each container's environment as the kubelet would make it,
-//! ports, probes, RBAC, the sampler's Service, and the Alloy configuration
+//! ports, probes, RBAC, the traces tier's Service, and the Alloy configuration
 //! each Alloy workload mounts.
 //!
 //! Each check is a function returning the problems it finds, so that the
@@ -809,33 +809,41 @@ fn each_tier_loads_the_files_of_the_contract() {
             .map(|(path, _)| path)
             .collect()
     };
-    let receiver = [
+    let receivers = [
         "config.alloy",
         "export.alloy",
         "kubernetes.alloy",
-        "traces.alloy",
+        "loadbalancing.alloy",
     ];
+    for overlay in OVERLAYS {
+        assert_eq!(files(overlay, "Deployment/alloy"), receivers, "{overlay}");
+    }
     for overlay in ["local", "grafana-cloud"] {
-        assert_eq!(files(overlay, "Deployment/alloy"), receiver, "{overlay}");
+        assert_eq!(
+            files(overlay, "StatefulSet/alloy-traces"),
+            [
+                "export.alloy",
+                "span-metrics.alloy",
+                "traces-tier.alloy",
+                "traces.alloy"
+            ],
+            "{overlay}"
+        );
     }
     assert_eq!(
-        files("sampling", "Deployment/alloy"),
+        files("sampling", "StatefulSet/alloy-traces"),
         [
-            "config.alloy",
             "export.alloy",
-            "kubernetes.alloy",
-            "loadbalancing.alloy"
+            "sampling.alloy",
+            "span-metrics.alloy",
+            "traces-tier.alloy"
         ]
-    );
-    assert_eq!(
-        files("sampling", "StatefulSet/alloy-sampler"),
-        ["export.alloy", "sampler.alloy", "sampling.alloy"]
     );
     // The shared files are compose's very files, not copies.
     let objects = rendered("sampling");
     for (path, text) in alloy_files(&objects, "Deployment/alloy")
         .into_iter()
-        .chain(alloy_files(&objects, "StatefulSet/alloy-sampler"))
+        .chain(alloy_files(&objects, "StatefulSet/alloy-traces"))
     {
         let shared = repo_path(&format!("grafana-alloy/{path}"));
         if shared.exists() {
@@ -847,7 +855,7 @@ fn each_tier_loads_the_files_of_the_contract() {
 #[test]
 fn a_hinge_defined_twice_or_not_at_all_is_reported() {
     // traces.alloy left in beside loadbalancing.alloy: batch "traces" twice.
-    let mut objects = rendered("sampling");
+    let mut objects = rendered("local");
     let volume = &mut object_mut(&mut objects, "Deployment", "alloy")["spec"]["template"]["spec"]["volumes"]
         [0]["projected"]["sources"];
     volume[0]["configMap"]["items"]
@@ -1063,7 +1071,7 @@ fn a_missing_rbac_verb_or_resource_is_reported() {
                 && o["metadata"]["name"]
                     .as_str()
                     .unwrap()
-                    .starts_with("alloy-sampling")
+                    .starts_with("alloy-kubernetes")
         })
         .unwrap();
     let text = config["data"]["loadbalancing.alloy"].as_str().unwrap();
@@ -1072,7 +1080,7 @@ fn a_missing_rbac_verb_or_resource_is_reported() {
     config["data"]["loadbalancing.alloy"] = json!(
         dns.replace(
             text,
-            "kubernetes {\n      service = \"alloy-sampler\"\n    }"
+            "kubernetes {\n      service = \"alloy-traces\"\n    }"
         )
         .into_owned()
     );
@@ -1085,25 +1093,25 @@ fn a_missing_rbac_verb_or_resource_is_reported() {
     );
 }
 
-// ------------------------------------------------------------- sampler --
+// --------------------------------------------------------- traces tier --
 
-/// The samplers' headless Service matches their StatefulSet, and the
-/// receivers' load-balancing exporter resolves it at the port the samplers
-/// receive on.
-fn sampler_problems(objects: &[Object]) -> Vec<String> {
+/// The traces tier's headless Service matches its StatefulSet, and the
+/// receivers' load-balancing exporter resolves it, by trace id, at the port
+/// the tier receives on.
+fn traces_tier_problems(objects: &[Object]) -> Vec<String> {
     let mut problems = Vec::new();
-    let Some(set) = kubernetes::find(objects, "StatefulSet", "alloy-sampler") else {
-        return vec!["no StatefulSet alloy-sampler".to_owned()];
+    let Some(set) = kubernetes::find(objects, "StatefulSet", "alloy-traces") else {
+        return vec!["no StatefulSet alloy-traces".to_owned()];
     };
-    let Some(service) = kubernetes::find(objects, "Service", "alloy-sampler") else {
-        return vec!["no Service alloy-sampler".to_owned()];
+    let Some(service) = kubernetes::find(objects, "Service", "alloy-traces") else {
+        return vec!["no Service alloy-traces".to_owned()];
     };
     if service["spec"]["clusterIP"] != "None" {
-        problems.push("Service alloy-sampler is not headless (clusterIP: None)".to_owned());
+        problems.push("Service alloy-traces is not headless (clusterIP: None)".to_owned());
     }
-    if set["spec"]["serviceName"] != "alloy-sampler" {
+    if set["spec"]["serviceName"] != "alloy-traces" {
         problems.push(format!(
-            "StatefulSet alloy-sampler's serviceName is {}",
+            "StatefulSet alloy-traces's serviceName is {}",
             set["spec"]["serviceName"]
         ));
     }
@@ -1112,20 +1120,20 @@ fn sampler_problems(objects: &[Object]) -> Vec<String> {
         &service["spec"]["selector"],
         &template["metadata"]["labels"],
     ) {
-        problems.push("Service alloy-sampler does not select the sampler pods".to_owned());
+        problems.push("Service alloy-traces does not select the traces tier's pods".to_owned());
     }
     if !labels_match(
         &set["spec"]["selector"]["matchLabels"],
         &template["metadata"]["labels"],
     ) {
-        problems.push("StatefulSet alloy-sampler's selector misses its pods".to_owned());
+        problems.push("StatefulSet alloy-traces's selector misses its pods".to_owned());
     }
     let container = kubernetes::container(template, "alloy").unwrap();
-    // What sampler.alloy listens on.
-    let Ok(sampler) = alloy_config(objects, "StatefulSet/alloy-sampler") else {
-        return vec!["the sampler's Alloy configuration does not parse".to_owned()];
+    // What traces-tier.alloy listens on.
+    let Ok(tier) = alloy_config(objects, "StatefulSet/alloy-traces") else {
+        return vec!["the traces tier's Alloy configuration does not parse".to_owned()];
     };
-    let listen: Vec<u64> = sampler
+    let listen: Vec<u64> = tier
         .iter()
         .filter(|b| b.name == "otelcol.receiver.otlp")
         .flat_map(|b| b.strings("endpoint"))
@@ -1139,7 +1147,7 @@ fn sampler_problems(objects: &[Object]) -> Vec<String> {
         let target = container_port(container, &port["targetPort"]);
         if target.is_none_or(|target| !listen.contains(&target)) {
             problems.push(format!(
-                "Service alloy-sampler port {} goes to {target:?}, where no sampler receiver listens ({listen:?})",
+                "Service alloy-traces port {} goes to {target:?}, where no receiver of the traces tier listens ({listen:?})",
                 port["port"]
             ));
         }
@@ -1149,10 +1157,14 @@ fn sampler_problems(objects: &[Object]) -> Vec<String> {
         return problems;
     };
     let env = env_of(objects, "Deployment/alloy", "alloy");
-    for exporter in receiver
+    let exporters: Vec<_> = receiver
         .iter()
         .filter(|b| b.name == "otelcol.exporter.loadbalancing")
-    {
+        .collect();
+    if exporters.is_empty() {
+        problems.push("the receivers send no trace to the traces tier".to_owned());
+    }
+    for exporter in exporters {
         let Some(dns) = exporter.block("resolver").and_then(|r| r.block("dns")) else {
             continue;
         };
@@ -1162,9 +1174,9 @@ fn sampler_problems(objects: &[Object]) -> Vec<String> {
                 .unwrap_or_default()
         };
         let (host, port) = (value("hostname"), value("port"));
-        if host != "alloy-sampler" && !host.starts_with("alloy-sampler.") {
+        if host != "alloy-traces" && !host.starts_with("alloy-traces.") {
             problems.push(format!(
-                "the receivers resolve {host:?}, not the Service alloy-sampler"
+                "the receivers resolve {host:?}, not the Service alloy-traces"
             ));
         }
         if !ports
@@ -1172,7 +1184,7 @@ fn sampler_problems(objects: &[Object]) -> Vec<String> {
             .any(|p| p["port"].as_u64().map(|p| p.to_string()) == Some(port.clone()))
         {
             problems.push(format!(
-                "the receivers send to port {port:?}, which Service alloy-sampler lacks"
+                "the receivers send to port {port:?}, which Service alloy-traces lacks"
             ));
         }
         if exporter
@@ -1186,27 +1198,29 @@ fn sampler_problems(objects: &[Object]) -> Vec<String> {
 }
 
 #[test]
-fn the_sampler_service_is_headless_and_matches_its_statefulset() {
-    let problems = sampler_problems(&rendered("sampling"));
-    assert!(problems.is_empty(), "{}", problems.join("\n"));
+fn the_traces_tier_service_is_headless_and_matches_its_statefulset() {
+    for overlay in OVERLAYS {
+        let problems = traces_tier_problems(&rendered(overlay));
+        assert!(problems.is_empty(), "{overlay}:\n{}", problems.join("\n"));
+    }
 }
 
 #[test]
-fn a_sampler_service_with_a_cluster_ip_or_another_name_is_reported() {
+fn a_traces_tier_service_with_a_cluster_ip_or_another_name_is_reported() {
     let mut objects = rendered("sampling");
-    object_mut(&mut objects, "Service", "alloy-sampler")["spec"]
+    object_mut(&mut objects, "Service", "alloy-traces")["spec"]
         .as_object_mut()
         .unwrap()
         .remove("clusterIP");
-    object_mut(&mut objects, "StatefulSet", "alloy-sampler")["spec"]["serviceName"] =
-        json!("samplers");
-    object_mut(&mut objects, "Service", "alloy-sampler")["spec"]["ports"][0]["targetPort"] =
+    object_mut(&mut objects, "StatefulSet", "alloy-traces")["spec"]["serviceName"] =
+        json!("traces");
+    object_mut(&mut objects, "Service", "alloy-traces")["spec"]["ports"][0]["targetPort"] =
         json!(4318);
-    let problems = sampler_problems(&objects);
+    let problems = traces_tier_problems(&objects);
     for expected in [
         "not headless",
-        "serviceName is \"samplers\"",
-        "where no sampler receiver listens",
+        "serviceName is \"traces\"",
+        "where no receiver of the traces tier listens",
     ] {
         assert!(
             problems.iter().any(|p| p.contains(expected)),
@@ -1229,14 +1243,11 @@ fn gamenight_workloads_are_hardened_bounded_and_kept_available() {
         "Deployment/bot",
         "Job/migrate",
         "Deployment/alloy",
+        "StatefulSet/alloy-traces",
     ];
     for overlay in OVERLAYS {
         let objects = rendered(overlay);
-        let mut workloads: Vec<String> = ours.iter().map(|w| (*w).to_owned()).collect();
-        if overlay == "sampling" {
-            workloads.push("StatefulSet/alloy-sampler".to_owned());
-        }
-        for workload in &workloads {
+        for workload in ours {
             let template = template_of(&objects, workload);
             let pod = &template["spec"]["securityContext"];
             assert_eq!(pod["runAsNonRoot"], true, "{overlay} {workload}");

@@ -1,9 +1,9 @@
 //! The span metrics and service graph the dashboards, alerts and guides
-//! read are the ones Alloy's connectors in config.alloy produce, under the
+//! read are the ones Alloy's connectors in span-metrics.alloy produce, under the
 //! names Prometheus (locally) and Mimir (Grafana Cloud) give them when they
 //! arrive over OTLP. The names are derived here from the connectors'
 //! arguments, so changing the namespace or the histogram's unit in
-//! config.alloy without moving the dashboards fails.
+//! span-metrics.alloy without moving the dashboards fails.
 //!
 //! Sources, at the versions Alloy v1.18.1 bundles:
 //! - Alloy's otelcol.connector.spanmetrics: `namespace` defaults to
@@ -65,15 +65,15 @@ fn string_attribute(block: &Block, name: &str) -> Option<String> {
     }
 }
 
-/// What the connectors of config.alloy produce: `(metric names, label
-/// names)`, histograms with each of their series.
+/// What the connectors of span-metrics.alloy produce: `(metric names,
+/// label names)`, histograms with each of their series.
 fn produced() -> (BTreeSet<String>, BTreeSet<String>) {
-    let blocks = alloy::parse(&read("grafana-alloy/config.alloy")).unwrap();
+    let blocks = alloy::parse(&read("grafana-alloy/span-metrics.alloy")).unwrap();
     let spanmetrics = blocks
         .iter()
         .find(|b| b.name == "otelcol.connector.spanmetrics")
         .expect(
-            "config.alloy has an otelcol.connector.spanmetrics: the dashboards read its metrics",
+            "span-metrics.alloy has an otelcol.connector.spanmetrics: the dashboards read its metrics",
         );
     let namespace = string_attribute(spanmetrics, "namespace")
         .unwrap_or_else(|| "traces.span.metrics".to_owned());
@@ -120,6 +120,35 @@ fn produced() -> (BTreeSet<String>, BTreeSet<String>) {
             )));
         }
         labels.extend(["client", "server", "connection_type", "failed"].map(String::from));
+    }
+    // What an attributes processor the connectors send to adds (the
+    // writer's collector.instance.id).
+    for connector in blocks
+        .iter()
+        .filter(|b| b.name.starts_with("otelcol.connector."))
+    {
+        for reference in connector.references() {
+            let Some(id) = reference
+                .strip_prefix("otelcol.processor.attributes.")
+                .and_then(|rest| rest.strip_suffix(".input"))
+            else {
+                continue;
+            };
+            let processor = blocks
+                .iter()
+                .find(|b| {
+                    b.name == "otelcol.processor.attributes" && b.label.as_deref() == Some(id)
+                })
+                .unwrap_or_else(|| panic!("span-metrics.alloy does not define {reference}"));
+            for action in processor.blocks.iter().filter(|b| b.name == "action") {
+                if matches!(
+                    string_attribute(action, "action").as_deref(),
+                    Some("insert" | "upsert")
+                ) {
+                    labels.insert(label(&string_attribute(action, "key").unwrap()));
+                }
+            }
+        }
     }
     // From the resource (job, instance) and the histogram (le).
     labels.extend(["job", "instance", "le"].map(String::from));
@@ -207,7 +236,7 @@ fn every_span_metric_the_dashboards_alerts_and_guides_name_is_one_alloy_produces
         for name in mentioned(&read(&file)) {
             assert!(
                 names.contains(&name),
-                "{file} names {name}, which config.alloy's connectors do not produce; they produce {names:?}"
+                "{file} names {name}, which span-metrics.alloy's connectors do not produce; they produce {names:?}"
             );
             seen += 1;
         }
