@@ -105,8 +105,8 @@ cargo test --workspace --locked
 
 step "the Kubernetes manifests, run natively"
 # The local overlay's api, worker and bot, two replicas each, started with
-# the environment their rendered Deployments give them, under 50 games/s:
-# nothing lost, nothing posted twice. Alone, because six processes under
+# the environment their rendered Deployments give them, under 50 games/s
+# and loadgen's mix: nothing lost, nothing posted twice. Alone, because six processes under
 # load would slow the tests beside them (and be slowed by them).
 cargo test --locked -p demo --test e2e -- --ignored --exact \
   kubernetes::two_replicas_of_each_service_run_from_the_rendered_manifests_lose_and_double_nothing

@@ -40,20 +40,28 @@ type Schema = (
 const OUTPUT: &[&str] = &["metrics", "logs", "traces"];
 /// The blocks of `otelcol.processor.tail_sampling`'s shared policy config
 /// (`SharedPolicyConfig` in its types.go): what a policy, or a policy nested
-/// in `and`, `not`, `drop` or `composite`, can be.
-const POLICY_KINDS: &[&str] = &[
-    "latency",
-    "numeric_attribute",
-    "probabilistic",
-    "status_code",
-    "string_attribute",
-    "rate_limiting",
-    "bytes_limiting",
-    "span_count",
-    "boolean_attribute",
-    "ottl_condition",
-    "trace_state",
-];
+/// in `and`, `not`, `drop` or `composite`, can be; then the nesting kinds
+/// allowed where it is used (a top-level policy: `composite`, `and`, `not`,
+/// `drop`; a composite's sub-policy: `and`).
+macro_rules! policy_kinds {
+    ($($nesting:literal),*) => {
+        &[
+            "latency",
+            "numeric_attribute",
+            "probabilistic",
+            "status_code",
+            "string_attribute",
+            "rate_limiting",
+            "bytes_limiting",
+            "span_count",
+            "boolean_attribute",
+            "ottl_condition",
+            "trace_state",
+            $($nesting),*
+        ]
+    };
+}
+const POLICY_KINDS: &[&str] = policy_kinds![];
 /// Policy types the processor knows (`getSharedPolicyEvaluator`,
 /// `getPolicyEvaluator`; Alloy's tail_sampling_test.go uses each): the
 /// kinds, the types that need no block, and the combinations.
@@ -203,23 +211,7 @@ const SCHEMAS: &[Schema] = &[
     (
         "otelcol.processor.tail_sampling/policy",
         &["name", "type"],
-        &[
-            "latency",
-            "numeric_attribute",
-            "probabilistic",
-            "status_code",
-            "string_attribute",
-            "rate_limiting",
-            "bytes_limiting",
-            "span_count",
-            "boolean_attribute",
-            "ottl_condition",
-            "trace_state",
-            "composite",
-            "and",
-            "not",
-            "drop",
-        ],
+        policy_kinds!["composite", "and", "not", "drop"],
     ),
     // The policy kinds, the same wherever a policy is nested (see
     // `canonical`).
@@ -292,20 +284,7 @@ const SCHEMAS: &[Schema] = &[
     (
         "otelcol.processor.tail_sampling/policy/composite/composite_sub_policy",
         &["name", "type"],
-        &[
-            "latency",
-            "numeric_attribute",
-            "probabilistic",
-            "status_code",
-            "string_attribute",
-            "rate_limiting",
-            "bytes_limiting",
-            "span_count",
-            "boolean_attribute",
-            "ottl_condition",
-            "trace_state",
-            "and",
-        ],
+        policy_kinds!["and"],
     ),
     (
         "otelcol.processor.tail_sampling/policy/composite/rate_allocation",

@@ -143,11 +143,7 @@ async fn an_api_call_timing_out_is_a_get_with_no_answer_after_the_timeout() {
 async fn a_slow_query_is_a_long_database_span_under_the_request() {
     let running = Running::start(&[("FAULT_DB_DELAY_MS", "300")]).await;
     let game = running.create_game(chrono::Duration::days(2), 60).await;
-    let url = format!(
-        "{}/games/{}",
-        running.stack.api_url,
-        game["id"].as_str().unwrap()
-    );
+    let url = running.game_url(&game);
     assert_eq!(running.client.get(&url).send().await.unwrap().status(), 200);
     let query = running
         .receiver

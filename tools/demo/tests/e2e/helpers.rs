@@ -71,6 +71,15 @@ impl Running {
         response.json().await.unwrap()
     }
 
+    /// The URL of a game [`Running::create_game`] made.
+    pub(crate) fn game_url(&self, game: &serde_json::Value) -> String {
+        format!(
+            "{}/games/{}",
+            self.stack.api_url,
+            game["id"].as_str().unwrap()
+        )
+    }
+
     /// Stops the stack; every service must exit cleanly.
     pub(crate) async fn stop(self) -> (Receiver, FakeDiscord) {
         for (name, status) in self.stack.stop().await.unwrap() {

@@ -3,7 +3,8 @@
 //! the kubelet would (stack_tests::kubernetes), and the migrate Job, the
 //! init containers and two replicas each of api, worker and bot started
 //! natively with that environment and their `args`. A steady load through
-//! both api replicas must end with every game announced exactly once.
+//! both api replicas, with loadgen's mix beside it, must end with every game
+//! announced exactly once.
 //!
 //! What differs from a cluster is only where the cluster's names lead
 //! ([`Here::localize`]): in-cluster hosts and ports become the local test
@@ -33,6 +34,8 @@ const RATE_PER_API: u32 = 25;
 /// Long enough for every replica to take a share of each stage, short
 /// enough for a plain `cargo test`.
 const LOAD_FOR: Duration = Duration::from_secs(20);
+/// loadgen's mix through each api replica, beside the counted games.
+const MIX_RATE_PER_API: f64 = 10.0;
 const DRAIN_WITHIN: Duration = Duration::from_secs(30);
 /// Game titles `k8s <replica> <n>`: each load's games found again.
 const TITLE_PREFIX: &str = "k8s ";
@@ -107,9 +110,25 @@ async fn two_replicas_of_each_service_run_from_the_rendered_manifests_lose_and_d
         }
     }
 
-    // The load, half through each api replica.
+    // The load, half through each api replica: the games counted below,
+    // and loadgen's mix of reads, joins, leaves, cancels and bad requests
+    // beside them, as users would send.
     let live = Arc::new(load::Live::default());
     let stop = CancellationToken::new();
+    let mixes: Vec<_> = api_urls
+        .iter()
+        .map(|api| {
+            let options = loadgen::Options {
+                target: Url::parse(api).unwrap(),
+                rate: MIX_RATE_PER_API,
+                duration: Some(LOAD_FOR),
+                concurrency: 64,
+                timeout: Duration::from_secs(10),
+            };
+            let stop = stop.clone();
+            tokio::spawn(async move { loadgen::run(&options, stop).await })
+        })
+        .collect();
     let loads: Vec<_> = api_urls
         .iter()
         .enumerate()
@@ -128,6 +147,15 @@ async fn two_replicas_of_each_service_run_from_the_rendered_manifests_lose_and_d
     let mut requests = Vec::new();
     for handle in loads {
         requests.extend(handle.await.unwrap().unwrap());
+    }
+    let mut mix_requests = 0;
+    let mut mix_failures = Vec::new();
+    for handle in mixes {
+        let run = handle.await.unwrap().unwrap();
+        mix_requests += run.stats.done();
+        if run.stats.failures() > 0 {
+            mix_failures.push(run.stats.table());
+        }
     }
     let drain_started = Instant::now();
     load::drain(&discord, &requests, DRAIN_WITHIN).await;
@@ -157,11 +185,20 @@ async fn two_replicas_of_each_service_run_from_the_rendered_manifests_lose_and_d
         println!("  {count:>6} × {what}");
     }
 
-    let delivery = Delivery::new(&requests, &load::posts(&discord));
+    // The games counted are the load's; loadgen's own are posted too.
+    let posts: Vec<load::Post> = load::posts(&discord)
+        .into_iter()
+        .filter(|post| {
+            post.title
+                .as_ref()
+                .is_some_and(|t| t.starts_with(TITLE_PREFIX))
+        })
+        .collect();
+    let delivery = Delivery::new(&requests, &posts);
     println!(
         "simulated cluster, 2 x api, worker, bot, {} games/s for {} s: sent {}, created {}, \
          announced {}, lost {}, duplicates {}, unexpected {}, 5xx {}, no answer {}; \
-         create→post {:?}; drained in {:.1} s",
+         create→post {:?}; drained in {:.1} s; beside them loadgen's mix, {} requests",
         RATE_PER_API * 2,
         LOAD_FOR.as_secs(),
         delivery.sent,
@@ -174,6 +211,12 @@ async fn two_replicas_of_each_service_run_from_the_rendered_manifests_lose_and_d
         delivery.no_answer,
         delivery.latency,
         drained_in.as_secs_f64(),
+        mix_requests,
+    );
+    assert!(
+        mix_failures.is_empty(),
+        "loadgen's mix met server errors or no answer:\n{}",
+        mix_failures.join("\n")
     );
     assert!(
         delivery.sent >= (RATE_PER_API * 2) as usize * LOAD_FOR.as_secs() as usize * 9 / 10,

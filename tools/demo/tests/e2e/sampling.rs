@@ -275,11 +275,7 @@ async fn a_request_slower_than_the_alert_threshold_is_kept_as_slow() {
     // Above GamenightApiSlow's 1 s: the read of one game waits 1.1 s more.
     let running = Running::start(&[("FAULT_DB_DELAY_MS", "1100")]).await;
     let game = running.create_game(chrono::Duration::days(2), 60).await;
-    let url = format!(
-        "{}/games/{}",
-        running.stack.api_url,
-        game["id"].as_str().unwrap()
-    );
+    let url = running.game_url(&game);
     assert_eq!(running.client.get(&url).send().await.unwrap().status(), 200);
     let (receiver, _) = running.stop().await;
     let request = receiver.wait_for_span("GET /games/{id}").await.unwrap();
@@ -299,11 +295,7 @@ async fn span_metric_combinations_of_a_games_life() {
     let running = Running::start(&[]).await;
     // The reminder is due at once.
     let game = running.create_game(chrono::Duration::minutes(30), 60).await;
-    let url = format!(
-        "{}/games/{}",
-        running.stack.api_url,
-        game["id"].as_str().unwrap()
-    );
+    let url = running.game_url(&game);
     let client = &running.client;
     assert_eq!(
         client
