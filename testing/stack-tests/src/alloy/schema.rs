@@ -65,24 +65,13 @@ const POLICY_KINDS: &[&str] = policy_kinds![];
 /// Policy types the processor knows (`getSharedPolicyEvaluator`,
 /// `getPolicyEvaluator`; Alloy's tail_sampling_test.go uses each): the
 /// kinds, the types that need no block, and the combinations.
-const POLICY_TYPES: &[&str] = &[
-    "latency",
-    "numeric_attribute",
-    "probabilistic",
-    "status_code",
-    "string_attribute",
-    "rate_limiting",
-    "bytes_limiting",
-    "span_count",
-    "boolean_attribute",
-    "ottl_condition",
-    "trace_state",
+const POLICY_TYPES: &[&str] = policy_kinds![
     "always_sample",
     "trace_flags",
     "composite",
     "and",
     "not",
-    "drop",
+    "drop"
 ];
 /// otelcol.connector.spanmetrics' `Dimension`: a span or resource attribute.
 const DIMENSION: &[&str] = &["name", "default"];
