@@ -80,6 +80,42 @@ pub struct TelemetryConfig {
     pub log_format: LogFormat,
     /// `tracing` filter directives (`RUST_LOG`).
     pub log_filter: String,
+    /// Where CPU profiles go, or `None` to profile nothing
+    /// (`PYROSCOPE_SERVER_ADDRESS` unset). Needs the `profiling` feature.
+    pub profiling: Option<ProfilingConfig>,
+}
+
+/// Continuous CPU profiling, pushed to Pyroscope (`PYROSCOPE_*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfilingConfig {
+    /// Pyroscope, or an Alloy's `pyroscope.receive_http`
+    /// (`PYROSCOPE_SERVER_ADDRESS`): profiles are pushed to
+    /// `<address>/push.v1.PusherService/Push` every 10 s.
+    pub server_address: String,
+    /// Credentials for the server (`PYROSCOPE_BASIC_AUTH_USER`,
+    /// `PYROSCOPE_BASIC_AUTH_PASSWORD`), for Grafana Cloud Profiles.
+    pub basic_auth: Option<BasicAuth>,
+    /// CPU samples a second (`PYROSCOPE_SAMPLE_RATE`).
+    pub sample_rate: u32,
+}
+
+/// A user and password for HTTP basic authentication. `Debug` hides the
+/// password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BasicAuth {
+    /// The user (Grafana Cloud: the stack's Profiles instance ID).
+    pub user: String,
+    /// The password (Grafana Cloud: an access token).
+    pub password: String,
+}
+
+impl fmt::Debug for BasicAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BasicAuth")
+            .field("user", &self.user)
+            .field("password", &"<hidden>")
+            .finish()
+    }
 }
 
 /// Whether a signal is exported (`OTEL_{TRACES,METRICS,LOGS}_EXPORTER`).
@@ -133,6 +169,26 @@ struct Vars {
     /// with HTTP/gRPC internals at warn].
     #[arg(long, env, default_value = DEFAULT_LOG_FILTER, hide_default_value = true)]
     rust_log: String,
+    /// Pyroscope, or an Alloy's `pyroscope.receive_http`, to push CPU
+    /// profiles to; unset profiles nothing (needs the `profiling` feature).
+    #[arg(long, env)]
+    pyroscope_server_address: Option<String>,
+    /// Basic-auth user for the Pyroscope server (Grafana Cloud Profiles:
+    /// the instance ID).
+    #[arg(long, env, requires = "pyroscope_basic_auth_password")]
+    pyroscope_basic_auth_user: Option<String>,
+    /// Basic-auth password for the Pyroscope server (Grafana Cloud: an
+    /// access token).
+    #[arg(
+        long,
+        env,
+        requires = "pyroscope_basic_auth_user",
+        hide_env_values = true
+    )]
+    pyroscope_basic_auth_password: Option<String>,
+    /// CPU samples a second while profiling.
+    #[arg(long, env, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pyroscope_sample_rate: u32,
 }
 
 impl From<Vars> for TelemetryConfig {
@@ -161,6 +217,16 @@ impl From<Vars> for TelemetryConfig {
             environment: vars.deployment_environment.trim().to_owned(),
             log_format: vars.log_format,
             log_filter: vars.rust_log,
+            profiling: vars
+                .pyroscope_server_address
+                .map(|server_address| ProfilingConfig {
+                    server_address: server_address.trim().to_owned(),
+                    basic_auth: vars
+                        .pyroscope_basic_auth_user
+                        .zip(vars.pyroscope_basic_auth_password)
+                        .map(|(user, password)| BasicAuth { user, password }),
+                    sample_rate: vars.pyroscope_sample_rate,
+                }),
         }
     }
 }
@@ -241,6 +307,7 @@ impl TelemetryConfig {
             environment: DEFAULT_ENVIRONMENT.to_owned(),
             log_format: LogFormat::Pretty,
             log_filter: DEFAULT_LOG_FILTER.to_owned(),
+            profiling: None,
         }
     }
 
@@ -253,8 +320,9 @@ impl TelemetryConfig {
 }
 
 /// A variable is set to something we cannot use. The message names the
-/// variable and repeats the value: telemetry variables hold no secrets
-/// (headers are read by the exporter, not here).
+/// variable and repeats the value: the one secret read here,
+/// `PYROSCOPE_BASIC_AUTH_PASSWORD`, takes any value, so it is never
+/// repeated (OTLP headers are read by the exporter, not here).
 #[derive(Debug, thiserror::Error)]
 pub struct ConfigError(clap::Error);
 
@@ -449,6 +517,58 @@ mod tests {
     }
 
     #[test]
+    fn profiling_is_off_unless_a_server_is_given() {
+        assert_eq!(config(&[]).unwrap().profiling, None);
+        let config = config(&[("PYROSCOPE_SERVER_ADDRESS", " http://alloy:4040 ")]).unwrap();
+        assert_eq!(
+            config.profiling,
+            Some(ProfilingConfig {
+                server_address: "http://alloy:4040".to_owned(),
+                basic_auth: None,
+                sample_rate: 100,
+            })
+        );
+    }
+
+    #[test]
+    fn profiling_credentials_come_in_pairs_and_the_password_never_shows() {
+        let config = config(&[
+            ("PYROSCOPE_SERVER_ADDRESS", "https://profiles.example.net"),
+            ("PYROSCOPE_BASIC_AUTH_USER", "123456"),
+            ("PYROSCOPE_BASIC_AUTH_PASSWORD", "glc_secret"),
+            ("PYROSCOPE_SAMPLE_RATE", "49"),
+        ])
+        .unwrap();
+        let profiling = config.profiling.as_ref().unwrap();
+        assert_eq!(profiling.sample_rate, 49);
+        let auth = profiling.basic_auth.as_ref().unwrap();
+        assert_eq!(
+            (auth.user.as_str(), auth.password.as_str()),
+            ("123456", "glc_secret")
+        );
+        assert!(!format!("{config:?}").contains("glc_secret"));
+
+        let err = super::tests::config(&[
+            ("PYROSCOPE_SERVER_ADDRESS", "https://profiles.example.net"),
+            ("PYROSCOPE_BASIC_AUTH_PASSWORD", "glc_secret"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("PYROSCOPE_BASIC_AUTH_USER"), "{err}");
+        assert!(!err.contains("glc_secret"), "{err}");
+    }
+
+    #[test]
+    fn a_sample_rate_out_of_range_is_an_error() {
+        for rate in ["0", "1001", "fast"] {
+            let err = config(&[("PYROSCOPE_SAMPLE_RATE", rate)])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("<PYROSCOPE_SAMPLE_RATE>"), "{err}");
+        }
+    }
+
+    #[test]
     fn every_option_is_set_by_its_variable() {
         let cmd = name_values_by_variable(TelemetryConfig::augment_args(Command::new("t")));
         let vars: Vec<String> = cmd
@@ -470,6 +590,10 @@ mod tests {
                 "DEPLOYMENT_ENVIRONMENT",
                 "LOG_FORMAT",
                 "RUST_LOG",
+                "PYROSCOPE_SERVER_ADDRESS",
+                "PYROSCOPE_BASIC_AUTH_USER",
+                "PYROSCOPE_BASIC_AUTH_PASSWORD",
+                "PYROSCOPE_SAMPLE_RATE",
             ]
         );
         cmd.debug_assert();

@@ -191,7 +191,15 @@ impl<S> Filter<S> for ConsoleFilter {
 /// Events and spans from these must never be exported as telemetry: every
 /// export would produce more telemetry to export (a feedback loop).
 pub(crate) fn is_sdk_target(target: &str) -> bool {
-    const SDK_TARGETS: &[&str] = &["opentelemetry", "hyper", "h2", "tonic", "tower", "reqwest"];
+    const SDK_TARGETS: &[&str] = &[
+        "opentelemetry",
+        "hyper",
+        "h2",
+        "tonic",
+        "tower",
+        "reqwest",
+        "pyroscope",
+    ];
     SDK_TARGETS.iter().any(|prefix| {
         target.strip_prefix(prefix).is_some_and(|rest| {
             rest.is_empty() || rest.starts_with("::") || rest.starts_with(['_', '-'])

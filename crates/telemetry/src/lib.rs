@@ -43,10 +43,12 @@
 //! | `axum` | no | `http_server::HttpServerLayer`: SERVER spans and `http.server.request.duration` for axum routers |
 //! | `reqwest` | no | `spans::http_client_span`, `spans::send_traced`, `spans::send_traced_to_third_party`: CLIENT spans for reqwest calls |
 //! | `sqlx` | no | `db::DbError` for `sqlx::Error` (one classification of database failures), `propagation::StoredContext` as a row type |
+//! | `profiling` | no | CPU profiles pushed to Pyroscope (`PYROSCOPE_SERVER_ADDRESS`), with span profiles (the `profiling` module) |
 //!
 //! A protocol whose transport is not compiled in makes [`init`] fail with
 //! [`InitError::TransportNotBuilt`], which names the variable and the
-//! feature. The examples (`examples/axum.rs`, `examples/reqwest.rs`,
+//! feature; so does `PYROSCOPE_SERVER_ADDRESS` without the `profiling`
+//! feature ([`InitError::ProfilingNotBuilt`]). The examples (`examples/axum.rs`, `examples/reqwest.rs`,
 //! `examples/sqlx.rs`) are each a complete program for one integration.
 //!
 //! # Layout
@@ -61,6 +63,8 @@
 //!   (feature `reqwest`) HTTP client calls; [`db`] times database calls.
 //! - `http_server` (feature `axum`): a tower layer for HTTP SERVER spans and
 //!   the `http.server.request.duration` histogram.
+//! - `profiling` (feature `profiling`): continuous CPU profiles for
+//!   Pyroscope, each sample of a root span labelled with its span id.
 
 #![deny(missing_docs)]
 
@@ -70,6 +74,8 @@ pub mod db;
 mod export;
 #[cfg(feature = "axum")]
 pub mod http_server;
+#[cfg(feature = "profiling")]
+pub mod profiling;
 pub mod propagation;
 mod resource;
 pub mod spans;
@@ -90,7 +96,7 @@ use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry, filter};
 
-pub use config::{ConfigError, LogFormat, Protocol, TelemetryConfig};
+pub use config::{BasicAuth, ConfigError, LogFormat, ProfilingConfig, Protocol, TelemetryConfig};
 
 /// How often the console shows the same OpenTelemetry SDK diagnostic (failed
 /// export, dropped spans) at most.
@@ -180,6 +186,17 @@ pub enum InitError {
         /// The protocol the configuration asks for.
         protocol: Protocol,
     },
+    /// `PYROSCOPE_SERVER_ADDRESS` asks for profiles, but the crate was built
+    /// without its `profiling` feature.
+    #[error(
+        "PYROSCOPE_SERVER_ADDRESS is set, but the telemetry crate was built without its \
+         `profiling` feature: enable it or unset the variable"
+    )]
+    ProfilingNotBuilt,
+    /// The CPU profiler could not be started (a malformed
+    /// `PYROSCOPE_SERVER_ADDRESS`, or another profiler in this process).
+    #[error("{0}")]
+    Profiler(String),
     /// A global `tracing` subscriber was already installed.
     #[error("a global tracing subscriber is already installed")]
     AlreadyInstalled(#[from] tracing::dispatcher::SetGlobalDefaultError),
@@ -205,6 +222,8 @@ pub struct Telemetry {
     /// reader would refuse every observable instrument, loudly.
     meter_provider: Option<SdkMeterProvider>,
     logger_provider: Option<SdkLoggerProvider>,
+    #[cfg(feature = "profiling")]
+    profiler: Option<profiling::Profiler>,
     dispatch: Dispatch,
 }
 
@@ -226,6 +245,17 @@ impl Telemetry {
     {
         let env_filter = EnvFilter::try_new(&config.log_filter)?;
         let resource = resource::build(service, config);
+        #[cfg(feature = "profiling")]
+        let profiler = config
+            .profiling
+            .as_ref()
+            .map(|profiling| profiling::Profiler::start(&resource, profiling))
+            .transpose()
+            .map_err(InitError::Profiler)?;
+        #[cfg(not(feature = "profiling"))]
+        if config.profiling.is_some() {
+            return Err(InitError::ProfilingNotBuilt);
+        }
 
         // Without an exporter the tracer provider still creates spans, so
         // trace context keeps flowing through the service and log lines keep
@@ -272,11 +302,15 @@ impl Telemetry {
                 .with_threads(false)
                 .with_target(false)
                 .with_tracked_inactivity(false)
-                .with_filter(filter::filter_fn(|metadata| {
-                    !console::is_sdk_target(metadata.target()) && !is_connection_span(metadata)
-                }))
+                .with_filter(filter::filter_fn(exported))
                 .boxed(),
         ];
+        // After the OpenTelemetry layer: it reads the context that layer
+        // makes current when a span is entered.
+        #[cfg(feature = "profiling")]
+        if let Some(profiler) = &profiler {
+            layers.push(profiler.layer().boxed());
+        }
         if let Some(logger_provider) = &logger_provider {
             layers.push(
                 OpenTelemetryTracingBridge::new(logger_provider)
@@ -290,6 +324,8 @@ impl Telemetry {
             tracer_provider,
             meter_provider,
             logger_provider,
+            #[cfg(feature = "profiling")]
+            profiler,
             dispatch,
         })
     }
@@ -325,6 +361,10 @@ impl Telemetry {
             opentelemetry::global::set_meter_provider(meter_provider.clone());
         }
         opentelemetry::global::set_text_map_propagator(propagation::w3c_propagator());
+        #[cfg(feature = "profiling")]
+        if self.profiler.is_some() {
+            profiling::forward_agent_log();
+        }
         Ok(TelemetryGuard {
             telemetry: Some(self),
         })
@@ -334,7 +374,8 @@ impl Telemetry {
     /// after [`SHUTDOWN_DEADLINE`].
     ///
     /// Call it once the service has stopped its work, so nothing new is
-    /// recorded meanwhile. The three providers are shut down side by side,
+    /// recorded meanwhile. The three providers (and the profiler, which
+    /// pushes its last profile) are shut down side by side,
     /// each on a thread of its own: one at a time, a collector that accepts
     /// connections and never answers would cost each its full timeout (the
     /// meter provider's is a fixed 5 s the SDK does not let us shorten). A
@@ -356,6 +397,12 @@ impl Telemetry {
         if let Some(meter_provider) = self.meter_provider {
             pending.extend(shut_down_on_thread("metrics", &done, move || {
                 meter_provider.shutdown_with_timeout(SHUTDOWN_DEADLINE)
+            }));
+        }
+        #[cfg(feature = "profiling")]
+        if let Some(profiler) = self.profiler {
+            pending.extend(shut_down_on_thread("profiles", &done, move || {
+                profiler.shutdown()
             }));
         }
 
@@ -438,6 +485,12 @@ fn shut_down_on_thread(
 
 #[cfg(test)]
 mod test_support;
+
+/// Whether the OpenTelemetry layer turns a span into an OpenTelemetry span:
+/// not those of the exporters' own stack, nor connection spans.
+fn exported(metadata: &tracing::Metadata<'_>) -> bool {
+    !console::is_sdk_target(metadata.target()) && !is_connection_span(metadata)
+}
 
 /// A span a client library keeps open for as long as a connection lives:
 /// lapin runs each AMQP connection's I/O inside one (`io_loop`, a root span

@@ -20,8 +20,11 @@
 //! - `lib.rs`: the [`Receiver`] and its queries.
 //! - `server`: the two transports.
 //! - `model`: flattened views of the recorded data ([`Span`], [`Trace`], ...).
+//! - [`pyroscope`]: a stand-in for Pyroscope's push API, which decodes the
+//!   pprof profiles an agent pushes, for tests of profiling.
 
 mod model;
+pub mod pyroscope;
 mod server;
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};

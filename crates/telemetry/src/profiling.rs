@@ -1,0 +1,518 @@
+//! Continuous CPU profiling, pushed to Pyroscope, with span profiles
+//! (feature `profiling`).
+//!
+//! The [`pyroscope`] agent samples the stacks of every thread
+//! `PYROSCOPE_SAMPLE_RATE` times per second of CPU time (pprof-rs, on
+//! `SIGPROF`) and pushes them as a pprof profile to `PYROSCOPE_SERVER_ADDRESS`
+//! every 10 s, labelled with the service's `service_name`, `service_version`,
+//! `service_namespace` and `deployment_environment_name`.
+//!
+//! # Span profiles
+//!
+//! Grafana opens the flame graph of one span from its trace when the span
+//! carries `pyroscope.profile.id` and the samples taken while it ran carry its
+//! span id as the pprof label `span_id`. The agent can only label a thread:
+//! its samples get the labels the thread has when they are collected, and
+//! each change of a thread's labels first collects what was sampled so far,
+//! about 10 µs. [`SpanProfiles`] therefore labels what matters at a price a
+//! 30 µs request can pay:
+//!
+//! - Only a *root span*, one without a parent in this process (a request's
+//!   SERVER span, a message's CONSUMER span), is labelled; everything its
+//!   children do on the same thread while it is polled falls under it.
+//! - The label follows the poll, not the task. While a thread polls a root
+//!   span's future, that thread is labelled with the span; when the runtime
+//!   moves the task to another worker thread between two polls, the next
+//!   poll labels that thread. CPU spent on the span's behalf anywhere else
+//!   (`spawn_blocking`, tasks spawned without the span, the connection task
+//!   that reads the request) is not labelled.
+//! - A span is labelled once it has run for one sampling period (10 ms at
+//!   100 Hz): a span that runs for less expects less than one sample, and
+//!   labelling every request would cost more than profiling itself. From
+//!   then on each of its polls is labelled as it starts, and a poll that is
+//!   still running one period after it started is labelled by a watchdog
+//!   thread. The first period of a span's CPU time is therefore never
+//!   labelled: the flame graph of a span shows all but about its first one
+//!   or two samples.
+//! - A labelled span gets `pyroscope.profile.id`, so Grafana shows the link
+//!   only for spans that have a flame graph.
+//!
+//! pprof-rs keeps one profiler per process: a second [`Profiler::start`]
+//! fails while the first runs.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use opentelemetry::trace::TraceContextExt as _;
+use opentelemetry::{Context, Key, KeyValue};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
+use pyroscope::PyroscopeAgent;
+use pyroscope::backend::{BackendConfig, PprofConfig, Tag, pprof_backend};
+use pyroscope::pyroscope::{PyroscopeAgentBuilder, PyroscopeAgentRunning};
+use tracing::{Subscriber, span};
+use tracing_subscriber::Layer;
+use tracing_subscriber::registry::LookupSpan;
+
+use crate::config::ProfilingConfig;
+
+/// The span attribute that links a span to its samples: Grafana's "Profiles
+/// for this span" looks for it.
+pub const PROFILE_ID_ATTRIBUTE: &str = "pyroscope.profile.id";
+
+/// The pprof sample label holding the id of the root span a sample was
+/// taken in (16 lowercase hex digits, as in the trace).
+pub const SPAN_ID_LABEL: &str = "span_id";
+
+/// The CPU profiler of this process and the state [`SpanProfiles`] shares
+/// with it.
+pub(crate) struct Profiler {
+    shared: Arc<Shared>,
+    stop_watchdog: mpsc::Sender<()>,
+    watchdog: JoinHandle<()>,
+}
+
+impl fmt::Debug for Profiler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Profiler")
+            .field("period", &self.shared.period)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the layer and the watchdog both use.
+struct Shared {
+    /// `None` once shut down: labelling is then a no-op.
+    agent: Mutex<Option<PyroscopeAgent<PyroscopeAgentRunning>>>,
+    /// One sampling period: how long a span runs before it is labelled.
+    period: Duration,
+}
+
+impl Profiler {
+    /// Starts sampling and pushing, labelled with the service as `resource`
+    /// names it.
+    pub(crate) fn start(resource: &Resource, config: &ProfilingConfig) -> Result<Self, String> {
+        let url = server_url(&config.server_address)?;
+        let label = |key: &'static str| {
+            resource
+                .get(&Key::from_static_str(key))
+                .map(|value| value.to_string())
+                .unwrap_or_default()
+        };
+        let service_name = label("service.name");
+        let labels = [
+            ("service_version", label("service.version")),
+            ("service_namespace", label("service.namespace")),
+            (
+                "deployment_environment_name",
+                label("deployment.environment.name"),
+            ),
+        ];
+        let backend = pprof_backend(
+            PprofConfig {
+                sample_rate: config.sample_rate,
+            },
+            BackendConfig::default(),
+        );
+        let mut agent = PyroscopeAgentBuilder::new(
+            url,
+            &service_name,
+            config.sample_rate,
+            "pyroscope-rs",
+            env!("CARGO_PKG_VERSION"),
+            backend,
+        )
+        .tags(
+            labels
+                .iter()
+                .filter(|(_, value)| !value.is_empty())
+                .map(|(key, value)| (*key, value.as_str()))
+                .collect(),
+        );
+        if let Some(auth) = &config.basic_auth {
+            agent = agent.basic_auth(&auth.user, &auth.password);
+        }
+        let agent = agent
+            .build()
+            .and_then(PyroscopeAgent::start)
+            .map_err(|err| format!("cannot start the CPU profiler: {err}"))?;
+
+        let shared = Arc::new(Shared {
+            agent: Mutex::new(Some(agent)),
+            period: Duration::from_secs(1) / config.sample_rate,
+        });
+        let (stop_watchdog, stopped) = mpsc::channel();
+        let watchdog = std::thread::Builder::new()
+            .name("telemetry-span-profiles".into())
+            .spawn({
+                let shared = Arc::clone(&shared);
+                move || watch_long_polls(&shared, &stopped)
+            })
+            .map_err(|err| format!("cannot start the span-profile watchdog: {err}"))?;
+        Ok(Self {
+            shared,
+            stop_watchdog,
+            watchdog,
+        })
+    }
+
+    /// The `tracing` layer that labels samples with their root span. It
+    /// must come after the OpenTelemetry layer, whose span context it reads.
+    pub(crate) fn layer(&self) -> SpanProfiles {
+        SpanProfiles {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// Stops labelling and sampling, and hands what was sampled since the
+    /// last push to the agent's pushing thread, which sends it in the
+    /// background while the other signals flush.
+    ///
+    /// The agent's own shutdown is left to a thread of its own and not
+    /// waited for: besides that last push, it waits for its timer's next
+    /// 10 s tick, which would hold up every exit by up to 10 s. A process
+    /// that exits before the push is done loses that last profile.
+    pub(crate) fn shutdown(self) -> OTelSdkResult {
+        drop(self.stop_watchdog);
+        let _ = self.watchdog.join();
+        let Some(agent) = lock(&self.shared.agent).take() else {
+            return Ok(());
+        };
+        let agent = agent
+            .stop()
+            .map_err(|err| OTelSdkError::InternalFailure(err.to_string()))?;
+        std::thread::Builder::new()
+            .name("telemetry-profiler-shutdown".into())
+            .spawn(move || agent.shutdown())
+            .map(|_| ())
+            .map_err(|err| OTelSdkError::InternalFailure(err.to_string()))
+    }
+}
+
+/// `address` as the agent wants it: an `http` or `https` URL without a
+/// trailing slash (the agent appends `/push.v1.PusherService/Push`). The
+/// error never repeats the address, which might hold credentials.
+fn server_url(address: &str) -> Result<String, String> {
+    let uri: http::Uri = address
+        .parse()
+        .map_err(|_| "PYROSCOPE_SERVER_ADDRESS is not a URL".to_owned())?;
+    if !matches!(uri.scheme_str(), Some("http" | "https")) {
+        return Err("PYROSCOPE_SERVER_ADDRESS must start with http:// or https://".to_owned());
+    }
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Err("PYROSCOPE_SERVER_ADDRESS must not hold credentials: \
+                    set PYROSCOPE_BASIC_AUTH_USER and PYROSCOPE_BASIC_AUTH_PASSWORD"
+            .to_owned());
+    }
+    Ok(address.trim_end_matches('/').to_owned())
+}
+
+impl Shared {
+    /// Labels `thread`'s samples with `root`, from now until [`Self::unlabel`].
+    fn label(&self, thread: &pyroscope::ThreadId, root: &RootSpan) {
+        if let Some(agent) = lock(&self.agent).as_ref() {
+            // Fails only on a poisoned lock inside the agent; the samples
+            // then stay unlabelled, and nothing can be reported from inside
+            // a subscriber callback.
+            let _ = agent.add_thread_tag(thread.clone(), root.tag());
+        }
+        if !root.linked.swap(true, Ordering::Relaxed) {
+            root.context
+                .span()
+                .set_attribute(KeyValue::new(PROFILE_ID_ATTRIBUTE, root.span_id.clone()));
+        }
+    }
+
+    fn unlabel(&self, thread: &pyroscope::ThreadId, root: &RootSpan) {
+        if let Some(agent) = lock(&self.agent).as_ref() {
+            let _ = agent.remove_thread_tag(thread.clone(), root.tag());
+        }
+    }
+}
+
+/// Labels the polls that have run for a period without being labelled,
+/// once a period, until `stop` is dropped.
+fn watch_long_polls(shared: &Shared, stop: &mpsc::Receiver<()>) {
+    while let Err(RecvTimeoutError::Timeout) = stop.recv_timeout(shared.period) {
+        let threads: Vec<Arc<Thread>> = {
+            let mut threads = lock(&THREADS);
+            threads.retain(|thread| thread.strong_count() > 0);
+            threads.iter().filter_map(Weak::upgrade).collect()
+        };
+        let now = Instant::now();
+        for thread in threads {
+            let mut poll = lock(&thread.poll);
+            if let Some(poll) = poll.as_mut()
+                && !poll.labelled
+                && now.duration_since(poll.started) >= shared.period
+            {
+                shared.label(&thread.id, &poll.root);
+                poll.labelled = true;
+            }
+        }
+    }
+}
+
+/// A root span that is exported, as span profiles need it.
+struct RootSpan {
+    /// The span's OpenTelemetry context, to set [`PROFILE_ID_ATTRIBUTE`].
+    context: Context,
+    /// Its span id, 16 lowercase hex digits.
+    span_id: String,
+    /// How long its polls have run, in nanoseconds.
+    busy_nanos: AtomicU64,
+    /// Whether [`PROFILE_ID_ATTRIBUTE`] is set.
+    linked: AtomicBool,
+}
+
+impl RootSpan {
+    fn tag(&self) -> Tag {
+        Tag::new(SPAN_ID_LABEL.to_owned(), self.span_id.clone())
+    }
+
+    fn busy(&self) -> Duration {
+        Duration::from_nanos(self.busy_nanos.load(Ordering::Relaxed))
+    }
+}
+
+/// The span-profile state of a span, kept in its extensions: `None` for a
+/// span that is not a root or is not exported.
+struct Profiled(Option<Arc<RootSpan>>);
+
+/// A poll of a root span in progress on a thread.
+struct Poll {
+    span: span::Id,
+    root: Arc<RootSpan>,
+    started: Instant,
+    labelled: bool,
+}
+
+/// A thread that has polled root spans: what the watchdog looks at.
+struct Thread {
+    id: pyroscope::ThreadId,
+    poll: Mutex<Option<Poll>>,
+}
+
+/// Every thread that has polled a root span, while it lives.
+static THREADS: Mutex<Vec<Weak<Thread>>> = Mutex::new(Vec::new());
+
+thread_local! {
+    static THREAD: Arc<Thread> = {
+        let thread = Arc::new(Thread {
+            id: pyroscope::ThreadId::pthread_self(),
+            poll: Mutex::new(None),
+        });
+        lock(&THREADS).push(Arc::downgrade(&thread));
+        thread
+    };
+}
+
+/// Labels CPU samples with the root span being polled (see the module
+/// docs).
+pub(crate) struct SpanProfiles {
+    shared: Arc<Shared>,
+}
+
+impl SpanProfiles {
+    /// The root span `id` names, if it is one that is exported.
+    fn root_span<S>(
+        id: &span::Id,
+        ctx: &tracing_subscriber::layer::Context<'_, S>,
+    ) -> Option<Arc<RootSpan>>
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        let span = ctx.span(id)?;
+        if let Some(Profiled(root)) = span.extensions().get::<Profiled>() {
+            return root.clone();
+        }
+        // First entry: the OpenTelemetry layer, which runs before this one,
+        // has just made the span's context current.
+        let root = (span.parent().is_none() && crate::exported(span.metadata()))
+            .then(Context::current)
+            .filter(|context| context.span().span_context().is_sampled())
+            .map(|context| {
+                let span_id = context.span().span_context().span_id().to_string();
+                Arc::new(RootSpan {
+                    context,
+                    span_id,
+                    busy_nanos: AtomicU64::new(0),
+                    linked: AtomicBool::new(false),
+                })
+            });
+        span.extensions_mut().insert(Profiled(root.clone()));
+        root
+    }
+}
+
+impl<S> Layer<S> for SpanProfiles
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_enter(&self, id: &span::Id, ctx: tracing_subscriber::layer::Context<'_, S>) {
+        THREAD.with(|thread| {
+            let mut poll = lock(&thread.poll);
+            // A span entered inside a root span's poll belongs to it.
+            if poll.is_some() {
+                return;
+            }
+            let Some(root) = Self::root_span(id, &ctx) else {
+                return;
+            };
+            let labelled = root.busy() >= self.shared.period;
+            if labelled {
+                self.shared.label(&thread.id, &root);
+            }
+            *poll = Some(Poll {
+                span: id.clone(),
+                root,
+                started: Instant::now(),
+                labelled,
+            });
+        });
+    }
+
+    fn on_exit(&self, id: &span::Id, _ctx: tracing_subscriber::layer::Context<'_, S>) {
+        THREAD.with(|thread| {
+            let mut poll = lock(&thread.poll);
+            if poll.as_ref().is_none_or(|poll| poll.span != *id) {
+                return;
+            }
+            let Some(poll) = poll.take() else { return };
+            let ran = u64::try_from(poll.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            poll.root.busy_nanos.fetch_add(ran, Ordering::Relaxed);
+            if poll.labelled {
+                self.shared.unlabel(&thread.id, &poll.root);
+            }
+        });
+    }
+}
+
+/// The agent reports failed pushes through the `log` crate; this shows them
+/// as `tracing` warnings with target `pyroscope`, which the console shows
+/// at most once a minute like the OpenTelemetry SDK's own, and which are
+/// never exported.
+struct AgentLog;
+
+impl log::Log for AgentLog {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::Level::Warn
+            && metadata
+                .target()
+                .get(.."pyroscope".len())
+                .is_some_and(|prefix| prefix.eq_ignore_ascii_case("pyroscope"))
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if self.enabled(record.metadata()) {
+            tracing::warn!(target: "pyroscope", "{}", record.args());
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+/// Routes the agent's `log` records to `tracing`, unless the process already
+/// has a `log` logger.
+pub(crate) fn forward_agent_log() {
+    if log::set_logger(&AgentLog).is_ok() {
+        log::set_max_level(log::LevelFilter::Warn);
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_server_address_must_be_a_plain_http_url() {
+        assert_eq!(
+            server_url("http://alloy:4040/").as_deref(),
+            Ok("http://alloy:4040")
+        );
+        assert_eq!(
+            server_url("https://profiles-prod-001.grafana.net").as_deref(),
+            Ok("https://profiles-prod-001.grafana.net")
+        );
+        for bad in ["alloy:4040", "ftp://alloy:4040", "not a url"] {
+            assert!(server_url(bad).is_err(), "{bad}");
+        }
+        let err = server_url("https://123:glc_secret@profiles.grafana.net").unwrap_err();
+        assert!(err.contains("PYROSCOPE_BASIC_AUTH_USER"), "{err}");
+        assert!(!err.contains("glc_secret"), "{err}");
+    }
+
+    #[test]
+    fn the_agents_failures_become_rate_limited_pyroscope_warnings() {
+        use tracing_subscriber::layer::SubscriberExt as _;
+
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let subscriber = tracing_subscriber::registry().with(Record(Arc::clone(&events)));
+        tracing::subscriber::with_default(subscriber, || {
+            let log = |level, target, message: &str| {
+                log::Log::log(
+                    &AgentLog,
+                    &log::Record::builder()
+                        .level(level)
+                        .target(target)
+                        .args(format_args!("{message}"))
+                        .build(),
+                );
+            };
+            log(
+                log::Level::Error,
+                "pyroscope::session",
+                "Failed to send session",
+            );
+            log(
+                log::Level::Warn,
+                "Pyroscope::Session",
+                "Sending Session failed 401",
+            );
+            log(log::Level::Info, "Pyroscope::Session", "Sending Session");
+            log(log::Level::Error, "sqlx::query", "not the agent's");
+        });
+        assert_eq!(
+            *lock(&events),
+            [
+                ("pyroscope".to_owned(), "Failed to send session".to_owned()),
+                (
+                    "pyroscope".to_owned(),
+                    "Sending Session failed 401".to_owned()
+                ),
+            ]
+        );
+        assert!(crate::console::is_sdk_target("pyroscope"));
+    }
+
+    /// Records each event's target and message.
+    struct Record(Arc<Mutex<Vec<(String, String)>>>);
+
+    impl<S: Subscriber> Layer<S> for Record {
+        fn on_event(
+            &self,
+            event: &tracing::Event<'_>,
+            _: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            struct Message(String);
+            impl tracing::field::Visit for Message {
+                fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn fmt::Debug) {
+                    if field.name() == "message" {
+                        self.0 = format!("{value:?}");
+                    }
+                }
+            }
+            let mut message = Message(String::new());
+            event.record(&mut message);
+            lock(&self.0).push((event.metadata().target().to_owned(), message.0));
+        }
+    }
+}
