@@ -1,6 +1,6 @@
-//! The three questions, each asked of a backend's own HTTP API: Tempo's
-//! search, Prometheus' (or Mimir's) series endpoint, and Loki's instant
-//! query.
+//! The four questions, each asked of a backend's own HTTP API: Tempo's
+//! search, Prometheus' (or Mimir's) series endpoint, Loki's instant query,
+//! and Pyroscope's series query (its Connect API, JSON over HTTP POST).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -54,18 +54,48 @@ impl Api {
         }
     }
 
+    /// A GET of `path` below the base URL, with `query`.
     async fn get<T: DeserializeOwned>(
         &self,
         path: &str,
         query: &[(&str, String)],
     ) -> Result<T, Failure> {
+        self.send(self.request(reqwest::Method::GET, path).query(query))
+            .await
+    }
+
+    /// A Connect unary call: a POST of `body` as JSON to `path` (the
+    /// procedure, `/<package>.<Service>/<Method>`), answered with JSON.
+    async fn post_json<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<T, Failure> {
+        self.send(
+            self.request(reqwest::Method::POST, path)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.to_string()),
+        )
+        .await
+    }
+
+    /// A request for `path` below the base URL, as the instance ID with the
+    /// token when the backend has an instance ID.
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         let mut url = self.backend.url.clone();
         let base = url.path().trim_end_matches('/').to_owned();
         url.set_path(&format!("{base}{path}"));
-        let mut request = self.client.get(url).query(query);
+        let mut request = self.client.request(method, url);
         if let (Some(user), Some(token)) = (&self.backend.instance_id, &self.token) {
             request = request.basic_auth(user, Some(token.expose_secret()));
         }
+        request
+    }
+
+    async fn send<T: DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<T, Failure> {
         let response = request
             .send()
             .await
@@ -101,14 +131,30 @@ impl Api {
     }
 
     /// A backend's error body as one short line: Prometheus' JSON `error`,
-    /// or the text Tempo, Loki and Grafana Cloud's gateways answer.
+    /// Pyroscope's Connect error (`{"code": …, "message": …}`), or the text
+    /// Tempo, Loki and Grafana Cloud's gateways answer.
     fn message(&self, body: &str) -> String {
         #[derive(Deserialize)]
         struct PrometheusError {
             error: String,
         }
+        #[derive(Deserialize)]
+        struct ConnectError {
+            code: String,
+            #[serde(default)]
+            message: String,
+        }
         let text = serde_json::from_str::<PrometheusError>(body)
             .map(|e| e.error)
+            .or_else(|_| {
+                serde_json::from_str::<ConnectError>(body).map(|e| {
+                    if e.message.is_empty() {
+                        e.code
+                    } else {
+                        format!("{} ({})", e.message, e.code)
+                    }
+                })
+            })
             .unwrap_or_else(|_| body.to_owned());
         let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
         let text = self.scrub(&text);
@@ -151,6 +197,11 @@ impl Window {
 
     fn start(self) -> u64 {
         self.end.saturating_sub(u64::from(self.minutes) * 60)
+    }
+
+    /// `start` and `end` in Unix milliseconds, as Pyroscope takes them.
+    fn range_ms(self) -> (u64, u64) {
+        (self.start() * 1000, self.end * 1000)
     }
 
     /// `start` and `end` in Unix seconds, as Tempo and Prometheus take them.
@@ -268,6 +319,72 @@ pub(crate) async fn log_lines(
         .collect()
 }
 
+/// Pyroscope: the profile types (`__profile_type__`) of each service
+/// ([`crate::profiles_selector`]) that has profiles in the window.
+///
+/// Asks `/querier.v1.QuerierService/Series` (grafana/pyroscope,
+/// api/querier/v1/querier.proto, a public API): one label selector, the
+/// two label names wanted, `start` and `end` in Unix milliseconds. Its
+/// answer, `SeriesResponse` as Connect's protobuf JSON, lists each
+/// distinct set of those labels (`labelsSet`, left out when empty).
+pub(crate) async fn profile_types(
+    pyroscope: &Api,
+    window: Window,
+) -> Result<BTreeMap<String, BTreeSet<String>>, Failure> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct SeriesResponse {
+        #[serde(default)]
+        labels_set: Vec<Labels>,
+    }
+    #[derive(Deserialize)]
+    struct Labels {
+        #[serde(default)]
+        labels: Vec<LabelPair>,
+    }
+    #[derive(Deserialize)]
+    struct LabelPair {
+        name: String,
+        #[serde(default)]
+        value: String,
+    }
+    let (start, end) = window.range_ms();
+    let response: SeriesResponse = pyroscope
+        .post_json(
+            "/querier.v1.QuerierService/Series",
+            &serde_json::json!({
+                "matchers": [crate::profiles_selector()],
+                "labelNames": [SERVICE_NAME, PROFILE_TYPE_LABEL],
+                "start": start,
+                "end": end,
+            }),
+        )
+        .await?;
+    let mut found: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for set in response.labels_set {
+        let value = |name: &str| {
+            set.labels
+                .iter()
+                .find(|pair| pair.name == name)
+                .map(|pair| pair.value.clone())
+        };
+        let (Some(service), Some(profile_type)) = (value(SERVICE_NAME), value(PROFILE_TYPE_LABEL))
+        else {
+            return Err(Failure::Unexpected(format!(
+                "a series without {SERVICE_NAME} or {PROFILE_TYPE_LABEL}"
+            )));
+        };
+        found.entry(service).or_default().insert(profile_type);
+    }
+    Ok(found)
+}
+
+/// Pyroscope's label for the service (`service.name`).
+const SERVICE_NAME: &str = "service_name";
+/// Pyroscope's label for a series' profile type,
+/// `<name>:<sample type>:<unit>:<period type>:<period unit>`.
+const PROFILE_TYPE_LABEL: &str = "__profile_type__";
+
 /// The metric names among `series`.
 pub(crate) fn names(series: &[BTreeMap<String, String>]) -> BTreeSet<String> {
     series
@@ -305,6 +422,18 @@ mod tests {
             api.message("parse error at line 1,\ncol 1: syntax error\n"),
             "parse error at line 1, col 1: syntax error"
         );
+    }
+
+    #[test]
+    fn pyroscope_errors_are_shown_by_their_message_and_code() {
+        let api = api("glc_x", "http://pyroscope:4040");
+        assert_eq!(
+            api.message(
+                r#"{"code":"invalid_argument","message":"missing time range in the query"}"#
+            ),
+            "missing time range in the query (invalid_argument)"
+        );
+        assert_eq!(api.message(r#"{"code":"unavailable"}"#), "unavailable");
     }
 
     #[test]

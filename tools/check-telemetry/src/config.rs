@@ -1,13 +1,15 @@
 //! Where the backends are and who to ask them as, from the variables Alloy
 //! reads (`.env`) plus the two query endpoints Alloy has no use for: a clap
 //! group, each option also set by its variable (`check-telemetry --help`).
+//! Pyroscope takes pushes and queries at the same base URL, so the check
+//! asks the one Alloy's `pyroscope.write` pushes to.
 
 use clap::error::ErrorKind;
 use clap::{ArgMatches, Args, FromArgMatches};
 use secrecy::SecretString;
 use url::Url;
 
-/// The three backends, and the token they share.
+/// The four backends, and the token they share.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Tempo's HTTP API (`GRAFANA_CLOUD_TEMPO_URL`, default
@@ -20,10 +22,14 @@ pub struct Config {
     /// Loki's HTTP API (`GRAFANA_CLOUD_LOKI_URL`, default
     /// `http://localhost:3100`).
     pub loki: Backend,
+    /// Pyroscope's HTTP API, the URL Alloy's `pyroscope.write` pushes
+    /// profiles to (`GRAFANA_CLOUD_PROFILES_URL`, default
+    /// `http://localhost:4040`).
+    pub pyroscope: Backend,
     /// The password of every backend that has an instance ID:
     /// `GRAFANA_CLOUD_READ_TOKEN`, else Alloy's `GRAFANA_CLOUD_API_TOKEN`.
     /// It needs the read scopes (`traces:read`, `metrics:read`,
-    /// `logs:read`).
+    /// `logs:read`, `profiles:read`).
     pub token: Option<SecretString>,
     /// The share of traces Alloy keeps, in percent, when it tail-samples
     /// (`TRACE_SAMPLING_PERCENT`, as Alloy reads it in
@@ -80,8 +86,17 @@ struct Vars {
     /// Basic-auth user for Loki (Grafana Cloud); none locally.
     #[arg(long, env)]
     grafana_cloud_loki_instance_id: Option<String>,
+    /// Pyroscope's HTTP API, where Alloy pushes profiles (Grafana Cloud:
+    /// the Profiles tile's URL, the host alone).
+    #[arg(long, env, default_value = "http://localhost:4040", value_parser = http_url)]
+    grafana_cloud_profiles_url: Url,
+    /// Basic-auth user for Pyroscope (Grafana Cloud Profiles); none
+    /// locally.
+    #[arg(long, env)]
+    grafana_cloud_profiles_instance_id: Option<String>,
     /// Password of every backend that has an instance ID: an access-policy
-    /// token with `traces:read`, `metrics:read`, `logs:read`.
+    /// token with `traces:read`, `metrics:read`, `logs:read`,
+    /// `profiles:read`.
     #[arg(long, env, hide_env_values = true, value_parser = secret)]
     grafana_cloud_read_token: Option<SecretString>,
     /// Alloy's token, sent when there is no read token (it then needs the
@@ -135,6 +150,11 @@ impl TryFrom<Vars> for Config {
                 vars.grafana_cloud_loki_url,
                 vars.grafana_cloud_loki_instance_id,
                 "GRAFANA_CLOUD_LOKI_INSTANCE_ID",
+            )?,
+            pyroscope: backend(
+                vars.grafana_cloud_profiles_url,
+                vars.grafana_cloud_profiles_instance_id,
+                "GRAFANA_CLOUD_PROFILES_INSTANCE_ID",
             )?,
             token,
             trace_sampling_percent: vars
@@ -235,7 +255,9 @@ mod tests {
         assert_eq!(config.tempo.display_url(), "http://localhost:3200");
         assert_eq!(config.prometheus.display_url(), "http://localhost:9090");
         assert_eq!(config.loki.display_url(), "http://localhost:3100");
+        assert_eq!(config.pyroscope.display_url(), "http://localhost:4040");
         assert!(config.tempo.instance_id.is_none());
+        assert!(config.pyroscope.instance_id.is_none());
         assert!(config.token.is_none());
     }
 
@@ -289,6 +311,31 @@ mod tests {
         assert!(
             err.to_string()
                 .starts_with("error: GRAFANA_CLOUD_LOKI_INSTANCE_ID is set but there is no token"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn profiles_are_asked_where_alloy_pushes_them_as_their_own_instance() {
+        let config = config(&[
+            (
+                "GRAFANA_CLOUD_PROFILES_URL",
+                "https://profiles-prod-001.grafana.net/",
+            ),
+            ("GRAFANA_CLOUD_PROFILES_INSTANCE_ID", "1234570"),
+            ("GRAFANA_CLOUD_READ_TOKEN", "glc_read"),
+        ])
+        .unwrap();
+        assert_eq!(
+            config.pyroscope.display_url(),
+            "https://profiles-prod-001.grafana.net"
+        );
+        assert_eq!(config.pyroscope.instance_id.as_deref(), Some("1234570"));
+        let err = self::config(&[("GRAFANA_CLOUD_PROFILES_INSTANCE_ID", "1234570")]).unwrap_err();
+        assert!(
+            err.to_string().starts_with(
+                "error: GRAFANA_CLOUD_PROFILES_INSTANCE_ID is set but there is no token"
+            ),
             "{err}"
         );
     }

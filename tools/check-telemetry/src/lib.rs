@@ -1,11 +1,12 @@
 //! "Is my telemetry arriving?", answered by the backends themselves.
 //!
-//! [`check`] asks Tempo's search, Prometheus' (or Mimir's) series API and
-//! Loki's query API — the local stack's or Grafana Cloud's, with the
-//! credentials Alloy uses — whether traces, metrics and logs of api, worker
-//! and bot, and the metrics Alloy scrapes from PostgreSQL, Redis, RabbitMQ
-//! and itself, arrived in the last minutes. The [`Report`] says, per signal
-//! and source, what is there and what is missing, with the likely cause.
+//! [`check`] asks Tempo's search, Prometheus' (or Mimir's) series API,
+//! Loki's query API and Pyroscope's series query — the local stack's or
+//! Grafana Cloud's, with the credentials Alloy uses — whether traces,
+//! metrics, logs and CPU profiles of api, worker and bot, and the metrics
+//! Alloy scrapes from PostgreSQL, Redis, RabbitMQ and itself, arrived in
+//! the last minutes. The [`Report`] says, per signal and source, what is
+//! there and what is missing, with the likely cause.
 //!
 //! `check-telemetry` runs it (natively, or as the `check-telemetry`
 //! compose service).
@@ -122,6 +123,11 @@ pub const SCRAPED: [Scraped; 4] = [
     },
 ];
 
+/// The profile type the services' profiler sends (crates/telemetry,
+/// feature `profiling`), and the one Grafana's traces-to-profiles and the
+/// dashboards' flame-graph links ask Pyroscope for.
+pub const CPU_PROFILE_TYPE: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
+
 /// The TraceQL search for traces with a span of `service`.
 pub fn traceql(service: &str) -> String {
     format!("{{ resource.service.name = \"{service}\" }}")
@@ -146,6 +152,16 @@ pub fn services_selector() -> String {
     )
 }
 
+/// The Pyroscope label selector of the services' profiles, of every type:
+/// their `service_name` within the `service_namespace` they all carry.
+pub fn profiles_selector() -> String {
+    format!(
+        "{{service_namespace=\"{}\", service_name=~\"{}\"}}",
+        service_runtime::SERVICE_NAMESPACE,
+        SERVICES.join("|")
+    )
+}
+
 /// The series of every [`SCRAPED`] source that are looked for.
 pub fn scraped_selector() -> String {
     let names: Vec<&str> = SCRAPED
@@ -155,7 +171,7 @@ pub fn scraped_selector() -> String {
     format!("{{__name__=~\"{}\"}}", names.join("|"))
 }
 
-/// Asks the three backends about the last `minutes`, all at once.
+/// Asks the four backends about the last `minutes`, all at once.
 pub async fn check(config: &Config, minutes: u32) -> Report {
     let client = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(5))
@@ -164,10 +180,11 @@ pub async fn check(config: &Config, minutes: u32) -> Report {
         .unwrap_or_default();
     let api =
         |backend: &config::Backend| Api::new(client.clone(), backend.clone(), config.token.clone());
-    let (tempo, prometheus, loki) = (
+    let (tempo, prometheus, loki, pyroscope) = (
         api(&config.tempo),
         api(&config.prometheus),
         api(&config.loki),
+        api(&config.pyroscope),
     );
     let window = Window::last(minutes);
 
@@ -178,7 +195,9 @@ pub async fn check(config: &Config, minutes: u32) -> Report {
     let services = backends::series(&prometheus, &services_selector, window);
     let scraped = backends::series(&prometheus, &scraped_selector, window);
     let logs = backends::log_lines(&loki, window);
-    let (traces, services, scraped, logs) = tokio::join!(traces, services, scraped, logs);
+    let profiles = backends::profile_types(&pyroscope, window);
+    let (traces, services, scraped, logs, profiles) =
+        tokio::join!(traces, services, scraped, logs, profiles);
 
     let traces = SERVICES
         .into_iter()
@@ -216,7 +235,13 @@ pub async fn check(config: &Config, minutes: u32) -> Report {
             })
             .collect()
     });
-    Report::new(config, minutes, traces, metrics, logs)
+    let profiles = profiles.map(|mut types| {
+        SERVICES
+            .into_iter()
+            .filter_map(|service| Some((service, types.remove(service)?)))
+            .collect()
+    });
+    Report::new(config, minutes, traces, metrics, logs, profiles)
 }
 
 /// The job Prometheus gives a service's OTLP metrics.

@@ -1,16 +1,17 @@
-//! `check-telemetry`: did the services' traces, metrics and logs arrive in
-//! Tempo, Prometheus and Loki, and if not, why. A binary of its own, so the
-//! services link no backend-query client.
+//! `check-telemetry`: did the services' traces, metrics, logs and profiles
+//! arrive in Tempo, Prometheus, Loki and Pyroscope, and if not, why. A
+//! binary of its own, so the services link no backend-query client.
 
 use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser};
 use telemetry::config::{ignore_empty_variables, name_values_by_variable};
 
-/// Ask Tempo, Prometheus and Loki (local, or Grafana Cloud with the
-/// GRAFANA_CLOUD_* variables) whether traces, metrics and logs of api,
-/// worker and bot arrived, and say why what is missing is missing. Exits 0
-/// when everything arrived, 1 when not, 2 on bad configuration.
+/// Ask Tempo, Prometheus, Loki and Pyroscope (local, or Grafana Cloud with
+/// the GRAFANA_CLOUD_* variables) whether traces, metrics, logs and CPU
+/// profiles of api, worker and bot arrived, and say why what is missing is
+/// missing. Exits 0 when everything arrived, 1 when not, 2 on bad
+/// configuration.
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Cli {

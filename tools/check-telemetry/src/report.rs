@@ -1,20 +1,21 @@
-//! What arrived, what did not, and the likely cause, from the three
+//! What arrived, what did not, and the likely cause, from the four
 //! answers read together: a service with metrics but no traces is idle, not
 //! down; scraped series missing while the services' metrics arrive mean no
-//! remote write.
+//! remote write; profiles arriving while nothing comes over OTLP mean the
+//! services run and reach Alloy, whose OTLP export fails.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use crate::backends::Failure;
 use crate::config::{Backend, Config};
-use crate::{SCRAPED, SERVICES, Scraped};
+use crate::{CPU_PROFILE_TYPE, SCRAPED, SERVICES, Scraped};
 
-/// The answers of the three backends, diagnosed.
+/// The answers of the four backends, diagnosed.
 #[derive(Debug, Clone)]
 pub struct Report {
     minutes: u32,
-    sections: [Section; 3],
+    sections: [Section; 4],
     /// Causes that span signals (nothing at all from the services).
     overall: Vec<String>,
 }
@@ -63,28 +64,46 @@ pub struct Finding {
 /// was found of it ("e.g. trace …", "12 log lines").
 pub(crate) type Found = BTreeMap<&'static str, String>;
 
+/// What Pyroscope holds: each service that sent profiles, with their
+/// profile types.
+pub(crate) type ProfileTypes = BTreeMap<&'static str, BTreeSet<String>>;
+
 /// Which services sent a signal; `None` when its backend gave no answer.
 type Presence = Option<BTreeSet<&'static str>>;
 
 impl Report {
-    /// Diagnoses the answers: per signal, the services found, and for
-    /// metrics also the scraped series' names.
+    /// Diagnoses the answers: per signal, the services found, for metrics
+    /// also the scraped series' names, for profiles their types.
     pub(crate) fn new(
         config: &Config,
         minutes: u32,
         traces: Result<Found, Failure>,
         metrics: Result<(Found, BTreeSet<String>), Failure>,
         logs: Result<Found, Failure>,
+        profiles: Result<ProfileTypes, Failure>,
     ) -> Self {
         let present = |found: &Found| found.keys().copied().collect();
         let presence = Presences {
             traces: traces.as_ref().ok().map(present),
             metrics: metrics.as_ref().ok().map(|(found, _)| present(found)),
             logs: logs.as_ref().ok().map(present),
+            // Profiles of any type: the service runs and reaches Alloy.
+            profiles: profiles
+                .as_ref()
+                .ok()
+                .map(|types| types.keys().copied().collect()),
         };
         let scraped_arrive = metrics.as_ref().ok().map(|(_, names)| !names.is_empty());
-        let nothing_from_services = presence.nothing_anywhere();
+        let nothing_over_otlp = presence.nothing_over_otlp();
+        let profiles_arrive = presence.profiles.as_ref().is_some_and(|p| !p.is_empty());
+        let nothing_from_services = nothing_over_otlp && !profiles_arrive;
         let mut overall = Vec::new();
+        if nothing_over_otlp && profiles_arrive {
+            overall.push(format!(
+                "Nothing from {} over OTLP (traces, metrics, logs), while their profiles arrive: they run and reach Alloy, so Alloy's OTLP export fails (GRAFANA_CLOUD_OTLP_ENDPOINT and GRAFANA_CLOUD_OTLP_INSTANCE_ID: the OTLP instance ID; otelcol.exporter.otlphttp.default in Alloy's UI), or the services' OTEL_EXPORTER_OTLP_ENDPOINT does not point at Alloy.",
+                services_list()
+            ));
+        }
         if nothing_from_services {
             overall.push(match scraped_arrive {
                 Some(true) => format!(
@@ -106,7 +125,7 @@ impl Report {
                         source: (*service).to_owned(),
                         arrived: detail.is_some(),
                         detail: detail.map_or_else(|| signal.facts().none.to_owned(), Clone::clone),
-                        cause: (detail.is_none() && !nothing_from_services)
+                        cause: (detail.is_none() && !nothing_over_otlp)
                             .then(|| presence.cause(signal, service, minutes)),
                     }
                 })
@@ -168,12 +187,40 @@ impl Report {
             },
             Err(failure) => failed(Signal::Logs, &config.loki, failure),
         };
+        let profiles = match profiles {
+            Ok(types) => {
+                // None from any service, while they send over OTLP: one
+                // cause for all, said once.
+                let none_at_all = types.is_empty() && !nothing_over_otlp;
+                let notes = if none_at_all {
+                    vec![format!(
+                        "No profiles from any service, while their OTLP telemetry arrives: profiling is off (PYROSCOPE_SERVER_ADDRESS unset; compose sets it to Alloy, http://alloy:4040), or Alloy does not forward them (pyroscope.write \"default\" in Alloy's UI, http://localhost:12345; GRAFANA_CLOUD_PROFILES_URL and GRAFANA_CLOUD_PROFILES_INSTANCE_ID in Alloy's environment), or this check's GRAFANA_CLOUD_PROFILES_URL names another Pyroscope than Alloy's."
+                    )]
+                } else {
+                    Vec::new()
+                };
+                let findings = SERVICES
+                    .iter()
+                    .map(|service| {
+                        profile_finding(
+                            service,
+                            types.get(service),
+                            (!nothing_from_services && !none_at_all)
+                                .then(|| presence.cause(Signal::Profiles, service, minutes)),
+                        )
+                    })
+                    .collect();
+                Answer::Found { findings, notes }
+            }
+            Err(failure) => failed(Signal::Profiles, &config.pyroscope, failure),
+        };
         Self {
             minutes,
             sections: [
                 Section::new(Signal::Traces, &config.tempo, traces),
                 Section::new(Signal::Metrics, &config.prometheus, metrics),
                 Section::new(Signal::Logs, &config.loki, logs),
+                Section::new(Signal::Profiles, &config.pyroscope, profiles),
             ],
             overall,
         }
@@ -187,7 +234,8 @@ impl Report {
         })
     }
 
-    /// The answer about `signal` (`traces`, `metrics` or `logs`).
+    /// The answer about `signal` (`traces`, `metrics`, `logs` or
+    /// `profiles`).
     pub fn answer(&self, signal: &str) -> Option<&Answer> {
         self.sections
             .iter()
@@ -208,11 +256,54 @@ fn services_list() -> String {
     format!("{} or {last}", rest.join(", "))
 }
 
+/// `a`, `a and b`, `a, b and c`.
+fn and_list(items: &[&str]) -> String {
+    match items.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+        Some((last, _)) => (*last).to_owned(),
+        None => String::new(),
+    }
+}
+
+/// Whether `service`'s CPU profiles arrived, given the profile types
+/// Pyroscope holds of it; `cause` says why, should none arrive at all.
+fn profile_finding(
+    service: &str,
+    types: Option<&BTreeSet<String>>,
+    cause: Option<String>,
+) -> Finding {
+    let (arrived, detail, cause) = match types {
+        Some(types) if types.contains(CPU_PROFILE_TYPE) => (true, "CPU profiles".to_owned(), None),
+        Some(types) => (
+            false,
+            format!(
+                "profiles, but none of type {CPU_PROFILE_TYPE}: only {}",
+                types
+                    .iter()
+                    .map(String::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Some(format!(
+                "{service} runs and its profiles arrive, but not of the type Grafana's traces-to-profiles and the dashboards' flame-graph links ask for: the profiler in crates/telemetry (feature profiling) sends another type than {CPU_PROFILE_TYPE}."
+            )),
+        ),
+        None => (false, Signal::Profiles.facts().none.to_owned(), cause),
+    };
+    Finding {
+        source: service.to_owned(),
+        arrived,
+        detail,
+        cause,
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Signal {
     Traces,
     Metrics,
     Logs,
+    Profiles,
 }
 
 /// How the report speaks of a signal and its backend.
@@ -248,6 +339,13 @@ impl Signal {
                 scope: "logs:read",
                 none: "no log lines",
             },
+            Self::Profiles => Facts {
+                name: "profiles",
+                backend: "Pyroscope",
+                url_var: "GRAFANA_CLOUD_PROFILES_URL",
+                scope: "profiles:read",
+                none: "no profiles",
+            },
         }
     }
 }
@@ -267,23 +365,27 @@ struct Presences {
     traces: Presence,
     metrics: Presence,
     logs: Presence,
+    profiles: Presence,
 }
 
 impl Presences {
-    fn signals(&self) -> [(Signal, &Presence); 3] {
+    fn signals(&self) -> [(Signal, &Presence); 4] {
         [
             (Signal::Traces, &self.traces),
             (Signal::Metrics, &self.metrics),
             (Signal::Logs, &self.logs),
+            (Signal::Profiles, &self.profiles),
         ]
     }
 
-    /// Every backend that answered found nothing of any service (and at
-    /// least one answered).
-    fn nothing_anywhere(&self) -> bool {
+    /// Every backend of the signals that travel over OTLP (traces, metrics,
+    /// logs) that answered found nothing of any service (and at least one
+    /// answered). Profiles travel apart, by Pyroscope's push API.
+    fn nothing_over_otlp(&self) -> bool {
         let answered: Vec<&BTreeSet<&'static str>> = self
             .signals()
             .into_iter()
+            .filter(|(signal, _)| *signal != Signal::Profiles)
             .filter_map(|(_, p)| p.as_ref())
             .collect();
         !answered.is_empty() && answered.iter().all(|p| p.is_empty())
@@ -303,7 +405,7 @@ impl Presences {
                 "{service} sent nothing that arrived: it is not running, or cannot reach Alloy (docker compose ps {service}; its log says why an export fails)."
             );
         }
-        let runs = format!("{service} runs (its {} arrive)", elsewhere.join(" and "));
+        let runs = format!("{service} runs (its {} arrive)", and_list(&elsewhere));
         match signal {
             Signal::Traces => format!(
                 "{runs}, but no trace has a span of it: nothing reached it in {minutes} minutes (create a game, as the README's quick start does), or OTEL_TRACES_EXPORTER or OTEL_TRACES_SAMPLER drop its spans."
@@ -313,6 +415,9 @@ impl Presences {
             ),
             Signal::Metrics => format!(
                 "{runs}, but not its metrics: OTEL_METRICS_EXPORTER is off, or OTEL_METRIC_EXPORT_INTERVAL is longer than {minutes} minutes."
+            ),
+            Signal::Profiles => format!(
+                "{runs}, but none of its profiles arrived in {minutes} minutes: its PYROSCOPE_SERVER_ADDRESS is unset (profiling off; compose sets http://alloy:4040), or its pushes fail (its log says why)."
             ),
         }
     }
@@ -393,7 +498,13 @@ fn failed(signal: Signal, backend: &Backend, failure: Failure) -> Answer {
             ),
         },
         Failure::Status { status: 404, .. } => format!(
-            "No {name} API at {}: {url_var} is wrong (Grafana Cloud: Tempo's URL ends in /tempo, Loki's is its host alone, and Prometheus' is the remote-write URL ending in /api/prom/push).",
+            "No {name} API at {}: {url_var} is wrong (Grafana Cloud: Tempo's URL ends in /tempo, Loki's and Pyroscope's are their host alone, and Prometheus' is the remote-write URL ending in /api/prom/push).",
+            backend.display_url()
+        ),
+        Failure::Status {
+            status: 405 | 415, ..
+        } => format!(
+            "{} answers, but not as {name}'s API does: does {url_var} point at {name}?",
             backend.display_url()
         ),
         Failure::Status {

@@ -1,21 +1,29 @@
-//! Local stand-ins for Tempo, Prometheus and Loki, answering the check's
-//! questions as those APIs do: Tempo's `/api/search` (TraceQL, `start`,
-//! `end`), Prometheus' `/api/v1/series` (`match[]` parsed by a real PromQL
-//! parser), Loki's `/loki/api/v1/query`, with their error bodies — a plain
-//! text line from Tempo and Loki, `{"status":"error","errorType":…}` from
-//! Prometheus — and, in Grafana Cloud's shape, each under its own path
-//! prefix and instance ID, refusing other credentials with 401.
+//! Local stand-ins for Tempo, Prometheus, Loki and Pyroscope, answering the
+//! check's questions as those APIs do: Tempo's `/api/search` (TraceQL,
+//! `start`, `end`), Prometheus' `/api/v1/series` (`match[]` parsed by a real
+//! PromQL parser), Loki's `/loki/api/v1/query`, Pyroscope's Connect
+//! `/querier.v1.QuerierService/Series` (a JSON POST; its matchers parsed as
+//! Prometheus label selectors, as Pyroscope parses them), with their error
+//! bodies — a plain text line from Tempo and Loki,
+//! `{"status":"error","errorType":…}` from Prometheus, a Connect error
+//! `{"code":…,"message":…}` from Pyroscope — and, in Grafana Cloud's shape,
+//! each under its own path prefix and instance ID, refusing other
+//! credentials with 401.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::print_stdout)]
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use std::collections::BTreeSet;
+use std::time::{SystemTime, UNIX_EPOCH};
+
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use promql_parser::parser::{self, Expr};
 use regex::Regex;
 use serde_json::json;
@@ -29,6 +37,19 @@ pub(crate) struct Data {
     pub series: Vec<BTreeMap<String, String>>,
     /// Log lines per `service_name`.
     pub log_lines: BTreeMap<&'static str, u64>,
+    /// Pyroscope's series: label sets, and when (Unix ms) the last profile
+    /// of each arrived.
+    pub profiles: Vec<(BTreeMap<String, String>, u64)>,
+    /// What Pyroscope answers instead of querying: a status and a body (a
+    /// Connect error, or anything else).
+    pub pyroscope_answer: Option<(u16, String)>,
+}
+
+/// Now, in Unix milliseconds.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 impl Data {
@@ -48,7 +69,10 @@ impl Data {
         for service in check_telemetry::SERVICES {
             data.add_series("target_info", &[("job", &format!("gamenight/{service}"))]);
             data.log_lines.insert(service, 12);
+            data.add_profiles(service, "gamenight", check_telemetry::CPU_PROFILE_TYPE);
         }
+        // Another application's bot, profiled into the same Pyroscope.
+        data.add_profiles("bot", "chess", check_telemetry::CPU_PROFILE_TYPE);
         for scraped in check_telemetry::SCRAPED {
             for name in scraped.series {
                 data.add_series(
@@ -76,6 +100,40 @@ impl Data {
         self.series.push(set);
     }
 
+    /// Adds a series of `service`'s profiles of `profile_type`, with the
+    /// labels the services' profiler sets and those Pyroscope derives from
+    /// the profile, its last profile a minute ago.
+    pub(crate) fn add_profiles(&mut self, service: &str, namespace: &str, profile_type: &str) {
+        let parts: Vec<&str> = profile_type.split(':').collect();
+        let labels = [
+            ("__name__", parts[0]),
+            ("__type__", parts[1]),
+            ("__unit__", parts[2]),
+            ("__period_type__", parts[3]),
+            ("__period_unit__", parts[4]),
+            ("__profile_type__", profile_type),
+            ("service_name", service),
+            ("service_namespace", namespace),
+            ("service_version", "0.1.0"),
+            ("deployment_environment_name", "development"),
+        ];
+        self.profiles.push((
+            labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            now_ms() - 60_000,
+        ));
+    }
+
+    /// Drops `service`'s profiles (of the gamenight namespace).
+    pub(crate) fn without_profiles_of(mut self, service: &str) -> Self {
+        self.profiles.retain(|(labels, _)| {
+            labels["service_name"] != service || labels["service_namespace"] != "gamenight"
+        });
+        self
+    }
+
     /// Drops every series named `name`.
     pub(crate) fn without_series(mut self, name: &str) -> Self {
         self.series.retain(|labels| labels["__name__"] != name);
@@ -89,7 +147,7 @@ impl Data {
             labels.get("job").map(String::as_str) != Some(&format!("gamenight/{service}"))
         });
         self.log_lines.remove(service);
-        self
+        self.without_profiles_of(service)
     }
 
     /// Drops `service`'s spans (and the traces it is the root of).
@@ -101,7 +159,7 @@ impl Data {
     }
 }
 
-/// Where the three stand-ins listen, and the variables that point the
+/// Where the four stand-ins listen, and the variables that point the
 /// check at them.
 #[derive(Debug)]
 pub(crate) struct StandIns {
@@ -118,7 +176,8 @@ impl StandIns {
         let data = Arc::new(data);
         let tempo = serve(tempo("", None), data.clone()).await;
         let prometheus = serve(prometheus("", None), data.clone()).await;
-        let loki = serve(loki("", None), data).await;
+        let loki = serve(loki("", None), data.clone()).await;
+        let pyroscope = serve(pyroscope("", None), data).await;
         Self {
             env: BTreeMap::from([
                 ("GRAFANA_CLOUD_TEMPO_URL", tempo),
@@ -127,18 +186,20 @@ impl StandIns {
                     format!("{prometheus}/api/v1/write"),
                 ),
                 ("GRAFANA_CLOUD_LOKI_URL", loki),
+                ("GRAFANA_CLOUD_PROFILES_URL", pyroscope),
             ]),
         }
     }
 
     /// Grafana Cloud: Tempo under `/tempo`, Mimir under `/api/prom`, Loki
-    /// at the root, each wanting its own instance ID and [`TOKEN`]; the
-    /// check is given the right IDs and Alloy's token.
+    /// and Pyroscope at the root, each wanting its own instance ID and
+    /// [`TOKEN`]; the check is given the right IDs and Alloy's token.
     pub(crate) async fn cloud(data: Data) -> Self {
         let data = Arc::new(data);
         let tempo = serve(tempo("/tempo", Some("301")), data.clone()).await;
         let prometheus = serve(prometheus("/api/prom", Some("302")), data.clone()).await;
-        let loki = serve(loki("", Some("303")), data).await;
+        let loki = serve(loki("", Some("303")), data.clone()).await;
+        let pyroscope = serve(pyroscope("", Some("304")), data).await;
         Self {
             env: BTreeMap::from([
                 ("GRAFANA_CLOUD_TEMPO_URL", format!("{tempo}/tempo")),
@@ -150,6 +211,8 @@ impl StandIns {
                 ("GRAFANA_CLOUD_PROMETHEUS_INSTANCE_ID", "302".to_owned()),
                 ("GRAFANA_CLOUD_LOKI_URL", loki),
                 ("GRAFANA_CLOUD_LOKI_INSTANCE_ID", "303".to_owned()),
+                ("GRAFANA_CLOUD_PROFILES_URL", pyroscope),
+                ("GRAFANA_CLOUD_PROFILES_INSTANCE_ID", "304".to_owned()),
                 ("GRAFANA_CLOUD_API_TOKEN", TOKEN.to_owned()),
             ]),
         }
@@ -360,4 +423,196 @@ fn loki(prefix: &str, user: Option<&'static str>) -> Router<Arc<Data>> {
         .into_response()
     };
     Router::new().route(&format!("{prefix}/loki/api/v1/query"), get(query))
+}
+
+/// A Connect error as connect-go writes it: the status its code maps to
+/// (the Connect protocol's table), and `{"code": …, "message": …}`.
+fn connect_error(code: &str, message: &str) -> Response {
+    let status = match code {
+        "invalid_argument" => StatusCode::BAD_REQUEST,
+        "unauthenticated" => StatusCode::UNAUTHORIZED,
+        "resource_exhausted" => StatusCode::TOO_MANY_REQUESTS,
+        "unavailable" => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        json!({"code": code, "message": message}).to_string(),
+    )
+        .into_response()
+}
+
+/// A protobuf-JSON int64: a number or a decimal string; absent is 0.
+fn int64(request: &serde_json::Value, field: &str) -> Result<i64, String> {
+    match &request[field] {
+        serde_json::Value::Null => Ok(0),
+        serde_json::Value::Number(n) => n
+            .as_i64()
+            .ok_or_else(|| format!("invalid value for int64 field {field}: {n}")),
+        serde_json::Value::String(s) => s
+            .parse()
+            .map_err(|_| format!("invalid value for int64 field {field}: {s:?}")),
+        other => Err(format!("invalid value for int64 field {field}: {other}")),
+    }
+}
+
+/// A protobuf-JSON repeated string, by its JSON or its proto name; absent
+/// is empty.
+fn strings(
+    request: &serde_json::Value,
+    json_name: &str,
+    proto_name: &str,
+) -> Result<Vec<String>, String> {
+    let value = match &request[json_name] {
+        serde_json::Value::Null => &request[proto_name],
+        value => value,
+    };
+    match value {
+        serde_json::Value::Null => Ok(Vec::new()),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .map(|item| {
+                item.as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| format!("invalid value for string field {json_name}: {item}"))
+            })
+            .collect(),
+        other => Err(format!(
+            "invalid value for repeated field {json_name}: {other}"
+        )),
+    }
+}
+
+/// Pyroscope's `/querier.v1.QuerierService/Series` as its v2 query frontend
+/// answers it (grafana/pyroscope v2.2.1,
+/// pkg/frontend/readpath/queryfrontend/query_series_labels.go): a Connect
+/// unary call, so POST only (405 otherwise) with a JSON body (415 for
+/// another content type); `start` and `end` in Unix ms, both required and
+/// in order; the matchers parsed as Prometheus label selectors and all
+/// applied; the label sets of the series with a profile in the window,
+/// cut to `labelNames` and deduplicated; `{}` when there are none
+/// (protobuf JSON leaves out an empty list).
+fn pyroscope(prefix: &str, user: Option<&'static str>) -> Router<Arc<Data>> {
+    let series = move |State(data): State<Arc<Data>>, headers: HeaderMap, body: Bytes| async move {
+        if let Some(refused) = refused(&headers, user) {
+            return refused;
+        }
+        if let Some((status, body)) = &data.pyroscope_answer {
+            let content_type = if body.starts_with('{') {
+                "application/json"
+            } else {
+                "text/html; charset=utf-8"
+            };
+            return (
+                StatusCode::from_u16(*status).unwrap(),
+                [(header::CONTENT_TYPE, content_type)],
+                body.clone(),
+            )
+                .into_response();
+        }
+        if headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            != Some("application/json")
+        {
+            return StatusCode::UNSUPPORTED_MEDIA_TYPE.into_response();
+        }
+        let request: serde_json::Value = match serde_json::from_slice(&body) {
+            Ok(request @ serde_json::Value::Object(_)) => request,
+            Ok(_) => return connect_error("invalid_argument", "unmarshal message: not an object"),
+            Err(err) => {
+                return connect_error("invalid_argument", &format!("unmarshal message: {err}"));
+            }
+        };
+        let fields = (|| {
+            Ok::<_, String>((
+                strings(&request, "matchers", "matchers")?,
+                strings(&request, "labelNames", "label_names")?,
+                int64(&request, "start")?,
+                int64(&request, "end")?,
+            ))
+        })();
+        let (matchers, label_names, start, end) = match fields {
+            Ok(fields) => fields,
+            Err(err) => {
+                return connect_error("invalid_argument", &format!("unmarshal message: {err}"));
+            }
+        };
+        if start == 0 || end == 0 {
+            return connect_error("invalid_argument", "missing time range in the query");
+        }
+        if start > end {
+            return connect_error("invalid_argument", "query start time is after end time");
+        }
+        let mut selectors = Vec::new();
+        for matcher in &matchers {
+            match parser::parse(matcher) {
+                Ok(Expr::VectorSelector(selector)) => selectors.push(selector),
+                Ok(_) => {
+                    return connect_error(
+                        "invalid_argument",
+                        &format!(
+                            "parsing label selector: failed to parse label selector {matcher:?}: not a selector"
+                        ),
+                    );
+                }
+                Err(err) => {
+                    return connect_error(
+                        "invalid_argument",
+                        &format!(
+                            "parsing label selector: failed to parse label selector {matcher:?}: {err}"
+                        ),
+                    );
+                }
+            }
+        }
+        let (start, end) = (
+            u64::try_from(start).unwrap_or(0),
+            u64::try_from(end).unwrap_or(0),
+        );
+        let found: BTreeSet<Vec<(String, String)>> = data
+            .profiles
+            .iter()
+            .filter(|(_, at)| (start..=end).contains(at))
+            .map(|(labels, _)| labels)
+            .filter(|labels| {
+                selectors.iter().all(|selector| {
+                    selector
+                        .name
+                        .as_ref()
+                        .is_none_or(|name| labels.get("__name__") == Some(name))
+                        && selector
+                            .matchers
+                            .matchers
+                            .iter()
+                            .all(|m| m.is_match(labels.get(&m.name).map_or("", String::as_str)))
+                })
+            })
+            .map(|labels| {
+                labels
+                    .iter()
+                    .filter(|(name, _)| label_names.is_empty() || label_names.contains(name))
+                    .map(|(name, value)| (name.clone(), value.clone()))
+                    .collect()
+            })
+            .collect();
+        if found.is_empty() {
+            return axum::Json(json!({})).into_response();
+        }
+        let labels_set: Vec<_> = found
+            .into_iter()
+            .map(|labels| {
+                json!({"labels": labels
+                    .into_iter()
+                    .map(|(name, value)| json!({"name": name, "value": value}))
+                    .collect::<Vec<_>>()})
+            })
+            .collect();
+        axum::Json(json!({"labelsSet": labels_set})).into_response()
+    };
+    Router::new().route(
+        &format!("{prefix}/querier.v1.QuerierService/Series"),
+        post(series),
+    )
 }
