@@ -7,7 +7,9 @@
 //! - `on`: every trace sampled, OTLP/HTTP to a healthy collector (the
 //!   in-process receiver, counting what arrives);
 //! - `down`: the collector's port is closed;
-//! - `stuck`: the collector accepts connections and never answers.
+//! - `stuck`: the collector accepts connections and never answers;
+//! - `profiling`: `on`, plus continuous CPU profiling with span profiles
+//!   (`PYROSCOPE_SERVER_ADDRESS`, 100 Hz) pushed to a Pyroscope stand-in.
 //!
 //! Each run is a fresh api (its own database and Redis key prefix) pinned
 //! to one CPU, a warm-up, a measured `wrk` window on another CPU and, for
@@ -24,6 +26,7 @@ use anyhow::Context;
 use broker::lapin;
 use demo::{Launch, Printed};
 use otlp_testkit::Receiver;
+use otlp_testkit::pyroscope::PyroscopeReceiver;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -34,6 +37,9 @@ use crate::{Cleanup, progress, system};
 /// Memory growth over a `down` or `stuck` run beyond which telemetry is not
 /// bounded (issue 10).
 const MAX_RSS_GROWTH_MIB: f64 = 50.0;
+
+/// What profiling may add to the api's CPU per request over `on` (issue 23).
+const MAX_PROFILING_CPU_INCREASE: f64 = 0.03;
 
 /// How a run is set up.
 #[derive(Debug, Clone)]
@@ -84,9 +90,16 @@ enum Config {
     On,
     Down,
     Stuck,
+    Profiling,
 }
 
-const CONFIGS: [Config; 4] = [Config::Off, Config::On, Config::Down, Config::Stuck];
+const CONFIGS: [Config; 5] = [
+    Config::Off,
+    Config::On,
+    Config::Down,
+    Config::Stuck,
+    Config::Profiling,
+];
 
 impl Config {
     fn name(self) -> &'static str {
@@ -95,6 +108,7 @@ impl Config {
             Self::On => "on",
             Self::Down => "down",
             Self::Stuck => "stuck",
+            Self::Profiling => "profiling",
         }
     }
 
@@ -110,6 +124,8 @@ impl Config {
 enum Collector {
     None,
     Healthy(Receiver),
+    /// A healthy collector and a Pyroscope.
+    Profiled(Receiver, PyroscopeReceiver),
     /// A port nothing listens on.
     Closed(u16),
     Stuck(Stuck),
@@ -130,6 +146,14 @@ impl Collector {
                 Self::Closed(listener.local_addr()?.port())
             }
             Config::Stuck => Self::Stuck(Stuck::start().await?),
+            Config::Profiling => Self::Profiled(
+                Receiver::start_counting()
+                    .await
+                    .context("cannot start the OTLP receiver")?,
+                PyroscopeReceiver::start()
+                    .await
+                    .context("cannot start the Pyroscope stand-in")?,
+            ),
         })
     }
 
@@ -137,20 +161,38 @@ impl Collector {
     fn env(&self) -> Vec<(String, String)> {
         let endpoint = match self {
             Self::None => return vec![("OTEL_SDK_DISABLED".into(), "true".into())],
-            Self::Healthy(receiver) => receiver.http_endpoint(),
+            Self::Healthy(receiver) | Self::Profiled(receiver, _) => receiver.http_endpoint(),
             Self::Closed(port) => format!("http://127.0.0.1:{port}"),
             Self::Stuck(stuck) => format!("http://{}", stuck.addr),
         };
-        vec![
+        let mut env = vec![
             ("OTEL_EXPORTER_OTLP_ENDPOINT".into(), endpoint),
             ("OTEL_EXPORTER_OTLP_PROTOCOL".into(), "http/protobuf".into()),
             ("OTEL_TRACES_SAMPLER".into(), "always_on".into()),
-        ]
+        ];
+        if let Self::Profiled(_, pyroscope) = self {
+            env.push(("PYROSCOPE_SERVER_ADDRESS".into(), pyroscope.url()));
+        }
+        env
     }
 
     fn spans_received(&self) -> Option<usize> {
         match self {
-            Self::Healthy(receiver) => Some(receiver.counts().spans),
+            Self::Healthy(receiver) | Self::Profiled(receiver, _) => Some(receiver.counts().spans),
+            _ => None,
+        }
+    }
+
+    /// Profiles pushed, and the CPU time their samples add up to.
+    fn profiles_received(&self) -> Option<(usize, Duration)> {
+        match self {
+            Self::Profiled(_, pyroscope) => {
+                let sampled: i64 = pyroscope.samples().iter().map(|s| s.value).sum();
+                Some((
+                    pyroscope.pushes(),
+                    Duration::from_nanos(u64::try_from(sampled).unwrap_or(0)),
+                ))
+            }
             _ => None,
         }
     }
@@ -203,6 +245,8 @@ struct Run {
     all_requests: u64,
     spans_received: Option<usize>,
     spans_dropped: u64,
+    /// Profiles pushed by the end of the run, and the CPU time sampled.
+    profiles_received: Option<(usize, Duration)>,
     shutdown: Duration,
     /// Exited on SIGTERM in time (else killed, and `shutdown` is how long
     /// it was given).
@@ -378,6 +422,14 @@ async fn measure(
         }
     };
     let shutdown = stopping.elapsed();
+    let profiles_received = match &collector {
+        // The last profile is pushed as the api exits.
+        Collector::Profiled(_, pyroscope) => {
+            let _ = pyroscope.wait_for_pushes(1, Duration::from_secs(2)).await;
+            collector.profiles_received()
+        }
+        _ => None,
+    };
     Ok(Run {
         config,
         measured,
@@ -390,6 +442,7 @@ async fn measure(
         all_requests: warmup.requests + requests + 1,
         spans_received: collector.spans_received(),
         spans_dropped: system::dropped_spans(&printed.lines()),
+        profiles_received,
         shutdown,
         exited,
     })
@@ -611,6 +664,40 @@ fn summarize(kind: Kind, settings: &Settings, runs: &[Run]) -> Table {
         micros(med(&off, cpu)),
         (med(&on, cpu) - med(&off, cpu)) / spans_per_request * 1e6
     ));
+    let profiling = of(Config::Profiling);
+    let increase = med(&profiling, cpu) / med(&on, cpu) - 1.0;
+    let pushed = profiling
+        .iter()
+        .filter_map(|r| r.profiles_received)
+        .map(|(pushes, _)| pushes)
+        .min()
+        .unwrap_or(0);
+    let sampled = med(&profiling, |r| {
+        r.profiles_received
+            .map_or(0.0, |(_, sampled)| sampled.as_secs_f64())
+    });
+    table.notes.push(format!(
+        "Profiling (100 Hz, span profiles) over on: api CPU/req {} vs {} ({:+.1}%, at most \
+         {:+.0}% allowed); p99 {} vs {}; at least {pushed} profile(s) pushed a run, {:.1} s of \
+         CPU sampled (median).",
+        micros(med(&profiling, cpu)),
+        micros(med(&on, cpu)),
+        increase * 100.0,
+        MAX_PROFILING_CPU_INCREASE * 100.0,
+        seconds(med(&profiling, p99)),
+        seconds(med(&on, p99)),
+        sampled,
+    ));
+    if pushed == 0 {
+        problems.push("✗ profiling: a run pushed no profile".to_owned());
+    }
+    if increase > MAX_PROFILING_CPU_INCREASE {
+        problems.push(format!(
+            "✗ profiling: api CPU/req {:+.1}% over on (at most {:+.0}%)",
+            increase * 100.0,
+            MAX_PROFILING_CPU_INCREASE * 100.0
+        ));
+    }
     table.notes.extend(problems);
     table
 }
