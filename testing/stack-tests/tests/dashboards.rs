@@ -169,7 +169,10 @@ fn the_tempo_data_source_links_spans_to_the_pyroscope_data_source_lgtm_provision
         target["type"], "grafana-pyroscope-datasource",
         "tracesToProfiles names {uid:?}, which is not a Pyroscope data source"
     );
-    assert_eq!(link["profileTypeId"], CPU_PROFILE_TYPE);
+    assert_eq!(
+        link["profileTypeId"], CPU_PROFILE_TYPE,
+        "tracesToProfiles opens another profile type than the services push"
+    );
     assert_eq!(
         link["customQuery"], false,
         "the link's query is built from the tags"
