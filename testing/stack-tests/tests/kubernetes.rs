@@ -1016,6 +1016,18 @@ fn a_profile_address_the_receivers_do_not_serve_is_reported() {
         "{problems:?}"
     );
 
+    // profiles.alloy loaded by the traces tier too.
+    let mut objects = rendered("local");
+    object_mut(&mut objects, "StatefulSet", "alloy-traces")["spec"]["template"]["spec"]["volumes"]
+        [0]["projected"]["sources"][0]["configMap"]["items"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"key": "profiles.alloy", "path": "profiles.alloy"}));
+    assert_eq!(
+        profile_problems(&objects),
+        ["StatefulSet/alloy-traces loads profiles.alloy: only the receivers get profiles"]
+    );
+
     // profiles.alloy left out of the receivers' directory.
     let mut objects = rendered("local");
     object_mut(&mut objects, "Deployment", "alloy")["spec"]["template"]["spec"]["volumes"][0]
