@@ -767,6 +767,7 @@ fn alloy_problems(objects: &[Object]) -> Vec<String> {
         let optional = [
             "GRAFANA_CLOUD_OTLP_INSTANCE_ID",
             "GRAFANA_CLOUD_PROMETHEUS_INSTANCE_ID",
+            "GRAFANA_CLOUD_PROFILES_INSTANCE_ID",
             "GRAFANA_CLOUD_API_TOKEN",
         ];
         let remote = env
@@ -814,6 +815,7 @@ fn each_tier_loads_the_files_of_the_contract() {
         "export.alloy",
         "kubernetes.alloy",
         "loadbalancing.alloy",
+        "profiles.alloy",
     ];
     for overlay in OVERLAYS {
         assert_eq!(files(overlay, "Deployment/alloy"), receivers, "{overlay}");
@@ -887,6 +889,203 @@ fn a_hinge_defined_twice_or_not_at_all_is_reported() {
         problems.iter().any(|p| p
             .contains("otelcol.processor.resourcedetection.default.input, which is not defined")),
         "{problems:?}"
+    );
+}
+
+// ------------------------------------------------------------ Profiles --
+
+/// api, worker and bot push profiles (PYROSCOPE_SERVER_ADDRESS) to a
+/// Service that selects the receivers' pods on a port that reaches the
+/// container port pyroscope.receive_http listens on, in the files the
+/// receivers load; the traces tier runs no receiver of its own.
+fn profile_problems(objects: &[Object]) -> Vec<String> {
+    let mut problems = Vec::new();
+    let receivers = "Deployment/alloy";
+    let blocks = match alloy_config(objects, receivers) {
+        Ok(blocks) => blocks,
+        Err(errors) => return errors,
+    };
+    let listen = blocks
+        .iter()
+        .find(|block| block.name == "pyroscope.receive_http")
+        .and_then(|block| block.block("http"))
+        .and_then(|http| match http.attribute("listen_port") {
+            Some(alloy::Value::Number(port)) => port.parse::<u64>().ok(),
+            _ => None,
+        });
+    let Some(listen) = listen else {
+        return vec![format!(
+            "{receivers}: its Alloy runs no pyroscope.receive_http with a listen_port"
+        )];
+    };
+    let template = template_of(objects, receivers);
+    let container = kubernetes::container(template, "alloy").unwrap();
+    for workload in alloy_workloads(objects) {
+        if workload != receivers
+            && alloy_config(objects, &workload)
+                .unwrap_or_default()
+                .iter()
+                .any(|block| block.name.starts_with("pyroscope."))
+        {
+            problems.push(format!(
+                "{workload} loads profiles.alloy: only the receivers get profiles"
+            ));
+        }
+    }
+    for (service, _) in SERVICES {
+        let workload = format!("Deployment/{service}");
+        let env = env_of(objects, &workload, service);
+        let Some(address) = env.get("PYROSCOPE_SERVER_ADDRESS") else {
+            problems.push(format!("{workload}: no PYROSCOPE_SERVER_ADDRESS"));
+            continue;
+        };
+        let Ok(url) = url::Url::parse(address) else {
+            problems.push(format!(
+                "{workload}: PYROSCOPE_SERVER_ADDRESS {address:?} is no URL"
+            ));
+            continue;
+        };
+        let host = url.host_str().unwrap_or_default();
+        let port = url.port_or_known_default().map(u64::from);
+        let Some(svc) = kubernetes::find(objects, "Service", host) else {
+            problems.push(format!(
+                "{workload}: PYROSCOPE_SERVER_ADDRESS {address} names no Service"
+            ));
+            continue;
+        };
+        if !labels_match(&svc["spec"]["selector"], &template["metadata"]["labels"]) {
+            problems.push(format!(
+                "{workload}: PYROSCOPE_SERVER_ADDRESS {address}: Service {host} does not select {receivers}"
+            ));
+        }
+        let reaches = svc["spec"]["ports"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|p| {
+                p["port"].as_u64() == port
+                    && container_port(container, &p["targetPort"]) == Some(listen)
+            });
+        if !reaches {
+            problems.push(format!(
+                "{workload}: PYROSCOPE_SERVER_ADDRESS {address}: Service {host} has no port {} to \
+                 the receivers' pyroscope.receive_http on {listen}",
+                port.unwrap_or_default()
+            ));
+        }
+    }
+    problems
+}
+
+#[test]
+fn the_services_push_profiles_to_the_receivers_pyroscope_receive_http() {
+    for overlay in OVERLAYS {
+        let problems = profile_problems(&rendered(overlay));
+        assert!(problems.is_empty(), "{overlay}:\n{}", problems.join("\n"));
+    }
+}
+
+#[test]
+fn a_profile_address_the_receivers_do_not_serve_is_reported() {
+    // The Service alloy without its profiles port.
+    let mut objects = rendered("local");
+    object_mut(&mut objects, "Service", "alloy")["spec"]["ports"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|port| port["port"] != 4040);
+    let problems = profile_problems(&objects);
+    assert_eq!(problems.len(), 3, "{problems:?}");
+    assert!(
+        problems[0].contains("Deployment/api: PYROSCOPE_SERVER_ADDRESS http://alloy:4040: Service alloy has no port 4040"),
+        "{problems:?}"
+    );
+
+    // The worker pointed at the traces tier.
+    let mut objects = rendered("local");
+    let worker = main_container_mut(&mut objects, "Deployment", "worker");
+    for var in worker["env"].as_array_mut().unwrap() {
+        if var["name"] == "PYROSCOPE_SERVER_ADDRESS" {
+            var["value"] = json!("http://alloy-traces:4040");
+        }
+    }
+    let problems = profile_problems(&objects);
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("Service alloy-traces does not select Deployment/alloy")),
+        "{problems:?}"
+    );
+
+    // profiles.alloy loaded by the traces tier too.
+    let mut objects = rendered("local");
+    object_mut(&mut objects, "StatefulSet", "alloy-traces")["spec"]["template"]["spec"]["volumes"]
+        [0]["projected"]["sources"][0]["configMap"]["items"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"key": "profiles.alloy", "path": "profiles.alloy"}));
+    assert_eq!(
+        profile_problems(&objects),
+        ["StatefulSet/alloy-traces loads profiles.alloy: only the receivers get profiles"]
+    );
+
+    // profiles.alloy left out of the receivers' directory.
+    let mut objects = rendered("local");
+    object_mut(&mut objects, "Deployment", "alloy")["spec"]["template"]["spec"]["volumes"][0]
+        ["projected"]["sources"][0]["configMap"]["items"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|item| item["key"] != "profiles.alloy");
+    assert_eq!(
+        profile_problems(&objects),
+        ["Deployment/alloy: its Alloy runs no pyroscope.receive_http with a listen_port"]
+    );
+}
+
+/// The local lgtm gets the data sources compose gives it (Tempo linking
+/// to Pyroscope), where compose mounts them, and serves Pyroscope, where
+/// the local overlay's receivers write profiles.
+#[test]
+fn the_local_lgtm_provisions_the_data_sources_and_serves_pyroscope() {
+    let objects = rendered("local");
+    let template = template_of(&objects, "Deployment/lgtm");
+    let container = kubernetes::container(template, "lgtm").unwrap();
+    let path = "/otel-lgtm/grafana/conf/provisioning/datasources/grafana-datasources.yaml";
+    let mount = container["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|mount| mount["mountPath"] == path)
+        .unwrap_or_else(|| panic!("lgtm mounts nothing at {path}"));
+    let volume = template["spec"]["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|volume| volume["name"] == mount["name"])
+        .unwrap();
+    let config_map = kubernetes::get(
+        &objects,
+        "ConfigMap",
+        volume["configMap"]["name"].as_str().unwrap(),
+    )
+    .unwrap();
+    let key = mount["subPath"].as_str().unwrap();
+    assert_eq!(
+        config_map["data"][key].as_str(),
+        Some(repo_file("grafana/datasources.yaml").as_str()),
+        "lgtm's data sources are not grafana/datasources.yaml"
+    );
+    let url = &env_of(&objects, "Deployment/alloy", "alloy")["GRAFANA_CLOUD_PROFILES_URL"];
+    let url = url::Url::parse(url).unwrap();
+    let service = kubernetes::get(&objects, "Service", url.host_str().unwrap()).unwrap();
+    let port = url.port_or_known_default().map(u64::from);
+    assert!(
+        service["spec"]["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["port"].as_u64() == port
+                && container_port(container, &p["targetPort"]) == port),
+        "the receivers write profiles to {url}, which lgtm's Service does not serve"
     );
 }
 

@@ -304,9 +304,12 @@ fn on_a_path_from_a_source_to_an_exporter(setup: &str, blocks: &[Block]) {
         id.starts_with("otelcol.receiver.")
             || id.starts_with("prometheus.exporter.")
             || id.starts_with("prometheus.scrape.")
+            || id.starts_with("pyroscope.receive_http.")
     };
     let is_sink = |id: &str| {
-        id.starts_with("otelcol.exporter.") || id.starts_with("prometheus.remote_write.")
+        id.starts_with("otelcol.exporter.")
+            || id.starts_with("prometheus.remote_write.")
+            || id.starts_with("pyroscope.write.")
     };
     let reach = |from: Vec<String>, edges: &BTreeMap<String, BTreeSet<String>>| {
         let mut seen: BTreeSet<String> = from.iter().cloned().collect();
@@ -457,8 +460,8 @@ fn passes_alloys_validation(compose_setup: &str, compose_files: &[&str]) {
         .collect();
     assert_eq!(
         filled.len(),
-        5,
-        "the five Grafana Cloud lines of .env.example Alloy reads"
+        7,
+        "the seven Grafana Cloud lines of .env.example Alloy reads"
     );
     let mut cloud = env_example();
     cloud.extend(filled);
@@ -632,6 +635,93 @@ fn ports_and_host_names_agree_across_services_alloy_and_compose() {
     );
 }
 
+/// The services that push profiles: those compose gives a
+/// `PYROSCOPE_SERVER_ADDRESS`.
+fn profiled_services(base: &Value) -> Vec<String> {
+    base["services"]
+        .as_mapping()
+        .unwrap()
+        .keys()
+        .map(|name| name.as_str().unwrap().to_owned())
+        .filter(|name| environment(base, name).contains_key("PYROSCOPE_SERVER_ADDRESS"))
+        .collect()
+}
+
+/// `(host, port)` of an `http://host:port` URL.
+fn host_port(url: &str) -> (String, u16) {
+    let url = url::Url::parse(url).unwrap_or_else(|err| panic!("{url}: {err}"));
+    (
+        url.host_str().unwrap().to_owned(),
+        url.port_or_known_default().unwrap(),
+    )
+}
+
+/// api, worker and bot push their profiles to Alloy's
+/// pyroscope.receive_http where it listens, on an address other containers
+/// reach (compose needs no `expose`: containers of one network reach every
+/// port a process binds beyond loopback); Alloy forwards them to the
+/// Pyroscope of lgtm, on the port Grafana's Pyroscope data source asks.
+#[test]
+fn services_push_profiles_where_profiles_alloy_listens_and_alloy_forwards_to_lgtms_pyroscope() {
+    let base = compose("docker-compose.base.yml");
+    assert_eq!(
+        profiled_services(&base),
+        ["api", "worker", "bot"],
+        "the three services push profiles, and only they"
+    );
+    for setup in [alloy::COMPOSE, alloy::COMPOSE_SAMPLING] {
+        let files = alloy::compose_alloy(setup).unwrap().files;
+        assert!(
+            files.contains(&"grafana-alloy/profiles.alloy".to_owned()),
+            "compose does not mount profiles.alloy into Alloy's directory: {files:?}"
+        );
+    }
+    let blocks = alloy_blocks(alloy::COMPOSE);
+    let receivers: Vec<&Block> = blocks
+        .iter()
+        .filter(|b| b.name == "pyroscope.receive_http")
+        .collect();
+    assert_eq!(receivers.len(), 1, "one pyroscope.receive_http");
+    let http = receivers[0]
+        .block("http")
+        .expect("pyroscope.receive_http sets no http block: it would listen on 8080");
+    let address = http.strings("listen_address");
+    assert_eq!(
+        address,
+        ["0.0.0.0"],
+        "pyroscope.receive_http must listen beyond loopback for the services to reach it"
+    );
+    let port: u16 = match http.attribute("listen_port") {
+        Some(alloy::Value::Number(port)) => port.parse().unwrap(),
+        other => panic!("pyroscope.receive_http's listen_port is {other:?}"),
+    };
+    for name in profiled_services(&base) {
+        let address = default_of(&environment(&base, &name)["PYROSCOPE_SERVER_ADDRESS"]);
+        assert_eq!(
+            host_port(&address),
+            ("alloy".to_owned(), port),
+            "{name} pushes profiles to {address}, but profiles.alloy listens on alloy:{port}"
+        );
+    }
+
+    // Alloy forwards to lgtm's Pyroscope, where Grafana reads it.
+    let alloy_env = environment(&base, "alloy");
+    let (host, to) = host_port(&default_of(&alloy_env["GRAFANA_CLOUD_PROFILES_URL"]));
+    assert_eq!(host, "lgtm", "profiles go to the local backend by default");
+    let datasources: Value = serde_yaml_ng::from_str(&read("grafana/datasources.yaml")).unwrap();
+    let pyroscope = datasources["datasources"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|ds| ds["type"] == "grafana-pyroscope-datasource")
+        .expect("grafana/datasources.yaml defines no Pyroscope data source");
+    let (_, read_port) = host_port(pyroscope["url"].as_str().unwrap());
+    assert_eq!(
+        to, read_port,
+        "Alloy writes profiles to lgtm:{to}, Grafana reads Pyroscope on :{read_port}"
+    );
+}
+
 #[test]
 fn only_the_api_grafana_alloys_ui_and_the_query_apis_are_published_and_only_on_loopback() {
     let local = compose("docker-compose.yml");
@@ -663,10 +753,12 @@ fn only_the_api_grafana_alloys_ui_and_the_query_apis_are_published_and_only_on_l
         ("api", 8000),
         ("lgtm", 3000),
         ("alloy", 12345),
-        // Tempo, Prometheus and Loki, for check-telemetry run natively.
+        // Tempo, Prometheus, Loki and Pyroscope, for check-telemetry run
+        // natively.
         ("lgtm", 3200),
         ("lgtm", 9090),
         ("lgtm", 3100),
+        ("lgtm", 4040),
     ]
     .into_iter()
     .map(|(name, port)| (name.to_owned(), port))

@@ -75,6 +75,9 @@ const POLICY_TYPES: &[&str] = policy_kinds![
 ];
 /// otelcol.connector.spanmetrics' `Dimension`: a span or resource attribute.
 const DIMENSION: &[&str] = &["name", "default"];
+/// The port pyroscope.receive_http listens on without `http { listen_port }`
+/// (common/net's `DefaultHTTPPort`).
+pub const RECEIVE_HTTP_DEFAULT_PORT: u64 = 8080;
 const DEBUG_METRICS: &[&str] = &["disable_high_cardinality_metrics", "level"];
 /// The blocks that also take the attributes of Prometheus' HTTP client.
 const WITH_PROMETHEUS_HTTP_CLIENT: &[&str] =
@@ -784,6 +787,84 @@ const SCHEMAS: &[Schema] = &[
         &["username", "password", "password_file"],
         &[],
     ),
+    // pyroscope.receive_http's Arguments squash Alloy's common/net
+    // ServerConfig (its `http`, `grpc` blocks and graceful_shutdown_timeout).
+    (
+        "pyroscope.receive_http",
+        &[
+            "forward_to",
+            "debug_info_upload_timeout",
+            "graceful_shutdown_timeout",
+        ],
+        &["http", "grpc"],
+    ),
+    (
+        "pyroscope.receive_http/http",
+        &[
+            "listen_address",
+            "listen_port",
+            "conn_limit",
+            "server_read_timeout",
+            "server_write_timeout",
+            "server_idle_timeout",
+        ],
+        &["tls", "http2"],
+    ),
+    (
+        "pyroscope.receive_http/grpc",
+        &[
+            "listen_address",
+            "listen_port",
+            "conn_limit",
+            "max_connection_age",
+            "max_connection_age_grace",
+            "max_connection_idle",
+            "server_max_recv_msg_size",
+            "server_max_send_msg_size",
+            "server_max_concurrent_streams",
+        ],
+        &["tls"],
+    ),
+    (
+        "pyroscope.write",
+        &["external_labels"],
+        &["endpoint", "tracing"],
+    ),
+    // EndpointOptions, squashing Alloy's common/config HTTPClientConfig
+    // (with its ProxyConfig and Headers squashed in turn).
+    (
+        "pyroscope.write/endpoint",
+        &[
+            "name",
+            "url",
+            "remote_timeout",
+            "debug_info_upload_timeout",
+            "headers",
+            "min_backoff_period",
+            "max_backoff_period",
+            "max_backoff_retries",
+            "bearer_token",
+            "bearer_token_file",
+            "follow_redirects",
+            "enable_http2",
+            "proxy_url",
+            "no_proxy",
+            "proxy_from_environment",
+            "proxy_connect_header",
+            "http_headers",
+        ],
+        &["basic_auth", "authorization", "oauth2", "tls_config"],
+    ),
+    (
+        "pyroscope.write/endpoint/basic_auth",
+        &["username", "password", "password_file"],
+        &[],
+    ),
+    (
+        "pyroscope.write/tracing",
+        &["jaeger_propagator", "trace_context_propagator"],
+        &[],
+    ),
 ];
 
 /// Arguments Alloy refuses to start without: `(path, attribute or block)`.
@@ -961,6 +1042,8 @@ const REQUIRED: &[(&str, &str)] = &[
     ("prometheus.relabel", "forward_to"),
     ("prometheus.relabel/rule", "action"),
     ("prometheus.remote_write/endpoint", "url"),
+    ("pyroscope.receive_http", "forward_to"),
+    ("pyroscope.write/endpoint", "url"),
 ];
 
 /// The table entry `path` is checked against. Tail-sampling policies nest
@@ -1198,6 +1281,55 @@ pub fn check_values(blocks: &[Block], env: &dyn Fn(&str) -> String) -> Vec<Strin
                     }
                 }
             }
+            // pyroscope.receive_http: without listen_port the server takes
+            // Alloy's default, 8080, and without listen_address it binds
+            // every interface; neither is refused, but 8080 is nobody's
+            // PYROSCOPE_SERVER_ADDRESS here.
+            "pyroscope.receive_http" => {
+                let port = block
+                    .block("http")
+                    .map(|http| number(http, "listen_port", RECEIVE_HTTP_DEFAULT_PORT))
+                    .unwrap_or(RECEIVE_HTTP_DEFAULT_PORT);
+                if port == RECEIVE_HTTP_DEFAULT_PORT {
+                    problems.push(format!(
+                        "line {line}: {id}: listens on Alloy's default port {port}: set http {{ listen_port }}"
+                    ));
+                }
+            }
+            // EndpointOptions.Validate() runs HTTPClientConfig.Validate():
+            // at most one way to authenticate, and a basic_auth password
+            // given once. An empty url passes Validate() but every push
+            // fails.
+            "pyroscope.write" => {
+                for endpoint in block.blocks.iter().filter(|b| b.name == "endpoint") {
+                    let at = endpoint.line;
+                    if string(endpoint, "url").is_empty() {
+                        problems.push(format!("line {at}: {id}: endpoint url is empty"));
+                    }
+                    let ways = ["basic_auth", "authorization", "oauth2"]
+                        .iter()
+                        .filter(|name| endpoint.block(name).is_some())
+                        .count()
+                        + ["bearer_token", "bearer_token_file"]
+                            .iter()
+                            .filter(|name| !string(endpoint, name).is_empty())
+                            .count();
+                    if ways > 1 {
+                        problems.push(format!(
+                            "line {at}: {id}: \"at most one of basic_auth, authorization, oauth2, bearer_token & bearer_token_file must be configured\""
+                        ));
+                    }
+                    if let Some(basic) = endpoint.block("basic_auth")
+                        && !string(basic, "password").is_empty()
+                        && !string(basic, "password_file").is_empty()
+                    {
+                        problems.push(format!(
+                            "line {}: {id}: \"at most one of basic_auth password & password_file must be configured\"",
+                            basic.line
+                        ));
+                    }
+                }
+            }
             "prometheus.exporter.redis" if string(block, "redis_addr").is_empty() => {
                 problems.push(format!("line {line}: {id}: redis_addr is empty"));
             }
@@ -1362,6 +1494,78 @@ mod tests {
             [
                 "line 4: scrape_intervall is not an argument of prometheus.scrape; did you mean scrape_interval?"
             ]
+        );
+    }
+
+    #[test]
+    fn the_profile_components_are_checked_against_their_arguments() {
+        let problems = names(
+            r#"
+pyroscope.receive_http "r" {
+  http {
+    listen_adress = "0.0.0.0"
+    listen_port   = 4040
+  }
+}
+pyroscope.write "w" {
+  endpoint {
+    basic_auth {
+      username = "u"
+      pasword  = "p"
+    }
+  }
+  tracing {
+    jaeger_propagator = false
+  }
+}
+"#,
+        );
+        assert_eq!(
+            problems,
+            [
+                "line 4: listen_adress is not an argument of pyroscope.receive_http (in http); did you mean listen_address?",
+                "line 2: pyroscope.receive_http needs forward_to",
+                "line 12: pasword is not an argument of pyroscope.write (in endpoint/basic_auth); did you mean password?",
+                "line 9: pyroscope.write (in endpoint) needs url",
+            ],
+        );
+    }
+
+    #[test]
+    fn profile_values_alloy_refuses_or_nobody_sends_to_are_reported() {
+        let blocks = parse(
+            r#"
+            pyroscope.receive_http "r" {
+              forward_to = []
+            }
+            pyroscope.write "w" {
+              endpoint {
+                url          = sys.env("URL")
+                bearer_token = "t"
+                basic_auth {
+                  password      = "p"
+                  password_file = "/p"
+                }
+              }
+            }
+            "#,
+        )
+        .unwrap();
+        let empty = |_: &str| String::new();
+        let problems = check_values(&blocks, &empty);
+        assert_eq!(problems.len(), 4, "{problems:?}");
+        assert!(problems[0].contains("default port 8080"), "{problems:?}");
+        assert!(
+            problems[1].contains("endpoint url is empty"),
+            "{problems:?}"
+        );
+        assert!(
+            problems[2].contains("at most one of basic_auth, authorization"),
+            "{problems:?}"
+        );
+        assert!(
+            problems[3].contains("password & password_file"),
+            "{problems:?}"
         );
     }
 
