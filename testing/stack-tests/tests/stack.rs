@@ -1149,11 +1149,16 @@ fn the_check_telemetry_asks_the_backends_where_compose_puts_them() {
         .map(String::as_str)
         .collect(),
     );
-    assert_eq!(
-        default_of(&env["GRAFANA_CLOUD_PROMETHEUS_URL"]),
-        default_of(&environment(&base, "alloy")["GRAFANA_CLOUD_PROMETHEUS_URL"]),
-        "the check and Alloy must mean the same Prometheus"
-    );
+    for (var, backend) in [
+        ("GRAFANA_CLOUD_PROMETHEUS_URL", "Prometheus"),
+        ("GRAFANA_CLOUD_PROFILES_URL", "Pyroscope"),
+    ] {
+        assert_eq!(
+            default_of(&env[var]),
+            default_of(&environment(&base, "alloy")[var]),
+            "the check and Alloy must mean the same {backend}"
+        );
+    }
     let native = check_telemetry::Config::from_vars([]).unwrap();
     let lgtm_ports: BTreeSet<u16> = service(&local, "lgtm")["ports"]
         .as_sequence()
@@ -1165,6 +1170,7 @@ fn the_check_telemetry_asks_the_backends_where_compose_puts_them() {
         ("GRAFANA_CLOUD_TEMPO_URL", &native.tempo),
         ("GRAFANA_CLOUD_PROMETHEUS_URL", &native.prometheus),
         ("GRAFANA_CLOUD_LOKI_URL", &native.loki),
+        ("GRAFANA_CLOUD_PROFILES_URL", &native.pyroscope),
     ] {
         let in_compose: url::Url = default_of(&env[var]).parse().unwrap();
         assert_eq!(in_compose.host_str(), Some("lgtm"), "{var}");
