@@ -66,15 +66,16 @@ impl CpuBurn {
         if burnt < self.cpu {
             tracing::warn!(
                 burnt_ms = burnt.as_millis(),
-                "CPU burn cut short: the thread got too little CPU for {} ms",
+                "CPU burn cut short at the request timeout: the thread got too little CPU for {} ms",
                 self.cpu.as_millis()
             );
         }
     }
 }
 
-/// Iterations between looks at the clock: about a tenth of a millisecond.
-const ROUND: u64 = 100_000;
+/// Iterations between looks at the clock: about half a millisecond of an
+/// optimised build, so reading the clock costs ~2 % of the burn.
+const ROUND: u64 = 400_000;
 
 /// Spends at least `cpu` of this thread's CPU time computing nothing of
 /// use, and returns the CPU time it spent: the function a CPU profile of a
@@ -85,14 +86,14 @@ const ROUND: u64 = 100_000;
 /// Measured by the thread's own CPU clock (Linux:
 /// `/proc/thread-self/schedstat`), so a thread the OS preempts burns on
 /// until it has had its `cpu`. Where that clock cannot be read it spins for
-/// `cpu` by the wall clock instead. Either way it gives up after ten times
-/// `cpu` of wall time, so a starved thread cannot hold a worker for long;
-/// the result then falls short of `cpu`.
+/// `cpu` by the wall clock instead. Either way it gives up after the api's
+/// request timeout (30 s) of wall time, so neither a starved thread nor a
+/// clock that stands still holds a worker for ever; the result then falls
+/// short of `cpu`.
 #[inline(never)]
 pub fn burn_cpu(cpu: Duration) -> Duration {
     let started = Instant::now();
     let clock = ThreadCpuClock::start();
-    let give_up = cpu.saturating_mul(10);
     let mut state = std::hint::black_box(0x9e37_79b9_7f4a_7c15_u64);
     loop {
         for i in 0..ROUND {
@@ -100,7 +101,7 @@ pub fn burn_cpu(cpu: Duration) -> Duration {
                 std::hint::black_box(state.wrapping_mul(0xbf58_476d_1ce4_e5b9).rotate_left(31) ^ i);
         }
         let burnt = clock.elapsed(started);
-        if burnt >= cpu || started.elapsed() >= give_up {
+        if burnt >= cpu || started.elapsed() >= crate::REQUEST_TIMEOUT {
             std::hint::black_box(state);
             return burnt;
         }
@@ -119,9 +120,12 @@ enum ThreadCpuClock {
 
 impl ThreadCpuClock {
     fn start() -> Self {
+        // Up to date, or the burn would count from a figure that trails.
+        std::thread::yield_now();
         thread_cpu_time().map_or(Self::Wall, Self::Cpu)
     }
 
+    /// A figure that trails can only make the burn longer.
     fn elapsed(&self, started: Instant) -> Duration {
         match (self, thread_cpu_time()) {
             (Self::Cpu(start), Some(now)) => now.saturating_sub(*start),
@@ -133,12 +137,11 @@ impl ThreadCpuClock {
 /// The CPU time this thread has run (Linux: the first field of
 /// `/proc/thread-self/schedstat`, in nanoseconds); `None` elsewhere.
 ///
-/// The kernel brings the figure up to date when the thread yields (and at
-/// each scheduler tick); a read without yielding first can trail by up to
-/// a tick, which at the start of a burn would cut it short. The yield gives
-/// the core away only if another thread is waiting for it.
+/// The kernel brings the figure up to date at each scheduler tick and when
+/// the thread yields, so it can trail by up to a tick. Yielding before every
+/// read would keep it exact, but on a busy host each yield hands the core to
+/// another thread and the burn would take far longer than its CPU.
 fn thread_cpu_time() -> Option<Duration> {
-    std::thread::yield_now();
     let schedstat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
     let nanos = schedstat.split_whitespace().next()?.parse().ok()?;
     Some(Duration::from_nanos(nanos))

@@ -56,7 +56,7 @@ pub use schema::MIGRATOR;
 const MAX_BODY_BYTES: usize = 16 * 1024;
 /// Longest a request may take before it is answered 408, so that draining on
 /// shutdown cannot hang on a stuck request.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The service could not start.
 #[derive(Debug, thiserror::Error)]
