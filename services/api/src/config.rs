@@ -92,10 +92,22 @@ pub struct Faults {
     /// read; the worker dead-letters them.
     #[arg(long, env = POISON, value_parser = Fault::percent(POISON))]
     pub poison: Option<Fault>,
+    /// Percentage of `GET /games` requests that burn CPU in
+    /// `api::faults::burn_cpu` after their query, inside their SERVER span,
+    /// blocking their worker thread meanwhile: something for a CPU profile
+    /// to find.
+    #[arg(long, env = CPU_BURN, value_parser = Fault::percent(CPU_BURN))]
+    pub cpu_burn: Option<Fault>,
+    /// CPU milliseconds each burning request spends, from 1 to 5000
+    /// (measured by the thread's CPU clock, not slept).
+    #[arg(long = "cpu-burn-ms", env = CPU_BURN_MS, default_value = "200", value_parser = crate::faults::burn_millis())]
+    pub cpu_burn_time: Duration,
 }
 
 const DB_DELAY: &str = "FAULT_DB_DELAY_MS";
 const POISON: &str = "FAULT_POISON_PERCENT";
+const CPU_BURN: &str = "FAULT_CPU_BURN_PERCENT";
+const CPU_BURN_MS: &str = "FAULT_CPU_BURN_MS";
 
 /// `api migrate`: where, and whether to apply or only wait.
 #[derive(Debug, Clone, clap::Args)]
@@ -152,6 +164,29 @@ mod tests {
         assert_eq!(config.outbox_poll_interval, Duration::from_secs(1));
         assert!(config.migrate_on_start);
         assert!(config.faults.db_delay.is_none() && config.faults.poison.is_none());
+        assert!(config.faults.cpu_burn.is_none());
+        assert_eq!(config.faults.cpu_burn_time, Duration::from_millis(200));
+    }
+
+    #[test]
+    fn the_cpu_burn_takes_a_share_and_a_bounded_time() {
+        let config = config(&[
+            ("FAULT_CPU_BURN_PERCENT", "25"),
+            ("FAULT_CPU_BURN_MS", "5000"),
+        ])
+        .unwrap();
+        let share = config.faults.cpu_burn.unwrap();
+        let fired: Vec<bool> = (0..4).map(|_| share.fires()).collect();
+        assert_eq!(fired, [false, false, false, true]);
+        assert_eq!(config.faults.cpu_burn_time, Duration::from_secs(5));
+        for bad in ["0", "5001", "-1", "0.5", "fast"] {
+            let err = self::config(&[("FAULT_CPU_BURN_MS", bad)]).unwrap_err();
+            let shown = err.to_string();
+            assert!(shown.contains("FAULT_CPU_BURN_MS"), "{bad}: {shown}");
+            if bad.parse::<i64>().is_ok_and(|n| n >= 0) {
+                assert!(shown.contains("1..=5000"), "{bad}: {shown}");
+            }
+        }
     }
 
     #[test]
@@ -180,6 +215,8 @@ mod tests {
             ("API_MIGRATE_ON_START", "yes"),
             ("FAULT_POISON_PERCENT", "101"),
             ("FAULT_DB_DELAY_MS", "slow"),
+            ("FAULT_CPU_BURN_PERCENT", "101"),
+            ("FAULT_CPU_BURN_MS", "9999"),
         ] {
             let err = config(&[(var, bad)]).unwrap_err();
             assert!(err.to_string().contains(var), "{var}: {err}");

@@ -8,6 +8,8 @@
 //!   [`outbox`] in the same transaction.
 //! - [`outbox`]: the outbox and the relay that publishes it to RabbitMQ.
 //! - [`cache`]: cache-aside for single games in Redis.
+//! - [`faults`]: the CPU-burn fault switch (the others act in [`store`]
+//!   and [`outbox`]).
 //! - `routes`, `error`, `extract`: the HTTP surface and its problem+json errors.
 //! - [`App`]: everything wired together; [`App::router`] is what tests drive.
 
@@ -16,6 +18,7 @@ pub mod config;
 pub mod domain;
 mod error;
 mod extract;
+pub mod faults;
 pub mod outbox;
 mod routes;
 pub mod store;
@@ -53,7 +56,7 @@ pub use schema::MIGRATOR;
 const MAX_BODY_BYTES: usize = 16 * 1024;
 /// Longest a request may take before it is answered 408, so that draining on
 /// shutdown cannot hang on a stuck request.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +93,8 @@ struct AppState {
     relay: outbox::Relay,
     broker: Arc<Broker>,
     metrics: Metrics,
+    /// `FAULT_CPU_BURN_PERCENT`, when set.
+    cpu_burn: Option<faults::CpuBurn>,
 }
 
 impl AppState {
@@ -180,6 +185,7 @@ impl App {
                 relay,
                 broker,
                 metrics,
+                cpu_burn: faults::CpuBurn::new(&config.faults),
             },
             retention,
         })

@@ -154,6 +154,11 @@ async fn list_games(
     let after = query.cursor.as_deref().map(decode_cursor).transpose()?;
     // One extra row tells whether there is a next page.
     let mut games = state.store.list(status, after, limit + 1).await?;
+    // A fault switch (FAULT_CPU_BURN_PERCENT): CPU spent here, in the
+    // request's span but in none of its children.
+    if let Some(burn) = &state.cpu_burn {
+        burn.on_request();
+    }
     let next_cursor = if games.len() > limit as usize {
         games.truncate(limit as usize);
         games

@@ -7,6 +7,7 @@
 mod cache;
 mod database;
 mod docs;
+mod faults;
 mod games;
 mod helpers;
 mod migrations;

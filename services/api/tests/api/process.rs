@@ -53,6 +53,11 @@ impl Api {
         }
     }
 
+    /// The process id of the running binary.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id().unwrap()
+    }
+
     /// Creates a valid game through the API.
     pub(crate) async fn create_game(&self) -> api::Game {
         let response = reqwest::Client::new()
