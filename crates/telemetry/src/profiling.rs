@@ -37,6 +37,13 @@
 //! - A labelled span gets `pyroscope.profile.id`, so Grafana shows the link
 //!   only for spans that have a flame graph.
 //!
+//! - Samples are collected (stacks symbolized) at each label change and
+//!   every 10 s, under a lock: a sample taken meanwhile is dropped, as
+//!   pprof-rs drops any sample it cannot record at once. The first
+//!   collection of a process reads the binary's symbols, which for a debug
+//!   build with full debug info takes seconds: the first labelled span of
+//!   such a process loses most of its samples.
+//!
 //! pprof-rs keeps one profiler per process: a second [`Profiler::start`]
 //! fails while the first runs.
 
@@ -168,28 +175,22 @@ impl Profiler {
         }
     }
 
-    /// Stops labelling and sampling, and hands what was sampled since the
-    /// last push to the agent's pushing thread, which sends it in the
-    /// background while the other signals flush.
-    ///
-    /// The agent's own shutdown is left to a thread of its own and not
-    /// waited for: besides that last push, it waits for its timer's next
-    /// 10 s tick, which would hold up every exit by up to 10 s. A process
-    /// that exits before the push is done loses that last profile.
+    /// Stops labelling and sampling, and pushes what was sampled since the
+    /// last push. Blocks until the agent has stopped: its last push (up to
+    /// the agent's 10 s timeout) and its timer's next 10 s tick, which it
+    /// waits for too. The caller bounds the wait ([`crate::SHUTDOWN_DEADLINE`]),
+    /// by when the last push, started at once, is normally done.
     pub(crate) fn shutdown(self) -> OTelSdkResult {
         drop(self.stop_watchdog);
         let _ = self.watchdog.join();
         let Some(agent) = lock(&self.shared.agent).take() else {
             return Ok(());
         };
-        let agent = agent
+        agent
             .stop()
-            .map_err(|err| OTelSdkError::InternalFailure(err.to_string()))?;
-        std::thread::Builder::new()
-            .name("telemetry-profiler-shutdown".into())
-            .spawn(move || agent.shutdown())
-            .map(|_| ())
-            .map_err(|err| OTelSdkError::InternalFailure(err.to_string()))
+            .map_err(|err| OTelSdkError::InternalFailure(err.to_string()))?
+            .shutdown();
+        Ok(())
     }
 }
 
