@@ -637,6 +637,24 @@ fn alloy_workloads(objects: &[Object]) -> Vec<String> {
         .collect()
 }
 
+/// What `container` mounts at `path`, and the volume of pod `template` it
+/// mounts.
+fn mounted_volume<'a>(
+    template: &'a Value,
+    container: &'a Value,
+    path: &str,
+) -> Option<(&'a Value, &'a Value)> {
+    let mount = container["volumeMounts"]
+        .as_array()?
+        .iter()
+        .find(|mount| mount["mountPath"] == path)?;
+    let volume = template["spec"]["volumes"]
+        .as_array()?
+        .iter()
+        .find(|volume| volume["name"] == mount["name"])?;
+    Some((mount, volume))
+}
+
 /// The files Alloy loads as its configuration in `workload`: the directory
 /// `alloy run` is given, as its volume fills it (ConfigMap keys, or the
 /// items chosen), top-level `*.alloy` files only, as Alloy reads them.
@@ -650,18 +668,8 @@ fn alloy_files(objects: &[Object], workload: &str) -> Vec<(String, String)> {
         .filter_map(Value::as_str)
         .collect();
     let dir = args.last().unwrap().trim_end_matches('/');
-    let mount = container["volumeMounts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|mount| mount["mountPath"] == dir)
+    let (_, volume) = mounted_volume(template, container, dir)
         .unwrap_or_else(|| panic!("{workload}: nothing mounted at {dir}"));
-    let volume = template["spec"]["volumes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|volume| volume["name"] == mount["name"])
-        .unwrap();
     let sources: Vec<&Value> = if volume["projected"].is_object() {
         volume["projected"]["sources"]
             .as_array()
@@ -1050,18 +1058,8 @@ fn the_local_lgtm_provisions_the_data_sources_and_serves_pyroscope() {
     let template = template_of(&objects, "Deployment/lgtm");
     let container = kubernetes::container(template, "lgtm").unwrap();
     let path = "/otel-lgtm/grafana/conf/provisioning/datasources/grafana-datasources.yaml";
-    let mount = container["volumeMounts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|mount| mount["mountPath"] == path)
+    let (mount, volume) = mounted_volume(template, container, path)
         .unwrap_or_else(|| panic!("lgtm mounts nothing at {path}"));
-    let volume = template["spec"]["volumes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|volume| volume["name"] == mount["name"])
-        .unwrap();
     let config_map = kubernetes::get(
         &objects,
         "ConfigMap",
