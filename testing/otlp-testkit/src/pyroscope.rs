@@ -128,6 +128,35 @@ impl PyroscopeReceiver {
         self.shared.pushes().rejected.clone()
     }
 
+    /// Waits until a sample that `matches` has arrived, and returns every
+    /// sample that matches by then.
+    ///
+    /// Returns `Err` after `timeout`, naming `what`.
+    pub async fn wait_for_samples(
+        &self,
+        what: &str,
+        matches: impl Fn(&ProfileSample) -> bool,
+        timeout: Duration,
+    ) -> Result<Vec<ProfileSample>, Timeout> {
+        let matching = || -> Vec<ProfileSample> {
+            self.shared
+                .pushes()
+                .samples
+                .iter()
+                .filter(|sample| matches(sample))
+                .cloned()
+                .collect()
+        };
+        let mut changes = self.shared.changes.subscribe();
+        tokio::time::timeout(timeout, changes.wait_for(|_| !matching().is_empty()))
+            .await
+            .map(|_| matching())
+            .map_err(|_| Timeout {
+                what: what.to_owned(),
+                timeout,
+            })
+    }
+
     /// Waits until `count` pushes have been accepted.
     ///
     /// Returns `Err` after `timeout`.

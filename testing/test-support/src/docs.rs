@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 
 /// The documents a reader follows: the README and the reference under
-/// docs/, the Grafana Cloud setup, the seven testing phases and the
+/// docs/, the Grafana Cloud setup, the eight testing phases and the
 /// dashboards' and alerts' guide.
-pub const GUIDES: [&str; 14] = [
+pub const GUIDES: [&str; 15] = [
     "README.md",
     "docs/API.md",
     "docs/DELIVERY.md",
@@ -20,6 +20,7 @@ pub const GUIDES: [&str; 14] = [
     "grafana-alloy/TESTING_PHASE5.md",
     "grafana-alloy/TESTING_PHASE6.md",
     "grafana-alloy/TESTING_PHASE7.md",
+    "grafana-alloy/TESTING_PHASE8.md",
 ];
 
 /// The files of `directory` (relative to the repository root) whose names

@@ -3,7 +3,10 @@
 //! a `fault.switch` attribute naming the switch, and the same line as a log
 //! record in the trace.
 
+use std::time::Duration;
+
 use otlp_testkit::proto::trace::v1::span::SpanKind;
+use otlp_testkit::pyroscope::PyroscopeReceiver;
 use otlp_testkit::{AnyValueExt, Span};
 
 use crate::helpers::Running;
@@ -168,6 +171,106 @@ async fn a_slow_query_is_a_long_database_span_under_the_request() {
     // Neither failed nor over a second: only the switch's mark keeps it.
     let trace = running.receiver.trace(&request.trace_id());
     assert_eq!(sampling::kept_by(&trace), ["fault-switches"], "{trace}");
+    running.stop().await;
+}
+
+/// TESTING_PHASE8's walk: a slow trace, its span's own flame graph, and the
+/// function that burnt the time.
+#[tokio::test]
+async fn a_cpu_burn_is_the_widest_frame_of_the_slow_requests_own_flame_graph() {
+    let pyroscope = PyroscopeReceiver::start().await.unwrap();
+    let running = Running::start(&[
+        ("FAULT_CPU_BURN_PERCENT", "100"),
+        ("FAULT_CPU_BURN_MS", "300"),
+        ("PYROSCOPE_SERVER_ADDRESS", &pyroscope.url()),
+    ])
+    .await;
+    // The first profile report of a process reads its symbols, long in a
+    // debug build, and the samples taken meanwhile are dropped: the guide's
+    // reader looks at one request among many, so this looks at the third.
+    let url = format!("{}/games", running.stack.api_url);
+    for _ in 0..3 {
+        assert_eq!(running.client.get(&url).send().await.unwrap().status(), 200);
+    }
+    // The trace: a slow request whose time is in no child span.
+    let burning = |s: &Span| s.name() == "GET /games" && s.str_attr("fault.switch").is_some();
+    for _ in 0..200 {
+        if running
+            .receiver
+            .spans()
+            .iter()
+            .filter(|s| burning(s))
+            .count()
+            >= 3
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let request = running
+        .receiver
+        .spans()
+        .into_iter()
+        .filter(burning)
+        .max_by_key(|s| s.span.start_time_unix_nano)
+        .unwrap();
+    reported(&running, &request, "FAULT_CPU_BURN_PERCENT").await;
+    assert!(
+        request.duration_micros() >= 300_000,
+        "{}",
+        request.duration_micros()
+    );
+    // The link Grafana follows to the span's flame graph.
+    let span_id = request.span_id();
+    assert_eq!(
+        request.str_attr("pyroscope.profile.id"),
+        Some(span_id.as_str())
+    );
+    // The api pushes every 10 s.
+    let own = pyroscope
+        .wait_for_samples(
+            "samples labelled with the burning request's span id",
+            |s| s.labels.get("span_id") == Some(&span_id),
+            Duration::from_secs(25),
+        )
+        .await
+        .unwrap_or_else(|err| {
+            let samples = pyroscope.samples();
+            let burning: Vec<_> = samples.iter().filter(|s| s.has_frame("burn_cpu")).collect();
+            panic!(
+                "{err}: {} pushes, {} samples, {} in burn_cpu (labels {:?}), span {span_id}, rejected {:?}",
+                pyroscope.pushes(),
+                samples.len(),
+                burning.len(),
+                burning.iter().map(|s| &s.labels).collect::<Vec<_>>(),
+                pyroscope.rejected(),
+            )
+        });
+    let cpu_ms = |samples: &[&otlp_testkit::pyroscope::ProfileSample]| {
+        samples.iter().map(|s| s.value).sum::<i64>() / 1_000_000
+    };
+    let own: Vec<_> = own.iter().collect();
+    let burning: Vec<_> = own
+        .iter()
+        .copied()
+        .filter(|s| s.has_frame("faults::burn_cpu"))
+        .collect();
+    assert!(
+        own.iter()
+            .all(|s| s.series.get("service_name").map(String::as_str) == Some("api"))
+    );
+    // 300 ms burnt at 100 Hz, all but the first period or two labelled.
+    assert!(
+        cpu_ms(&own) >= 150,
+        "{} ms sampled in the span",
+        cpu_ms(&own)
+    );
+    assert!(
+        cpu_ms(&burning) * 10 >= cpu_ms(&own) * 8,
+        "burn_cpu is {} of the span's {} ms",
+        cpu_ms(&burning),
+        cpu_ms(&own)
+    );
     running.stop().await;
 }
 
