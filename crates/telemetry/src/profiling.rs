@@ -14,8 +14,8 @@
 //! span id as the pprof label `span_id`. The agent can only label a thread:
 //! its samples get the labels the thread has when they are collected, and
 //! each change of a thread's labels first collects what was sampled so far,
-//! about 10 µs. [`SpanProfiles`] therefore labels what matters at a price a
-//! 30 µs request can pay:
+//! about 10 µs. The span-profile layer therefore labels what matters at a
+//! price a 30 µs request can pay:
 //!
 //! - Only a *root span*, one without a parent in this process (a request's
 //!   SERVER span, a message's CONSUMER span), is labelled; everything its
@@ -44,8 +44,8 @@
 //!   build with full debug info takes seconds: the first labelled span of
 //!   such a process loses most of its samples.
 //!
-//! pprof-rs keeps one profiler per process: a second [`Profiler::start`]
-//! fails while the first runs.
+//! pprof-rs keeps one profiler per process: a second one fails to start
+//! while the first runs.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
