@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use demo::load::{self, Delivery};
 use demo::{Launch, Names, Printed, Service};
+use otlp_testkit::pyroscope::PyroscopeReceiver;
 use otlp_testkit::{AnyValueExt, Receiver};
 use stack_tests::kubernetes::{self, Object, PodFacts};
 use test_support::FakeDiscord;
@@ -56,6 +57,7 @@ async fn two_replicas_of_each_service_run_from_the_rendered_manifests_lose_and_d
     let objects = kubernetes::render(&test_support::docs::repo_path(OVERLAY)).unwrap();
     let binary = Path::new(env!("CARGO_BIN_EXE_demo"));
     let receiver = Receiver::start().await.unwrap();
+    let pyroscope = PyroscopeReceiver::start().await.unwrap();
     let discord = FakeDiscord::start().await;
     let names = Names::unique("k8s").await;
     // Declared before the names' guard, so dropped after it: a role goes
@@ -64,7 +66,7 @@ async fn two_replicas_of_each_service_run_from_the_rendered_manifests_lose_and_d
     let _removed = names.removed_on_drop();
     roles.create(&objects, &names.database_url);
 
-    let mut here = Here::new(&objects, &names, &roles, &receiver, &discord);
+    let mut here = Here::new(&objects, &names, &roles, (&receiver, &pyroscope), &discord);
     println!("{}", here.describe());
 
     // The migrate Job, as the owner of the schema.
@@ -245,6 +247,18 @@ async fn two_replicas_of_each_service_run_from_the_rendered_manifests_lose_and_d
             println!("  {pod}: {count} spans");
             assert!(count > 0, "no span from {pod}");
         }
+    }
+    // And pushed CPU profiles where the manifests point them.
+    let samples = pyroscope.samples();
+    for (deployment, _) in DEPLOYMENTS {
+        let count = samples
+            .iter()
+            .filter(|sample| {
+                sample.series.get("service_name").map(String::as_str) == Some(deployment)
+            })
+            .count();
+        println!("  {deployment}: {count} CPU samples");
+        assert!(count > 0, "no profile from {deployment}");
     }
 }
 
@@ -497,7 +511,7 @@ impl Here {
         objects: &[Object],
         names: &Names,
         roles: &Roles,
-        receiver: &Receiver,
+        (receiver, pyroscope): (&Receiver, &PyroscopeReceiver),
         discord: &FakeDiscord,
     ) -> Self {
         let address = |url: &str| {
@@ -518,6 +532,9 @@ impl Here {
             ("alloy:4317", address(&receiver.grpc_endpoint())),
             ("lgtm:4318", address(&receiver.http_endpoint())),
             ("lgtm:4317", address(&receiver.grpc_endpoint())),
+            // Profiles: Alloy's pyroscope.receive_http (and lgtm's Pyroscope).
+            ("alloy:4040", address(&pyroscope.url())),
+            ("lgtm:4040", address(&pyroscope.url())),
         ];
         Self {
             hosts: hosts
