@@ -7,8 +7,8 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use otlp_testkit::Receiver;
-use otlp_testkit::pyroscope::{ProfileSample, PyroscopeReceiver, StuckServer};
+use otlp_testkit::pyroscope::{ProfileSample, PyroscopeReceiver};
+use otlp_testkit::{Receiver, StuckServer};
 use telemetry::profiling::{PROFILE_ID_ATTRIBUTE, SPAN_ID_LABEL};
 use telemetry::{ProfilingConfig, Protocol, Service, Telemetry, TelemetryConfig};
 use tracing::Instrument as _;
@@ -61,10 +61,11 @@ fn spin(time: Duration) {
 }
 
 /// Runs at least `rounds` polls of `time` of CPU each in a root span named
-/// `name`, sleeping a millisecond between them: the timer wakes the task on
-/// whichever worker thread drives it, so the runtime moves it between
-/// threads. With `threads` above 1 it goes on until it has been polled on
-/// that many (200 rounds at most). Returns the threads that polled it.
+/// `name`, sleeping a millisecond between them. With `threads` above 1 it
+/// goes on until it has been polled on that many (200 rounds at most),
+/// burning inside `block_in_place` until then: the runtime hands the
+/// worker's core to another thread meanwhile, so it moves the task.
+/// Returns the threads that polled it.
 async fn busy_request(
     telemetry: &Telemetry,
     name: &'static str,
@@ -86,7 +87,13 @@ async fn busy_request(
                     polled_on.insert(format!("{:?}", std::thread::current().id()));
                     polled_on.len()
                 };
-                spin_in_span(time);
+                if seen < wanted_threads {
+                    // Hands this worker's run queue to another thread while
+                    // it burns, so the next poll may well run there.
+                    tokio::task::block_in_place(|| spin_in_span(time));
+                } else {
+                    spin_in_span(time);
+                }
                 if round >= rounds && seen >= wanted_threads {
                     break;
                 }
