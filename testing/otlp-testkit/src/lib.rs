@@ -22,10 +22,12 @@
 //! - `model`: flattened views of the recorded data ([`Span`], [`Trace`], ...).
 //! - [`pyroscope`]: a stand-in for Pyroscope's push API, which decodes the
 //!   pprof profiles an agent pushes, for tests of profiling.
+//! - [`StuckServer`]: a peer that accepts connections and never answers.
 
 mod model;
 pub mod pyroscope;
 mod server;
+mod stuck;
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -34,6 +36,7 @@ use tokio::sync::watch;
 
 pub use model::{AnyValueExt, LogRecord, Metric, Span, Trace, has_str_attributes, str_attribute};
 pub use opentelemetry_proto::tonic as proto;
+pub use stuck::StuckServer;
 
 /// How long the `wait_for_*` helpers wait before giving up.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20);

@@ -18,17 +18,14 @@
 //! the order of the configurations so that drift on the machine does not
 //! favour one of them.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use broker::lapin;
 use demo::{Launch, Printed};
-use otlp_testkit::Receiver;
 use otlp_testkit::pyroscope::PyroscopeReceiver;
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
+use otlp_testkit::{Receiver, StuckServer};
 
 use crate::table::{Table, latency, median, ratio, spread};
 use crate::wrk::{Measured, Wrk};
@@ -128,7 +125,7 @@ enum Collector {
     Profiled(Receiver, PyroscopeReceiver),
     /// A port nothing listens on.
     Closed(u16),
-    Stuck(Stuck),
+    Stuck(StuckServer),
 }
 
 impl Collector {
@@ -145,7 +142,7 @@ impl Collector {
                 let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
                 Self::Closed(listener.local_addr()?.port())
             }
-            Config::Stuck => Self::Stuck(Stuck::start().await?),
+            Config::Stuck => Self::Stuck(StuckServer::start().await?),
             Config::Profiling => Self::Profiled(
                 Receiver::start_counting()
                     .await
@@ -163,7 +160,7 @@ impl Collector {
             Self::None => return vec![("OTEL_SDK_DISABLED".into(), "true".into())],
             Self::Healthy(receiver) | Self::Profiled(receiver, _) => receiver.http_endpoint(),
             Self::Closed(port) => format!("http://127.0.0.1:{port}"),
-            Self::Stuck(stuck) => format!("http://{}", stuck.addr),
+            Self::Stuck(stuck) => stuck.url(),
         };
         let mut env = vec![
             ("OTEL_EXPORTER_OTLP_ENDPOINT".into(), endpoint),
@@ -195,35 +192,6 @@ impl Collector {
             }
             _ => None,
         }
-    }
-}
-
-/// A collector that accepts connections and never answers: the exporter's
-/// requests hang until its timeout.
-#[derive(Debug)]
-struct Stuck {
-    addr: SocketAddr,
-    task: JoinHandle<()>,
-}
-
-impl Stuck {
-    async fn start() -> std::io::Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let task = tokio::spawn(async move {
-            // Held open, never read: a peer that is there and says nothing.
-            let mut held = Vec::new();
-            while let Ok((socket, _)) = listener.accept().await {
-                held.push(socket);
-            }
-        });
-        Ok(Self { addr, task })
-    }
-}
-
-impl Drop for Stuck {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 

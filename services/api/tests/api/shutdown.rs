@@ -2,8 +2,6 @@
 
 use std::time::{Duration, Instant};
 
-use tokio::net::TcpListener;
-
 use crate::helpers::Servers;
 use crate::process::Api;
 
@@ -11,22 +9,10 @@ use crate::process::Api;
 /// grace period is often not much longer before it sends SIGKILL).
 const EXIT_BUDGET: Duration = Duration::from_secs(5);
 
-/// A collector that accepts connections and never answers: the worst case
-/// for an exporter, which waits for a reply rather than failing fast.
-async fn silent_collector() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((stream, _)) = listener.accept().await {
-            held.push(stream);
-        }
-    });
-    format!("http://{addr}")
-}
-
 async fn exits_promptly_with_a_silent_collector_over(protocol: &str) {
-    let endpoint = silent_collector().await;
+    // The worst case for an exporter: it waits for a reply.
+    let silent = otlp_testkit::StuckServer::start().await.unwrap();
+    let endpoint = silent.url();
     let api = Api::start(
         &Servers::fresh().await,
         &[
