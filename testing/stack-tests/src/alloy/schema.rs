@@ -79,9 +79,13 @@ const DIMENSION: &[&str] = &["name", "default"];
 /// (common/net's `DefaultHTTPPort`).
 pub const RECEIVE_HTTP_DEFAULT_PORT: u64 = 8080;
 const DEBUG_METRICS: &[&str] = &["disable_high_cardinality_metrics", "level"];
-/// The blocks that also take the attributes of Prometheus' HTTP client.
-const WITH_PROMETHEUS_HTTP_CLIENT: &[&str] =
-    &["prometheus.scrape", "prometheus.remote_write/endpoint"];
+/// The blocks that also take the attributes of Prometheus' HTTP client (or
+/// of Alloy's common/config HTTPClientConfig, which has the same).
+const WITH_PROMETHEUS_HTTP_CLIENT: &[&str] = &[
+    "prometheus.scrape",
+    "prometheus.remote_write/endpoint",
+    "pyroscope.write/endpoint",
+];
 /// Attributes of Prometheus' HTTP client.
 const PROMETHEUS_HTTP_CLIENT: &[&str] = &[
     "bearer_token",
@@ -843,14 +847,6 @@ const SCHEMAS: &[Schema] = &[
             "min_backoff_period",
             "max_backoff_period",
             "max_backoff_retries",
-            "bearer_token",
-            "bearer_token_file",
-            "follow_redirects",
-            "enable_http2",
-            "proxy_url",
-            "no_proxy",
-            "proxy_from_environment",
-            "proxy_connect_header",
             "http_headers",
         ],
         &["basic_auth", "authorization", "oauth2", "tls_config"],
