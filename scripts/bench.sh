@@ -34,5 +34,7 @@ if ! command -v wrk >/dev/null; then
   } || die "cannot install wrk with apt-get: install it yourself"
 fi
 
-cargo build --release --locked -p bench
+# Built as the images are (Dockerfile): without debug info, which the
+# profiler would otherwise read and keep in memory.
+CARGO_PROFILE_RELEASE_DEBUG=false cargo build --release --locked -p bench
 BENCH_COMMAND="scripts/bench.sh $*" exec target/release/bench "$@"

@@ -96,7 +96,10 @@ use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry, filter};
 
-pub use config::{BasicAuth, ConfigError, LogFormat, ProfilingConfig, Protocol, TelemetryConfig};
+pub use config::{
+    BasicAuth, ConfigError, DEFAULT_SAMPLE_RATE, LogFormat, ProfilingConfig, Protocol,
+    TelemetryConfig,
+};
 
 /// How often the console shows the same OpenTelemetry SDK diagnostic (failed
 /// export, dropped spans) at most.

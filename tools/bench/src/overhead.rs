@@ -9,7 +9,8 @@
 //! - `down`: the collector's port is closed;
 //! - `stuck`: the collector accepts connections and never answers;
 //! - `profiling`: `on`, plus continuous CPU profiling with span profiles
-//!   (`PYROSCOPE_SERVER_ADDRESS`, 100 Hz) pushed to a Pyroscope stand-in.
+//!   (`PYROSCOPE_SERVER_ADDRESS`, at the default rate) pushed to a
+//!   Pyroscope stand-in.
 //!
 //! Each run is a fresh api (its own database and Redis key prefix) pinned
 //! to one CPU, a warm-up, a measured `wrk` window on another CPU and, for
@@ -645,9 +646,10 @@ fn summarize(kind: Kind, settings: &Settings, runs: &[Run]) -> Table {
             .map_or(0.0, |(_, sampled)| sampled.as_secs_f64())
     });
     table.notes.push(format!(
-        "Profiling (100 Hz, span profiles) over on: api CPU/req {} vs {} ({:+.1}%, at most \
+        "Profiling ({} Hz, span profiles) over on: api CPU/req {} vs {} ({:+.1}%, at most \
          {:+.0}% allowed); p99 {} vs {}; at least {pushed} profile(s) pushed a run, {:.1} s of \
          CPU sampled (median).",
+        telemetry::DEFAULT_SAMPLE_RATE,
         micros(med(&profiling, cpu)),
         micros(med(&on, cpu)),
         increase * 100.0,
