@@ -209,6 +209,9 @@ struct Run {
     rss_after: f64,
     /// The api's CPU time (all threads) per request of the measured window.
     cpu_per_request: f64,
+    /// Of which the profiler's own threads, per request: the agent's and
+    /// the span-profile watchdog's (zero without profiling).
+    profiler_cpu_per_request: (f64, f64),
     /// Every request the api answered, warm-up included: what its spans
     /// come from.
     all_requests: u64,
@@ -358,9 +361,16 @@ async fn measure(
     let warmup = wrk.run(settings.warmup).await?;
     let rss_before = system::rss_mib(pid)?;
     let cpu_before = system::cpu_time(pid)?;
+    let profiler_before = system::profiler_cpu_time(pid)?;
     let measured =
         crate::countdown("measuring", settings.duration, wrk.run(settings.duration)).await?;
     let cpu = system::cpu_time(pid)?.saturating_sub(cpu_before);
+    let profiler = system::profiler_cpu_time(pid)?;
+    let per_request = |time: Duration| time.as_secs_f64() / measured.requests.max(1) as f64;
+    let profiler_cpu_per_request = (
+        per_request(profiler.0.saturating_sub(profiler_before.0)),
+        per_request(profiler.1.saturating_sub(profiler_before.1)),
+    );
     let (mut requests, mut errors) = (measured.requests, measured.non_2xx + measured.socket_errors);
     while config.collector_broken() && requests < settings.min_requests {
         let rate = measured.requests_per_second.max(1.0);
@@ -406,7 +416,8 @@ async fn measure(
         errors,
         rss_before,
         rss_after,
-        cpu_per_request: cpu.as_secs_f64() / measured.requests.max(1) as f64,
+        cpu_per_request: per_request(cpu),
+        profiler_cpu_per_request,
         // The game the reads fetch was one more.
         all_requests: warmup.requests + requests + 1,
         spans_received: collector.spans_received(),
@@ -657,6 +668,13 @@ fn summarize(kind: Kind, settings: &Settings, runs: &[Run]) -> Table {
         seconds(med(&profiling, p99)),
         seconds(med(&on, p99)),
         sampled,
+    ));
+    table.notes.push(format!(
+        "Of the profiling runs' CPU/req, the profiler's own threads: the agent {} (symbolizing \
+         and pushing every 10 s), the span-profile watchdog {}; the rest of the increase is the \
+         sampling signal handler and the span-profile layer on the api's threads (medians).",
+        micros(med(&profiling, |r| r.profiler_cpu_per_request.0)),
+        micros(med(&profiling, |r| r.profiler_cpu_per_request.1)),
     ));
     if pushed == 0 {
         problems.push("✗ profiling: a run pushed no profile".to_owned());

@@ -102,6 +102,39 @@ pub(crate) fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
         .context("no utime/stime in /proc/<pid>/stat")
 }
 
+/// CPU time the threads of the CPU profiler in process `pid` have used so
+/// far: the pyroscope agent's (unnamed, so they carry the process's name;
+/// the main thread, which has it too, is left out) and the span-profile
+/// watchdog's (`telemetry-span-profiles`, cut to 15 bytes by the kernel).
+/// `(agent, watchdog)`.
+pub(crate) fn profiler_cpu_time(pid: u32) -> anyhow::Result<(Duration, Duration)> {
+    let comm = |dir: &str| std::fs::read_to_string(format!("{dir}/comm"));
+    let process =
+        comm(&format!("/proc/{pid}")).with_context(|| format!("cannot read /proc/{pid}/comm"))?;
+    let (mut agent, mut watchdog) = (0, 0);
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .with_context(|| format!("cannot list /proc/{pid}/task"))?;
+    for task in tasks.flatten() {
+        if task.file_name().to_str() == Some(&pid.to_string()) {
+            continue;
+        }
+        let dir = task.path().display().to_string();
+        // A thread that exits meanwhile has no CPU left to count.
+        let (Ok(name), Ok(stat)) = (comm(&dir), std::fs::read_to_string(format!("{dir}/stat")))
+        else {
+            continue;
+        };
+        let ticks = cpu_ticks(&stat).unwrap_or(0);
+        if name == process {
+            agent += ticks;
+        } else if name.trim_end() == "telemetry-span-" {
+            watchdog += ticks;
+        }
+    }
+    let time = |ticks: u64| Duration::from_secs_f64(ticks as f64 / USER_HZ);
+    Ok((time(agent), time(watchdog)))
+}
+
 /// Clock ticks a second in `/proc/<pid>/stat` (`USER_HZ`, fixed at 100 by
 /// the kernel's ABI on the architectures Linux runs services on).
 const USER_HZ: f64 = 100.0;
@@ -184,6 +217,28 @@ mod tests {
         let status = "Name:\tapi\nVmPeak:\t  90000 kB\nVmRSS:\t   12288 kB\nThreads:\t4\n";
         assert_eq!(vm_rss_kib(status), Some(12_288));
         assert!(rss_mib(std::process::id()).is_ok_and(|mib| mib > 0.0));
+    }
+
+    #[test]
+    fn the_span_profile_watchdogs_cpu_is_counted_by_its_thread_name() {
+        let pid = std::process::id();
+        let (_, before) = profiler_cpu_time(pid).unwrap();
+        std::thread::Builder::new()
+            .name("telemetry-span-profiles".to_owned())
+            .spawn(|| {
+                let start = std::time::Instant::now();
+                let mut x = 1_u64;
+                while start.elapsed() < Duration::from_millis(200) {
+                    x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+                }
+                // Still alive while it is counted.
+                let (_, during) = profiler_cpu_time(std::process::id()).unwrap();
+                during
+            })
+            .unwrap()
+            .join()
+            .map(|during| assert!(during >= before + Duration::from_millis(100), "{during:?}"))
+            .unwrap();
     }
 
     #[test]
