@@ -98,7 +98,7 @@ pub(crate) fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .with_context(|| format!("cannot read /proc/{pid}/stat"))?;
     cpu_ticks(&stat)
-        .map(|ticks| Duration::from_secs_f64(ticks as f64 / USER_HZ))
+        .map(ticks_to_time)
         .context("no utime/stime in /proc/<pid>/stat")
 }
 
@@ -131,13 +131,16 @@ pub(crate) fn profiler_cpu_time(pid: u32) -> anyhow::Result<(Duration, Duration)
             watchdog += ticks;
         }
     }
-    let time = |ticks: u64| Duration::from_secs_f64(ticks as f64 / USER_HZ);
-    Ok((time(agent), time(watchdog)))
+    Ok((ticks_to_time(agent), ticks_to_time(watchdog)))
 }
 
 /// Clock ticks a second in `/proc/<pid>/stat` (`USER_HZ`, fixed at 100 by
 /// the kernel's ABI on the architectures Linux runs services on).
 const USER_HZ: f64 = 100.0;
+
+fn ticks_to_time(ticks: u64) -> Duration {
+    Duration::from_secs_f64(ticks as f64 / USER_HZ)
+}
 
 fn cpu_ticks(stat: &str) -> Option<u64> {
     // Field 2, the command, is in parentheses and may hold spaces: count
