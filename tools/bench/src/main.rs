@@ -13,6 +13,7 @@
 //!   services.
 //! - [`discord`]: mode `discord`, a backlog drained against a rate-limited
 //!   webhook, by one bot and by several.
+//! - [`statements`]: what PostgreSQL ran, from `pg_stat_statements`.
 //! - [`wrk`]: running `wrk` and reading its output.
 //! - [`table`]: tables as text and Markdown, medians.
 //! - [`system`]: tools, servers, CPU pinning, memory, machine and commit.
@@ -22,6 +23,7 @@
 mod discord;
 mod overhead;
 mod pipeline;
+mod statements;
 mod system;
 mod table;
 mod wrk;
@@ -316,7 +318,7 @@ async fn run(cli: &Cli, cleanup: &Cleanup) -> anyhow::Result<()> {
         tables.extend(result?);
     }
     if pipeline {
-        tables.push(pipeline::run(&cli.pipeline(), &binary, cleanup).await?);
+        tables.extend(pipeline::run(&cli.pipeline(), &binary, cleanup).await?);
     }
     if discord {
         tables.push(discord::run(&cli.discord(), &binary, cleanup).await?);

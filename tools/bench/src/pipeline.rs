@@ -3,7 +3,9 @@
 //! database, queues and key prefix). Per step: how long from the create to
 //! the webhook post announcing the game, what was lost or doubled, the 5xx
 //! answers, and the spans the services dropped; then the highest rate that
-//! still holds the target.
+//! still holds the target. And what each game cost: CPU per process (the
+//! services, PostgreSQL, RabbitMQ, Redis and the bench itself) and, when
+//! the server counts them, PostgreSQL's statements per game.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -17,6 +19,7 @@ use otlp_testkit::Receiver;
 use test_support::FakeDiscord;
 use tokio_util::sync::CancellationToken;
 
+use crate::statements::{self, Statement};
 use crate::table::{Table, latency};
 use crate::{Cleanup, progress, system};
 
@@ -45,6 +48,43 @@ impl Settings {
     }
 }
 
+/// The parts of the stack whose CPU is measured: the services by their
+/// process, the servers by their processes' name (the whole server: the
+/// benchmark expects nothing else to use it meanwhile), and the bench's own
+/// process (load, OTLP receiver and webhook).
+const PARTS: [(&str, Part); 7] = [
+    ("api", Part::Service),
+    ("worker", Part::Service),
+    ("bot", Part::Service),
+    ("PostgreSQL", Part::Server("postgres")),
+    ("RabbitMQ", Part::Server("beam.smp")),
+    ("Redis", Part::Server("redis-server")),
+    ("bench", Part::Bench),
+];
+
+#[derive(Debug, Clone, Copy)]
+enum Part {
+    Service,
+    Server(&'static str),
+    Bench,
+}
+
+/// CPU time each of [`PARTS`] has used so far.
+fn cpu_by_part(services: &[(&'static str, u32)]) -> anyhow::Result<Vec<Duration>> {
+    PARTS
+        .iter()
+        .map(|&(name, part)| match part {
+            Part::Service => services
+                .iter()
+                .filter(|(service, _)| *service == name)
+                .map(|&(_, pid)| system::cpu_time(pid))
+                .sum(),
+            Part::Server(comm) => system::processes_cpu_time(comm),
+            Part::Bench => system::cpu_time(std::process::id()),
+        })
+        .collect()
+}
+
 /// What one step measured.
 #[derive(Debug)]
 struct Step {
@@ -52,6 +92,16 @@ struct Step {
     delivery: Delivery,
     spans_received: usize,
     spans_dropped: u64,
+    /// From the start of the load to the last announcement (or the end of
+    /// the drain).
+    window: Duration,
+    /// CPU of each of [`PARTS`] in the window.
+    cpu: Vec<Duration>,
+    /// What PostgreSQL ran for the step's database in the window, if it
+    /// counts statements.
+    statements: Option<Vec<Statement>>,
+    /// Rows read by sequential scans of the step's tables in the window.
+    rows_scanned: i64,
 }
 
 impl Step {
@@ -69,7 +119,7 @@ pub(crate) async fn run(
     settings: &Settings,
     binary: &Path,
     cleanup: &Cleanup,
-) -> anyhow::Result<Table> {
+) -> anyhow::Result<Vec<Table>> {
     let mut steps = Vec::new();
     let started = Instant::now();
     for (i, &rate) in settings.rates.iter().enumerate() {
@@ -99,7 +149,9 @@ pub(crate) async fn run(
         ));
         steps.push(step);
     }
-    Ok(summarize(settings, &steps))
+    let mut tables = vec![summarize(settings, &steps), cost(&steps)];
+    tables.extend(statement_table(&steps));
+    Ok(tables)
 }
 
 async fn run_step(
@@ -133,8 +185,16 @@ async fn run_step(
             .map(|(key, value)| (key.to_owned(), value.to_owned()))
             .collect(),
     };
+    let database_url = names.database_url.clone();
     let stack = Stack::start(binary, names, &options).await?;
     let printed = stack.printed();
+    let mut counter = statements::Counter::connect(&database_url).await?;
+    if let Some(counter) = &mut counter {
+        counter.reset().await?;
+    }
+    let scanned_before = statements::rows_scanned(&database_url).await?;
+    let cpu_before = cpu_by_part(&stack.pids())?;
+    let window_start = Instant::now();
 
     let prefix = format!("bench {rate}/s game ");
     let live = Arc::new(Live::default());
@@ -178,6 +238,18 @@ async fn run_step(
         settings.drain.as_secs()
     ));
     load::drain(&discord, &requests, settings.drain).await;
+    let window = window_start.elapsed();
+    let cpu = cpu_by_part(&stack.pids())?
+        .into_iter()
+        .zip(cpu_before)
+        .map(|(after, before)| after.saturating_sub(before))
+        .collect();
+    let statements = match &mut counter {
+        Some(counter) => Some(counter.read().await?),
+        None => None,
+    };
+    drop(counter);
+    let rows_scanned = statements::rows_scanned(&database_url).await? - scanned_before;
     for (name, status) in stack.stop().await? {
         if !status.success() {
             progress(format!("  {name} exited with {status}"));
@@ -192,6 +264,10 @@ async fn run_step(
         delivery: Delivery::new(&requests, &posts),
         spans_received: receiver.counts().spans,
         spans_dropped: system::dropped_spans(&printed.lines()),
+        window,
+        cpu,
+        statements,
+        rows_scanned,
     })
 }
 
@@ -265,4 +341,105 @@ fn summarize(settings: &Settings, steps: &[Step]) -> Table {
         }
     ));
     table
+}
+
+/// CPU and PostgreSQL work per game created, each step.
+fn cost(steps: &[Step]) -> Table {
+    let mut headers = vec!["games/s"];
+    headers.extend(PARTS.iter().map(|&(name, _)| name));
+    headers.extend([
+        "all",
+        "PostgreSQL busy",
+        "statements",
+        "transactions",
+        "in statements",
+        "rows seq-scanned",
+    ]);
+    let mut table = Table::new(
+        "Pipeline: CPU and PostgreSQL work per game created".to_owned(),
+        headers,
+    );
+    for step in steps {
+        let games = step.delivery.created.max(1) as f64;
+        let per_game = |time: Duration| latency(time.div_f64(games));
+        let mut row = vec![step.rate.to_string()];
+        row.extend(step.cpu.iter().map(|&cpu| per_game(cpu)));
+        row.push(per_game(step.cpu.iter().sum()));
+        let postgres = step.cpu[PARTS
+            .iter()
+            .position(|(name, _)| *name == "PostgreSQL")
+            .unwrap_or_default()];
+        row.push(format!(
+            "{:.0} %",
+            100.0 * postgres.as_secs_f64() / step.window.as_secs_f64()
+        ));
+        match &step.statements {
+            Some(statements) => row.extend([
+                format!("{:.1}", statements::calls(statements) as f64 / games),
+                format!(
+                    "{:.1}",
+                    statements::transaction_calls(statements) as f64 / 2.0 / games
+                ),
+                per_game(statements.iter().map(|statement| statement.time).sum()),
+            ]),
+            None => row.extend(["–", "–", "–"].map(str::to_owned)),
+        }
+        row.push(format!("{:.1}", step.rows_scanned as f64 / games));
+        table.rows.push(row);
+    }
+    table.notes.push(
+        "CPU time (user + system) from the start of the load to the last announcement, \
+         divided by the games created; PostgreSQL, RabbitMQ and Redis: every process of \
+         the server, with the children that exited; bench: load, OTLP receiver and webhook. \
+         PostgreSQL busy: its CPU as a share of one core. Rows seq-scanned: rows of the \
+         step's tables read by sequential scans (pg_stat_user_tables), which a plan \
+         cached while a queue table was empty would show."
+            .to_owned(),
+    );
+    table
+        .notes
+        .push(if steps.iter().any(|step| step.statements.is_some()) {
+            "statements: calls to PostgreSQL (each a round trip), BEGIN and COMMIT included; \
+         transactions: BEGIN … COMMIT/ROLLBACK pairs; in statements: PostgreSQL's time \
+         planning (if pg_stat_statements.track_planning is on) and executing them \
+         (pg_stat_statements, the step's database only)."
+                .to_owned()
+        } else {
+            format!("No statement figures: {}.", statements::HOW_TO_LOAD)
+        });
+    table
+}
+
+/// The statements that took most of PostgreSQL's time, each step.
+fn statement_table(steps: &[Step]) -> Option<Table> {
+    /// Statements shown a step.
+    const TOP: usize = 10;
+    let mut table = Table::new(
+        "Pipeline: PostgreSQL statements per game, the costliest first".to_owned(),
+        vec!["games/s", "calls", "time", "a call", "statement"],
+    );
+    for step in steps {
+        let Some(statements) = &step.statements else {
+            continue;
+        };
+        let games = step.delivery.created.max(1) as f64;
+        for statement in statements.iter().take(TOP) {
+            let mut text: String = statement.query.chars().take(100).collect();
+            if text.len() < statement.query.len() {
+                text.push('…');
+            }
+            table.rows.push(vec![
+                step.rate.to_string(),
+                format!("{:.2}", statement.calls as f64 / games),
+                latency(statement.time.div_f64(games)),
+                latency(statement.time / u32::try_from(statement.calls.max(1)).unwrap_or(u32::MAX)),
+                text,
+            ]);
+        }
+    }
+    table.notes.push(format!(
+        "The {TOP} statements PostgreSQL spent most time in for the step's database, \
+         per game created (pg_stat_statements; planning counted if track_planning is on)."
+    ));
+    (!table.rows.is_empty()).then_some(table)
 }

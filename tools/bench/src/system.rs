@@ -134,6 +134,35 @@ pub(crate) fn profiler_cpu_time(pid: u32) -> anyhow::Result<(Duration, Duration)
     Ok((ticks_to_time(agent), ticks_to_time(watchdog)))
 }
 
+/// CPU time every process named `comm` has used so far, with the children
+/// they have reaped: a server's processes that exit during a window (a
+/// PostgreSQL backend, an autovacuum worker) still count, in their
+/// parent's `cutime + cstime`. The difference of two readings is the
+/// server's CPU in between, whatever came and went.
+pub(crate) fn processes_cpu_time(comm: &str) -> anyhow::Result<Duration> {
+    let mut ticks = 0;
+    for entry in std::fs::read_dir("/proc")
+        .context("cannot list /proc")?
+        .flatten()
+    {
+        if !entry
+            .file_name()
+            .to_str()
+            .is_some_and(|name| name.bytes().all(|b| b.is_ascii_digit()))
+        {
+            continue;
+        }
+        // A process that exits meanwhile has been counted by its parent.
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        if stat_comm(&stat) == Some(comm) {
+            ticks += cpu_ticks_with_children(&stat).unwrap_or(0);
+        }
+    }
+    Ok(ticks_to_time(ticks))
+}
+
 /// Clock ticks a second in `/proc/<pid>/stat` (`USER_HZ`, fixed at 100 by
 /// the kernel's ABI on the architectures Linux runs services on).
 const USER_HZ: f64 = 100.0;
@@ -143,13 +172,27 @@ fn ticks_to_time(ticks: u64) -> Duration {
 }
 
 fn cpu_ticks(stat: &str) -> Option<u64> {
-    // Field 2, the command, is in parentheses and may hold spaces: count
-    // from the last `)`. What follows starts at field 3; utime and stime
-    // are fields 14 and 15.
+    Some(stat_times(stat)?[..2].iter().sum())
+}
+
+fn cpu_ticks_with_children(stat: &str) -> Option<u64> {
+    Some(stat_times(stat)?.iter().sum())
+}
+
+/// utime, stime, cutime and cstime: fields 14 to 17. Field 2, the command,
+/// is in parentheses and may hold spaces: count from the last `)`; what
+/// follows starts at field 3.
+fn stat_times(stat: &str) -> Option<[u64; 4]> {
     let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace().skip(11);
-    let utime: u64 = fields.next()?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
-    Some(utime + stime)
+    let mut times = [0; 4];
+    for time in &mut times {
+        *time = fields.next()?.parse().ok()?;
+    }
+    Some(times)
+}
+
+fn stat_comm(stat: &str) -> Option<&str> {
+    stat.get(stat.find('(')? + 1..stat.rfind(')')?)
 }
 
 /// `Intel(R) Xeon(R) … , 2 cores` from `/proc/cpuinfo`.
@@ -249,7 +292,20 @@ mod tests {
         let stat = "4242 (tokio (rt) 1) S 1 4242 4242 0 -1 4194560 1 0 0 0 \
                     250 40 0 0 20 0 9 0 100 1000 10 18446744073709551615";
         assert_eq!(cpu_ticks(stat), Some(290));
+        assert_eq!(cpu_ticks_with_children(stat), Some(290));
+        assert_eq!(stat_comm(stat), Some("tokio (rt) 1"));
         assert!(cpu_time(std::process::id()).is_ok());
+    }
+
+    #[test]
+    fn a_servers_cpu_counts_its_children_that_exited() {
+        let stat = "77 (postgres) S 1 77 77 0 -1 4194560 1 0 0 0 \
+                    250 40 600 60 20 0 9 0 100 1000 10 18446744073709551615";
+        assert_eq!(cpu_ticks_with_children(stat), Some(950));
+        let comm = std::fs::read_to_string("/proc/self/comm").unwrap();
+        let alone = cpu_time(std::process::id()).unwrap();
+        let ours = processes_cpu_time(comm.trim_end()).unwrap();
+        assert!(ours >= alone, "{ours:?} < {alone:?}");
     }
 
     #[test]

@@ -517,6 +517,14 @@ impl Stack {
             .with_context(|| format!("no service named {name}"))
     }
 
+    /// The running services' names and process ids.
+    pub fn pids(&self) -> Vec<(&'static str, u32)> {
+        self.services
+            .iter()
+            .filter_map(|service| Some((service.launch.name, service.pid()?)))
+            .collect()
+    }
+
     /// What the services printed so far (and go on printing).
     pub fn printed(&self) -> Printed {
         self.printed.clone()
