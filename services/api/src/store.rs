@@ -68,8 +68,11 @@ const LIST_GAMES: &str = concat!(
      AND ($2::timestamptz IS NULL OR (g.scheduled_at, g.id) > ($2, $3)) \
      GROUP BY g.id ORDER BY g.scheduled_at, g.id LIMIT $4"
 );
+/// Returns the new game as [`SELECT_GAME`] would, with no players yet:
+/// one round trip fewer than reading it back.
 const INSERT_GAME: &str = "INSERT INTO games (id, title, host, scheduled_at, max_players, reminder_minutes) \
-     VALUES ($1, $2, $3, $4, $5, $6)";
+     VALUES ($1, $2, $3, $4, $5, $6) RETURNING id, title, host, scheduled_at, max_players, \
+     reminder_minutes, status, created_at, updated_at, '{}'::text[] AS players";
 const LOCK_GAME: &str = "SELECT status, max_players FROM games WHERE id = $1 FOR UPDATE";
 const COUNT_PLAYERS: &str = "SELECT count(*) FROM participants WHERE game_id = $1";
 const INSERT_PLAYER: &str =
@@ -95,17 +98,18 @@ impl Store {
     pub async fn create(&self, new: &NewGame) -> Result<Game, GameError> {
         let id = Uuid::new_v4();
         self.transaction(|mut tx| async move {
-            self.db
+            let game: Game = self
+                .db
                 .run(
                     INSERT_GAME,
-                    sqlx::query(INSERT_GAME)
+                    sqlx::query_as(INSERT_GAME)
                         .bind(id)
                         .bind(&new.title)
                         .bind(new.host.as_str())
                         .bind(new.scheduled_at)
                         .bind(new.max_players)
                         .bind(new.reminder_minutes)
-                        .execute(&mut *tx),
+                        .fetch_one(&mut *tx),
                 )
                 .await?;
             let event = GameEvent::Created {
@@ -116,7 +120,7 @@ impl Store {
                 reminder_minutes: new.reminder_minutes,
             };
             self.enqueue(&mut tx, &Envelope::new(id, event)).await?;
-            Ok((self.fetch(&mut tx, id).await?, tx))
+            Ok((game, tx))
         })
         .await
     }

@@ -18,18 +18,21 @@ use uuid::Uuid;
 
 use broker::consumer::Failure;
 
-const MARK_PROCESSED: &str =
-    "INSERT INTO processed_messages (message_id) VALUES ($1) ON CONFLICT DO NOTHING";
-/// Applies the events of one game one at a time; the first key keeps these
-/// locks apart from any other advisory lock in the database.
-const LOCK_GAME: &str =
-    "SELECT pg_advisory_xact_lock(hashtext('gamenight.game'), hashtext($1::text))";
-/// Inserts a notification unless its game was cancelled (the cancellation
-/// itself is inserted before its row exists).
-const INSERT_NOTIFICATION: &str = "INSERT INTO notifications \
+/// Records the event as applied and, the first time only, takes the lock
+/// that applies the events of one game one at a time (the first key keeps
+/// it apart from any other advisory lock in the database): one row the
+/// first time, none for a redelivery. One round trip for both.
+const MARK_PROCESSED_AND_LOCK: &str = "WITH processed AS \
+     (INSERT INTO processed_messages (message_id) VALUES ($1) ON CONFLICT DO NOTHING RETURNING 1) \
+     SELECT pg_advisory_xact_lock(hashtext('gamenight.game'), hashtext($2::text)) FROM processed";
+/// Inserts the event's notifications (the arrays, one element each) unless
+/// their game was cancelled (the cancellation itself is inserted before its
+/// row exists): one round trip however many.
+const INSERT_NOTIFICATIONS: &str = "INSERT INTO notifications \
      (id, game_id, kind, player, due_at, traceparent, tracestate, baggage) \
-     SELECT $1, $2, $3, $4, $5, $6, $7, $8 WHERE NOT EXISTS \
-     (SELECT 1 FROM notifications WHERE game_id = $2 AND kind = 'cancelled')";
+     SELECT n.id, $2, n.kind, n.player, n.due_at, $6, $7, $8 \
+     FROM unnest($1::uuid[], $3::text[], $4::text[], $5::timestamptz[]) AS n(id, kind, player, due_at) \
+     WHERE NOT EXISTS (SELECT 1 FROM notifications WHERE game_id = $2 AND kind = 'cancelled')";
 const DROP_REMINDERS: &str = "DELETE FROM notifications \
      WHERE game_id = $1 AND kind = 'reminder' AND status = 'pending'";
 
@@ -81,15 +84,20 @@ impl Applier {
     #[tracing::instrument(skip_all, fields(event = envelope.event.routing_key(), game.id = %envelope.game_id))]
     pub async fn apply(&self, envelope: &Envelope) -> Result<Applied, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
+        let query = sqlx::query(MARK_PROCESSED_AND_LOCK)
+            .bind(envelope.message_id)
+            .bind(envelope.game_id)
+            .execute(&mut *tx);
         let first_time = self
-            .execute(&mut tx, MARK_PROCESSED, envelope.message_id)
+            .db
+            .run(MARK_PROCESSED_AND_LOCK, query)
             .await?
+            .rows_affected()
             == 1;
         if !first_time {
             tracing::info!(message_id = %envelope.message_id, "duplicate event ignored");
             return Ok(Applied::Duplicate);
         }
-        self.execute(&mut tx, LOCK_GAME, envelope.game_id).await?;
         let now = Utc::now();
         // (kind, player, due) of each notification the event schedules.
         let notifications = match &envelope.event {
@@ -109,65 +117,51 @@ impl Applier {
             }
             GameEvent::PlayerLeft { .. } => vec![],
             GameEvent::Cancelled {} => {
-                self.execute(&mut tx, DROP_REMINDERS, envelope.game_id)
-                    .await?;
+                let query = sqlx::query(DROP_REMINDERS)
+                    .bind(envelope.game_id)
+                    .execute(&mut *tx);
+                self.db.run(DROP_REMINDERS, query).await?;
                 vec![(NotificationKind::Cancelled, None, now)]
             }
         };
-        let mut written = 0;
-        for (kind, player, due_at) in notifications {
-            written += self
-                .insert(&mut tx, envelope.game_id, kind, player, due_at)
-                .await?;
-        }
+        let written = self
+            .insert(&mut tx, envelope.game_id, &notifications)
+            .await?;
         self.db.run("COMMIT", tx.commit()).await?;
         tracing::info!(notifications = written, "event applied");
         Ok(Applied::Notifications(written))
     }
 
-    /// Runs `sql`, whose one parameter is `id`, in `tx`; returns how many
-    /// rows it changed.
-    async fn execute(
-        &self,
-        tx: &mut Transaction<'static, Postgres>,
-        sql: &'static str,
-        id: Uuid,
-    ) -> Result<u64, sqlx::Error> {
-        let query = sqlx::query(sql).bind(id).execute(&mut **tx);
-        Ok(self.db.run(sql, query).await?.rows_affected())
-    }
-
-    /// Inserts one notification unless the game was cancelled; returns how
-    /// many were inserted (0 or 1).
+    /// Inserts `notifications` (kind, player, due) of game `game_id` unless
+    /// the game was cancelled; returns how many were inserted.
     async fn insert(
         &self,
         tx: &mut Transaction<'static, Postgres>,
         game_id: Uuid,
-        kind: NotificationKind,
-        player: Option<&str>,
-        due_at: chrono::DateTime<Utc>,
+        notifications: &[(NotificationKind, Option<&str>, chrono::DateTime<Utc>)],
     ) -> Result<usize, sqlx::Error> {
+        if notifications.is_empty() {
+            return Ok(0);
+        }
         // The context of the event being processed: an immediate
         // notification continues its trace, a reminder links to it.
         let context = StoredContext::current();
-        let inserted = self
-            .db
-            .run(
-                INSERT_NOTIFICATION,
-                sqlx::query(INSERT_NOTIFICATION)
-                    .bind(Uuid::new_v4())
-                    .bind(game_id)
-                    .bind(kind.as_str())
-                    .bind(player)
-                    .bind(due_at)
-                    .bind(context.traceparent)
-                    .bind(context.tracestate)
-                    .bind(context.baggage)
-                    .execute(&mut **tx),
-            )
-            .await?
-            .rows_affected();
-        Ok(usize::from(inserted == 1))
+        let ids: Vec<Uuid> = notifications.iter().map(|_| Uuid::new_v4()).collect();
+        let kinds: Vec<&str> = notifications.iter().map(|n| n.0.as_str()).collect();
+        let players: Vec<Option<&str>> = notifications.iter().map(|n| n.1).collect();
+        let due: Vec<chrono::DateTime<Utc>> = notifications.iter().map(|n| n.2).collect();
+        let query = sqlx::query(INSERT_NOTIFICATIONS)
+            .bind(ids)
+            .bind(game_id)
+            .bind(kinds)
+            .bind(players)
+            .bind(due)
+            .bind(context.traceparent)
+            .bind(context.tracestate)
+            .bind(context.baggage)
+            .execute(&mut **tx);
+        let inserted = self.db.run(INSERT_NOTIFICATIONS, query).await?;
+        Ok(usize::try_from(inserted.rows_affected()).unwrap_or(usize::MAX))
     }
 }
 
@@ -181,9 +175,12 @@ mod tests {
     #[test]
     fn every_statement_is_named_by_its_operation_and_table() {
         for (sql, operation, collection) in [
-            (MARK_PROCESSED, "INSERT", Some("processed_messages")),
-            (LOCK_GAME, "SELECT", None),
-            (INSERT_NOTIFICATION, "INSERT", Some("notifications")),
+            (
+                MARK_PROCESSED_AND_LOCK,
+                "INSERT",
+                Some("processed_messages"),
+            ),
+            (INSERT_NOTIFICATIONS, "INSERT", Some("notifications")),
             (DROP_REMINDERS, "DELETE", Some("notifications")),
         ] {
             assert_eq!(
