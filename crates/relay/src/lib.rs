@@ -104,6 +104,11 @@ pub trait Row: for<'r> sqlx::FromRow<'r, PgRow> + Send + Unpin {
     }
 }
 
+/// A [linger](Settings::linger) for a relay woken by every row written: at
+/// most a hundred passes a second under load, for at most 10 ms more on the
+/// way to RabbitMQ. At 200 rows a second it halves the claims and marks.
+pub const LINGER: Duration = Duration::from_millis(10);
+
 /// How a relay claims and retries.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -117,6 +122,12 @@ pub struct Settings {
     pub max_attempts: u32,
     /// How often to look when not woken.
     pub interval: Duration,
+    /// Least time from the start of one pass to the start of the next one
+    /// a wake-up asks for: under load, the rows written meanwhile go out
+    /// together, one claim and one mark for them all, for at most this much
+    /// more latency; a row written after a quiet spell goes out at once. A
+    /// backlog of full batches is passed through back to back.
+    pub linger: Duration,
 }
 
 /// Why a pass stopped early. Neither spends an attempt of any row.
@@ -157,6 +168,7 @@ pub struct Relay<R> {
     pending: Arc<AtomicI64>,
     set_aside: Arc<AtomicI64>,
     last_count: Arc<Mutex<Option<Instant>>>,
+    last_pass: Arc<Mutex<Option<Instant>>>,
     outcomes: Counter<u64>,
     _rows: PhantomData<fn() -> R>,
 }
@@ -174,6 +186,7 @@ impl<R> Clone for Relay<R> {
             pending: self.pending.clone(),
             set_aside: self.set_aside.clone(),
             last_count: self.last_count.clone(),
+            last_pass: self.last_pass.clone(),
             outcomes: self.outcomes.clone(),
             _rows: PhantomData,
         }
@@ -203,6 +216,7 @@ impl<R: Row> Relay<R> {
             pending: Arc::new(AtomicI64::new(0)),
             set_aside: Arc::new(AtomicI64::new(0)),
             last_count: Arc::new(Mutex::new(None)),
+            last_pass: Arc::new(Mutex::new(None)),
             outcomes,
             _rows: PhantomData,
         }
@@ -246,6 +260,10 @@ impl<R: Row> Relay<R> {
     /// the lease ends if PostgreSQL is gone too).
     #[tracing::instrument(skip(self), fields(table = self.table.name, published = tracing::field::Empty))]
     pub async fn pass(&self) -> Result<Pass, RelayError> {
+        *self
+            .last_pass
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
         let table = self.table;
         let claimed: Vec<R> = self
             .db
@@ -379,7 +397,8 @@ impl<R: Row> Relay<R> {
 
     /// Passes until nothing claimable is left, or until `shutdown` (a
     /// backlog must not hold the process past its grace period: the rows
-    /// stay pending for the next start or another replica).
+    /// stay pending for the next start or another replica). The first pass
+    /// waits out the [linger](Settings::linger) since the last one began.
     ///
     /// The waiting rows are counted (for the gauges) at most once an
     /// interval, and a count of none ends the call there: an idle poll is
@@ -389,6 +408,16 @@ impl<R: Row> Relay<R> {
     pub async fn drain(&self, shutdown: &CancellationToken) -> Result<(), RelayError> {
         if self.count_due() && self.refresh_counts().await? == 0 {
             return Ok(());
+        }
+        let last_pass = *self
+            .last_pass
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(last) = last_pass {
+            tokio::select! {
+                () = tokio::time::sleep_until((last + self.settings.linger).into()) => {}
+                () = shutdown.cancelled() => return Ok(()),
+            }
         }
         let batch = usize::try_from(self.settings.batch).unwrap_or(usize::MAX);
         while !shutdown.is_cancelled() {

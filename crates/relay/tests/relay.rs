@@ -143,6 +143,11 @@ impl Fixture {
 
     /// A relay of the items to the exchange through `broker`.
     fn relay(&self, broker: Broker, batch: i64) -> Relay<Item> {
+        self.lingering_relay(broker, batch, Duration::ZERO)
+    }
+
+    /// [`Fixture::relay`], waiting `linger` between passes.
+    fn lingering_relay(&self, broker: Broker, batch: i64, linger: Duration) -> Relay<Item> {
         let meter = opentelemetry::metrics::noop::NoopMeterProvider::new().meter("test");
         Relay::new(
             &TABLE,
@@ -155,6 +160,7 @@ impl Fixture {
                 lease: Duration::from_secs(60),
                 max_attempts: 5,
                 interval: Duration::from_secs(1),
+                linger,
             },
             meter.u64_counter("test.items").build(),
         )
@@ -379,6 +385,43 @@ async fn a_drain_publishes_a_backlog_of_several_batches() {
 
     assert_eq!(fixture.published().await, (1..=25).collect());
     assert_eq!(fixture.take_all().await, (1..=25).collect::<Vec<_>>());
+}
+
+/// Woken again soon after a pass, the relay waits out its linger, and the
+/// rows written meanwhile go out together: one claim, one mark.
+#[tokio::test]
+async fn rows_written_while_the_relay_lingers_go_out_in_one_pass() {
+    let fixture = Fixture::new(FieldTable::default()).await;
+    let linger = Duration::from_millis(500);
+    let relay = fixture.lingering_relay(
+        broker(&test_support::rabbitmq_url(), &fixture.exchange),
+        10,
+        linger,
+    );
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    fixture.insert(1, &[]).await;
+
+    let first = std::time::Instant::now();
+    relay.drain(&shutdown).await.unwrap();
+    assert!(first.elapsed() < linger, "the first row waited for nothing");
+    for id in 2..=4 {
+        sqlx::query("INSERT INTO items (id, routing_key) VALUES ($1, 'item.ok')")
+            .bind(id)
+            .execute(&fixture.pool)
+            .await
+            .unwrap();
+    }
+    relay.drain(&shutdown).await.unwrap();
+
+    assert!(first.elapsed() >= linger, "the second pass lingered");
+    let marks: i64 = sqlx::query_scalar(
+        "SELECT count(DISTINCT published_at) FROM items WHERE id BETWEEN 2 AND 4",
+    )
+    .fetch_one(&fixture.pool)
+    .await
+    .unwrap();
+    assert_eq!(marks, 1, "rows 2 to 4 marked by one statement");
+    assert_eq!(fixture.take_all().await, (1..=4).collect::<Vec<_>>());
 }
 
 /// Under load the relay is woken for every write: it counts the waiting rows

@@ -149,6 +149,7 @@ pub fn relay(
             lease: LEASE,
             max_attempts: MAX_ATTEMPTS,
             interval: poll_interval,
+            linger: relay::LINGER,
         },
         meter
             .u64_counter("gamenight.outbox.events")

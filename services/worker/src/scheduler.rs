@@ -127,6 +127,7 @@ pub fn scheduler(
             lease: LEASE,
             max_attempts,
             interval,
+            linger: relay::LINGER,
         },
         meter
             .u64_counter("gamenight.notifications.published")
