@@ -4,8 +4,9 @@
 #
 #   scripts/bench.sh [overhead|pipeline|discord|all] [--quick] [--markdown FILE] ...
 #
-#   overhead  the api under wrk with telemetry off, on, collector down and
-#             collector stuck, for GET /games/{id} and POST /games
+#   overhead  the api under wrk with telemetry off, metrics only, on,
+#             collector down, collector stuck and profiling, for
+#             GET /games/{id} and POST /games (--configs picks some)
 #   pipeline  POST /games at stepped rates through api, worker and bot to a
 #             local webhook: create→webhook latency, lost, duplicates
 #   discord   a backlog of 500 announcements against a webhook limited to 5

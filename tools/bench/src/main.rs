@@ -65,6 +65,10 @@ struct Cli {
     /// overhead: requests each `down` and `stuck` run sees at least [default: 100000; quick: 5000]
     #[arg(long)]
     min_requests: Option<u64>,
+    /// overhead: configurations to run, `off` among them [default: all:
+    /// off, metrics, on, down, stuck, profiling]
+    #[arg(long, value_enum, value_delimiter = ',')]
+    configs: Option<Vec<overhead::Config>>,
     /// overhead: CPU the api is pinned to
     #[arg(long, default_value = "0")]
     api_cpu: String,
@@ -128,6 +132,10 @@ impl Cli {
                 .unwrap_or(if quick { 5_000 } else { 100_000 }),
             api_cpu: self.api_cpu.clone(),
             load_cpu: self.load_cpu.clone(),
+            configs: self
+                .configs
+                .clone()
+                .unwrap_or_else(|| overhead::CONFIGS.to_vec()),
         }
     }
 
@@ -266,6 +274,9 @@ async fn run(cli: &Cli, cleanup: &Cleanup) -> anyhow::Result<()> {
     let overhead = matches!(cli.mode, Mode::Overhead | Mode::All);
     let pipeline = matches!(cli.mode, Mode::Pipeline | Mode::All);
     let discord = matches!(cli.mode, Mode::Discord | Mode::All);
+    if overhead && !cli.overhead().configs.contains(&overhead::Config::Off) {
+        anyhow::bail!("--configs must include off: every figure is compared with it");
+    }
     if overhead {
         system::require_tool("wrk", "install it (apt-get install -y wrk)").await?;
         system::require_tool("taskset", "install util-linux").await?;

@@ -4,6 +4,9 @@
 //! (`POST /games`):
 //!
 //! - `off`: `OTEL_SDK_DISABLED=true`;
+//! - `metrics`: metrics recorded and exported as with `on`, spans created
+//!   but not exported (`OTEL_TRACES_EXPORTER=none`, `OTEL_LOGS_EXPORTER=none`):
+//!   the baseline that isolates what exporting spans costs;
 //! - `on`: every trace sampled, OTLP/HTTP to a healthy collector (the
 //!   in-process receiver, counting what arrives);
 //! - `down`: the collector's port is closed;
@@ -53,13 +56,15 @@ pub(crate) struct Settings {
     pub(crate) api_cpu: String,
     /// CPU of wrk and this process (with its receiver).
     pub(crate) load_cpu: String,
+    /// The configurations run, `off` among them.
+    pub(crate) configs: Vec<Config>,
 }
 
 impl Settings {
     /// A rough length of the whole mode, for the progress lines.
     pub(crate) fn estimate(&self) -> Duration {
         let per_run = self.warmup + self.duration + Duration::from_secs(5);
-        per_run * self.rounds * (CONFIGS.len() * KINDS.len()) as u32
+        per_run * self.rounds * (self.configs.len() * KINDS.len()) as u32
     }
 }
 
@@ -82,17 +87,20 @@ impl Kind {
 }
 
 /// Where telemetry goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Config {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Config {
     Off,
+    Metrics,
     On,
     Down,
     Stuck,
     Profiling,
 }
 
-const CONFIGS: [Config; 5] = [
+/// Every configuration, in the order the tables list them.
+pub(crate) const CONFIGS: [Config; 6] = [
     Config::Off,
+    Config::Metrics,
     Config::On,
     Config::Down,
     Config::Stuck,
@@ -103,6 +111,7 @@ impl Config {
     fn name(self) -> &'static str {
         match self {
             Self::Off => "off",
+            Self::Metrics => "metrics",
             Self::On => "on",
             Self::Down => "down",
             Self::Stuck => "stuck",
@@ -121,6 +130,8 @@ impl Config {
 #[derive(Debug)]
 enum Collector {
     None,
+    /// A healthy collector, sent metrics only.
+    MetricsOnly(Receiver),
     Healthy(Receiver),
     /// A healthy collector and a Pyroscope.
     Profiled(Receiver, PyroscopeReceiver),
@@ -133,6 +144,11 @@ impl Collector {
     async fn start(config: Config) -> anyhow::Result<Self> {
         Ok(match config {
             Config::Off => Self::None,
+            Config::Metrics => Self::MetricsOnly(
+                Receiver::start_counting()
+                    .await
+                    .context("cannot start the OTLP receiver")?,
+            ),
             Config::On => Self::Healthy(
                 Receiver::start_counting()
                     .await
@@ -159,7 +175,9 @@ impl Collector {
     fn env(&self) -> Vec<(String, String)> {
         let endpoint = match self {
             Self::None => return vec![("OTEL_SDK_DISABLED".into(), "true".into())],
-            Self::Healthy(receiver) | Self::Profiled(receiver, _) => receiver.http_endpoint(),
+            Self::Healthy(receiver) | Self::MetricsOnly(receiver) | Self::Profiled(receiver, _) => {
+                receiver.http_endpoint()
+            }
             Self::Closed(port) => format!("http://127.0.0.1:{port}"),
             Self::Stuck(stuck) => stuck.url(),
         };
@@ -170,6 +188,10 @@ impl Collector {
         ];
         if let Self::Profiled(_, pyroscope) = self {
             env.push(("PYROSCOPE_SERVER_ADDRESS".into(), pyroscope.url()));
+        }
+        if let Self::MetricsOnly(_) = self {
+            env.push(("OTEL_TRACES_EXPORTER".into(), "none".into()));
+            env.push(("OTEL_LOGS_EXPORTER".into(), "none".into()));
         }
         env
     }
@@ -252,15 +274,16 @@ pub(crate) async fn run(
         std::env::temp_dir().join(format!("gamenight-bench-create-{}.lua", std::process::id())),
     );
     std::fs::write(&script.0, CREATE_SCRIPT).context("cannot write the wrk script")?;
-    let total = settings.rounds as usize * CONFIGS.len() * KINDS.len();
+    let configs = &settings.configs;
+    let total = settings.rounds as usize * configs.len() * KINDS.len();
     let started = Instant::now();
     let mut tables = Vec::new();
     let mut done = 0;
     for kind in KINDS {
         let mut runs = Vec::new();
         for round in 0..settings.rounds as usize {
-            for i in 0..CONFIGS.len() {
-                let config = CONFIGS[(i + round) % CONFIGS.len()];
+            for i in 0..configs.len() {
+                let config = configs[(i + round) % configs.len()];
                 done += 1;
                 let left = settings
                     .estimate()
@@ -499,6 +522,28 @@ async fn create_game(base: &str) -> anyhow::Result<String> {
         .context("the api answered no game id")
 }
 
+/// The median of `value` over `runs` (NaN for none).
+fn med(runs: &[&Run], value: fn(&Run) -> f64) -> f64 {
+    median(&runs.iter().map(|r| value(r)).collect::<Vec<_>>()).unwrap_or(f64::NAN)
+}
+
+fn cpu(run: &Run) -> f64 {
+    run.cpu_per_request
+}
+
+fn p99(run: &Run) -> f64 {
+    run.measured.p99.as_secs_f64()
+}
+
+fn seconds(s: f64) -> String {
+    latency(Duration::from_secs_f64(s.max(0.0)))
+}
+
+/// CPU a request: tens of microseconds, where a tenth tells.
+fn micros(s: f64) -> String {
+    format!("{:.1} µs", s * 1e6)
+}
+
 /// One row per configuration: medians over the rounds, each with its ratio
 /// to `off`.
 fn summarize(kind: Kind, settings: &Settings, runs: &[Run]) -> Table {
@@ -532,21 +577,13 @@ fn summarize(kind: Kind, settings: &Settings, runs: &[Run]) -> Table {
         ],
     );
     let of = |config: Config| -> Vec<&Run> { runs.iter().filter(|r| r.config == config).collect() };
-    let med = |runs: &[&Run], value: fn(&Run) -> f64| {
-        median(&runs.iter().map(|r| value(r)).collect::<Vec<_>>()).unwrap_or(f64::NAN)
-    };
     let rps = |r: &Run| r.measured.requests_per_second;
     let p50 = |r: &Run| r.measured.p50.as_secs_f64();
-    let p99 = |r: &Run| r.measured.p99.as_secs_f64();
     let rss_after = |r: &Run| r.rss_after;
-    let cpu = |r: &Run| r.cpu_per_request;
     let shutdown = |r: &Run| r.shutdown.as_secs_f64();
     let off = of(Config::Off);
-    let seconds = |s: f64| latency(Duration::from_secs_f64(s.max(0.0)));
-    // CPU a request: tens of microseconds, where a tenth tells.
-    let micros = |s: f64| format!("{:.1} µs", s * 1e6);
     let mut problems = Vec::new();
-    for config in CONFIGS {
+    for &config in &settings.configs {
         let these = of(config);
         let received: Vec<f64> = these
             .iter()
@@ -634,25 +671,51 @@ fn summarize(kind: Kind, settings: &Settings, runs: &[Run]) -> Table {
         settings.min_requests
     ));
     let on = of(Config::On);
-    let spans_per_request = med(&on, |r| {
-        (r.spans_received.unwrap_or(0) as u64 + r.spans_dropped) as f64 / r.all_requests as f64
-    });
-    table.notes.push(format!(
-        "CPU per exported span, creating and exporting it: (api CPU/req on − off) ÷ spans a \
-         request = ({} − {}) ÷ {spans_per_request:.2} = {:.2} µs.",
-        micros(med(&on, cpu)),
-        micros(med(&off, cpu)),
-        (med(&on, cpu) - med(&off, cpu)) / spans_per_request * 1e6
-    ));
+    if !on.is_empty() {
+        let spans_per_request = med(&on, |r| {
+            (r.spans_received.unwrap_or(0) as u64 + r.spans_dropped) as f64 / r.all_requests as f64
+        });
+        table.notes.push(format!(
+            "CPU per exported span, creating and exporting it: (api CPU/req on − off) ÷ spans a \
+             request = ({} − {}) ÷ {spans_per_request:.2} = {:.2} µs.",
+            micros(med(&on, cpu)),
+            micros(med(&off, cpu)),
+            (med(&on, cpu) - med(&off, cpu)) / spans_per_request * 1e6
+        ));
+    }
+    let metrics = of(Config::Metrics);
+    if !on.is_empty() && !metrics.is_empty() {
+        table.notes.push(format!(
+            "Against the same-metrics baseline (metrics: spans created, not exported; metrics \
+             as on): api CPU/req on {} vs {} ({}), p99 {} vs {} ({}).",
+            micros(med(&on, cpu)),
+            micros(med(&metrics, cpu)),
+            ratio(med(&on, cpu), med(&metrics, cpu)),
+            seconds(med(&on, p99)),
+            seconds(med(&metrics, p99)),
+            ratio(med(&on, p99), med(&metrics, p99)),
+        ));
+    }
     let profiling = of(Config::Profiling);
-    let increase = med(&profiling, cpu) / med(&on, cpu) - 1.0;
+    if !on.is_empty() && !profiling.is_empty() {
+        profiling_notes(&mut table, &mut problems, &on, &profiling);
+    }
+    table.notes.extend(problems);
+    table
+}
+
+/// The profiling runs against the `on` runs: CPU, p99, what was pushed, and
+/// the profiler's own threads.
+fn profiling_notes(table: &mut Table, problems: &mut Vec<String>, on: &[&Run], profiling: &[&Run]) {
+    let micros = |s: f64| format!("{:.1} µs", s * 1e6);
+    let increase = med(profiling, cpu) / med(on, cpu) - 1.0;
     let pushed = profiling
         .iter()
         .filter_map(|r| r.profiles_received)
         .map(|(pushes, _)| pushes)
         .min()
         .unwrap_or(0);
-    let sampled = med(&profiling, |r| {
+    let sampled = med(profiling, |r| {
         r.profiles_received
             .map_or(0.0, |(_, sampled)| sampled.as_secs_f64())
     });
@@ -661,20 +724,20 @@ fn summarize(kind: Kind, settings: &Settings, runs: &[Run]) -> Table {
          {:+.0}% allowed); p99 {} vs {}; at least {pushed} profile(s) pushed a run, {:.1} s of \
          CPU sampled (median).",
         telemetry::DEFAULT_SAMPLE_RATE,
-        micros(med(&profiling, cpu)),
-        micros(med(&on, cpu)),
+        micros(med(profiling, cpu)),
+        micros(med(on, cpu)),
         increase * 100.0,
         MAX_PROFILING_CPU_INCREASE * 100.0,
-        seconds(med(&profiling, p99)),
-        seconds(med(&on, p99)),
+        seconds(med(profiling, p99)),
+        seconds(med(on, p99)),
         sampled,
     ));
     table.notes.push(format!(
         "Of the profiling runs' CPU/req, the profiler's own threads: the agent {} (symbolizing \
          and pushing every 10 s), the span-profile watchdog {}; the rest of the increase is the \
          sampling signal handler and the span-profile layer on the api's threads (medians).",
-        micros(med(&profiling, |r| r.profiler_cpu_per_request.0)),
-        micros(med(&profiling, |r| r.profiler_cpu_per_request.1)),
+        micros(med(profiling, |r| r.profiler_cpu_per_request.0)),
+        micros(med(profiling, |r| r.profiler_cpu_per_request.1)),
     ));
     if pushed == 0 {
         problems.push("✗ profiling: a run pushed no profile".to_owned());
@@ -686,6 +749,4 @@ fn summarize(kind: Kind, settings: &Settings, runs: &[Run]) -> Table {
             MAX_PROFILING_CPU_INCREASE * 100.0
         ));
     }
-    table.notes.extend(problems);
-    table
 }
