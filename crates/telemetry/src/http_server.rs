@@ -19,15 +19,17 @@
 //!
 //! Needs the crate's `axum` feature.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::extract::MatchedPath;
 use http::{Method, Request, Response, Version};
 use opentelemetry::KeyValue;
-use opentelemetry::metrics::{Histogram, Meter};
+use opentelemetry::metrics::{BoundHistogram, Histogram, Meter};
 use opentelemetry_semantic_conventions::{attribute as semconv, metric};
 use tracing::field::Empty;
 use tracing::{Instrument, Span};
@@ -39,11 +41,92 @@ pub const DURATION_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
 ];
 
+/// Attribute sets bound at most, per layer. Routes, methods and statuses
+/// are few; past this (a status code zoo?) requests are recorded unbound,
+/// the same figures at the unbound cost.
+const MAX_BOUND: usize = 1024;
+
 /// Layer that traces and measures every request of the service it wraps.
 #[derive(Debug, Clone)]
 pub struct HttpServerLayer {
-    duration: Histogram<f64>,
+    duration: Durations,
     exported_params: &'static [&'static str],
+}
+
+/// `http.server.request.duration`, bound to each attribute set as it is
+/// first seen: a bound histogram records without sorting, hashing and
+/// looking up its attributes again, most of what a recording costs.
+#[derive(Debug, Clone)]
+struct Durations {
+    histogram: Histogram<f64>,
+    bound: Arc<RwLock<HashMap<Outcome, BoundHistogram<f64>>>>,
+}
+
+/// What a request's attributes are made of: method, route, protocol and
+/// status code (`None` when the service failed without a response).
+type Outcome = (
+    &'static str,
+    Option<String>,
+    Option<&'static str>,
+    Option<u16>,
+);
+
+impl Durations {
+    fn record(&self, seconds: f64, outcome: Outcome) {
+        let bound = self.bound.read().unwrap_or_else(PoisonError::into_inner);
+        if let Some(histogram) = bound.get(&outcome) {
+            histogram.record(seconds);
+            return;
+        }
+        drop(bound);
+        let attributes = attributes(&outcome);
+        let mut bound = self.bound.write().unwrap_or_else(PoisonError::into_inner);
+        if bound.len() >= MAX_BOUND {
+            drop(bound);
+            self.histogram.record(seconds, &attributes);
+            return;
+        }
+        bound
+            .entry(outcome)
+            .or_insert_with(|| self.histogram.bind(&attributes))
+            .record(seconds);
+    }
+}
+
+/// The semantic conventions' attributes of `outcome`.
+fn attributes((method, route, protocol, status): &Outcome) -> Vec<KeyValue> {
+    let mut attributes = vec![
+        KeyValue::new(semconv::HTTP_REQUEST_METHOD, *method),
+        KeyValue::new(semconv::URL_SCHEME, "http"),
+    ];
+    if let Some(route) = route {
+        attributes.push(KeyValue::new(semconv::HTTP_ROUTE, route.clone()));
+    }
+    if let Some(protocol) = protocol {
+        attributes.push(KeyValue::new(semconv::NETWORK_PROTOCOL_VERSION, *protocol));
+    }
+    if let Some(status) = status {
+        attributes.push(KeyValue::new(
+            semconv::HTTP_RESPONSE_STATUS_CODE,
+            i64::from(*status),
+        ));
+    }
+    if let Some(error_type) = error_type(*status) {
+        attributes.push(KeyValue::new(semconv::ERROR_TYPE, error_type));
+    }
+    attributes
+}
+
+/// `error.type` of a request answered `status` (`None`: no response).
+/// Servers mark only 5xx as errors: a 4xx is the client's mistake, correctly
+/// answered.
+fn error_type(status: Option<u16>) -> Option<String> {
+    match status {
+        Some(status) => (status >= 500).then(|| status.to_string()),
+        // The inner service failed without a response (axum routers never
+        // do; other tower stacks can).
+        None => Some("_OTHER".to_owned()),
+    }
 }
 
 impl HttpServerLayer {
@@ -56,7 +139,10 @@ impl HttpServerLayer {
             .with_boundaries(DURATION_BUCKETS.to_vec())
             .build();
         Self {
-            duration,
+            duration: Durations {
+                histogram: duration,
+                bound: Arc::default(),
+            },
             exported_params: &[],
         }
     }
@@ -123,35 +209,20 @@ where
             async move {
                 let result = future.await;
                 let span = Span::current();
-                let mut attributes = vec![
-                    KeyValue::new(semconv::HTTP_REQUEST_METHOD, method),
-                    KeyValue::new(semconv::URL_SCHEME, "http"),
-                ];
-                if let Some(route) = route {
-                    attributes.push(KeyValue::new(semconv::HTTP_ROUTE, route));
+                let status = result
+                    .as_ref()
+                    .ok()
+                    .map(|response| response.status().as_u16());
+                if let Some(status) = status {
+                    span.record(semconv::HTTP_RESPONSE_STATUS_CODE, i64::from(status));
                 }
-                if let Some(protocol) = protocol {
-                    attributes.push(KeyValue::new(semconv::NETWORK_PROTOCOL_VERSION, protocol));
-                }
-                let error_type = match &result {
-                    Ok(response) => {
-                        let status = response.status();
-                        let code = i64::from(status.as_u16());
-                        span.record(semconv::HTTP_RESPONSE_STATUS_CODE, code);
-                        attributes.push(KeyValue::new(semconv::HTTP_RESPONSE_STATUS_CODE, code));
-                        // Servers mark only 5xx as errors: a 4xx is the
-                        // client's mistake, correctly answered.
-                        status.is_server_error().then(|| status.as_str().to_owned())
-                    }
-                    // The inner service failed without a response (axum
-                    // routers never do; other tower stacks can).
-                    Err(_) => Some("_OTHER".to_owned()),
-                };
-                if let Some(error_type) = error_type {
+                if let Some(error_type) = error_type(status) {
                     crate::spans::record_failure(&span, &error_type, "");
-                    attributes.push(KeyValue::new(semconv::ERROR_TYPE, error_type));
                 }
-                duration.record(start.elapsed().as_secs_f64(), &attributes);
+                duration.record(
+                    start.elapsed().as_secs_f64(),
+                    (method, route, protocol, status),
+                );
                 result
             }
             .instrument(span),

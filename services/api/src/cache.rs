@@ -31,7 +31,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use opentelemetry::KeyValue;
-use opentelemetry::metrics::{Counter, Meter};
+use opentelemetry::metrics::{BoundCounter, Counter, Meter};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, ExistenceCheck, SetExpiry, SetOptions};
 use secrecy::{ExposeSecret, SecretString};
@@ -59,6 +59,28 @@ const TOMBSTONE: &str = "-";
 #[error("REDIS_URL is invalid: expected redis://[:password@]host:6379[/db]")]
 pub struct InvalidRedisUrl;
 
+/// `gamenight.cache.requests`, bound to each of its four results: counting a
+/// read is then one atomic add, with no attribute set to resolve.
+#[derive(Debug, Clone)]
+struct Results {
+    hit: BoundCounter<u64>,
+    miss: BoundCounter<u64>,
+    error: BoundCounter<u64>,
+    skipped: BoundCounter<u64>,
+}
+
+impl Results {
+    fn new(counter: &Counter<u64>) -> Self {
+        let bind = |result: &'static str| counter.bind(&[KeyValue::new("result", result)]);
+        Self {
+            hit: bind("hit"),
+            miss: bind("miss"),
+            error: bind("error"),
+            skipped: bind("skipped"),
+        }
+    }
+}
+
 /// The game cache.
 #[derive(Clone)]
 pub struct Cache {
@@ -67,7 +89,7 @@ pub struct Cache {
     prefix: String,
     /// `None` when the cache is turned off (`CACHE_TTL_SECONDS=0`).
     ttl: Option<Duration>,
-    requests: Counter<u64>,
+    requests: Results,
     /// Set while Redis is unreachable: every call skips it. Shared by all
     /// clones, watched (weakly) by the probe that closes it.
     open: Arc<AtomicBool>,
@@ -104,13 +126,15 @@ impl Cache {
             .set_number_of_retries(0);
         let connection =
             ConnectionManager::new_lazy_with_config(client, config).map_err(|_| InvalidRedisUrl)?;
-        let requests = meter
-            .u64_counter("gamenight.cache.requests")
-            .with_unit("{request}")
-            .with_description(
-                "Game cache reads by result: hit, miss, error, or skipped while Redis is unreachable.",
-            )
-            .build();
+        let requests = Results::new(
+            &meter
+                .u64_counter("gamenight.cache.requests")
+                .with_unit("{request}")
+                .with_description(
+                    "Game cache reads by result: hit, miss, error, or skipped while Redis is unreachable.",
+                )
+                .build(),
+        );
         Ok(Self {
             connection,
             peer,
@@ -125,8 +149,8 @@ impl Cache {
         format!("{}game:{id}", self.prefix)
     }
 
-    fn count(&self, result: &'static str) {
-        self.requests.add(1, &[KeyValue::new("result", result)]);
+    fn count(&self, result: fn(&Results) -> &BoundCounter<u64>) {
+        result(&self.requests).add(1);
     }
 
     /// Whether calls go to Redis now: the cache is on and the breaker closed.
@@ -141,7 +165,7 @@ impl Cache {
             return None;
         }
         if !self.available() {
-            self.count("skipped");
+            self.count(|r| &r.skipped);
             tracing::Span::current().set_attribute("gamenight.cache.skipped", true);
             return None;
         }
@@ -162,7 +186,11 @@ impl Cache {
             }
         };
         record_cache_hit(&span, game.is_some());
-        self.count(if game.is_some() { "hit" } else { "miss" });
+        self.count(if game.is_some() {
+            |r| &r.hit
+        } else {
+            |r| &r.miss
+        });
         game
     }
 
@@ -224,7 +252,7 @@ impl Cache {
     fn failed(&self, span: &tracing::Span, command: &'static str, err: &redis::RedisError) {
         // The category, not the error's text: that can name the server.
         record_error(span, "redis", &Failure(err.category().to_owned()));
-        self.count("error");
+        self.count(|r| &r.error);
         if !self.trip(err) {
             tracing::warn!(
                 error.type = err.category(),

@@ -140,6 +140,20 @@ async fn requests_get_server_spans_and_a_duration_histogram(protocol: Protocol) 
         .expect("a data point for /games/{id}");
     assert_eq!(games_point.count, 2);
     assert_eq!(games_point.explicit_bounds, DURATION_BUCKETS);
+    // Each point carries its request's attributes, the error's too.
+    let string = |point: &otlp_testkit::proto::metrics::v1::HistogramDataPoint, key: &str| {
+        point
+            .attributes
+            .iter()
+            .find(|kv| kv.key == key)
+            .and_then(|kv| kv.value.as_ref()?.as_str().map(str::to_owned))
+    };
+    let boom_point = points
+        .iter()
+        .find(|p| string(p, "http.route").as_deref() == Some("/boom"))
+        .expect("a data point for /boom");
+    assert_eq!(string(boom_point, "error.type").as_deref(), Some("500"));
+    assert_eq!(string(games_point, "error.type"), None);
     let total: u64 = points.iter().map(|p| p.count).sum();
     assert_eq!(
         total, 5,
