@@ -419,7 +419,10 @@ async fn measure(
             printed.last_lines("api", 20).join("\n")
         ),
         Err(err) => {
-            progress(format!("  ✗ {err:#}: killed"));
+            progress(format!(
+                "  ✗ {err:#}: killed; its last lines:\n{}",
+                printed.last_lines("api", 20).join("\n")
+            ));
             false
         }
     };
