@@ -269,9 +269,10 @@ where
                     break Some(err);
                 }
             }
-            // Resumed: look again. An owner gone can pause no more.
-            resumed = changed(pause.as_mut()), if paused => {
-                if resumed.is_err() {
+            // Paused or resumed: look again before taking the next
+            // delivery. An owner gone can pause no more.
+            changed = changed(pause.as_mut()) => {
+                if changed.is_err() {
                     pause = None;
                 }
             }

@@ -955,3 +955,62 @@ async fn a_paused_consumer_takes_one_message_at_a_time_until_resumed() {
         .unwrap();
     assert_eq!(ready(&broker, &queue.dead_letter_queue()).await, 0);
 }
+
+/// A pause that comes while the consumer waits for the next delivery holds
+/// that delivery back: with one message in hand, the next is not taken.
+#[tokio::test]
+async fn a_pause_while_waiting_for_a_delivery_holds_the_next_one_back() {
+    let (broker, queue, _names) = queue_with_messages(1).await;
+    let (pause_tx, pause) = tokio::sync::watch::channel(false);
+    let (started_tx, mut started) = mpsc::unbounded_channel();
+    let release = Arc::new(tokio::sync::Semaphore::new(0));
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(consumer::run(
+        broker.clone(),
+        Settings {
+            concurrency: 3,
+            pause: Some(pause),
+            ..settings(&queue, 3, Duration::from_millis(10))
+        },
+        &meter(),
+        shutdown.clone(),
+        {
+            let release = release.clone();
+            move |message| {
+                let (started, release) = (started_tx.clone(), release.clone());
+                async move {
+                    let _ = started.send(message.message_id);
+                    release.acquire().await.unwrap().forget();
+                    Ok(())
+                }
+            }
+        },
+    ));
+    let first = tokio::time::timeout(Duration::from_secs(10), started.recv()).await;
+    assert_eq!(first.unwrap().flatten().as_deref(), Some("m-0"));
+    // The consumer now waits for a delivery with one message in hand.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    pause_tx.send(true).unwrap();
+    let exchange = &queue.bindings[0].0;
+    broker
+        .publish(exchange, "game.created", "m-1", b"{}", Origin::Current)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        started.try_recv().is_err(),
+        "a message taken after the pause began"
+    );
+    // Resumed: it is taken.
+    pause_tx.send(false).unwrap();
+    let second = tokio::time::timeout(Duration::from_secs(10), started.recv()).await;
+    assert_eq!(second.unwrap().flatten().as_deref(), Some("m-1"));
+    release.add_permits(2);
+    wait_for_ready(&broker, &queue.name, 0).await;
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ready(&broker, &queue.dead_letter_queue()).await, 0);
+}
