@@ -9,7 +9,7 @@ use std::time::Duration;
 use demo::{Names, Options, Printed, Stack};
 use otlp_testkit::Receiver;
 use otlp_testkit::proto::trace::v1::span::SpanKind;
-use test_support::TcpProxy;
+use test_support::{FakeDiscord, TcpProxy};
 
 use crate::helpers::Amqp;
 
@@ -80,13 +80,14 @@ async fn nothing_leaks_over(protocol: &str) {
     let mut database_url = reqwest::Url::parse(&database.url(&names.database_url)).unwrap();
     database_url.set_password(Some(DATABASE_PASSWORD)).unwrap();
     names.database_url = database_url.to_string();
-    let discord = format!(
-        "http://127.0.0.1:{}/api/webhooks/1234/{WEBHOOK_TOKEN}",
-        closed_port().await
-    );
+    // Discord down, then back, knowing no webhook with the marker's token.
+    let discord = FakeDiscord::start().await;
+    discord.refuse_connections(true).await;
+    let mut webhook_url = reqwest::Url::parse(&discord.webhook_url()).unwrap();
+    webhook_url.set_path(&format!("/api/webhooks/1234/{WEBHOOK_TOKEN}"));
     let options = Options {
         otlp_endpoint: collector.url(&endpoint),
-        webhook_url: Some(discord),
+        webhook_url: Some(webhook_url.to_string()),
         extra_env: vec![
             (
                 "OTEL_EXPORTER_OTLP_HEADERS".to_owned(),
@@ -185,6 +186,18 @@ async fn nothing_leaks_over(protocol: &str) {
     assert_eq!(create_game(lonely_api).await.status(), 201);
     wait_for_line(&printed, "the relay failing to reach RabbitMQ", |line| {
         line.starts_with("api: ") && line.contains("WARN") && line.contains("outbox")
+    })
+    .await;
+
+    // Discord back, refusing the unknown webhook: the posts in hand are
+    // refused, and the bot takes notifications again.
+    wait_for_line(&printed, "the bot pausing for Discord", |line| {
+        line.starts_with("bot: ") && line.contains("Discord is unavailable")
+    })
+    .await;
+    discord.refuse_connections(false).await;
+    wait_for_line(&printed, "the bot refused by Discord", |line| {
+        line.starts_with("bot: ") && line.contains("webhook refused the message")
     })
     .await;
 
