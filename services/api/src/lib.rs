@@ -206,23 +206,30 @@ impl App {
     /// The router: the game routes traced and measured, then the untraced
     /// probes, the OpenAPI document and its docs page.
     pub fn router(&self, meter: &Meter) -> Router {
+        // Game ids are generated UUIDs; a player's name stays `{player}`.
+        let http = HttpServerLayer::new(meter).exporting_params(&["id"]);
+        self.router_instrumented(|games| games.layer(http))
+    }
+
+    /// [`App::router`] with the game routes instrumented by `instrument`
+    /// instead of this crate's [`HttpServerLayer`]: the benchmark serves
+    /// the same handlers under other set-ups to compare their cost.
+    pub fn router_instrumented(&self, instrument: impl FnOnce(Router) -> Router) -> Router {
         let (games, openapi) = routes::router().split_for_parts();
         let games = games
             .fallback(error::not_found)
             .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-            // Game ids are generated UUIDs; a player's name stays `{player}`.
-            .layer(HttpServerLayer::new(meter).exporting_params(&["id"]))
+            .with_state(self.state.clone());
+        let spec = openapi.clone();
+        instrument(games)
             .layer(TimeoutLayer::with_status_code(
                 StatusCode::REQUEST_TIMEOUT,
                 REQUEST_TIMEOUT,
-            ));
-        let spec = openapi.clone();
-        games
+            ))
             .merge(service_runtime::health_routes())
-            .route("/readyz", get(readyz))
+            .route("/readyz", get(readyz).with_state(self.state.clone()))
             .route("/openapi.json", get(move || async move { Json(spec) }))
             .merge(Scalar::with_url("/docs", openapi))
-            .with_state(self.state.clone())
     }
 
     /// Serves on `listener` until `shutdown` is cancelled, with the outbox
@@ -235,10 +242,21 @@ impl App {
         meter: &Meter,
         shutdown: CancellationToken,
     ) -> Result<(), StartError> {
+        let router = self.router(meter);
+        self.serve_router(listener, router, shutdown).await
+    }
+
+    /// [`App::serve`] with `router`, one of [`App::router_instrumented`].
+    pub async fn serve_router(
+        self,
+        listener: tokio::net::TcpListener,
+        router: Router,
+        shutdown: CancellationToken,
+    ) -> Result<(), StartError> {
         let relay_stop = CancellationToken::new();
         let relay = tokio::spawn(self.state.relay.clone().run(relay_stop.clone()));
         let retention = tokio::spawn(self.retention.clone().run(shutdown.clone()));
-        let served = service_runtime::serve(listener, self.router(meter), shutdown).await;
+        let served = service_runtime::serve(listener, router, shutdown).await;
         if let Err(err) = retention.await {
             tracing::error!(error = %err, "retention task failed");
         }
