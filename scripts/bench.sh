@@ -2,11 +2,14 @@
 # The benchmark (docs/PERFORMANCE.md, "Rerun it"): builds the release `bench` tool and
 # runs it. Options go to the tool (`scripts/bench.sh --help` lists them):
 #
-#   scripts/bench.sh [overhead|pipeline|discord|all] [--quick] [--markdown FILE] ...
+#   scripts/bench.sh [overhead|peers|pipeline|discord|all] [--quick] [--markdown FILE] ...
 #
 #   overhead  the api under wrk with telemetry off, metrics only, on,
 #             collector down, collector stuck and profiling, for
 #             GET /games/{id} and POST /games (--configs picks some)
+#   peers     the cached GET /games/{id} with telemetry off, on, spans
+#             only, and under tower-http's TraceLayer and
+#             axum-tracing-opentelemetry instead (about 6 minutes; not in all)
 #   pipeline  POST /games at stepped rates through api, worker and bot to a
 #             local webhook: create→webhook latency, lost, duplicates
 #   discord   a backlog of 500 announcements against a webhook limited to 5

@@ -8,7 +8,9 @@
 //!
 //! # Layout
 //! - [`overhead`]: mode `overhead`, telemetry off / on / collector down /
-//!   collector stuck, side by side under `wrk`.
+//!   collector stuck, side by side under `wrk`; and mode `peers`, the same
+//!   read under the usual other set-ups.
+//! - [`peers`]: those set-ups, served by `bench service peer <name>`.
 //! - [`pipeline`]: mode `pipeline`, a stepped rate through all three
 //!   services.
 //! - [`discord`]: mode `discord`, a backlog drained against a rate-limited
@@ -22,6 +24,7 @@
 
 mod discord;
 mod overhead;
+mod peers;
 mod pipeline;
 mod statements;
 mod system;
@@ -50,29 +53,34 @@ struct Cli {
     /// A smoke run of a minute or two: one round, short runs, two rates.
     #[arg(long)]
     quick: bool,
-    /// overhead: rounds of the four configurations [default: 3; quick: 1]
+    /// overhead, peers: rounds of the configurations [default: 3; quick: 1]
     #[arg(long)]
     rounds: Option<u32>,
-    /// overhead: seconds measured per run [default: 15; quick: 3]
+    /// overhead, peers: seconds measured per run [default: 15; quick: 3]
     #[arg(long, value_parser = demo::parse_seconds)]
     duration: Option<Duration>,
-    /// overhead: seconds of warm-up per run [default: 3; quick: 1]
+    /// overhead, peers: seconds of warm-up per run [default: 3; quick: 1]
     #[arg(long, value_parser = demo::parse_seconds)]
     warmup: Option<Duration>,
-    /// overhead: wrk connections
+    /// overhead, peers: wrk connections
     #[arg(long, default_value_t = 16)]
     connections: u32,
     /// overhead: requests each `down` and `stuck` run sees at least [default: 100000; quick: 5000]
     #[arg(long)]
     min_requests: Option<u64>,
-    /// overhead: configurations to run, `off` among them [default: all:
-    /// off, metrics, on, down, stuck, profiling]
+    /// overhead, peers: configurations to run, `off` among them [default:
+    /// overhead: off, metrics, on, down, stuck, profiling; peers: off,
+    /// traces, on, tower-http, axum-otel]
     #[arg(long, value_enum, value_delimiter = ',')]
     configs: Option<Vec<overhead::Config>>,
-    /// overhead: CPU the api is pinned to
+    /// overhead, peers: more variables for the api in every run, as
+    /// KEY=VALUE[,KEY=VALUE]: e.g. OTEL_BSP_MAX_EXPORT_BATCH_SIZE=2048
+    #[arg(long, value_delimiter = ',', value_parser = variable)]
+    api_env: Vec<(String, String)>,
+    /// overhead, peers: CPU the api is pinned to
     #[arg(long, default_value = "0")]
     api_cpu: String,
-    /// overhead: CPU of wrk and of this process (with its OTLP receiver)
+    /// overhead, peers: CPU of wrk and of this process (with its OTLP receiver)
     #[arg(long, default_value = "1")]
     load_cpu: String,
     /// pipeline: games per second, one step each [default: 100,200,300,400,500,600; quick: 50,100]
@@ -114,6 +122,8 @@ struct Cli {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Mode {
     Overhead,
+    /// Not part of `all`.
+    Peers,
     Pipeline,
     Discord,
     All,
@@ -122,6 +132,7 @@ enum Mode {
 impl Cli {
     fn overhead(&self) -> overhead::Settings {
         let quick = self.quick;
+        let peers = self.mode == Mode::Peers;
         overhead::Settings {
             rounds: self.rounds.unwrap_or(if quick { 1 } else { 3 }),
             warmup: self.warmup.unwrap_or(secs(if quick { 1 } else { 3 })),
@@ -130,12 +141,26 @@ impl Cli {
             min_requests: self
                 .min_requests
                 .unwrap_or(if quick { 5_000 } else { 100_000 }),
+            api_env: self.api_env.clone(),
             api_cpu: self.api_cpu.clone(),
             load_cpu: self.load_cpu.clone(),
-            configs: self
-                .configs
-                .clone()
-                .unwrap_or_else(|| overhead::CONFIGS.to_vec()),
+            configs: self.configs.clone().unwrap_or_else(|| {
+                if peers {
+                    overhead::PEERS.to_vec()
+                } else {
+                    overhead::CONFIGS.to_vec()
+                }
+            }),
+            kinds: if peers {
+                vec![overhead::Kind::Read]
+            } else {
+                overhead::KINDS.to_vec()
+            },
+            title: if peers {
+                "Against peers"
+            } else {
+                "Telemetry overhead"
+            },
         }
     }
 
@@ -167,6 +192,14 @@ impl Cli {
             limit: self.discord_limit,
             window: self.discord_window,
         }
+    }
+}
+
+/// `KEY=VALUE`, a variable for the api.
+fn variable(pair: &str) -> Result<(String, String), String> {
+    match pair.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(format!("expected KEY=VALUE, got {pair:?}")),
     }
 }
 
@@ -238,6 +271,9 @@ impl Cleanup {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    if let Some(code) = peers::service_if_asked().await {
+        return code;
+    }
     if let Some(code) = demo::service_if_asked().await {
         return code;
     }
@@ -271,7 +307,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: &Cli, cleanup: &Cleanup) -> anyhow::Result<()> {
-    let overhead = matches!(cli.mode, Mode::Overhead | Mode::All);
+    let overhead = matches!(cli.mode, Mode::Overhead | Mode::Peers | Mode::All);
     let pipeline = matches!(cli.mode, Mode::Pipeline | Mode::All);
     let discord = matches!(cli.mode, Mode::Discord | Mode::All);
     if overhead && !cli.overhead().configs.contains(&overhead::Config::Off) {
@@ -352,4 +388,33 @@ async fn run(cli: &Cli, cleanup: &Cleanup) -> anyhow::Result<()> {
         println!("tables written to {}", path.display());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_api_variable_is_key_equals_value() {
+        let cli = Cli::try_parse_from([
+            "bench",
+            "overhead",
+            "--api-env",
+            "OTEL_BSP_MAX_EXPORT_BATCH_SIZE=2048,OTEL_BSP_SCHEDULE_DELAY=",
+        ])
+        .unwrap();
+        assert_eq!(
+            cli.api_env,
+            [
+                ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE".into(), "2048".into()),
+                ("OTEL_BSP_SCHEDULE_DELAY".into(), String::new()),
+            ]
+        );
+        for bad in ["OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "=2048"] {
+            assert!(
+                Cli::try_parse_from(["bench", "--api-env", bad]).is_err(),
+                "{bad}"
+            );
+        }
+    }
 }

@@ -15,6 +15,10 @@
 //!   (`PYROSCOPE_SERVER_ADDRESS`, at the default rate) pushed to a
 //!   Pyroscope stand-in.
 //!
+//! Mode `peers` runs the read only, with `off`, `on`, `traces` (`on`
+//! exporting spans and nothing else, as the peers do) and the peers of
+//! [`crate::peers`] to the same collector.
+//!
 //! Each run is a fresh api (its own database and Redis key prefix) pinned
 //! to one CPU, a warm-up, a measured `wrk` window on another CPU and, for
 //! `down` and `stuck`, more load until the run has seen enough requests to
@@ -31,6 +35,7 @@ use demo::{Launch, Printed};
 use otlp_testkit::pyroscope::PyroscopeReceiver;
 use otlp_testkit::{Receiver, StuckServer};
 
+use crate::peers::Peer;
 use crate::table::{Table, latency, median, ratio, spread};
 use crate::wrk::{Measured, Wrk};
 use crate::{Cleanup, progress, system};
@@ -52,30 +57,37 @@ pub(crate) struct Settings {
     pub(crate) connections: u32,
     /// Requests each `down` and `stuck` run must see at least.
     pub(crate) min_requests: u64,
+    /// More variables for the api, after the configuration's.
+    pub(crate) api_env: Vec<(String, String)>,
     /// CPU of the api.
     pub(crate) api_cpu: String,
     /// CPU of wrk and this process (with its receiver).
     pub(crate) load_cpu: String,
     /// The configurations run, `off` among them.
     pub(crate) configs: Vec<Config>,
+    /// The requests measured.
+    pub(crate) kinds: Vec<Kind>,
+    /// The tables' title: what is compared.
+    pub(crate) title: &'static str,
 }
 
 impl Settings {
     /// A rough length of the whole mode, for the progress lines.
     pub(crate) fn estimate(&self) -> Duration {
         let per_run = self.warmup + self.duration + Duration::from_secs(5);
-        per_run * self.rounds * (self.configs.len() * KINDS.len()) as u32
+        per_run * self.rounds * (self.configs.len() * self.kinds.len()) as u32
     }
 }
 
 /// The request under load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub(crate) enum Kind {
     Read,
     Create,
 }
 
-const KINDS: [Kind; 2] = [Kind::Read, Kind::Create];
+/// Both requests, read first.
+pub(crate) const KINDS: [Kind; 2] = [Kind::Read, Kind::Create];
 
 impl Kind {
     fn title(self) -> &'static str {
@@ -95,9 +107,14 @@ pub(crate) enum Config {
     Down,
     Stuck,
     Profiling,
+    /// `on` exporting spans only: no metrics, no logs.
+    Traces,
+    /// A peer set-up instead of the telemetry crate ([`crate::peers`]).
+    TowerHttp,
+    AxumOtel,
 }
 
-/// Every configuration, in the order the tables list them.
+/// The configurations of mode `overhead`, in the order the tables list them.
 pub(crate) const CONFIGS: [Config; 6] = [
     Config::Off,
     Config::Metrics,
@@ -105,6 +122,15 @@ pub(crate) const CONFIGS: [Config; 6] = [
     Config::Down,
     Config::Stuck,
     Config::Profiling,
+];
+
+/// The configurations of mode `peers`.
+pub(crate) const PEERS: [Config; 5] = [
+    Config::Off,
+    Config::Traces,
+    Config::On,
+    Config::TowerHttp,
+    Config::AxumOtel,
 ];
 
 impl Config {
@@ -116,7 +142,28 @@ impl Config {
             Self::Down => "down",
             Self::Stuck => "stuck",
             Self::Profiling => "profiling",
+            Self::Traces => "traces",
+            Self::TowerHttp => Peer::TowerHttp.name(),
+            Self::AxumOtel => Peer::AxumOtel.name(),
         }
+    }
+
+    /// The peer served instead of the api, if any.
+    fn peer(self) -> Option<Peer> {
+        match self {
+            Self::TowerHttp => Some(Peer::TowerHttp),
+            Self::AxumOtel => Some(Peer::AxumOtel),
+            _ => None,
+        }
+    }
+
+    /// Whether the collector takes every span: what arrived, plus what the
+    /// api reports dropped, is every span it created.
+    fn collector_healthy(self) -> bool {
+        matches!(
+            self,
+            Self::On | Self::Traces | Self::TowerHttp | Self::AxumOtel | Self::Profiling
+        )
     }
 
     /// Whether the collector is unusable, and the run must show that the
@@ -133,6 +180,8 @@ enum Collector {
     /// A healthy collector, sent metrics only.
     MetricsOnly(Receiver),
     Healthy(Receiver),
+    /// A healthy collector, sent spans only.
+    TracesOnly(Receiver),
     /// A healthy collector and a Pyroscope.
     Profiled(Receiver, PyroscopeReceiver),
     /// A port nothing listens on.
@@ -149,7 +198,12 @@ impl Collector {
                     .await
                     .context("cannot start the OTLP receiver")?,
             ),
-            Config::On => Self::Healthy(
+            Config::On | Config::TowerHttp | Config::AxumOtel => Self::Healthy(
+                Receiver::start_counting()
+                    .await
+                    .context("cannot start the OTLP receiver")?,
+            ),
+            Config::Traces => Self::TracesOnly(
                 Receiver::start_counting()
                     .await
                     .context("cannot start the OTLP receiver")?,
@@ -175,9 +229,10 @@ impl Collector {
     fn env(&self) -> Vec<(String, String)> {
         let endpoint = match self {
             Self::None => return vec![("OTEL_SDK_DISABLED".into(), "true".into())],
-            Self::Healthy(receiver) | Self::MetricsOnly(receiver) | Self::Profiled(receiver, _) => {
-                receiver.http_endpoint()
-            }
+            Self::Healthy(receiver)
+            | Self::MetricsOnly(receiver)
+            | Self::TracesOnly(receiver)
+            | Self::Profiled(receiver, _) => receiver.http_endpoint(),
             Self::Closed(port) => format!("http://127.0.0.1:{port}"),
             Self::Stuck(stuck) => stuck.url(),
         };
@@ -193,12 +248,18 @@ impl Collector {
             env.push(("OTEL_TRACES_EXPORTER".into(), "none".into()));
             env.push(("OTEL_LOGS_EXPORTER".into(), "none".into()));
         }
+        if let Self::TracesOnly(_) = self {
+            env.push(("OTEL_METRICS_EXPORTER".into(), "none".into()));
+            env.push(("OTEL_LOGS_EXPORTER".into(), "none".into()));
+        }
         env
     }
 
     fn spans_received(&self) -> Option<usize> {
         match self {
-            Self::Healthy(receiver) | Self::Profiled(receiver, _) => Some(receiver.counts().spans),
+            Self::Healthy(receiver) | Self::TracesOnly(receiver) | Self::Profiled(receiver, _) => {
+                Some(receiver.counts().spans)
+            }
             _ => None,
         }
     }
@@ -275,11 +336,11 @@ pub(crate) async fn run(
     );
     std::fs::write(&script.0, CREATE_SCRIPT).context("cannot write the wrk script")?;
     let configs = &settings.configs;
-    let total = settings.rounds as usize * configs.len() * KINDS.len();
+    let total = settings.rounds as usize * configs.len() * settings.kinds.len();
     let started = Instant::now();
     let mut tables = Vec::new();
     let mut done = 0;
-    for kind in KINDS {
+    for &kind in &settings.kinds {
         let mut runs = Vec::new();
         for round in 0..settings.rounds as usize {
             for i in 0..configs.len() {
@@ -291,7 +352,7 @@ pub(crate) async fn run(
                     .as_secs()
                     / 60;
                 progress(format!(
-                    "[overhead {done}/{total}, about {left} min left] {} · {} · round {}/{}",
+                    "[{done}/{total}, about {left} min left] {} · {} · round {}/{}",
                     kind.title(),
                     config.name(),
                     round + 1,
@@ -353,15 +414,21 @@ async fn measure(
         ("EVENTS_EXCHANGE", names.events_exchange.clone()),
         ("API_LISTEN_ADDR", "127.0.0.1:0".to_owned()),
         ("LOG_FORMAT", "json".to_owned()),
+        // The api's own name; the peers read it from here.
+        ("OTEL_SERVICE_NAME", "api".to_owned()),
     ]
     .map(|(key, value)| (key.to_owned(), value))
     .into_iter()
-    .chain(collector.env());
+    .chain(collector.env())
+    .chain(settings.api_env.iter().cloned());
     let printed = Printed::default();
-    let (api, listening) = Launch::new(binary, "api", "listening", env)
-        .pinned_to(&settings.api_cpu)
-        .start(&printed)
-        .await?;
+    let launch = match config.peer() {
+        Some(peer) => {
+            Launch::new(binary, "peer", "listening", env).with_args([peer.name().to_owned()])
+        }
+        None => Launch::new(binary, "api", "listening", env),
+    };
+    let (api, listening) = launch.pinned_to(&settings.api_cpu).start(&printed).await?;
     let pid = api.pid().context("the api exited")?;
     let base = format!(
         "http://{}",
@@ -530,6 +597,11 @@ fn med(runs: &[&Run], value: fn(&Run) -> f64) -> f64 {
     median(&runs.iter().map(|r| value(r)).collect::<Vec<_>>()).unwrap_or(f64::NAN)
 }
 
+/// Spans created (received + dropped) per request the api answered.
+fn spans_per_request(run: &Run) -> f64 {
+    (run.spans_received.unwrap_or(0) as u64 + run.spans_dropped) as f64 / run.all_requests as f64
+}
+
 fn cpu(run: &Run) -> f64 {
     run.cpu_per_request
 }
@@ -552,7 +624,8 @@ fn micros(s: f64) -> String {
 fn summarize(kind: Kind, settings: &Settings, runs: &[Run]) -> Table {
     let mut table = Table::new(
         format!(
-            "Telemetry overhead: {} (wrk, {} connections, {} s measured per run)",
+            "{}: {} (wrk, {} connections, {} s measured per run)",
+            settings.title,
             kind.title(),
             settings.connections,
             settings.duration.as_secs()
@@ -574,6 +647,7 @@ fn summarize(kind: Kind, settings: &Settings, runs: &[Run]) -> Table {
             "spans received",
             "created",
             "dropped",
+            "spans/req",
             "shutdown",
             "×off",
             "rounds differ (req/s, p99)",
@@ -593,11 +667,14 @@ fn summarize(kind: Kind, settings: &Settings, runs: &[Run]) -> Table {
             .filter_map(|r| r.spans_received.map(|n| n as f64))
             .collect();
         let dropped = med(&these, |r| r.spans_dropped as f64);
-        let created = (config == Config::On).then(|| {
+        let created = config.collector_healthy().then(|| {
             med(&these, |r| {
                 (r.spans_received.unwrap_or(0) as u64 + r.spans_dropped) as f64
             })
         });
+        let per_request = config
+            .collector_healthy()
+            .then(|| med(&these, spans_per_request));
         let least = these.iter().map(|r| r.requests).min().unwrap_or(0);
         let errors: u64 = these.iter().map(|r| r.errors).sum();
         let growth = these
@@ -658,6 +735,7 @@ fn summarize(kind: Kind, settings: &Settings, runs: &[Run]) -> Table {
             median(&received).map_or_else(|| "–".to_owned(), |n| format!("{n:.0}")),
             created.map_or_else(|| "–".to_owned(), |n| format!("{n:.0}")),
             format!("{dropped:.0}"),
+            per_request.map_or_else(|| "–".to_owned(), |n| format!("{n:.2}")),
             seconds(med(&these, shutdown)),
             ratio(med(&these, shutdown), med(&off, shutdown)),
             format!("{}, {}", disagree(rps), disagree(p99)),
@@ -667,17 +745,16 @@ fn summarize(kind: Kind, settings: &Settings, runs: &[Run]) -> Table {
         "Medians of {} rounds, configurations in rotated order; ×off: ratio to off. \
          RSS before: after the {} s warm-up. down and stuck: load continued until \
          each run saw {} requests (req/s and latency from the measured window). \
-         Spans created = received + dropped (on only: with no collector, spans in \
-         failed exports are lost uncounted). Rounds differ: (max − min) / median.",
+         Spans created = received + dropped, with a healthy collector only (with none, \
+         spans in failed exports are lost uncounted); spans/req: created ÷ requests \
+         answered, warm-up included. Rounds differ: (max − min) / median.",
         settings.rounds,
         settings.warmup.as_secs(),
         settings.min_requests
     ));
     let on = of(Config::On);
     if !on.is_empty() {
-        let spans_per_request = med(&on, |r| {
-            (r.spans_received.unwrap_or(0) as u64 + r.spans_dropped) as f64 / r.all_requests as f64
-        });
+        let spans_per_request = med(&on, spans_per_request);
         table.notes.push(format!(
             "CPU per exported span, creating and exporting it: (api CPU/req on − off) ÷ spans a \
              request = ({} − {}) ÷ {spans_per_request:.2} = {:.2} µs.",
@@ -697,6 +774,26 @@ fn summarize(kind: Kind, settings: &Settings, runs: &[Run]) -> Table {
             seconds(med(&on, p99)),
             seconds(med(&metrics, p99)),
             ratio(med(&on, p99), med(&metrics, p99)),
+        ));
+    }
+    let traces = of(Config::Traces);
+    for peer in [Config::TowerHttp, Config::AxumOtel] {
+        let peer_runs = of(peer);
+        if traces.is_empty() || peer_runs.is_empty() {
+            continue;
+        }
+        table.notes.push(format!(
+            "traces against {}: api CPU/req {} vs {} ({}), p99 {} vs {} ({}), spans/req {:.2} \
+             vs {:.2}.",
+            peer.name(),
+            micros(med(&traces, cpu)),
+            micros(med(&peer_runs, cpu)),
+            ratio(med(&traces, cpu), med(&peer_runs, cpu)),
+            seconds(med(&traces, p99)),
+            seconds(med(&peer_runs, p99)),
+            ratio(med(&traces, p99), med(&peer_runs, p99)),
+            med(&traces, spans_per_request),
+            med(&peer_runs, spans_per_request),
         ));
     }
     let profiling = of(Config::Profiling);

@@ -241,15 +241,18 @@ pub(crate) async fn commit() -> String {
 /// `opentelemetry_sdk` 0.33 counts them and reports the total only when
 /// the processor shuts down: a warning `BatchSpanProcessor.SpansDropped`
 /// with the field `dropped_span_count`, which the telemetry crate prints on
-/// the console (target `opentelemetry_sdk`, level warn). No such line: none
-/// dropped.
+/// the console (target `opentelemetry_sdk`, level warn). A peer's JSON
+/// lines may hold the field under `fields`, as `tracing-subscriber` nests
+/// them. No such line: none dropped.
 pub(crate) fn dropped_spans(lines: &[String]) -> u64 {
     lines
         .iter()
         .filter(|line| line.contains("BatchSpanProcessor.SpansDropped"))
         .filter_map(|line| {
             let json = &line[line.find('{')?..];
-            serde_json::from_str::<serde_json::Value>(json).ok()?["dropped_span_count"].as_u64()
+            let json = serde_json::from_str::<serde_json::Value>(json).ok()?;
+            let fields = json.get("fields").unwrap_or(&json);
+            fields["dropped_span_count"].as_u64()
         })
         .sum()
 }
@@ -324,9 +327,10 @@ mod tests {
             r#"api: {"level":"INFO","message":"listening"}"#,
             r#"api: {"level":"WARN","name":"BatchSpanProcessor.SpansDropped","dropped_span_count":1200,"max_queue_size":2048,"target":"opentelemetry_sdk"}"#,
             r#"worker: {"level":"WARN","name":"BatchSpanProcessor.SpansDropped","dropped_span_count":3,"target":"opentelemetry_sdk"}"#,
+            r#"peer: {"level":"WARN","fields":{"name":"BatchSpanProcessor.SpansDropped","dropped_span_count":40},"target":"opentelemetry_sdk"}"#,
         ]
         .map(str::to_owned);
-        assert_eq!(dropped_spans(&lines), 1203);
+        assert_eq!(dropped_spans(&lines), 1243);
         assert_eq!(dropped_spans(&lines[..1]), 0);
     }
 }
