@@ -8,7 +8,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-step() { printf '\n==> %s\n' "$*"; }
+# Each step says when it began, in seconds since the start: where a run's
+# time goes (CI must stay well under 30 minutes).
+step() { printf '\n==> %s (at %d s)\n' "$*" "$SECONDS"; }
 die() { printf '\nerror: %s\n' "$*" >&2; exit 1; }
 
 step "toolchain"
@@ -174,3 +176,4 @@ step "fault-injection run (short)"
 # Alone, after the suite: it starts private servers of its own and
 # restarts them, so it never disturbs the shared ones the tests use.
 scripts/chaos.sh --short
+printf '\nall steps passed in %d s\n' "$SECONDS"
