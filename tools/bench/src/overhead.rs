@@ -157,15 +157,6 @@ impl Config {
         }
     }
 
-    /// Whether the collector takes every span: what arrived, plus what the
-    /// api reports dropped, is every span it created.
-    fn collector_healthy(self) -> bool {
-        matches!(
-            self,
-            Self::On | Self::Traces | Self::TowerHttp | Self::AxumOtel | Self::Profiling
-        )
-    }
-
     /// Whether the collector is unusable, and the run must show that the
     /// api's memory stays bounded regardless.
     fn collector_broken(self) -> bool {
@@ -597,6 +588,19 @@ fn med(runs: &[&Run], value: fn(&Run) -> f64) -> f64 {
     median(&runs.iter().map(|r| value(r)).collect::<Vec<_>>()).unwrap_or(f64::NAN)
 }
 
+/// `runs`' api CPU/req and p99 beside `baseline`'s, each with its ratio.
+fn against(runs: &[&Run], baseline: &[&Run]) -> String {
+    format!(
+        "api CPU/req {} vs {} ({}), p99 {} vs {} ({})",
+        micros(med(runs, cpu)),
+        micros(med(baseline, cpu)),
+        ratio(med(runs, cpu), med(baseline, cpu)),
+        seconds(med(runs, p99)),
+        seconds(med(baseline, p99)),
+        ratio(med(runs, p99), med(baseline, p99)),
+    )
+}
+
 /// Spans created (received + dropped) per request the api answered.
 fn spans_per_request(run: &Run) -> f64 {
     (run.spans_received.unwrap_or(0) as u64 + run.spans_dropped) as f64 / run.all_requests as f64
@@ -667,14 +671,15 @@ fn summarize(kind: Kind, settings: &Settings, runs: &[Run]) -> Table {
             .filter_map(|r| r.spans_received.map(|n| n as f64))
             .collect();
         let dropped = med(&these, |r| r.spans_dropped as f64);
-        let created = config.collector_healthy().then(|| {
+        // A healthy collector took every span: what arrived, plus what the
+        // api reports dropped, is every span it created.
+        let healthy = these.iter().all(|r| r.spans_received.is_some());
+        let created = healthy.then(|| {
             med(&these, |r| {
                 (r.spans_received.unwrap_or(0) as u64 + r.spans_dropped) as f64
             })
         });
-        let per_request = config
-            .collector_healthy()
-            .then(|| med(&these, spans_per_request));
+        let per_request = healthy.then(|| med(&these, spans_per_request));
         let least = these.iter().map(|r| r.requests).min().unwrap_or(0);
         let errors: u64 = these.iter().map(|r| r.errors).sum();
         let growth = these
@@ -767,13 +772,8 @@ fn summarize(kind: Kind, settings: &Settings, runs: &[Run]) -> Table {
     if !on.is_empty() && !metrics.is_empty() {
         table.notes.push(format!(
             "Against the same-metrics baseline (metrics: spans created, not exported; metrics \
-             as on): api CPU/req on {} vs {} ({}), p99 {} vs {} ({}).",
-            micros(med(&on, cpu)),
-            micros(med(&metrics, cpu)),
-            ratio(med(&on, cpu), med(&metrics, cpu)),
-            seconds(med(&on, p99)),
-            seconds(med(&metrics, p99)),
-            ratio(med(&on, p99), med(&metrics, p99)),
+             as on): on {}.",
+            against(&on, &metrics)
         ));
     }
     let traces = of(Config::Traces);
@@ -783,15 +783,9 @@ fn summarize(kind: Kind, settings: &Settings, runs: &[Run]) -> Table {
             continue;
         }
         table.notes.push(format!(
-            "traces against {}: api CPU/req {} vs {} ({}), p99 {} vs {} ({}), spans/req {:.2} \
-             vs {:.2}.",
+            "traces against {}: {}, spans/req {:.2} vs {:.2}.",
             peer.name(),
-            micros(med(&traces, cpu)),
-            micros(med(&peer_runs, cpu)),
-            ratio(med(&traces, cpu), med(&peer_runs, cpu)),
-            seconds(med(&traces, p99)),
-            seconds(med(&peer_runs, p99)),
-            ratio(med(&traces, p99), med(&peer_runs, p99)),
+            against(&traces, &peer_runs),
             med(&traces, spans_per_request),
             med(&peer_runs, spans_per_request),
         ));
