@@ -78,6 +78,20 @@ fi
 command -v node >/dev/null || die "node not found: install Node.js to check the guides' TraceQL and LogQL"
 NODE_PATH="$lezer/node_modules" node scripts/check-queries.cjs README.md docs/*.md grafana-alloy/*.md grafana/*.md grafana/dashboards/*.json
 
+step "Chromium, for the docs page's browser test"
+# services/api/tests/api/docs_page.rs drives Debian's chromium through
+# chromium-driver (CHROMIUM and CHROMEDRIVER name others). Installed when
+# missing; a package install starts no server.
+if [ -z "${CHROMEDRIVER:-}" ] && ! command -v chromedriver >/dev/null; then
+  command -v apt-get >/dev/null \
+    || die "chromedriver not found and no apt-get to install it: install Chromium and ChromeDriver, or set CHROMIUM and CHROMEDRIVER"
+  sudo=(); [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+  apt_install() { "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null; }
+  apt_install || { "${sudo[@]}" apt-get update -qq && apt_install; } \
+    || die "cannot install Debian's chromium and chromium-driver (the docs page's browser test needs them)"
+fi
+"${CHROMEDRIVER:-chromedriver}" --version
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -11,10 +11,12 @@
 //! - [`faults`]: the CPU-burn fault switch (the others act in [`store`]
 //!   and [`outbox`]).
 //! - `routes`, `error`, `extract`: the HTTP surface and its problem+json errors.
+//! - [`docs`]: the docs page, Swagger UI built into the binary.
 //! - [`App`]: everything wired together; [`App::router`] is what tests drive.
 
 pub mod cache;
 pub mod config;
+pub mod docs;
 pub mod domain;
 mod error;
 mod extract;
@@ -39,7 +41,6 @@ use secrecy::ExposeSecret;
 use service_runtime::CancellationToken;
 use telemetry::http_server::HttpServerLayer;
 use tower_http::timeout::TimeoutLayer;
-use utoipa_scalar::{Scalar, Servable};
 
 pub use config::Config;
 pub use domain::Game;
@@ -51,6 +52,9 @@ pub const SERVICE: telemetry::Service =
         .with_namespace(service_runtime::SERVICE_NAMESPACE);
 
 pub use schema::MIGRATOR;
+
+/// Where the OpenAPI document is served.
+const OPENAPI_PATH: &str = "/openapi.json";
 
 /// Largest request body accepted; game requests are a few hundred bytes.
 const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -220,7 +224,6 @@ impl App {
             .fallback(error::not_found)
             .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
             .with_state(self.state.clone());
-        let spec = openapi.clone();
         instrument(games)
             .layer(TimeoutLayer::with_status_code(
                 StatusCode::REQUEST_TIMEOUT,
@@ -228,8 +231,8 @@ impl App {
             ))
             .merge(service_runtime::health_routes())
             .route("/readyz", get(readyz).with_state(self.state.clone()))
-            .route("/openapi.json", get(move || async move { Json(spec) }))
-            .merge(Scalar::with_url("/docs", openapi))
+            .route(OPENAPI_PATH, get(move || async move { Json(openapi) }))
+            .merge(docs::router(OPENAPI_PATH))
     }
 
     /// Serves on `listener` until `shutdown` is cancelled, with the outbox

@@ -271,11 +271,4 @@ async fn probes_and_the_openapi_document_are_served() {
             "{path} missing from the OpenAPI document"
         );
     }
-    let docs = app.get("/docs").await;
-    assert_eq!(docs.status(), 200);
-    let html = docs.text().await.unwrap();
-    assert!(
-        html.contains("<html") && html.contains("gamenight api"),
-        "the docs page embeds the document"
-    );
 }

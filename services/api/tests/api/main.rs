@@ -7,6 +7,7 @@
 mod cache;
 mod database;
 mod docs;
+mod docs_page;
 mod faults;
 mod games;
 mod helpers;

@@ -1,0 +1,416 @@
+//! The docs page (`/docs`) as a reader meets it: everything it serves stays on
+//! the api's origin, under a Content-Security-Policy that allows nothing
+//! else; and in a real browser (headless Chromium, driven over WebDriver by
+//! chromedriver, with every address beyond loopback unreachable) it shows
+//! every operation of the OpenAPI document, and "Try it out" reaches the api.
+//!
+//! `scripts/test.sh` installs Debian's `chromium` and `chromium-driver`;
+//! `CHROMIUM` and `CHROMEDRIVER` name other binaries.
+
+use std::collections::BTreeSet;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use axum::http::Method;
+use fantoccini::wd::WebDriverCompatibleCommand;
+use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
+use regex::Regex;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use test_support::docs::repo_file;
+
+use crate::helpers::{TestApp, game_body};
+
+/// How long the browser may take to show what a step waits for.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// The sources a docs route's Content-Security-Policy may name: this origin,
+/// and what Swagger UI needs beside it (inline styles, `data:` icons).
+const ALLOWED_SOURCES: [&str; 4] = ["'self'", "'none'", "'unsafe-inline'", "data:"];
+
+#[tokio::test]
+async fn the_docs_page_and_its_assets_stay_on_the_apis_origin() {
+    let app = TestApp::spawn().await;
+    let page = app.get("/docs").await;
+    assert_eq!(page.url().path(), "/docs/", "/docs leads to the page");
+    assert_docs_policy(&page);
+    let html = page.text().await.unwrap();
+
+    // Every file the page loads, and every address its stylesheets and its
+    // configuration (the initializer script) name.
+    let attribute = Regex::new(r#"(?:src|href|action)\s*=\s*["']([^"']*)["']"#).unwrap();
+    let css_url = Regex::new(r#"url\(\s*["']?([^"')]*)"#).unwrap();
+    let config_url = Regex::new(r#""\w*[uU]rls?"\s*:\s*"([^"]*)""#).unwrap();
+    let assets: Vec<String> = captures(&attribute, &html);
+    assert!(
+        assets.iter().any(|asset| asset.ends_with(".js")),
+        "no script found in the page: {html}"
+    );
+    let mut checked = vec!["/docs/".to_owned()];
+    for asset in &assets {
+        assert_same_origin("/docs/", asset);
+        let url = app.url(&format!("/docs/{}", asset.trim_start_matches("./")));
+        let response = app.client.get(&url).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{url}");
+        assert_docs_policy(&response);
+        let body = response.text().await.unwrap_or_default();
+        let named = if asset.ends_with(".css") {
+            captures(&css_url, &body)
+        } else if asset.ends_with("swagger-initializer.js") {
+            // Unset, Swagger UI sends the document to validator.swagger.io
+            // for a badge (on any host but loopback, so only this shows it).
+            assert!(
+                body.contains(r#""validatorUrl": "none""#),
+                "Swagger UI's online validator is not turned off: {body}"
+            );
+            captures(&config_url, &body)
+        } else {
+            Vec::new()
+        };
+        for address in named.iter().filter(|address| address.as_str() != "none") {
+            assert_same_origin(asset, address);
+        }
+        checked.push(url);
+    }
+
+    // The other routes keep their JSON-only headers.
+    for path in ["/openapi.json", "/games", "/healthz"] {
+        let response = app.get(path).await;
+        assert!(
+            !response
+                .headers()
+                .contains_key(reqwest::header::CONTENT_SECURITY_POLICY),
+            "{path} has the docs page's Content-Security-Policy"
+        );
+    }
+    assert!(checked.len() >= 5, "only {checked:?} checked");
+    assert!(
+        repo_file("docs/API.md").contains(api::docs::CONTENT_SECURITY_POLICY),
+        "docs/API.md does not quote the docs page's Content-Security-Policy"
+    );
+}
+
+#[tokio::test]
+async fn the_docs_page_works_in_a_browser_with_nothing_beyond_loopback() {
+    let app = TestApp::spawn().await;
+    let openapi: Value = app.get("/openapi.json").await.json().await.unwrap();
+    let summaries = operation_summaries(&openapi);
+    assert_eq!(summaries.len(), 6, "operations: {summaries:?}");
+
+    let browser = Browser::start().await;
+    let page = &browser.client;
+    page.goto(&app.url("/docs")).await.unwrap();
+    let shown = browser
+        .eventually("every operation shown by its summary", async || {
+            let shown: BTreeSet<String> = texts(page, ".opblock-summary-description").await;
+            (shown == summaries).then_some(shown)
+        })
+        .await;
+    browser.screenshot("docs-page.png").await;
+
+    // Nothing was refused (by the policy, or by the closed network) and
+    // nothing was loaded from another origin.
+    assert_eq!(
+        browser.errors().await,
+        Vec::<String>::new(),
+        "browser errors"
+    );
+    let loaded = page
+        .execute(
+            "return performance.getEntriesByType('resource').map(entry => entry.name)",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let origin = format!("{}/", app.base_url);
+    for resource in loaded.as_array().unwrap() {
+        let resource = resource.as_str().unwrap();
+        assert!(
+            resource.starts_with(&origin),
+            "{resource} loaded from outside {origin}"
+        );
+    }
+
+    // "Try it out": a game created from the page, then a refusal shown as
+    // the api's problem+json.
+    let create = "#operations-games-create_game";
+    page.find(Locator::Css(&format!("{create} .opblock-summary")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser.click(&format!("{create} .try-out__btn")).await;
+    let body = format!("{create} textarea.body-param__text");
+    let status = format!("{create} .live-responses-table tbody .response-col_status");
+
+    browser.type_into(&body, &game_body(4).to_string()).await;
+    browser.click(&format!("{create} .btn.execute")).await;
+    browser.wait_for_text(&status, "201").await;
+    let created = browser
+        .text(&format!(
+            "{create} .live-responses-table tbody .response-col_description"
+        ))
+        .await;
+    let id = Regex::new(r#""id":\s*"([0-9a-f-]{36})""#)
+        .unwrap()
+        .captures(&created)
+        .unwrap_or_else(|| panic!("no game id in the response shown: {created}"))[1]
+        .to_owned();
+    assert_eq!(app.get(&format!("/games/{id}")).await.status(), 200);
+
+    browser.type_into(&body, &game_body(0).to_string()).await;
+    browser.click(&format!("{create} .btn.execute")).await;
+    browser.wait_for_text(&status, "422").await;
+    let refused = browser
+        .text(&format!(
+            "{create} .live-responses-table tbody .response-col_description"
+        ))
+        .await;
+    assert!(
+        refused.contains("application/problem+json") && refused.contains("max_players"),
+        "the refusal is not shown as problem+json naming the field: {refused}"
+    );
+    eprintln!(
+        "docs page: {} operations shown, a game created and a refusal shown",
+        shown.len()
+    );
+}
+
+/// The first group of every match of `pattern` in `text`.
+fn captures(pattern: &Regex, text: &str) -> Vec<String> {
+    pattern
+        .captures_iter(text)
+        .map(|capture| capture[1].to_owned())
+        .collect()
+}
+
+/// `address`, named by `by`, is on the page's origin: relative, or `data:`.
+fn assert_same_origin(by: &str, address: &str) {
+    let on_origin =
+        address.starts_with("data:") || !(address.contains("://") || address.starts_with("//"));
+    assert!(on_origin, "{by} refers to another origin: {address}");
+}
+
+/// The response carries the docs routes' Content-Security-Policy: nothing by
+/// default, and no source beyond [`ALLOWED_SOURCES`].
+fn assert_docs_policy(response: &reqwest::Response) {
+    let policy = response
+        .headers()
+        .get(reqwest::header::CONTENT_SECURITY_POLICY)
+        .unwrap_or_else(|| panic!("{}: no Content-Security-Policy", response.url()))
+        .to_str()
+        .unwrap();
+    let directives: Vec<Vec<&str>> = policy
+        .split(';')
+        .map(|directive| directive.split_whitespace().collect())
+        .collect();
+    assert!(
+        directives.contains(&vec!["default-src", "'none'"]),
+        "{policy}"
+    );
+    for directive in ["script-src", "connect-src"] {
+        assert!(
+            directives.contains(&vec![directive, "'self'"]),
+            "{directive} is not 'self' alone: {policy}"
+        );
+    }
+    for directive in &directives {
+        for source in &directive[1..] {
+            assert!(
+                ALLOWED_SOURCES.contains(source),
+                "{policy}: {} allows {source}",
+                directive[0]
+            );
+        }
+    }
+}
+
+/// The summary of each operation in `openapi`, whitespace collapsed as a
+/// browser renders it.
+fn operation_summaries(openapi: &Value) -> BTreeSet<String> {
+    openapi["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|operations| operations.as_object().unwrap().values())
+        .filter_map(|operation| operation["summary"].as_str())
+        .map(|summary| summary.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect()
+}
+
+/// The text of every element `selector` matches.
+async fn texts(page: &Client, selector: &str) -> BTreeSet<String> {
+    let mut texts = BTreeSet::new();
+    for element in page.find_all(Locator::Css(selector)).await.unwrap() {
+        texts.insert(element.text().await.unwrap_or_default());
+    }
+    texts
+}
+
+/// Headless Chromium under chromedriver, able to reach loopback only.
+struct Browser {
+    client: Client,
+    _driver: Child,
+}
+
+impl Browser {
+    async fn start() -> Self {
+        let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+        let chromedriver = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
+        let mut driver = Command::new(&chromedriver)
+            .arg("--port=0")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|err| {
+                panic!(
+                    "cannot start {chromedriver} ({err}): install Debian's chromium and \
+                     chromium-driver (scripts/test.sh does), or set CHROMEDRIVER and CHROMIUM"
+                )
+            });
+        // "ChromeDriver was started successfully on port 40123."
+        let mut lines = BufReader::new(driver.stdout.take().unwrap()).lines();
+        let port = tokio::time::timeout(PATIENCE, async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                if let Some(port) = line.strip_suffix('.').and_then(|l| l.rsplit_once("port ")) {
+                    return port.1.to_owned();
+                }
+            }
+            panic!("{chromedriver} stopped before saying its port")
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{chromedriver} did not start within {PATIENCE:?}"));
+        let capabilities = json!({
+            "goog:chromeOptions": {
+                "binary": chromium,
+                "args": [
+                    "--headless=new",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-dev-shm-usage",
+                    "--no-first-run",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    "--window-size=1280,2000",
+                    // Loopback is always reached directly; everything else
+                    // goes to a proxy that is not there, and fails.
+                    "--proxy-server=http://127.0.0.1:9",
+                ],
+            },
+            "goog:loggingPrefs": { "browser": "ALL" },
+        });
+        let client = ClientBuilder::new(HttpConnector::new())
+            .capabilities(capabilities.as_object().unwrap().clone())
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+            .unwrap_or_else(|err| panic!("cannot start {chromium} under {chromedriver}: {err}"));
+        Self {
+            client,
+            _driver: driver,
+        }
+    }
+
+    /// Polls `check` until it gives a value, failing after [`PATIENCE`].
+    async fn eventually<T>(&self, what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(value) = check().await {
+                return value;
+            }
+            if Instant::now() > deadline {
+                self.screenshot("docs-page-failed.png").await;
+                panic!("the docs page: not {what} within {PATIENCE:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn click(&self, selector: &str) {
+        self.eventually(&format!("{selector} clicked"), async || {
+            let element = self.client.find(Locator::Css(selector)).await.ok()?;
+            element.click().await.ok()
+        })
+        .await;
+    }
+
+    /// Replaces the text of the field `selector` with `text`, as typed.
+    async fn type_into(&self, selector: &str, text: &str) {
+        self.eventually(&format!("{selector} typed into"), async || {
+            let field = self.client.find(Locator::Css(selector)).await.ok()?;
+            // Control-A, then the text over the selection: the page sees it
+            // typed (a WebDriver clear would bypass its input handlers).
+            field.send_keys("\u{E009}a\u{E000}").await.ok()?;
+            field.send_keys(text).await.ok()
+        })
+        .await;
+    }
+
+    async fn text(&self, selector: &str) -> String {
+        self.eventually(&format!("{selector} shown"), async || {
+            self.client
+                .find(Locator::Css(selector))
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()
+        })
+        .await
+    }
+
+    async fn wait_for_text(&self, selector: &str, expected: &str) {
+        self.eventually(&format!("{selector} showing {expected}"), async || {
+            let shown = self.client.find(Locator::Css(selector)).await.ok()?;
+            (shown.text().await.ok()?.trim() == expected).then_some(())
+        })
+        .await;
+    }
+
+    /// The browser's console errors: a refused load (the policy, the
+    /// network) or a script error.
+    async fn errors(&self) -> Vec<String> {
+        let log = self.client.issue_cmd(BrowserLog).await.unwrap();
+        log.as_array()
+            .unwrap()
+            .iter()
+            .filter(|entry| entry["level"] == "SEVERE")
+            .map(|entry| entry["message"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+
+    /// Saves what the browser shows under the test's target directory.
+    async fn screenshot(&self, name: &str) {
+        let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+        if let Ok(png) = self.client.screenshot().await {
+            std::fs::write(&path, png).unwrap();
+            eprintln!("screenshot: {}", path.display());
+        }
+    }
+}
+
+/// chromedriver's log of the browser's console (`goog:loggingPrefs`).
+#[derive(Debug)]
+struct BrowserLog;
+
+impl WebDriverCompatibleCommand for BrowserLog {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!(
+            "session/{}/se/log",
+            session_id.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (Method, Option<String>) {
+        (Method::POST, Some(json!({ "type": "browser" }).to_string()))
+    }
+}
