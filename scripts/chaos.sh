@@ -2,8 +2,10 @@
 # The fault-injection run (docs/TESTING.md, "Fault-injection suite"): builds the
 # release binary and runs it. Options go to the binary:
 #
-#   scripts/chaos.sh [--duration 40s] [--rate 50] [--short] [--report-only]
+#   scripts/chaos.sh [--debug-build] [--duration 40s] [--rate 50] [--short] [--report-only]
 #
+# --debug-build (first, if given) builds and runs the debug binary instead:
+# the test command's short run, which reuses what the tests compiled.
 # It starts its own PostgreSQL, Redis and RabbitMQ on free ports in a temp
 # directory (never the shared servers on 5432/6379/5672), and removes them
 # at the end. Exit 0: every acceptance criterion met (or --report-only);
@@ -19,5 +21,10 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/n
 [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || command -v rabbitmq-server >/dev/null \
   || { echo "error: rabbitmq-server not found: install RabbitMQ" >&2; exit 2; }
 
+if [ "${1:-}" = --debug-build ]; then
+  shift
+  cargo build --locked -p chaos
+  exec target/debug/chaos "$@"
+fi
 cargo build --release --locked -p chaos
 exec target/release/chaos "$@"
