@@ -137,24 +137,9 @@ async fn the_docs_page_works_in_a_browser_with_nothing_beyond_loopback() {
     // "Try it out": a game created from the page, then a refusal shown as
     // the api's problem+json.
     let create = "#operations-games-create_game";
-    page.find(Locator::Css(&format!("{create} .opblock-summary")))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser.click(&format!("{create} .opblock-summary")).await;
     browser.click(&format!("{create} .try-out__btn")).await;
-    let body = format!("{create} textarea.body-param__text");
-    let status = format!("{create} .live-responses-table tbody .response-col_status");
-
-    browser.type_into(&body, &game_body(4).to_string()).await;
-    browser.click(&format!("{create} .btn.execute")).await;
-    browser.wait_for_text(&status, "201").await;
-    let created = browser
-        .text(&format!(
-            "{create} .live-responses-table tbody .response-col_description"
-        ))
-        .await;
+    let created = browser.try_it_out(create, &game_body(4), "201").await;
     let id = Regex::new(r#""id":\s*"([0-9a-f-]{36})""#)
         .unwrap()
         .captures(&created)
@@ -162,14 +147,7 @@ async fn the_docs_page_works_in_a_browser_with_nothing_beyond_loopback() {
         .to_owned();
     assert_eq!(app.get(&format!("/games/{id}")).await.status(), 200);
 
-    browser.type_into(&body, &game_body(0).to_string()).await;
-    browser.click(&format!("{create} .btn.execute")).await;
-    browser.wait_for_text(&status, "422").await;
-    let refused = browser
-        .text(&format!(
-            "{create} .live-responses-table tbody .response-col_description"
-        ))
-        .await;
+    let refused = browser.try_it_out(create, &game_body(0), "422").await;
     assert!(
         refused.contains("application/problem+json") && refused.contains("max_players"),
         "the refusal is not shown as problem+json naming the field: {refused}"
@@ -349,6 +327,19 @@ impl Browser {
             field.send_keys(text).await.ok()
         })
         .await;
+    }
+
+    /// Sends `body` from the "Try it out" form of `operation`, waits for
+    /// the answer `status`, and returns what the page shows of the answer.
+    async fn try_it_out(&self, operation: &str, body: &Value, status: &str) -> String {
+        let field = format!("{operation} textarea.body-param__text");
+        self.type_into(&field, &body.to_string()).await;
+        self.click(&format!("{operation} .btn.execute")).await;
+        let answer = format!("{operation} .live-responses-table tbody");
+        self.wait_for_text(&format!("{answer} .response-col_status"), status)
+            .await;
+        self.text(&format!("{answer} .response-col_description"))
+            .await
     }
 
     async fn text(&self, selector: &str) -> String {
