@@ -8,6 +8,7 @@
 //! `CHROMIUM` and `CHROMEDRIVER` name other binaries.
 
 use std::collections::BTreeSet;
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -21,6 +22,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 use test_support::docs::repo_file;
+use test_support::unique_name;
 
 use crate::helpers::{TestApp, game_body};
 
@@ -237,15 +239,37 @@ async fn texts(page: &Client, selector: &str) -> BTreeSet<String> {
 /// Headless Chromium under chromedriver, able to reach loopback only.
 struct Browser {
     client: Client,
-    _driver: Child,
+    driver: Child,
+    /// The browser's profile and temporary files, removed with it.
+    profile: PathBuf,
+}
+
+impl Drop for Browser {
+    /// Ends chromedriver and the browser it started, which share its
+    /// process group (killing chromedriver alone would leave the browser
+    /// running after a failed test), then removes the browser's files.
+    fn drop(&mut self) {
+        if let Some(group) = self.driver.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", "--", &format!("-{group}")])
+                .status();
+        }
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
 }
 
 impl Browser {
     async fn start() -> Self {
         let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
         let chromedriver = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
+        // The browser's profile and temporary files, all in one directory
+        // that Drop removes.
+        let profile = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(unique_name("chromium-"));
+        std::fs::create_dir_all(&profile).unwrap();
         let mut driver = Command::new(&chromedriver)
             .arg("--port=0")
+            .env("TMPDIR", &profile)
+            .process_group(0)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .kill_on_drop(true)
@@ -272,6 +296,7 @@ impl Browser {
             "goog:chromeOptions": {
                 "binary": chromium,
                 "args": [
+                    format!("--user-data-dir={}", profile.display()),
                     "--headless=new",
                     "--no-sandbox",
                     "--disable-gpu",
@@ -295,7 +320,8 @@ impl Browser {
             .unwrap_or_else(|err| panic!("cannot start {chromium} under {chromedriver}: {err}"));
         Self {
             client,
-            _driver: driver,
+            driver,
+            profile,
         }
     }
 
@@ -382,7 +408,7 @@ impl Browser {
 
     /// Saves what the browser shows under the test's target directory.
     async fn screenshot(&self, name: &str) {
-        let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+        let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
         if let Ok(png) = self.client.screenshot().await {
             std::fs::write(&path, png).unwrap();
             eprintln!("screenshot: {}", path.display());
