@@ -601,9 +601,15 @@ fn against(runs: &[&Run], baseline: &[&Run]) -> String {
     )
 }
 
-/// Spans created (received + dropped) per request the api answered.
+/// Spans the api created: those the collector received, plus those the api
+/// reports dropped.
+fn spans_created(run: &Run) -> f64 {
+    (run.spans_received.unwrap_or(0) as u64 + run.spans_dropped) as f64
+}
+
+/// Spans created per request the api answered.
 fn spans_per_request(run: &Run) -> f64 {
-    (run.spans_received.unwrap_or(0) as u64 + run.spans_dropped) as f64 / run.all_requests as f64
+    spans_created(run) / run.all_requests as f64
 }
 
 fn cpu(run: &Run) -> f64 {
@@ -674,11 +680,7 @@ fn summarize(kind: Kind, settings: &Settings, runs: &[Run]) -> Table {
         // A healthy collector took every span: what arrived, plus what the
         // api reports dropped, is every span it created.
         let healthy = these.iter().all(|r| r.spans_received.is_some());
-        let created = healthy.then(|| {
-            med(&these, |r| {
-                (r.spans_received.unwrap_or(0) as u64 + r.spans_dropped) as f64
-            })
-        });
+        let created = healthy.then(|| med(&these, spans_created));
         let per_request = healthy.then(|| med(&these, spans_per_request));
         let least = these.iter().map(|r| r.requests).min().unwrap_or(0);
         let errors: u64 = these.iter().map(|r| r.errors).sum();
