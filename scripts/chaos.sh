@@ -21,10 +21,10 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/n
 [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || command -v rabbitmq-server >/dev/null \
   || { echo "error: rabbitmq-server not found: install RabbitMQ" >&2; exit 2; }
 
+profile=(--release) dir=release
 if [ "${1:-}" = --debug-build ]; then
   shift
-  cargo build --locked -p chaos
-  exec target/debug/chaos "$@"
+  profile=() dir=debug
 fi
-cargo build --release --locked -p chaos
-exec target/release/chaos "$@"
+cargo build "${profile[@]}" --locked -p chaos
+exec "target/$dir/chaos" "$@"
