@@ -373,25 +373,25 @@ impl Browser {
             .await
     }
 
+    /// The text of the first element `selector` matches, once there is one.
     async fn text(&self, selector: &str) -> String {
         self.eventually(&format!("{selector} shown"), async || {
-            self.client
-                .find(Locator::Css(selector))
-                .await
-                .ok()?
-                .text()
-                .await
-                .ok()
+            self.shown(selector).await
         })
         .await
     }
 
     async fn wait_for_text(&self, selector: &str, expected: &str) {
         self.eventually(&format!("{selector} showing {expected}"), async || {
-            let shown = self.client.find(Locator::Css(selector)).await.ok()?;
-            (shown.text().await.ok()?.trim() == expected).then_some(())
+            (self.shown(selector).await?.trim() == expected).then_some(())
         })
         .await;
+    }
+
+    /// The text of the first element `selector` matches, if any now.
+    async fn shown(&self, selector: &str) -> Option<String> {
+        let element = self.client.find(Locator::Css(selector)).await.ok()?;
+        element.text().await.ok()
     }
 
     /// The browser's console errors: a refused load (the policy, the
