@@ -239,17 +239,24 @@ async fn texts(page: &Client, selector: &str) -> BTreeSet<String> {
 /// Headless Chromium under chromedriver, able to reach loopback only.
 struct Browser {
     client: Client,
-    driver: Child,
-    /// The browser's profile and temporary files, removed with it.
-    profile: PathBuf,
+    /// Declared after `client`, so dropped after it.
+    _processes: Processes,
 }
 
-impl Drop for Browser {
-    /// Ends chromedriver and the browser it started, which share its
-    /// process group (killing chromedriver alone would leave the browser
-    /// running after a failed test), then removes the browser's files.
+/// chromedriver, the browser it starts (both in chromedriver's process
+/// group) and the browser's profile and temporary files: all ended and
+/// removed when dropped, from the moment they exist, so a session that
+/// fails to open leaves nothing running or behind either.
+struct Processes {
+    profile: PathBuf,
+    driver: Option<Child>,
+}
+
+impl Drop for Processes {
+    /// Kills the whole process group (killing chromedriver alone would
+    /// leave the browser running), then removes the browser's files.
     fn drop(&mut self) {
-        if let Some(group) = self.driver.id() {
+        if let Some(group) = self.driver.as_ref().and_then(Child::id) {
             let _ = std::process::Command::new("kill")
                 .args(["-KILL", "--", &format!("-{group}")])
                 .status();
@@ -262,24 +269,27 @@ impl Browser {
     async fn start() -> Self {
         let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
         let chromedriver = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
-        // The browser's profile and temporary files, all in one directory
-        // that Drop removes.
-        let profile = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(unique_name("chromium-"));
-        std::fs::create_dir_all(&profile).unwrap();
-        let mut driver = Command::new(&chromedriver)
-            .arg("--port=0")
-            .env("TMPDIR", &profile)
-            .process_group(0)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|err| {
-                panic!(
-                    "cannot start {chromedriver} ({err}): install Debian's chromium and \
-                     chromium-driver (scripts/test.sh does), or set CHROMEDRIVER and CHROMIUM"
-                )
-            });
+        // The browser's profile and temporary files, all in one directory.
+        let mut processes = Processes {
+            profile: PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(unique_name("chromium-")),
+            driver: None,
+        };
+        std::fs::create_dir_all(&processes.profile).unwrap();
+        let driver = processes.driver.insert(
+            Command::new(&chromedriver)
+                .arg("--port=0")
+                .env("TMPDIR", &processes.profile)
+                .process_group(0)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|err| {
+                    panic!(
+                        "cannot start {chromedriver} ({err}): install Debian's chromium and \
+                         chromium-driver (scripts/test.sh does), or set CHROMEDRIVER and CHROMIUM"
+                    )
+                }),
+        );
         // "ChromeDriver was started successfully on port 40123."
         let mut lines = BufReader::new(driver.stdout.take().unwrap()).lines();
         let port = tokio::time::timeout(PATIENCE, async {
@@ -296,7 +306,7 @@ impl Browser {
             "goog:chromeOptions": {
                 "binary": chromium,
                 "args": [
-                    format!("--user-data-dir={}", profile.display()),
+                    format!("--user-data-dir={}", processes.profile.display()),
                     "--headless=new",
                     "--no-sandbox",
                     "--disable-gpu",
@@ -320,8 +330,7 @@ impl Browser {
             .unwrap_or_else(|err| panic!("cannot start {chromium} under {chromedriver}: {err}"));
         Self {
             client,
-            driver,
-            profile,
+            _processes: processes,
         }
     }
 
