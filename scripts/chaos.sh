@@ -21,10 +21,12 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/n
 [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || command -v rabbitmq-server >/dev/null \
   || { echo "error: rabbitmq-server not found: install RabbitMQ" >&2; exit 2; }
 
-profile=(--release) dir=release
+build=(--release -p chaos) dir=release
 if [ "${1:-}" = --debug-build ]; then
   shift
-  profile=() dir=debug
+  # With the workspace's tests, so that the dependencies get the features
+  # they have in `cargo test --workspace` and are not built again.
+  build=(--workspace --bin chaos --tests) dir=debug
 fi
-cargo build "${profile[@]}" --locked -p chaos
+cargo build "${build[@]}" --locked
 exec "target/$dir/chaos" "$@"

@@ -123,8 +123,11 @@ step "the Kubernetes manifests, run natively"
 # The local overlay's api, worker and bot, two replicas each, started with
 # the environment their rendered Deployments give them, under 50 games/s
 # and loadgen's mix: nothing lost, nothing posted twice. Alone, because six processes under
-# load would slow the tests beside them (and be slowed by them).
-cargo test --locked -p demo --test e2e -- --ignored --exact \
+# load would slow the tests beside them (and be slowed by them). With
+# --workspace rather than -p demo, so that the dependencies keep the
+# features `cargo test --workspace` built them with (-p demo compiled 94
+# crates again, 2m 21s).
+cargo test --workspace --locked --test e2e -- --ignored --exact \
   kubernetes::two_replicas_of_each_service_run_from_the_rendered_manifests_lose_and_double_nothing
 
 step "the API against its OpenAPI document, with schemathesis"
@@ -139,7 +142,8 @@ if [ ! -x "$venv/bin/st" ]; then
     || die "cannot install schemathesis from PyPI"
 fi
 command -v psql >/dev/null || die "psql not found: it creates the database schemathesis' api runs on"
-cargo build --locked --quiet -p api
+# The api binary the tests ran (built with --tests, the features are theirs).
+cargo build --workspace --locked --quiet --bin api --tests
 admin_url=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 # Stamped as the tests stamp their names, so that the sweep removes them.
 stamp="$(date +%s)_$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')"
@@ -184,7 +188,7 @@ if command -v rabbitmq-plugins >/dev/null; then
     || die "cannot enable RabbitMQ's rabbitmq_prometheus plugin"
 fi
 GAMENIGHT_EXPORTERS="$PWD/$prometheus_tools" \
-  cargo test --locked -p stack-tests --test exporters -- --ignored
+  cargo test --workspace --locked --test exporters -- --ignored
 
 step "fault-injection run (short)"
 # Alone, after the suite: it starts private servers of its own and
