@@ -282,6 +282,7 @@ impl Browser {
                 .process_group(0)
                 .stdout(Stdio::piped())
                 .stderr(Stdio::null())
+                .kill_on_drop(true)
                 .spawn()
                 .unwrap_or_else(|err| {
                     panic!(
