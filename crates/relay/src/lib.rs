@@ -4,9 +4,13 @@
 //! each names its table's SQL in a [`Table`] and says how a row becomes a
 //! message by implementing [`Row`]. What the loop guarantees:
 //!
-//! - Claims are leases (`claimed_until`), taken in one short statement with
-//!   `FOR UPDATE SKIP LOCKED`: replicas never claim the same row, and the rows
-//!   of a process that died become claimable again when the lease ends.
+//! - A pass claims its rows by locking them (`FOR UPDATE SKIP LOCKED`) in a
+//!   transaction it holds while it publishes them and commits with their
+//!   marks: replicas never claim the same row, and the rows of a process
+//!   that dies are claimable again the moment its connection closes. A
+//!   connection that goes silent instead (its host lost) is ended by
+//!   PostgreSQL once the transaction has been idle for
+//!   [`Settings::hold`].
 //! - A pass publishes its batch in order on one channel (so RabbitMQ queues
 //!   the messages in that order), then awaits the confirms together and
 //!   marks each row by its own confirm: the rows RabbitMQ confirmed are
@@ -14,7 +18,7 @@
 //!   crash re-publishes at most the batch that was in flight (consumers
 //!   dedupe).
 //! - A broker that is away costs the rows nothing: the rows it did not
-//!   confirm are released unchanged, the pass stops, and the caller retries
+//!   confirm are left unchanged, the pass stops, and the caller retries
 //!   soon after. Such a row then goes out after rows behind it that were
 //!   confirmed.
 //! - Only the message's own failures (no message can be made of the row, or
@@ -46,7 +50,7 @@ use broker::{Broker, BrokerError};
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::Counter;
 use sqlx::postgres::{PgHasArrayType, PgRow};
-use sqlx::{PgPool, Postgres};
+use sqlx::{AssertSqlSafe, PgConnection, PgPool, Postgres};
 use telemetry::db::{DbClient, DbError as _};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -54,26 +58,24 @@ use tokio_util::sync::CancellationToken;
 /// The SQL of one table, each statement with the parameters named here.
 ///
 /// Claimable rows are those not yet published, not set aside, and whose
-/// `claimed_until` is null or past. Set-aside rows are kept for operators.
+/// retry, if an attempt failed, is due. Set-aside rows are kept for
+/// operators.
 #[derive(Debug)]
 pub struct Table {
     /// The table, for logs and the pass span (the statement spans read it
     /// from the SQL).
     pub name: &'static str,
-    /// Claims up to `$1` claimable rows by setting `claimed_until` to now
-    /// plus `$2` seconds, and returns them in publishing order.
+    /// Returns up to `$1` claimable rows in publishing order, locked with
+    /// `FOR UPDATE SKIP LOCKED` (rows another pass holds are skipped, not
+    /// waited for).
     pub claim: &'static str,
-    /// Marks the rows whose ids are in the array `$1` published and clears
-    /// their claims.
+    /// Marks the rows whose ids are in the array `$1` published.
     pub published: &'static str,
     /// Counts a failed attempt of row `$1` with the reason `$2`. Sets the row
-    /// aside when its attempts reach `$3` (0: at once), otherwise makes it
-    /// claimable again after a delay that grows with its attempts. Returns
+    /// aside when its attempts reach `$3` (0: at once), otherwise holds it
+    /// back from the claim for a delay that grows with its attempts. Returns
     /// one boolean: whether the row was set aside.
     pub failed: &'static str,
-    /// Clears the claims on the rows whose ids are in the array `$1`,
-    /// changing nothing else.
-    pub release: &'static str,
     /// Returns two counts: rows waiting to be published (due now), and rows
     /// set aside.
     pub counts: &'static str,
@@ -115,9 +117,15 @@ pub struct Settings {
     /// Rows claimed per pass: published together, and at most this many
     /// re-published after a crash.
     pub batch: i64,
-    /// How long a claim holds: longer than a pass takes, short enough that
-    /// the rows of a dead process do not wait long.
-    pub lease: Duration,
+    /// How long a pass's transaction may sit idle, publishing and awaiting
+    /// confirms, before PostgreSQL ends it and frees its rows
+    /// (`idle_in_transaction_session_timeout`, set for that transaction
+    /// only). Longer than RabbitMQ's confirm timeout (10 s), so a pass
+    /// stalled on RabbitMQ keeps its rows; it is how long the rows of a
+    /// relay cut off from PostgreSQL wait for another when its connection
+    /// goes silent rather than closing (a host lost). A process that dies
+    /// closes its connection, and its rows are claimable at once.
+    pub hold: Duration,
     /// Failed attempts (the message's own failures) before a row is set aside.
     pub max_attempts: u32,
     /// How often to look when not woken.
@@ -137,7 +145,7 @@ pub enum RelayError {
     /// own `Display` may name the server), as the loop logs it.
     #[error("database error {}: {}", .0.error_type(), .0.describe())]
     Database(#[from] sqlx::Error),
-    /// RabbitMQ is away; the rows not yet published were released.
+    /// RabbitMQ is away; the rows it did not confirm were left as they were.
     #[error(transparent)]
     Broker(#[from] BrokerError),
 }
@@ -155,6 +163,15 @@ pub struct Pass {
     pub set_aside: usize,
 }
 
+/// A row's failed attempt, reported once its transaction has committed.
+#[derive(Debug)]
+struct Failure<Id> {
+    id: Id,
+    reason: String,
+    set_aside: bool,
+    attributes: Vec<KeyValue>,
+}
+
 /// Moves the rows of one [`Table`] to one exchange.
 #[derive(Debug)]
 pub struct Relay<R> {
@@ -164,6 +181,8 @@ pub struct Relay<R> {
     broker: Arc<Broker>,
     exchange: String,
     settings: Settings,
+    /// Begins a pass's transaction, with its idle timeout.
+    begin: Arc<str>,
     wake: Arc<Notify>,
     pending: Arc<AtomicI64>,
     set_aside: Arc<AtomicI64>,
@@ -182,6 +201,7 @@ impl<R> Clone for Relay<R> {
             broker: self.broker.clone(),
             exchange: self.exchange.clone(),
             settings: self.settings.clone(),
+            begin: self.begin.clone(),
             wake: self.wake.clone(),
             pending: self.pending.clone(),
             set_aside: self.set_aside.clone(),
@@ -205,6 +225,10 @@ impl<R: Row> Relay<R> {
         settings: Settings,
         outcomes: Counter<u64>,
     ) -> Self {
+        let begin = format!(
+            "BEGIN; SET LOCAL idle_in_transaction_session_timeout = {}",
+            settings.hold.as_millis()
+        );
         Self {
             table,
             pool,
@@ -212,6 +236,7 @@ impl<R: Row> Relay<R> {
             broker,
             exchange,
             settings,
+            begin: begin.into(),
             wake: Arc::new(Notify::new()),
             pending: Arc::new(AtomicI64::new(0)),
             set_aside: Arc::new(AtomicI64::new(0)),
@@ -253,11 +278,11 @@ impl<R: Row> Relay<R> {
     }
 
     /// Claims one batch, publishes it in order, and marks each row by its
-    /// own confirm.
+    /// own confirm, in one transaction that holds the rows until it commits.
     ///
     /// Returns `Err` when PostgreSQL or RabbitMQ failed; the rows RabbitMQ
-    /// did not confirm are then left unchanged (released, or claimed until
-    /// the lease ends if PostgreSQL is gone too).
+    /// did not confirm are then left unchanged (and if PostgreSQL failed,
+    /// the confirmed ones too: they go out again, and consumers dedupe).
     #[tracing::instrument(skip(self), fields(table = self.table.name, published = tracing::field::Empty))]
     pub async fn pass(&self) -> Result<Pass, RelayError> {
         *self
@@ -265,14 +290,17 @@ impl<R: Row> Relay<R> {
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
         let table = self.table;
+        let mut tx = self
+            .pool
+            .begin_with(AssertSqlSafe(self.begin.clone()))
+            .await?;
         let claimed: Vec<R> = self
             .db
             .run(
                 table.claim,
                 sqlx::query_as(table.claim)
                     .bind(self.settings.batch)
-                    .bind(self.settings.lease.as_secs_f64())
-                    .fetch_all(&self.pool),
+                    .fetch_all(&mut *tx),
             )
             .await?;
         let mut pass = Pass {
@@ -281,97 +309,111 @@ impl<R: Row> Relay<R> {
         };
         let mut rows = Vec::with_capacity(claimed.len());
         let mut messages = Vec::with_capacity(claimed.len());
+        let mut failures = Vec::new();
         for row in claimed {
             match row.message() {
                 Ok(message) => {
                     rows.push(row);
                     messages.push(message);
                 }
-                Err(reason) => self.failed(&row, &reason, 0, &mut pass).await?,
+                Err(reason) => failures.push(self.failed(&mut tx, &row, reason, 0).await?),
             }
         }
         let results = self.broker.publish_batch(&self.exchange, messages).await;
 
         let mut confirmed = Vec::new();
         let mut refused = Vec::new();
-        let mut unconfirmed = Vec::new();
         let mut broker_away = None;
         for (row, result) in rows.iter().zip(results) {
             match result {
                 Ok(()) => confirmed.push(row),
                 Err(err) if err.is_message_fault() => refused.push((row, err)),
+                // The broker is away, not the message at fault: the row is
+                // left as it was, to go out on a later pass.
                 Err(err) => {
-                    unconfirmed.push(row.id());
                     broker_away.get_or_insert(err);
                 }
             }
         }
-        // Marked first: these messages are in RabbitMQ whatever comes next.
         if !confirmed.is_empty() {
-            let ids = confirmed.iter().map(|row| row.id()).collect();
-            self.mark(table.published, ids).await?;
-            for row in &confirmed {
-                self.count(row, "published");
-            }
-            pass.published = confirmed.len();
+            let ids: Vec<R::Id> = confirmed.iter().map(|row| row.id()).collect();
+            let mark = sqlx::query(table.published).persistent(false).bind(ids);
+            self.db.run(table.published, mark.execute(&mut *tx)).await?;
         }
         let max_attempts = i32::try_from(self.settings.max_attempts).unwrap_or(i32::MAX);
         for (row, err) in refused {
-            self.failed(row, &err.to_string(), max_attempts, &mut pass)
-                .await?;
+            failures.push(
+                self.failed(&mut tx, row, err.to_string(), max_attempts)
+                    .await?,
+            );
+        }
+        self.db.run("COMMIT", tx.commit()).await?;
+
+        for row in &confirmed {
+            self.count(row.attributes(), "published");
+        }
+        pass.published = confirmed.len();
+        for failure in failures {
+            self.report(failure, &mut pass);
         }
         tracing::Span::current().record("published", pass.published);
-        if let Some(err) = broker_away {
-            // The broker is away, not the messages at fault: hand the rows
-            // it did not confirm back as they were.
-            self.mark(table.release, unconfirmed).await?;
-            return Err(err.into());
+        match broker_away {
+            Some(err) => Err(err.into()),
+            None => Ok(pass),
         }
-        Ok(pass)
     }
 
-    /// Runs `sql` (published or release) on the rows `ids`.
-    async fn mark(&self, sql: &'static str, ids: Vec<R::Id>) -> Result<(), sqlx::Error> {
-        let query = sqlx::query(sql).persistent(false).bind(ids);
-        self.db.run(sql, query.execute(&self.pool)).await?;
-        Ok(())
-    }
-
-    /// Counts a failed attempt of `row`; `max_attempts` 0 sets it aside now.
+    /// Counts a failed attempt of `row` in `tx`; `max_attempts` 0 sets it
+    /// aside now. What it did is reported once `tx` commits.
     async fn failed(
         &self,
+        tx: &mut PgConnection,
         row: &R,
-        reason: &str,
+        reason: String,
         max_attempts: i32,
-        pass: &mut Pass,
-    ) -> Result<(), sqlx::Error> {
-        let table = self.table;
+    ) -> Result<Failure<R::Id>, sqlx::Error> {
+        let failed = self.table.failed;
         let (set_aside,): (bool,) = self
             .db
             .run(
-                table.failed,
-                sqlx::query_as(table.failed)
+                failed,
+                sqlx::query_as(failed)
                     .persistent(false)
                     .bind(row.id())
-                    .bind(reason)
+                    .bind(&reason)
                     .bind(max_attempts)
-                    .fetch_one(&self.pool),
+                    .fetch_one(tx),
             )
             .await?;
-        if set_aside {
-            tracing::error!(table = table.name, id = %row.id(), reason, "set aside: it will not be published without an operator");
-            self.count(row, "set_aside");
-            pass.set_aside += 1;
-        } else {
-            tracing::warn!(table = table.name, id = %row.id(), reason, "publish failed; retrying later");
-            self.count(row, "retry");
-            pass.retried += 1;
-        }
-        Ok(())
+        Ok(Failure {
+            id: row.id(),
+            reason,
+            set_aside,
+            attributes: row.attributes(),
+        })
     }
 
-    fn count(&self, row: &R, outcome: &'static str) {
-        let mut attributes = row.attributes();
+    /// Logs and counts a failed attempt that has been committed.
+    fn report(&self, failure: Failure<R::Id>, pass: &mut Pass) {
+        let Failure {
+            id,
+            reason,
+            set_aside,
+            attributes,
+        } = failure;
+        let table = self.table.name;
+        if set_aside {
+            tracing::error!(table, %id, reason, "set aside: it will not be published without an operator");
+            self.count(attributes, "set_aside");
+            pass.set_aside += 1;
+        } else {
+            tracing::warn!(table, %id, reason, "publish failed; retrying later");
+            self.count(attributes, "retry");
+            pass.retried += 1;
+        }
+    }
+
+    fn count(&self, mut attributes: Vec<KeyValue>, outcome: &'static str) {
         attributes.push(KeyValue::new("outcome", outcome));
         self.outcomes.add(1, &attributes);
     }
