@@ -185,13 +185,22 @@ async fn a_cpu_burn_is_the_widest_frame_of_the_slow_requests_own_flame_graph() {
         ("PYROSCOPE_SERVER_ADDRESS", &pyroscope.url()),
     ])
     .await;
-    // The first profile report of a process reads its symbols, long in a
-    // debug build, and the samples taken meanwhile are dropped: the guide's
-    // reader looks at one request among many, so this looks at the third.
+    // The profiler reports every 10 s, at moments this test does not know,
+    // and a burn across one loses samples two ways: those taken before it
+    // arrive in one push and the rest 10 s later (the wait below returns
+    // the first), and those taken while the report is built are dropped
+    // (pprof-rs resolves their symbols under the lock its signal handler
+    // needs: the first time, in a debug build, for seconds). So the
+    // request is sent right after a push has arrived, and burns between
+    // two reports. The guide's reader, looking at one slow request among
+    // many, has the same luck most of the time.
     let url = format!("{}/games", running.stack.api_url);
-    for _ in 0..3 {
-        assert_eq!(running.client.get(&url).send().await.unwrap().status(), 200);
-    }
+    assert_eq!(running.client.get(&url).send().await.unwrap().status(), 200);
+    pyroscope
+        .wait_for_pushes(pyroscope.pushes() + 1, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(running.client.get(&url).send().await.unwrap().status(), 200);
     // The trace: a slow request whose time is in no child span.
     let burning = |s: &Span| s.name() == "GET /games" && s.str_attr("fault.switch").is_some();
     for _ in 0..200 {
@@ -201,7 +210,7 @@ async fn a_cpu_burn_is_the_widest_frame_of_the_slow_requests_own_flame_graph() {
             .iter()
             .filter(|s| burning(s))
             .count()
-            >= 3
+            >= 2
         {
             break;
         }
