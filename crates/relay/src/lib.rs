@@ -118,9 +118,9 @@ pub struct Settings {
     /// re-published after a crash.
     pub batch: i64,
     /// How long a pass's transaction may sit idle, publishing and awaiting
-    /// confirms, before PostgreSQL ends it and frees its rows
-    /// (`idle_in_transaction_session_timeout`, set for that transaction
-    /// only). Longer than RabbitMQ's confirm timeout (10 s), so a pass
+    /// confirms, before PostgreSQL closes its connection, which ends it and
+    /// frees its rows (`idle_in_transaction_session_timeout`, set for that
+    /// transaction only). Longer than RabbitMQ's confirm timeout (10 s), so a pass
     /// stalled on RabbitMQ keeps its rows; it is how long the rows of a
     /// relay cut off from PostgreSQL wait for another when its connection
     /// goes silent rather than closing (a host lost). A process that dies
