@@ -120,11 +120,15 @@ pub struct Settings {
     /// How long a pass's transaction may sit idle, publishing and awaiting
     /// confirms, before PostgreSQL closes its connection, which ends it and
     /// frees its rows (`idle_in_transaction_session_timeout`, set for that
-    /// transaction only). Longer than RabbitMQ's confirm timeout (10 s), so a pass
-    /// stalled on RabbitMQ keeps its rows; it is how long the rows of a
-    /// relay cut off from PostgreSQL wait for another when its connection
-    /// goes silent rather than closing (a host lost). A process that dies
-    /// closes its connection, and its rows are claimable at once.
+    /// transaction only).
+    ///
+    /// It is how long the rows of a relay cut off from PostgreSQL wait for
+    /// another when its connection goes silent rather than closing (a host
+    /// lost); a process that dies closes its connection, and its rows are
+    /// claimable at once. Make it longer than a pass waits on RabbitMQ (up
+    /// to 5 s to connect, then 10 s for the confirms): a pass that outlasts
+    /// it cannot commit, and the rows it published go out again (consumers
+    /// dedupe).
     pub hold: Duration,
     /// Failed attempts (the message's own failures) before a row is set aside.
     pub max_attempts: u32,

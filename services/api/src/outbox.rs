@@ -51,12 +51,12 @@ static TABLE: relay::Table = relay::Table {
 /// not rely on it, see the worker).
 const BATCH: i64 = 100;
 /// How long a pass may sit idle in its transaction before PostgreSQL ends
-/// it and frees the rows it claimed: longer than the confirm timeout (10 s)
-/// a pass stalled on RabbitMQ waits out. A relay killed mid-pass frees its
-/// rows at once (its connection closes), so the restarted relay or another
-/// replica takes them; only a relay whose connection goes silent (its host
-/// lost) holds them this long.
-const HOLD: Duration = Duration::from_secs(15);
+/// it and frees the rows it claimed: longer than a pass waits on a stalled
+/// RabbitMQ (at most 15 s: 5 s to connect, 10 s for the confirms). A relay
+/// killed mid-pass frees its rows at once (its connection closes), so the
+/// restarted relay or another replica takes them; only a relay whose
+/// connection goes silent (its host lost) holds them this long.
+const HOLD: Duration = Duration::from_secs(20);
 /// Refusals (unroutable: no queue bound for the event) before an event is
 /// set aside: with the growing delays, about 13 minutes of trying, time for
 /// a worker that has never run to declare its queue.

@@ -48,7 +48,7 @@ const BATCH: i64 = 50;
 /// How long a pass may sit idle in its transaction before PostgreSQL frees
 /// the notifications it claimed (see the outbox's `HOLD` in the api: the
 /// same reasoning, the same value).
-const HOLD: Duration = Duration::from_secs(15);
+const HOLD: Duration = Duration::from_secs(20);
 
 /// A due notification as the scheduler claims it.
 #[derive(Debug, sqlx::FromRow)]
