@@ -167,15 +167,6 @@ pub struct Pass {
     pub set_aside: usize,
 }
 
-/// A row's failed attempt, reported once its transaction has committed.
-#[derive(Debug)]
-struct Failure<Id> {
-    id: Id,
-    reason: String,
-    set_aside: bool,
-    attributes: Vec<KeyValue>,
-}
-
 /// Moves the rows of one [`Table`] to one exchange.
 #[derive(Debug)]
 pub struct Relay<R> {
@@ -185,8 +176,6 @@ pub struct Relay<R> {
     broker: Arc<Broker>,
     exchange: String,
     settings: Settings,
-    /// Begins a pass's transaction, with its idle timeout.
-    begin: Arc<str>,
     wake: Arc<Notify>,
     pending: Arc<AtomicI64>,
     set_aside: Arc<AtomicI64>,
@@ -205,7 +194,6 @@ impl<R> Clone for Relay<R> {
             broker: self.broker.clone(),
             exchange: self.exchange.clone(),
             settings: self.settings.clone(),
-            begin: self.begin.clone(),
             wake: self.wake.clone(),
             pending: self.pending.clone(),
             set_aside: self.set_aside.clone(),
@@ -229,10 +217,6 @@ impl<R: Row> Relay<R> {
         settings: Settings,
         outcomes: Counter<u64>,
     ) -> Self {
-        let begin = format!(
-            "BEGIN; SET LOCAL idle_in_transaction_session_timeout = {}",
-            settings.hold.as_millis()
-        );
         Self {
             table,
             pool,
@@ -240,7 +224,6 @@ impl<R: Row> Relay<R> {
             broker,
             exchange,
             settings,
-            begin: begin.into(),
             wake: Arc::new(Notify::new()),
             pending: Arc::new(AtomicI64::new(0)),
             set_aside: Arc::new(AtomicI64::new(0)),
@@ -294,10 +277,13 @@ impl<R: Row> Relay<R> {
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
         let table = self.table;
-        let mut tx = self
-            .pool
-            .begin_with(AssertSqlSafe(self.begin.clone()))
-            .await?;
+        // The idle timeout in the same round trip as BEGIN, for this
+        // transaction only.
+        let begin = format!(
+            "BEGIN; SET LOCAL idle_in_transaction_session_timeout = {}",
+            self.settings.hold.as_millis()
+        );
+        let mut tx = self.pool.begin_with(AssertSqlSafe(begin)).await?;
         let claimed: Vec<R> = self
             .db
             .run(
@@ -313,14 +299,18 @@ impl<R: Row> Relay<R> {
         };
         let mut rows = Vec::with_capacity(claimed.len());
         let mut messages = Vec::with_capacity(claimed.len());
+        // Reported once committed: (row, reason, set aside).
         let mut failures = Vec::new();
-        for row in claimed {
+        for row in &claimed {
             match row.message() {
                 Ok(message) => {
                     rows.push(row);
                     messages.push(message);
                 }
-                Err(reason) => failures.push(self.failed(&mut tx, &row, reason, 0).await?),
+                Err(reason) => {
+                    let set_aside = self.failed(&mut tx, row, &reason, 0).await?;
+                    failures.push((row, reason, set_aside));
+                }
             }
         }
         let results = self.broker.publish_batch(&self.exchange, messages).await;
@@ -346,19 +336,18 @@ impl<R: Row> Relay<R> {
         }
         let max_attempts = i32::try_from(self.settings.max_attempts).unwrap_or(i32::MAX);
         for (row, err) in refused {
-            failures.push(
-                self.failed(&mut tx, row, err.to_string(), max_attempts)
-                    .await?,
-            );
+            let reason = err.to_string();
+            let set_aside = self.failed(&mut tx, row, &reason, max_attempts).await?;
+            failures.push((row, reason, set_aside));
         }
         self.db.run("COMMIT", tx.commit()).await?;
 
         for row in &confirmed {
-            self.count(row.attributes(), "published");
+            self.count(row, "published");
         }
         pass.published = confirmed.len();
-        for failure in failures {
-            self.report(failure, &mut pass);
+        for (row, reason, set_aside) in failures {
+            self.report(row, &reason, set_aside, &mut pass);
         }
         tracing::Span::current().record("published", pass.published);
         match broker_away {
@@ -368,14 +357,14 @@ impl<R: Row> Relay<R> {
     }
 
     /// Counts a failed attempt of `row` in `tx`; `max_attempts` 0 sets it
-    /// aside now. What it did is reported once `tx` commits.
+    /// aside now. Returns whether it did, to be reported once `tx` commits.
     async fn failed(
         &self,
         tx: &mut PgConnection,
         row: &R,
-        reason: String,
+        reason: &str,
         max_attempts: i32,
-    ) -> Result<Failure<R::Id>, sqlx::Error> {
+    ) -> Result<bool, sqlx::Error> {
         let failed = self.table.failed;
         let (set_aside,): (bool,) = self
             .db
@@ -384,40 +373,30 @@ impl<R: Row> Relay<R> {
                 sqlx::query_as(failed)
                     .persistent(false)
                     .bind(row.id())
-                    .bind(&reason)
+                    .bind(reason)
                     .bind(max_attempts)
                     .fetch_one(tx),
             )
             .await?;
-        Ok(Failure {
-            id: row.id(),
-            reason,
-            set_aside,
-            attributes: row.attributes(),
-        })
+        Ok(set_aside)
     }
 
-    /// Logs and counts a failed attempt that has been committed.
-    fn report(&self, failure: Failure<R::Id>, pass: &mut Pass) {
-        let Failure {
-            id,
-            reason,
-            set_aside,
-            attributes,
-        } = failure;
+    /// Logs and counts a failed attempt of `row` that has been committed.
+    fn report(&self, row: &R, reason: &str, set_aside: bool, pass: &mut Pass) {
         let table = self.table.name;
         if set_aside {
-            tracing::error!(table, %id, reason, "set aside: it will not be published without an operator");
-            self.count(attributes, "set_aside");
+            tracing::error!(table, id = %row.id(), reason, "set aside: it will not be published without an operator");
+            self.count(row, "set_aside");
             pass.set_aside += 1;
         } else {
-            tracing::warn!(table, %id, reason, "publish failed; retrying later");
-            self.count(attributes, "retry");
+            tracing::warn!(table, id = %row.id(), reason, "publish failed; retrying later");
+            self.count(row, "retry");
             pass.retried += 1;
         }
     }
 
-    fn count(&self, mut attributes: Vec<KeyValue>, outcome: &'static str) {
+    fn count(&self, row: &R, outcome: &'static str) {
+        let mut attributes = row.attributes();
         attributes.push(KeyValue::new("outcome", outcome));
         self.outcomes.add(1, &attributes);
     }

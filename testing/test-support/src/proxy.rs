@@ -171,6 +171,7 @@ impl Drop for TcpProxy {
 mod tests {
     use super::*;
     use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     #[tokio::test]
     async fn urls_are_rewritten_to_the_proxy_keeping_credentials_and_path() {
@@ -185,8 +186,6 @@ mod tests {
             format!("redis://127.0.0.1:{port}")
         );
     }
-
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     /// A proxy in front of a server that echoes what it reads.
     async fn echo_proxy() -> TcpProxy {
