@@ -4,13 +4,9 @@
 //! each names its table's SQL in a [`Table`] and says how a row becomes a
 //! message by implementing [`Row`]. What the loop guarantees:
 //!
-//! - A pass claims its rows by locking them (`FOR UPDATE SKIP LOCKED`) in a
-//!   transaction it holds while it publishes them and commits with their
-//!   marks: replicas never claim the same row, and the rows of a process
-//!   that dies are claimable again the moment its connection closes. A
-//!   connection that goes silent instead (its host lost) is ended by
-//!   PostgreSQL once the transaction has been idle for
-//!   [`Settings::hold`].
+//! - Claims are leases (`claimed_until`), taken in one short statement with
+//!   `FOR UPDATE SKIP LOCKED`: replicas never claim the same row, and the rows
+//!   of a process that died become claimable again when the lease ends.
 //! - A pass publishes its batch in order on one channel (so RabbitMQ queues
 //!   the messages in that order), then awaits the confirms together and
 //!   marks each row by its own confirm: the rows RabbitMQ confirmed are
@@ -18,7 +14,7 @@
 //!   crash re-publishes at most the batch that was in flight (consumers
 //!   dedupe).
 //! - A broker that is away costs the rows nothing: the rows it did not
-//!   confirm are left unchanged, the pass stops, and the caller retries
+//!   confirm are released unchanged, the pass stops, and the caller retries
 //!   soon after. Such a row then goes out after rows behind it that were
 //!   confirmed.
 //! - Only the message's own failures (no message can be made of the row, or
@@ -50,7 +46,7 @@ use broker::{Broker, BrokerError};
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::Counter;
 use sqlx::postgres::{PgHasArrayType, PgRow};
-use sqlx::{AssertSqlSafe, PgConnection, PgPool, Postgres};
+use sqlx::{PgPool, Postgres};
 use telemetry::db::{DbClient, DbError as _};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -58,24 +54,26 @@ use tokio_util::sync::CancellationToken;
 /// The SQL of one table, each statement with the parameters named here.
 ///
 /// Claimable rows are those not yet published, not set aside, and whose
-/// retry, if an attempt failed, is due. Set-aside rows are kept for
-/// operators.
+/// `claimed_until` is null or past. Set-aside rows are kept for operators.
 #[derive(Debug)]
 pub struct Table {
     /// The table, for logs and the pass span (the statement spans read it
     /// from the SQL).
     pub name: &'static str,
-    /// Returns up to `$1` claimable rows in publishing order, locked with
-    /// `FOR UPDATE SKIP LOCKED` (rows another pass holds are skipped, not
-    /// waited for).
+    /// Claims up to `$1` claimable rows by setting `claimed_until` to now
+    /// plus `$2` seconds, and returns them in publishing order.
     pub claim: &'static str,
-    /// Marks the rows whose ids are in the array `$1` published.
+    /// Marks the rows whose ids are in the array `$1` published and clears
+    /// their claims.
     pub published: &'static str,
     /// Counts a failed attempt of row `$1` with the reason `$2`. Sets the row
-    /// aside when its attempts reach `$3` (0: at once), otherwise holds it
-    /// back from the claim for a delay that grows with its attempts. Returns
+    /// aside when its attempts reach `$3` (0: at once), otherwise makes it
+    /// claimable again after a delay that grows with its attempts. Returns
     /// one boolean: whether the row was set aside.
     pub failed: &'static str,
+    /// Clears the claims on the rows whose ids are in the array `$1`,
+    /// changing nothing else.
+    pub release: &'static str,
     /// Returns two counts: rows waiting to be published (due now), and rows
     /// set aside.
     pub counts: &'static str,
@@ -117,19 +115,9 @@ pub struct Settings {
     /// Rows claimed per pass: published together, and at most this many
     /// re-published after a crash.
     pub batch: i64,
-    /// How long a pass's transaction may sit idle, publishing and awaiting
-    /// confirms, before PostgreSQL closes its connection, which ends it and
-    /// frees its rows (`idle_in_transaction_session_timeout`, set for that
-    /// transaction only).
-    ///
-    /// It is how long the rows of a relay cut off from PostgreSQL wait for
-    /// another when its connection goes silent rather than closing (a host
-    /// lost); a process that dies closes its connection, and its rows are
-    /// claimable at once. Make it longer than a pass waits on RabbitMQ (up
-    /// to 5 s to connect, then 10 s for the confirms): a pass that outlasts
-    /// it cannot commit, and the rows it published go out again (consumers
-    /// dedupe).
-    pub hold: Duration,
+    /// How long a claim holds: longer than a pass takes, short enough that
+    /// the rows of a dead process do not wait long.
+    pub lease: Duration,
     /// Failed attempts (the message's own failures) before a row is set aside.
     pub max_attempts: u32,
     /// How often to look when not woken.
@@ -149,7 +137,7 @@ pub enum RelayError {
     /// own `Display` may name the server), as the loop logs it.
     #[error("database error {}: {}", .0.error_type(), .0.describe())]
     Database(#[from] sqlx::Error),
-    /// RabbitMQ is away; the rows it did not confirm were left as they were.
+    /// RabbitMQ is away; the rows not yet published were released.
     #[error(transparent)]
     Broker(#[from] BrokerError),
 }
@@ -265,11 +253,11 @@ impl<R: Row> Relay<R> {
     }
 
     /// Claims one batch, publishes it in order, and marks each row by its
-    /// own confirm, in one transaction that holds the rows until it commits.
+    /// own confirm.
     ///
     /// Returns `Err` when PostgreSQL or RabbitMQ failed; the rows RabbitMQ
-    /// did not confirm are then left unchanged (and if PostgreSQL failed,
-    /// the confirmed ones too: they go out again, and consumers dedupe).
+    /// did not confirm are then left unchanged (released, or claimed until
+    /// the lease ends if PostgreSQL is gone too).
     #[tracing::instrument(skip(self), fields(table = self.table.name, published = tracing::field::Empty))]
     pub async fn pass(&self) -> Result<Pass, RelayError> {
         *self
@@ -277,20 +265,14 @@ impl<R: Row> Relay<R> {
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
         let table = self.table;
-        // The idle timeout in the same round trip as BEGIN, for this
-        // transaction only.
-        let begin = format!(
-            "BEGIN; SET LOCAL idle_in_transaction_session_timeout = {}",
-            self.settings.hold.as_millis()
-        );
-        let mut tx = self.pool.begin_with(AssertSqlSafe(begin)).await?;
         let claimed: Vec<R> = self
             .db
             .run(
                 table.claim,
                 sqlx::query_as(table.claim)
                     .bind(self.settings.batch)
-                    .fetch_all(&mut *tx),
+                    .bind(self.settings.lease.as_secs_f64())
+                    .fetch_all(&self.pool),
             )
             .await?;
         let mut pass = Pass {
@@ -299,100 +281,93 @@ impl<R: Row> Relay<R> {
         };
         let mut rows = Vec::with_capacity(claimed.len());
         let mut messages = Vec::with_capacity(claimed.len());
-        // Reported once committed: (row, reason, set aside).
-        let mut failures = Vec::new();
-        for row in &claimed {
+        for row in claimed {
             match row.message() {
                 Ok(message) => {
                     rows.push(row);
                     messages.push(message);
                 }
-                Err(reason) => {
-                    let set_aside = self.failed(&mut tx, row, &reason, 0).await?;
-                    failures.push((row, reason, set_aside));
-                }
+                Err(reason) => self.failed(&row, &reason, 0, &mut pass).await?,
             }
         }
         let results = self.broker.publish_batch(&self.exchange, messages).await;
 
         let mut confirmed = Vec::new();
         let mut refused = Vec::new();
+        let mut unconfirmed = Vec::new();
         let mut broker_away = None;
         for (row, result) in rows.iter().zip(results) {
             match result {
                 Ok(()) => confirmed.push(row),
                 Err(err) if err.is_message_fault() => refused.push((row, err)),
-                // The broker is away, not the message at fault: the row is
-                // left as it was, to go out on a later pass.
                 Err(err) => {
+                    unconfirmed.push(row.id());
                     broker_away.get_or_insert(err);
                 }
             }
         }
+        // Marked first: these messages are in RabbitMQ whatever comes next.
         if !confirmed.is_empty() {
-            let ids: Vec<R::Id> = confirmed.iter().map(|row| row.id()).collect();
-            let mark = sqlx::query(table.published).persistent(false).bind(ids);
-            self.db.run(table.published, mark.execute(&mut *tx)).await?;
+            let ids = confirmed.iter().map(|row| row.id()).collect();
+            self.mark(table.published, ids).await?;
+            for row in &confirmed {
+                self.count(row, "published");
+            }
+            pass.published = confirmed.len();
         }
         let max_attempts = i32::try_from(self.settings.max_attempts).unwrap_or(i32::MAX);
         for (row, err) in refused {
-            let reason = err.to_string();
-            let set_aside = self.failed(&mut tx, row, &reason, max_attempts).await?;
-            failures.push((row, reason, set_aside));
-        }
-        self.db.run("COMMIT", tx.commit()).await?;
-
-        for row in &confirmed {
-            self.count(row, "published");
-        }
-        pass.published = confirmed.len();
-        for (row, reason, set_aside) in failures {
-            self.report(row, &reason, set_aside, &mut pass);
+            self.failed(row, &err.to_string(), max_attempts, &mut pass)
+                .await?;
         }
         tracing::Span::current().record("published", pass.published);
-        match broker_away {
-            Some(err) => Err(err.into()),
-            None => Ok(pass),
+        if let Some(err) = broker_away {
+            // The broker is away, not the messages at fault: hand the rows
+            // it did not confirm back as they were.
+            self.mark(table.release, unconfirmed).await?;
+            return Err(err.into());
         }
+        Ok(pass)
     }
 
-    /// Counts a failed attempt of `row` in `tx`; `max_attempts` 0 sets it
-    /// aside now. Returns whether it did, to be reported once `tx` commits.
+    /// Runs `sql` (published or release) on the rows `ids`.
+    async fn mark(&self, sql: &'static str, ids: Vec<R::Id>) -> Result<(), sqlx::Error> {
+        let query = sqlx::query(sql).persistent(false).bind(ids);
+        self.db.run(sql, query.execute(&self.pool)).await?;
+        Ok(())
+    }
+
+    /// Counts a failed attempt of `row`; `max_attempts` 0 sets it aside now.
     async fn failed(
         &self,
-        tx: &mut PgConnection,
         row: &R,
         reason: &str,
         max_attempts: i32,
-    ) -> Result<bool, sqlx::Error> {
-        let failed = self.table.failed;
+        pass: &mut Pass,
+    ) -> Result<(), sqlx::Error> {
+        let table = self.table;
         let (set_aside,): (bool,) = self
             .db
             .run(
-                failed,
-                sqlx::query_as(failed)
+                table.failed,
+                sqlx::query_as(table.failed)
                     .persistent(false)
                     .bind(row.id())
                     .bind(reason)
                     .bind(max_attempts)
-                    .fetch_one(tx),
+                    .fetch_one(&self.pool),
             )
             .await?;
-        Ok(set_aside)
-    }
-
-    /// Logs and counts a failed attempt of `row` that has been committed.
-    fn report(&self, row: &R, reason: &str, set_aside: bool, pass: &mut Pass) {
-        let table = self.table.name;
         if set_aside {
-            tracing::error!(table, id = %row.id(), reason, "set aside: it will not be published without an operator");
+            tracing::error!(table = table.name, id = %row.id(), reason, "set aside: it will not be published without an operator");
             self.count(row, "set_aside");
             pass.set_aside += 1;
         } else {
-            tracing::warn!(table, id = %row.id(), reason, "publish failed; retrying later");
+            tracing::warn!(table = table.name, id = %row.id(), reason, "publish failed; retrying later");
             self.count(row, "retry");
             pass.retried += 1;
         }
+        Ok(())
     }
 
     fn count(&self, row: &R, outcome: &'static str) {

@@ -31,12 +31,15 @@ const CREATE: &str = "CREATE TABLE items (
 /// A minimal table following the [`Table`] contract, as the outbox does.
 static TABLE: Table = Table {
     name: "items",
-    claim: "SELECT id, routing_key FROM items WHERE published_at IS NULL AND set_aside_at IS NULL \
-         AND (claimed_until IS NULL OR claimed_until <= now()) ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+    claim: "WITH claimed AS (UPDATE items SET claimed_until = now() + make_interval(secs => $2) \
+         WHERE id IN (SELECT id FROM items WHERE published_at IS NULL AND set_aside_at IS NULL \
+         AND (claimed_until IS NULL OR claimed_until <= now()) ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) \
+         RETURNING id, routing_key) SELECT * FROM claimed ORDER BY id",
     published: "UPDATE items SET published_at = now(), claimed_until = NULL WHERE id = ANY($1)",
     failed: "UPDATE items SET attempts = attempts + 1, last_error = $2, \
          set_aside_at = CASE WHEN attempts + 1 >= $3 THEN now() END, \
          claimed_until = now() + interval '1 hour' WHERE id = $1 RETURNING set_aside_at IS NOT NULL",
+    release: "UPDATE items SET claimed_until = NULL WHERE id = ANY($1)",
     counts: "SELECT (SELECT count(*) FROM items WHERE published_at IS NULL AND set_aside_at IS NULL), \
          (SELECT count(*) FROM items WHERE set_aside_at IS NOT NULL)",
 };
@@ -72,7 +75,7 @@ const PAYLOAD: usize = 16 * 1024;
 struct Fixture {
     /// Dropped after the pool: the database, then the exchange.
     pool: PgPool,
-    database: TestDatabase,
+    _database: TestDatabase,
     _broker: TestBroker,
     exchange: String,
     queue: String,
@@ -116,7 +119,7 @@ impl Fixture {
             .unwrap();
         Self {
             pool,
-            database,
+            _database: database,
             _broker: names,
             exchange,
             queue,
@@ -138,11 +141,6 @@ impl Fixture {
         .unwrap();
     }
 
-    /// A broker straight to RabbitMQ that declares the exchange.
-    fn broker(&self) -> Broker {
-        broker(&test_support::rabbitmq_url(), &self.exchange)
-    }
-
     /// A relay of the items to the exchange through `broker`.
     fn relay(&self, broker: Broker, batch: i64) -> Relay<Item> {
         self.lingering_relay(broker, batch, Duration::ZERO)
@@ -150,23 +148,20 @@ impl Fixture {
 
     /// [`Fixture::relay`], waiting `linger` between passes.
     fn lingering_relay(&self, broker: Broker, batch: i64, linger: Duration) -> Relay<Item> {
-        let settings = Settings {
-            linger,
-            ..settings(batch)
-        };
-        self.relay_with(self.pool.clone(), broker, settings)
-    }
-
-    /// A relay of the items through `pool` and `broker`.
-    fn relay_with(&self, pool: PgPool, broker: Broker, settings: Settings) -> Relay<Item> {
         let meter = opentelemetry::metrics::noop::NoopMeterProvider::new().meter("test");
         Relay::new(
             &TABLE,
-            pool,
+            self.pool.clone(),
             DbClient::new("postgresql", Peer::new("localhost", 5432), &meter),
             Arc::new(broker),
             self.exchange.clone(),
-            settings,
+            Settings {
+                batch,
+                lease: Duration::from_secs(60),
+                max_attempts: 5,
+                interval: Duration::from_secs(1),
+                linger,
+            },
             meter.u64_counter("test.items").build(),
         )
     }
@@ -194,17 +189,6 @@ impl Fixture {
             ids.push(id.as_str().parse().unwrap());
         }
         ids
-    }
-}
-
-/// Settings for `batch` rows a pass, with a minute's hold.
-fn settings(batch: i64) -> Settings {
-    Settings {
-        batch,
-        hold: Duration::from_secs(60),
-        max_attempts: 5,
-        interval: Duration::from_secs(1),
-        linger: Duration::ZERO,
     }
 }
 
@@ -238,7 +222,7 @@ async fn unpublished(pool: &PgPool) -> Vec<(i64, i32, bool, Option<String>)> {
 async fn unroutable_rows_in_a_batch_spend_their_own_attempt_and_the_others_are_marked() {
     let fixture = Fixture::new(FieldTable::default()).await;
     fixture.insert(20, &[3, 17]).await;
-    let relay = fixture.relay(fixture.broker(), 20);
+    let relay = fixture.relay(broker(&test_support::rabbitmq_url(), &fixture.exchange), 20);
 
     let pass = relay.pass().await.unwrap();
 
@@ -272,10 +256,10 @@ async fn unroutable_rows_in_a_batch_spend_their_own_attempt_and_the_others_are_m
 
 /// RabbitMQ refuses part of a batch for its own reasons (a full queue that
 /// rejects publishes nacks them): the confirmed rows are marked, the
-/// nacked ones are left as they were, no attempt spent, and the pass
-/// reports the broker's failure.
+/// nacked ones are released with no attempt spent, and the pass reports the
+/// broker's failure.
 #[tokio::test]
-async fn a_batch_partly_nacked_marks_the_confirmed_rows_and_leaves_the_rest_untouched() {
+async fn a_batch_partly_nacked_marks_the_confirmed_rows_and_releases_the_rest_untouched() {
     let mut full_after_five = FieldTable::default();
     full_after_five.insert("x-max-length".into(), AMQPValue::LongLongInt(5));
     full_after_five.insert(
@@ -284,7 +268,7 @@ async fn a_batch_partly_nacked_marks_the_confirmed_rows_and_leaves_the_rest_unto
     );
     let fixture = Fixture::new(full_after_five).await;
     fixture.insert(12, &[]).await;
-    let relay = fixture.relay(fixture.broker(), 12);
+    let relay = fixture.relay(broker(&test_support::rabbitmq_url(), &fixture.exchange), 12);
 
     let err = relay.pass().await.unwrap_err();
 
@@ -296,15 +280,15 @@ async fn a_batch_partly_nacked_marks_the_confirmed_rows_and_leaves_the_rest_unto
     assert_eq!(
         unpublished(&fixture.pool).await,
         (6..=12).map(|id| (id, 0, false, None)).collect::<Vec<_>>(),
-        "left as they were"
+        "released as they were"
     );
     assert_eq!(fixture.take_all().await, (1..=5).collect::<Vec<_>>());
 }
 
 /// The connection to RabbitMQ is cut while a batch is in flight: every row
-/// marked published is in the queue, every other row is left as it was,
-/// no attempt spent, and once RabbitMQ is back each row goes out, the
-/// others at most once more.
+/// marked published is in the queue, every other row is released with no
+/// attempt spent, and once RabbitMQ is back each row goes out, the released
+/// ones at most once more.
 #[tokio::test]
 async fn a_connection_cut_mid_batch_marks_only_confirmed_rows_and_loses_none() {
     let fixture = Fixture::new(FieldTable::default()).await;
@@ -345,7 +329,7 @@ async fn a_connection_cut_mid_batch_marks_only_confirmed_rows_and_loses_none() {
         assert_eq!(
             (attempts, claimed),
             (0, false),
-            "row {id} not left as it was"
+            "row {id} not released as it was"
         );
     }
 
@@ -371,7 +355,7 @@ async fn a_connection_cut_mid_batch_marks_only_confirmed_rows_and_loses_none() {
 async fn on_shutdown_the_relay_publishes_one_last_batch_and_leaves_the_backlog() {
     let fixture = Fixture::new(FieldTable::default()).await;
     fixture.insert(50, &[]).await;
-    let relay = fixture.relay(fixture.broker(), 10);
+    let relay = fixture.relay(broker(&test_support::rabbitmq_url(), &fixture.exchange), 10);
     let shutdown = tokio_util::sync::CancellationToken::new();
     shutdown.cancel();
 
@@ -392,7 +376,7 @@ async fn on_shutdown_the_relay_publishes_one_last_batch_and_leaves_the_backlog()
 async fn a_drain_publishes_a_backlog_of_several_batches() {
     let fixture = Fixture::new(FieldTable::default()).await;
     fixture.insert(25, &[]).await;
-    let relay = fixture.relay(fixture.broker(), 10);
+    let relay = fixture.relay(broker(&test_support::rabbitmq_url(), &fixture.exchange), 10);
 
     relay
         .drain(&tokio_util::sync::CancellationToken::new())
@@ -409,7 +393,11 @@ async fn a_drain_publishes_a_backlog_of_several_batches() {
 async fn rows_written_while_the_relay_lingers_go_out_in_one_pass() {
     let fixture = Fixture::new(FieldTable::default()).await;
     let linger = Duration::from_millis(500);
-    let relay = fixture.lingering_relay(fixture.broker(), 10, linger);
+    let relay = fixture.lingering_relay(
+        broker(&test_support::rabbitmq_url(), &fixture.exchange),
+        10,
+        linger,
+    );
     let shutdown = tokio_util::sync::CancellationToken::new();
     fixture.insert(1, &[]).await;
 
@@ -442,7 +430,7 @@ async fn rows_written_while_the_relay_lingers_go_out_in_one_pass() {
 #[tokio::test]
 async fn the_gauges_are_counted_at_most_once_an_interval() {
     let fixture = Fixture::new(FieldTable::default()).await;
-    let relay = fixture.relay(fixture.broker(), 10);
+    let relay = fixture.relay(broker(&test_support::rabbitmq_url(), &fixture.exchange), 10);
     let shutdown = tokio_util::sync::CancellationToken::new();
     let pending = relay.pending();
     fixture.insert(5, &[]).await;
@@ -472,127 +460,4 @@ async fn the_gauges_are_counted_at_most_once_an_interval() {
         0,
         "counted after the interval"
     );
-}
-
-/// A pass that has claimed every one of `ROWS` rows and waits for confirms
-/// that are not coming: it reaches PostgreSQL and RabbitMQ through proxies,
-/// and the one to RabbitMQ is stalled. Starts once the pass's transaction
-/// sits idle, holding the rows, and another relay claims none of them.
-struct HeldPass {
-    pass: tokio::task::JoinHandle<Result<relay::Pass, RelayError>>,
-    postgres: test_support::TcpProxy,
-    _rabbitmq: test_support::TcpProxy,
-}
-
-const ROWS: i64 = 20;
-
-impl HeldPass {
-    async fn start(fixture: &Fixture, hold: Duration) -> Self {
-        fixture.insert(ROWS, &[]).await;
-        let postgres = test_support::TcpProxy::for_url(fixture.database.url()).await;
-        let pool = PgPool::connect(&postgres.url(fixture.database.url()))
-            .await
-            .unwrap();
-        let rabbitmq = test_support::TcpProxy::for_url(&test_support::rabbitmq_url()).await;
-        let broker = broker(
-            &rabbitmq.url(&test_support::rabbitmq_url()),
-            &fixture.exchange,
-        );
-        assert!(broker.is_ready().await);
-        rabbitmq.stall();
-        let relay = fixture.relay_with(
-            pool,
-            broker,
-            Settings {
-                hold,
-                ..settings(ROWS)
-            },
-        );
-        let pass = tokio::spawn(async move { relay.pass().await });
-
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            let idle: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM pg_stat_activity \
-                 WHERE datname = current_database() AND state = 'idle in transaction'",
-            )
-            .fetch_one(&fixture.pool)
-            .await
-            .unwrap();
-            if idle == 1 {
-                break;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the pass never claimed"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        let other = fixture.relay(fixture.broker(), ROWS);
-        assert_eq!(other.pass().await.unwrap().claimed, 0, "held by the pass");
-        Self {
-            pass,
-            postgres,
-            _rabbitmq: rabbitmq,
-        }
-    }
-}
-
-impl Drop for HeldPass {
-    fn drop(&mut self) {
-        self.pass.abort();
-    }
-}
-
-/// Has another relay pass until it has published every row, each once, and
-/// returns how long that took; fails after `limit`.
-async fn taken_over(fixture: &Fixture, limit: Duration) -> Duration {
-    let other = fixture.relay(fixture.broker(), ROWS);
-    let start = std::time::Instant::now();
-    let mut published = 0;
-    while published < ROWS as usize {
-        assert!(
-            start.elapsed() < limit,
-            "{published} of {ROWS} published after {limit:?}"
-        );
-        published += other.pass().await.unwrap().published;
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let took = start.elapsed();
-    assert_eq!(fixture.published().await, (1..=ROWS).collect());
-    assert_eq!(
-        fixture.take_all().await,
-        (1..=ROWS).collect::<Vec<_>>(),
-        "once each: nothing got past the stalled link"
-    );
-    took
-}
-
-/// A relay killed mid-pass (its connection to PostgreSQL closes) leaves its
-/// rows to another relay at once: they are locked by its transaction, not
-/// leased, and PostgreSQL ends the transaction with the connection.
-#[tokio::test]
-async fn the_rows_of_a_relay_killed_mid_pass_are_taken_over_at_once() {
-    let fixture = Fixture::new(FieldTable::default()).await;
-    let held = HeldPass::start(&fixture, Duration::from_secs(60)).await;
-
-    held.postgres.cut();
-
-    let took = taken_over(&fixture, Duration::from_secs(5)).await;
-    eprintln!("taken over {took:?} after the cut");
-}
-
-/// A relay whose host is lost mid-pass (its connections go silent without
-/// closing) holds its rows only as long as its transaction may sit idle:
-/// PostgreSQL ends it after `hold`, and another relay takes the rows.
-#[tokio::test]
-async fn the_rows_of_a_relay_gone_silent_are_freed_after_the_hold() {
-    let fixture = Fixture::new(FieldTable::default()).await;
-    let hold = Duration::from_secs(1);
-    let held = HeldPass::start(&fixture, hold).await;
-
-    held.postgres.stall();
-
-    let took = taken_over(&fixture, hold + Duration::from_secs(5)).await;
-    eprintln!("taken over {took:?} after the stall (hold {hold:?})");
 }

@@ -28,19 +28,19 @@ const INSERT: &str = "INSERT INTO outbox \
 
 /// The outbox as a [`relay::Table`]: rows in id order, retried after 2, 4,
 /// 8 … seconds (at most 5 minutes) when RabbitMQ refuses them.
-/// `claimed_until` is when a refused row's retry is due (the name is from
-/// when claims were leases, and stays so that replicas of the previous
-/// release keep working through a rolling update).
 static TABLE: relay::Table = relay::Table {
     name: "outbox",
-    claim: "SELECT id, message_id, routing_key, payload, traceparent, tracestate, baggage \
-         FROM outbox WHERE published_at IS NULL AND set_aside_at IS NULL \
-         AND (claimed_until IS NULL OR claimed_until <= now()) ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+    claim: "WITH claimed AS (UPDATE outbox SET claimed_until = now() + make_interval(secs => $2) \
+         WHERE id IN (SELECT id FROM outbox WHERE published_at IS NULL AND set_aside_at IS NULL \
+         AND (claimed_until IS NULL OR claimed_until <= now()) ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) \
+         RETURNING id, message_id, routing_key, payload, traceparent, tracestate, baggage) \
+         SELECT * FROM claimed ORDER BY id",
     published: "UPDATE outbox SET published_at = now(), claimed_until = NULL, last_error = NULL WHERE id = ANY($1)",
     failed: "UPDATE outbox SET attempts = attempts + 1, last_error = $2, \
          set_aside_at = CASE WHEN attempts + 1 >= $3 THEN now() END, \
          claimed_until = now() + least(interval '1 second' * power(2, attempts + 1), interval '5 minutes') \
          WHERE id = $1 RETURNING set_aside_at IS NOT NULL",
+    release: "UPDATE outbox SET claimed_until = NULL WHERE id = ANY($1)",
     counts: "SELECT (SELECT count(*) FROM outbox WHERE published_at IS NULL AND set_aside_at IS NULL), \
          (SELECT count(*) FROM outbox WHERE set_aside_at IS NOT NULL)",
 };
@@ -50,13 +50,14 @@ static TABLE: relay::Table = relay::Table {
 /// written (unless one is refused or the broker fails midway; consumers do
 /// not rely on it, see the worker).
 const BATCH: i64 = 100;
-/// How long a pass may sit idle in its transaction before PostgreSQL ends
-/// it and frees the rows it claimed: longer than a pass waits on a stalled
-/// RabbitMQ (at most 15 s: 5 s to connect, 10 s for the confirms). A relay
-/// killed mid-pass frees its rows at once (its connection closes), so the
-/// restarted relay or another replica takes them; only a relay whose
-/// connection goes silent (its host lost) holds them this long.
-const HOLD: Duration = Duration::from_secs(20);
+/// How long a claim holds: a pass of 100 events takes well under a second
+/// unless RabbitMQ stalls, and then the pass gives up after one confirm
+/// timeout (10 s). It is also how long the rows of a relay killed between
+/// claiming and publishing wait before the restarted relay (or another
+/// replica) takes them: short, so a crash delays events by seconds. A pass
+/// that outlives it may see its rows published twice, which consumers
+/// dedupe.
+const LEASE: Duration = Duration::from_secs(15);
 /// Refusals (unroutable: no queue bound for the event) before an event is
 /// set aside: with the growing delays, about 13 minutes of trying, time for
 /// a worker that has never run to declare its queue.
@@ -145,7 +146,7 @@ pub fn relay(
         exchange,
         relay::Settings {
             batch: BATCH,
-            hold: HOLD,
+            lease: LEASE,
             max_attempts: MAX_ATTEMPTS,
             interval: poll_interval,
             linger: relay::LINGER,
@@ -163,14 +164,16 @@ mod tests {
     use super::*;
     use telemetry::db::Statement;
 
-    /// The span names these statements get, read from their text.
+    /// The span names these statements get, read from their text: the claim
+    /// is named by the UPDATE in its WITH.
     #[test]
     fn every_statement_is_named_by_its_operation_and_table() {
         for (sql, operation) in [
             (INSERT, "INSERT"),
-            (TABLE.claim, "SELECT"),
+            (TABLE.claim, "UPDATE"),
             (TABLE.published, "UPDATE"),
             (TABLE.failed, "UPDATE"),
+            (TABLE.release, "UPDATE"),
         ] {
             let collection = Some("outbox");
             assert_eq!(

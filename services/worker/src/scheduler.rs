@@ -1,7 +1,7 @@
 //! Publishes due notifications to the bot's queue.
 //!
 //! The scheduler is a [`relay::Relay`] over the notifications table: due rows
-//! are claimed by locking them (`FOR UPDATE SKIP LOCKED`, so any number of
+//! are claimed with a lease (`FOR UPDATE SKIP LOCKED`, so any number of
 //! workers can run side by side and each notification is published by one of
 //! them); a claimed batch is published at once and each row is marked `sent`
 //! by its own confirm. A
@@ -25,30 +25,29 @@ use uuid::Uuid;
 
 /// The notifications table as a [`relay::Table`]: due rows oldest first,
 /// retried after 2, 4, 8 … seconds (at most 5 minutes) when refused.
-/// `claimed_until` is when a refused row's retry is due (the name is from
-/// when claims were leases, and stays so that replicas of the previous
-/// release keep working through a rolling update).
 static TABLE: relay::Table = relay::Table {
     name: "notifications",
-    claim: "SELECT id, game_id, kind, player, due_at, traceparent, tracestate, baggage \
-         FROM notifications WHERE status = 'pending' AND due_at <= now() \
-         AND (claimed_until IS NULL OR claimed_until <= now()) ORDER BY due_at LIMIT $1 FOR UPDATE SKIP LOCKED",
+    claim: "WITH claimed AS (UPDATE notifications SET claimed_until = now() + make_interval(secs => $2) \
+         WHERE id IN (SELECT id FROM notifications WHERE status = 'pending' AND due_at <= now() \
+         AND (claimed_until IS NULL OR claimed_until <= now()) ORDER BY due_at LIMIT $1 FOR UPDATE SKIP LOCKED) \
+         RETURNING id, game_id, kind, player, due_at, traceparent, tracestate, baggage) \
+         SELECT * FROM claimed ORDER BY due_at",
     published: "UPDATE notifications SET status = 'sent', sent_at = now(), claimed_until = NULL, \
          last_error = NULL WHERE id = ANY($1)",
     failed: "UPDATE notifications SET attempts = attempts + 1, last_error = $2, \
          status = CASE WHEN attempts + 1 >= $3 THEN 'dead' ELSE 'pending' END, \
          claimed_until = now() + least(interval '1 second' * power(2, attempts + 1), interval '5 minutes') \
          WHERE id = $1 RETURNING status = 'dead'",
+    release: "UPDATE notifications SET claimed_until = NULL WHERE id = ANY($1)",
     counts: "SELECT (SELECT count(*) FROM notifications WHERE status = 'pending' AND due_at <= now()), \
          (SELECT count(*) FROM notifications WHERE status = 'dead')",
 };
 
 /// Notifications claimed per pass.
 const BATCH: i64 = 50;
-/// How long a pass may sit idle in its transaction before PostgreSQL frees
-/// the notifications it claimed (see the outbox's `HOLD` in the api: the
-/// same reasoning, the same value).
-const HOLD: Duration = Duration::from_secs(20);
+/// How long a claim holds, and how long the notifications a killed worker
+/// had claimed wait for the next one (see the outbox's lease in the api).
+const LEASE: Duration = Duration::from_secs(15);
 
 /// A due notification as the scheduler claims it.
 #[derive(Debug, sqlx::FromRow)]
@@ -125,7 +124,7 @@ pub fn scheduler(
         exchange,
         relay::Settings {
             batch: BATCH,
-            hold: HOLD,
+            lease: LEASE,
             max_attempts,
             interval,
             linger: relay::LINGER,
@@ -145,18 +144,15 @@ mod tests {
     use super::*;
     use telemetry::db::Statement;
 
-    /// The span names these statements get, read from their text.
+    /// The span names these statements get, read from their text: the claim
+    /// is named by the UPDATE in its WITH.
     #[test]
     fn every_statement_is_named_by_its_operation_and_table() {
-        for (sql, operation) in [
-            (TABLE.claim, "SELECT"),
-            (TABLE.published, "UPDATE"),
-            (TABLE.failed, "UPDATE"),
-        ] {
+        for sql in [TABLE.claim, TABLE.published, TABLE.failed, TABLE.release] {
             assert_eq!(
                 Statement::parse(sql),
                 Statement {
-                    operation,
+                    operation: "UPDATE",
                     collection: Some("notifications")
                 },
                 "{sql}"

@@ -1,5 +1,5 @@
-//! A TCP proxy in front of a real server, to cut, stall and restore the
-//! connection the way a restarting server or a lost host would.
+//! A TCP proxy in front of a real server, to cut and restore the connection
+//! the way a network outage or a restarting server would.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,17 +10,14 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-/// Forwards connections on [`TcpProxy::addr`] to a target until cut or
-/// stalled.
+/// Forwards connections on [`TcpProxy::addr`] to a target until cut.
 ///
 /// While cut, open connections are closed and new ones are accepted and
-/// closed at once, so clients see resets rather than a hang. While stalled,
-/// connections stay open and nothing crosses them, in either direction: a
-/// host that is gone without closing anything.
+/// closed at once, so clients see resets rather than a hang.
 #[derive(Debug)]
 pub struct TcpProxy {
     addr: SocketAddr,
-    link: Arc<watch::Sender<Link>>,
+    up: Arc<watch::Sender<bool>>,
     accepted: Arc<AtomicUsize>,
     task: JoinHandle<()>,
 }
@@ -35,25 +32,34 @@ impl TcpProxy {
             .await
             .expect("bind the proxy");
         let addr = listener.local_addr().expect("proxy address");
-        let (link, _) = watch::channel(Link::Up);
-        let link = Arc::new(link);
-        let state = link.clone();
+        let (up, _) = watch::channel(true);
+        let up = Arc::new(up);
+        let state = up.clone();
         let accepted = Arc::new(AtomicUsize::new(0));
         let count = accepted.clone();
         let task = tokio::spawn(async move {
             while let Ok((inbound, _)) = listener.accept().await {
                 count.fetch_add(1, Ordering::Relaxed);
-                if *state.borrow() == Link::Cut {
+                if !*state.borrow() {
                     drop(inbound);
                     continue;
                 }
-                let link = state.subscribe();
-                tokio::spawn(forward(inbound, target, link));
+                let mut cut = state.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = TcpStream::connect(target).await else {
+                        return;
+                    };
+                    let mut inbound = inbound;
+                    tokio::select! {
+                        _ = copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut.wait_for(|up| !*up) => {}
+                    }
+                });
             }
         });
         Self {
             addr,
-            link,
+            up,
             accepted,
             task,
         }
@@ -112,51 +118,12 @@ impl TcpProxy {
 
     /// Closes every open connection and refuses new ones.
     pub fn cut(&self) {
-        self.link.send_replace(Link::Cut);
-    }
-
-    /// Stops forwarding and keeps every connection open: what has not
-    /// crossed yet waits, and [`TcpProxy::restore`] lets it through.
-    pub fn stall(&self) {
-        self.link.send_replace(Link::Stalled);
+        self.up.send_replace(false);
     }
 
     /// Lets connections through again.
     pub fn restore(&self) {
-        self.link.send_replace(Link::Up);
-    }
-}
-
-/// The state of a proxy's link to its target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Link {
-    Up,
-    Stalled,
-    Cut,
-}
-
-/// Copies between `inbound` and a new connection to `target` while the link
-/// is up, pauses the copy (keeping what it holds) while it is stalled, and
-/// closes both when it is cut.
-async fn forward(mut inbound: TcpStream, target: SocketAddr, mut link: watch::Receiver<Link>) {
-    let Ok(mut outbound) = TcpStream::connect(target).await else {
-        return;
-    };
-    let copy = copy_bidirectional(&mut inbound, &mut outbound);
-    tokio::pin!(copy);
-    loop {
-        let state = *link.borrow_and_update();
-        let changed = match state {
-            Link::Cut => return,
-            Link::Stalled => link.changed().await,
-            Link::Up => tokio::select! {
-                _ = &mut copy => return,
-                changed = link.changed() => changed,
-            },
-        };
-        if changed.is_err() {
-            return;
-        }
+        self.up.send_replace(true);
     }
 }
 
@@ -170,8 +137,6 @@ impl Drop for TcpProxy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     #[tokio::test]
     async fn urls_are_rewritten_to_the_proxy_keeping_credentials_and_path() {
@@ -187,8 +152,9 @@ mod tests {
         );
     }
 
-    /// A proxy in front of a server that echoes what it reads.
-    async fn echo_proxy() -> TcpProxy {
+    #[tokio::test]
+    async fn a_cut_proxy_closes_connections_and_a_restored_one_forwards_again() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let echo = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let target = echo.local_addr().unwrap();
         tokio::spawn(async move {
@@ -203,12 +169,7 @@ mod tests {
                 });
             }
         });
-        TcpProxy::start(target).await
-    }
-
-    #[tokio::test]
-    async fn a_cut_proxy_closes_connections_and_a_restored_one_forwards_again() {
-        let proxy = echo_proxy().await;
+        let proxy = TcpProxy::start(target).await;
         let roundtrip = || async {
             let mut stream = TcpStream::connect(proxy.addr()).await.unwrap();
             stream.write_all(b"ping").await.unwrap();
@@ -220,23 +181,5 @@ mod tests {
         assert!(roundtrip().await.is_err());
         proxy.restore();
         assert_eq!(&roundtrip().await.unwrap(), b"ping");
-    }
-
-    #[tokio::test]
-    async fn a_stalled_proxy_holds_connections_open_and_delivers_on_restore() {
-        let proxy = echo_proxy().await;
-        let mut stream = TcpStream::connect(proxy.addr()).await.unwrap();
-        let mut buf = [0; 4];
-        stream.write_all(b"ping").await.unwrap();
-        stream.read_exact(&mut buf).await.unwrap();
-
-        proxy.stall();
-        stream.write_all(b"pong").await.unwrap();
-        let read = tokio::time::timeout(Duration::from_millis(300), stream.read_exact(&mut buf));
-        assert!(read.await.is_err(), "nothing crosses a stalled link");
-
-        proxy.restore();
-        stream.read_exact(&mut buf).await.unwrap();
-        assert_eq!(&buf, b"pong", "held, not lost");
     }
 }
